@@ -1,0 +1,3 @@
+//! # weft-dataplane — the packet engine
+pub mod classifier;
+pub mod element;

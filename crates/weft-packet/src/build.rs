@@ -1,0 +1,156 @@
+//! Frame builders for the messages a node originates (ICMP errors and echo
+//! replies, ARP, neighbour discovery) and for tests, on `etherparse`'s
+//! `PacketBuilder` so lengths and checksums are computed in one place.
+
+use crate::Mac;
+use etherparse::PacketBuilder;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Default TTL / hop limit for packets a node originates.
+pub const DEFAULT_TTL: u8 = 64;
+
+fn finish<B>(b: etherparse::PacketBuilderStep<B>, payload: &[u8]) -> Vec<u8>
+where
+    etherparse::PacketBuilderStep<B>: BuilderWrite,
+{
+    b.to_vec(payload)
+}
+
+/// Private helper so [`finish`] works for every final builder step.
+pub trait BuilderWrite {
+    /// Serialize with `payload`.
+    fn to_vec(self, payload: &[u8]) -> Vec<u8>;
+}
+macro_rules! impl_bw {
+    ($t:ty) => {
+        impl BuilderWrite for etherparse::PacketBuilderStep<$t> {
+            fn to_vec(self, payload: &[u8]) -> Vec<u8> {
+                let mut v = Vec::with_capacity(self.size(payload.len()));
+                // Writing into a Vec cannot fail for lack of space; a payload
+                // too large for the IP length field yields an empty frame.
+                if self.write(&mut v, payload).is_err() {
+                    v.clear();
+                }
+                v
+            }
+        }
+    };
+}
+impl_bw!(etherparse::UdpHeader);
+impl_bw!(etherparse::TcpHeader);
+impl_bw!(etherparse::Icmpv4Header);
+impl_bw!(etherparse::Icmpv6Header);
+
+/// An Ethernet/IPv4/UDP frame.
+#[allow(clippy::too_many_arguments)]
+pub fn udp4(src_mac: Mac, dst_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    finish(PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src.octets(), dst.octets(), ttl).udp(sport, dport), payload)
+}
+
+/// An Ethernet/IPv6/UDP frame.
+#[allow(clippy::too_many_arguments)]
+pub fn udp6(src_mac: Mac, dst_mac: Mac, src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, hop: u8, payload: &[u8]) -> Vec<u8> {
+    finish(PacketBuilder::ethernet2(src_mac, dst_mac).ipv6(src.octets(), dst.octets(), hop).udp(sport, dport), payload)
+}
+
+/// An Ethernet/IPv4/TCP frame (flags as in the TCP header byte 13).
+#[allow(clippy::too_many_arguments)]
+pub fn tcp4(src_mac: Mac, dst_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+    finish(
+        PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src.octets(), dst.octets(), DEFAULT_TTL).tcp(sport, dport, seq, 65535).ack(0),
+        payload,
+    )
+}
+
+/// An ICMP message of `typ`/`code` with the 4 bytes after the checksum and a
+/// body.
+#[allow(clippy::too_many_arguments)]
+pub fn icmp4(src_mac: Mac, dst_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, typ: u8, code: u8, rest: [u8; 4], body: &[u8]) -> Vec<u8> {
+    finish(PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src.octets(), dst.octets(), ttl).icmpv4_raw(typ, code, rest), body)
+}
+
+/// An ICMPv6 message of `typ`/`code` with the 4 bytes after the checksum and
+/// a body.
+#[allow(clippy::too_many_arguments)]
+pub fn icmp6(src_mac: Mac, dst_mac: Mac, src: Ipv6Addr, dst: Ipv6Addr, hop: u8, typ: u8, code: u8, rest: [u8; 4], body: &[u8]) -> Vec<u8> {
+    finish(PacketBuilder::ethernet2(src_mac, dst_mac).ipv6(src.octets(), dst.octets(), hop).icmpv6_raw(typ, code, rest), body)
+}
+
+/// An ICMP echo request (for tests and end hosts).
+pub fn ping4(src_mac: Mac, dst_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16, ttl: u8, data: &[u8]) -> Vec<u8> {
+    let mut rest = [0u8; 4];
+    rest[..2].copy_from_slice(&id.to_be_bytes());
+    rest[2..].copy_from_slice(&seq.to_be_bytes());
+    icmp4(src_mac, dst_mac, src, dst, ttl, 8, 0, rest, data)
+}
+
+/// An ARP request or reply (`op` 1 or 2) for Ethernet/IPv4.
+pub fn arp(op: u16, sha: Mac, spa: Ipv4Addr, tha: Mac, tpa: Ipv4Addr, eth_dst: Mac) -> Vec<u8> {
+    let mut f = Vec::with_capacity(60);
+    f.extend_from_slice(&eth_dst);
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&crate::ethertype::ARP.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4]);
+    f.extend_from_slice(&op.to_be_bytes());
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&spa.octets());
+    f.extend_from_slice(&tha);
+    f.extend_from_slice(&tpa.octets());
+    f.resize(60, 0); // minimum Ethernet frame without FCS
+    f
+}
+
+/// The solicited-node multicast address of `a` (RFC 4291 2.7.1).
+pub fn solicited_node(a: Ipv6Addr) -> Ipv6Addr {
+    let o = a.octets();
+    Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | o[13] as u16, ((o[14] as u16) << 8) | o[15] as u16)
+}
+
+/// The Ethernet multicast MAC for IPv6 multicast address `a` (RFC 2464 7).
+pub fn ipv6_multicast_mac(a: Ipv6Addr) -> Mac {
+    let o = a.octets();
+    [0x33, 0x33, o[12], o[13], o[14], o[15]]
+}
+
+/// A neighbour solicitation for `target` from `src` (RFC 4861 4.3), sent to
+/// the target's solicited-node address.
+pub fn neighbor_solicit(src_mac: Mac, src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+    let dst = solicited_node(target);
+    let mut body = Vec::with_capacity(24);
+    body.extend_from_slice(&target.octets());
+    body.extend_from_slice(&[1, 1]);
+    body.extend_from_slice(&src_mac);
+    icmp6(src_mac, ipv6_multicast_mac(dst), src, dst, 255, 135, 0, [0; 4], &body)
+}
+
+/// A solicited neighbour advertisement for `target` (RFC 4861 4.4), flags
+/// Solicited and Override, with the target link-layer address option.
+pub fn neighbor_advert(src_mac: Mac, target: Ipv6Addr, dst_mac: Mac, dst: Ipv6Addr, router: bool) -> Vec<u8> {
+    let mut body = Vec::with_capacity(24);
+    body.extend_from_slice(&target.octets());
+    body.extend_from_slice(&[2, 1]);
+    body.extend_from_slice(&src_mac);
+    let flags = if router { 0xe0 } else { 0x60 };
+    icmp6(src_mac, dst_mac, target, dst, 255, 136, 0, [flags, 0, 0, 0], &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::{parse, L3, L4};
+
+    #[test]
+    fn arp_roundtrip() {
+        let f = arp(1, [1; 6], Ipv4Addr::new(10, 0, 0, 1), [0; 6], Ipv4Addr::new(10, 0, 0, 2), crate::BROADCAST_MAC);
+        let h = parse(&f).unwrap();
+        assert!(matches!(h.l3, L3::Arp { op: 1, spa: [10, 0, 0, 1], tpa: [10, 0, 0, 2], .. }));
+    }
+
+    #[test]
+    fn ns_is_icmpv6_135() {
+        let f = neighbor_solicit([1; 6], "fe80::1".parse().unwrap(), "2001:db8::2".parse().unwrap());
+        let h = parse(&f).unwrap();
+        assert!(matches!(h.l4, L4::Icmpv6 { typ: 135, .. }));
+        assert_eq!(&f[0..2], &[0x33, 0x33]);
+    }
+}
