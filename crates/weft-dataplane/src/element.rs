@@ -39,7 +39,9 @@ impl std::str::FromStr for InstanceId {
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
         let t = t.rsplit_once('#').map(|(_, n)| n).unwrap_or(t);
-        t.parse::<u32>().map(InstanceId).map_err(|_| format!("bad instance id {s:?}: expected #N"))
+        t.parse::<u32>()
+            .map(InstanceId)
+            .map_err(|_| format!("bad instance id {s:?}: expected #N"))
     }
 }
 
@@ -106,7 +108,10 @@ impl Args {
     /// Parse a configuration string.
     pub fn parse(s: &str) -> Args {
         let mut a = Args::default();
-        for w in s.split(|c: char| c.is_whitespace() || c == ',').filter(|w| !w.is_empty()) {
+        for w in s
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|w| !w.is_empty())
+        {
             match w.split_once('=') {
                 Some((k, v)) if !k.is_empty() => {
                     a.named.insert(k.to_string(), v.to_string());
@@ -119,7 +124,10 @@ impl Args {
 
     /// The named argument `key`, else positional word `pos`.
     pub fn get(&self, key: &str, pos: usize) -> Option<&str> {
-        self.named.get(key).map(String::as_str).or_else(|| self.positional.get(pos).map(String::as_str))
+        self.named
+            .get(key)
+            .map(String::as_str)
+            .or_else(|| self.positional.get(pos).map(String::as_str))
     }
 
     /// [`Args::get`] parsed as `T`; `Ok(None)` when absent, an error naming
@@ -127,7 +135,10 @@ impl Args {
     pub fn get_parsed<T: std::str::FromStr>(&self, key: &str, pos: usize) -> Result<Option<T>, ElementError> {
         match self.get(key, pos) {
             None => Ok(None),
-            Some(v) => v.parse::<T>().map(Some).map_err(|_| ElementError::Config(format!("{key}: cannot parse {v:?}"))),
+            Some(v) => v
+                .parse::<T>()
+                .map(Some)
+                .map_err(|_| ElementError::Config(format!("{key}: cannot parse {v:?}"))),
         }
     }
 
@@ -173,8 +184,18 @@ pub struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     /// A context for driving an element outside a node (tests, benchmarks,
     /// other hosts such as the WebAssembly runtime's tests).
-    pub fn new(now_ns: u64, instance: InstanceId, pool: &'a mut PacketPool, emitted: &'a mut Vec<(EmitTo, Packet)>) -> Self {
-        Ctx { now_ns, instance, pool, emitted }
+    pub fn new(
+        now_ns: u64,
+        instance: InstanceId,
+        pool: &'a mut PacketPool,
+        emitted: &'a mut Vec<(EmitTo, Packet)>,
+    ) -> Self {
+        Ctx {
+            now_ns,
+            instance,
+            pool,
+            emitted,
+        }
     }
 
     /// Emit a new packet.
@@ -292,7 +313,10 @@ pub struct ElementClass {
 
 impl fmt::Debug for ElementClass {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ElementClass").field("name", &self.name).field("kind", &self.kind).finish()
+        f.debug_struct("ElementClass")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish()
     }
 }
 
@@ -302,7 +326,12 @@ impl ElementClass {
     where
         F: Fn(&Args) -> Result<Box<dyn Element>, ElementError> + Send + Sync + 'static,
     {
-        ElementClass { name: name.to_string(), kind: ClassKind::Native, doc, factory: Arc::new(factory) }
+        ElementClass {
+            name: name.to_string(),
+            kind: ClassKind::Native,
+            doc,
+            factory: Arc::new(factory),
+        }
     }
 
     /// Stage 1 and 2: parse `args` and initialize.

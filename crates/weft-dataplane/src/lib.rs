@@ -1,3 +1,27 @@
 //! # weft-dataplane — the packet engine
+//!
+//! * [`element`] — the element contract (**API Boundary**): [`Element`],
+//!   [`Verdict`], [`ElementClass`], [`Args`].
+//! * [`classifier`] — filters on the 6-tuple, matched in rule order with a
+//!   lookup that does not grow linearly with the rule count.
+//! * [`fib`] — longest-prefix-match routes for IPv4 and IPv6.
+//! * [`neigh`] — ARP / neighbour discovery cache.
+//! * [`node`] — [`Node`], the node handle and the data path over one
+//!   immutable [`node::Pipeline`] snapshot.
+//!
+//! **Architecture invariant:** this crate knows nothing about HTTP, wasm,
+//! sockets or clocks: time comes in as `now_ns`, frames come in and go out as
+//! [`weft_packet::Packet`] batches.
+#![warn(missing_docs)]
+#![deny(unsafe_code)]
+
 pub mod classifier;
 pub mod element;
+pub mod fib;
+pub mod neigh;
+pub mod node;
+
+pub use classifier::Match;
+pub use element::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, EmitTo, InstanceId, Verdict};
+pub use fib::{Route, RouteKind};
+pub use node::{DropReason, FilterId, FilterSpec, Hook, Node, NodeError, PortConfig};

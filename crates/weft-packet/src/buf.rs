@@ -31,9 +31,13 @@ pub struct Meta {
     pub l4: u16,
     /// The classifier key, filled in when the packet is parsed.
     pub flow: FlowKey,
-    /// A next hop chosen by an element (policy routing, explicit paths); the
-    /// FIB is bypassed when set.
+    /// The next hop. Set by an element before routing (policy routing,
+    /// explicit paths) it overrides the FIB's choice; after routing it holds
+    /// the resolved next hop.
     pub next_hop: Option<IpAddr>,
+    /// The port routing chose (set by the engine after the FIB lookup; an
+    /// element in FORWARD or POSTROUTING may change it).
+    pub out_port: Option<PortId>,
     /// An explicit-path label (0 = none); reserved for label-switched paths.
     pub label: u32,
     /// A free mark elements may set and filters may later read.
@@ -171,7 +175,10 @@ impl Packet {
     /// is not guaranteed). Used to push an encapsulation header.
     pub fn push_front(&mut self, n: usize) -> Result<&mut [u8], BufError> {
         if n > self.head {
-            return Err(BufError::NoHeadroom { need: n, have: self.head });
+            return Err(BufError::NoHeadroom {
+                need: n,
+                have: self.head,
+            });
         }
         self.head -= n;
         Ok(&mut self.buf[self.head..self.head + n])
@@ -180,7 +187,11 @@ impl Packet {
     /// Remove `n` bytes from the front (pop an encapsulation header).
     pub fn pull_front(&mut self, n: usize) -> Result<(), BufError> {
         if n > self.len() {
-            return Err(BufError::OutOfRange { at: 0, len: n, size: self.len() });
+            return Err(BufError::OutOfRange {
+                at: 0,
+                len: n,
+                size: self.len(),
+            });
         }
         self.head += n;
         Ok(())
@@ -189,7 +200,10 @@ impl Packet {
     /// Grow the data by `n` bytes at the back and return them.
     pub fn push_back(&mut self, n: usize) -> Result<&mut [u8], BufError> {
         if n > self.tailroom() {
-            return Err(BufError::NoTailroom { need: n, have: self.tailroom() });
+            return Err(BufError::NoTailroom {
+                need: n,
+                have: self.tailroom(),
+            });
         }
         let at = self.tail;
         self.tail += n;
@@ -208,10 +222,17 @@ impl Packet {
     /// Returns the gap. Used to insert an IP option or a label.
     pub fn insert_gap(&mut self, at: usize, n: usize) -> Result<&mut [u8], BufError> {
         if at > self.len() {
-            return Err(BufError::OutOfRange { at, len: n, size: self.len() });
+            return Err(BufError::OutOfRange {
+                at,
+                len: n,
+                size: self.len(),
+            });
         }
         if n > self.head {
-            return Err(BufError::NoHeadroom { need: n, have: self.head });
+            return Err(BufError::NoHeadroom {
+                need: n,
+                have: self.head,
+            });
         }
         let old = self.head;
         self.head -= n;
@@ -222,7 +243,11 @@ impl Packet {
     /// Remove `n` bytes at offset `at`, moving the first `at` bytes forward.
     pub fn remove_range(&mut self, at: usize, n: usize) -> Result<(), BufError> {
         if at.checked_add(n).is_none_or(|end| end > self.len()) {
-            return Err(BufError::OutOfRange { at, len: n, size: self.len() });
+            return Err(BufError::OutOfRange {
+                at,
+                len: n,
+                size: self.len(),
+            });
         }
         let old = self.head;
         self.buf.copy_within(old..old + at, old + n);

@@ -43,21 +43,61 @@ impl_bw!(etherparse::Icmpv6Header);
 
 /// An Ethernet/IPv4/UDP frame.
 #[allow(clippy::too_many_arguments)]
-pub fn udp4(src_mac: Mac, dst_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, ttl: u8, payload: &[u8]) -> Vec<u8> {
-    finish(PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src.octets(), dst.octets(), ttl).udp(sport, dport), payload)
+pub fn udp4(
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    finish(
+        PacketBuilder::ethernet2(src_mac, dst_mac)
+            .ipv4(src.octets(), dst.octets(), ttl)
+            .udp(sport, dport),
+        payload,
+    )
 }
 
 /// An Ethernet/IPv6/UDP frame.
 #[allow(clippy::too_many_arguments)]
-pub fn udp6(src_mac: Mac, dst_mac: Mac, src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, hop: u8, payload: &[u8]) -> Vec<u8> {
-    finish(PacketBuilder::ethernet2(src_mac, dst_mac).ipv6(src.octets(), dst.octets(), hop).udp(sport, dport), payload)
+pub fn udp6(
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    sport: u16,
+    dport: u16,
+    hop: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    finish(
+        PacketBuilder::ethernet2(src_mac, dst_mac)
+            .ipv6(src.octets(), dst.octets(), hop)
+            .udp(sport, dport),
+        payload,
+    )
 }
 
 /// An Ethernet/IPv4/TCP frame (flags as in the TCP header byte 13).
 #[allow(clippy::too_many_arguments)]
-pub fn tcp4(src_mac: Mac, dst_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+pub fn tcp4(
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    payload: &[u8],
+) -> Vec<u8> {
     finish(
-        PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src.octets(), dst.octets(), DEFAULT_TTL).tcp(sport, dport, seq, 65535).ack(0),
+        PacketBuilder::ethernet2(src_mac, dst_mac)
+            .ipv4(src.octets(), dst.octets(), DEFAULT_TTL)
+            .tcp(sport, dport, seq, 65535)
+            .ack(0),
         payload,
     )
 }
@@ -65,19 +105,58 @@ pub fn tcp4(src_mac: Mac, dst_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, sport: u16
 /// An ICMP message of `typ`/`code` with the 4 bytes after the checksum and a
 /// body.
 #[allow(clippy::too_many_arguments)]
-pub fn icmp4(src_mac: Mac, dst_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, typ: u8, code: u8, rest: [u8; 4], body: &[u8]) -> Vec<u8> {
-    finish(PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src.octets(), dst.octets(), ttl).icmpv4_raw(typ, code, rest), body)
+pub fn icmp4(
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+    typ: u8,
+    code: u8,
+    rest: [u8; 4],
+    body: &[u8],
+) -> Vec<u8> {
+    finish(
+        PacketBuilder::ethernet2(src_mac, dst_mac)
+            .ipv4(src.octets(), dst.octets(), ttl)
+            .icmpv4_raw(typ, code, rest),
+        body,
+    )
 }
 
 /// An ICMPv6 message of `typ`/`code` with the 4 bytes after the checksum and
 /// a body.
 #[allow(clippy::too_many_arguments)]
-pub fn icmp6(src_mac: Mac, dst_mac: Mac, src: Ipv6Addr, dst: Ipv6Addr, hop: u8, typ: u8, code: u8, rest: [u8; 4], body: &[u8]) -> Vec<u8> {
-    finish(PacketBuilder::ethernet2(src_mac, dst_mac).ipv6(src.octets(), dst.octets(), hop).icmpv6_raw(typ, code, rest), body)
+pub fn icmp6(
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hop: u8,
+    typ: u8,
+    code: u8,
+    rest: [u8; 4],
+    body: &[u8],
+) -> Vec<u8> {
+    finish(
+        PacketBuilder::ethernet2(src_mac, dst_mac)
+            .ipv6(src.octets(), dst.octets(), hop)
+            .icmpv6_raw(typ, code, rest),
+        body,
+    )
 }
 
 /// An ICMP echo request (for tests and end hosts).
-pub fn ping4(src_mac: Mac, dst_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16, ttl: u8, data: &[u8]) -> Vec<u8> {
+pub fn ping4(
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    id: u16,
+    seq: u16,
+    ttl: u8,
+    data: &[u8],
+) -> Vec<u8> {
     let mut rest = [0u8; 4];
     rest[..2].copy_from_slice(&id.to_be_bytes());
     rest[2..].copy_from_slice(&seq.to_be_bytes());
@@ -103,7 +182,16 @@ pub fn arp(op: u16, sha: Mac, spa: Ipv4Addr, tha: Mac, tpa: Ipv4Addr, eth_dst: M
 /// The solicited-node multicast address of `a` (RFC 4291 2.7.1).
 pub fn solicited_node(a: Ipv6Addr) -> Ipv6Addr {
     let o = a.octets();
-    Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | o[13] as u16, ((o[14] as u16) << 8) | o[15] as u16)
+    Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | o[13] as u16,
+        ((o[14] as u16) << 8) | o[15] as u16,
+    )
 }
 
 /// The Ethernet multicast MAC for IPv6 multicast address `a` (RFC 2464 7).
@@ -141,9 +229,24 @@ mod tests {
 
     #[test]
     fn arp_roundtrip() {
-        let f = arp(1, [1; 6], Ipv4Addr::new(10, 0, 0, 1), [0; 6], Ipv4Addr::new(10, 0, 0, 2), crate::BROADCAST_MAC);
+        let f = arp(
+            1,
+            [1; 6],
+            Ipv4Addr::new(10, 0, 0, 1),
+            [0; 6],
+            Ipv4Addr::new(10, 0, 0, 2),
+            crate::BROADCAST_MAC,
+        );
         let h = parse(&f).unwrap();
-        assert!(matches!(h.l3, L3::Arp { op: 1, spa: [10, 0, 0, 1], tpa: [10, 0, 0, 2], .. }));
+        assert!(matches!(
+            h.l3,
+            L3::Arp {
+                op: 1,
+                spa: [10, 0, 0, 1],
+                tpa: [10, 0, 0, 2],
+                ..
+            }
+        ));
     }
 
     #[test]

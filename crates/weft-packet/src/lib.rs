@@ -26,7 +26,7 @@ pub mod view;
 
 pub use buf::{Batch, Meta, Packet, PacketPool, PortId};
 pub use flow::FlowKey;
-pub use view::{Headers, L3, L4, ParseError};
+pub use view::{Headers, ParseError, L3, L4};
 
 /// An Ethernet MAC address.
 pub type Mac = [u8; 6];

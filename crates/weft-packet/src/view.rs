@@ -209,7 +209,13 @@ pub fn parse(frame: &[u8]) -> Result<Headers, ParseError> {
             spa.copy_from_slice(arp.sender_protocol_addr());
             let mut tpa = [0u8; 4];
             tpa.copy_from_slice(arp.target_protocol_addr());
-            h.l3 = L3::Arp { off: ETH_LEN as u16, op: arp.operation().0, sha, spa, tpa };
+            h.l3 = L3::Arp {
+                off: ETH_LEN as u16,
+                op: arp.operation().0,
+                sha,
+                spa,
+                tpa,
+            };
         }
         _ => {}
     }
@@ -219,10 +225,12 @@ pub fn parse(frame: &[u8]) -> Result<Headers, ParseError> {
 fn parse_ipv4(rest: &[u8], h: &mut Headers) -> Result<(), ParseError> {
     let ip = Ipv4HeaderSlice::from_slice(rest).map_err(|e| match e {
         etherparse::err::ipv4::HeaderSliceError::Len(_) => ParseError::Truncated(Layer::Ipv4),
-        etherparse::err::ipv4::HeaderSliceError::Content(etherparse::err::ipv4::HeaderError::UnexpectedVersion { .. }) => {
-            ParseError::Malformed(Layer::Ipv4, "version is not 4")
+        etherparse::err::ipv4::HeaderSliceError::Content(etherparse::err::ipv4::HeaderError::UnexpectedVersion {
+            ..
+        }) => ParseError::Malformed(Layer::Ipv4, "version is not 4"),
+        etherparse::err::ipv4::HeaderSliceError::Content(_) => {
+            ParseError::Malformed(Layer::Ipv4, "header length below 20")
         }
-        etherparse::err::ipv4::HeaderSliceError::Content(_) => ParseError::Malformed(Layer::Ipv4, "header length below 20"),
     })?;
     let hlen = ip.slice().len();
     let total = ip.total_len() as usize;
@@ -237,7 +245,13 @@ fn parse_ipv4(rest: &[u8], h: &mut Headers) -> Result<(), ParseError> {
     }
     let p = ip.protocol().0;
     let later_fragment = ip.fragments_offset().value() != 0;
-    h.l3 = L3::Ipv4 { off: ETH_LEN as u16, hlen: hlen as u16, total_len: total as u16, ttl: ip.ttl(), later_fragment };
+    h.l3 = L3::Ipv4 {
+        off: ETH_LEN as u16,
+        hlen: hlen as u16,
+        total_len: total as u16,
+        ttl: ip.ttl(),
+        later_fragment,
+    };
     h.flow.family = Family::V4;
     h.flow.proto = p;
     h.flow.src = u32::from_be_bytes(ip.source()) as u128;
@@ -287,7 +301,9 @@ fn parse_l4(payload: &[u8], p: u8, off: usize, v6: bool, h: &mut Headers) -> Res
         proto::TCP => {
             let t = TcpHeaderSlice::from_slice(payload).map_err(|e| match e {
                 etherparse::err::tcp::HeaderSliceError::Len(_) => ParseError::Truncated(Layer::Tcp),
-                etherparse::err::tcp::HeaderSliceError::Content(_) => ParseError::Malformed(Layer::Tcp, "data offset below 5"),
+                etherparse::err::tcp::HeaderSliceError::Content(_) => {
+                    ParseError::Malformed(Layer::Tcp, "data offset below 5")
+                }
             })?;
             h.flow.sport = t.source_port();
             h.flow.dport = t.destination_port();
@@ -297,13 +313,21 @@ fn parse_l4(payload: &[u8], p: u8, off: usize, v6: bool, h: &mut Headers) -> Res
             if payload.len() < 8 {
                 return Err(ParseError::Truncated(Layer::Icmp));
             }
-            h.l4 = L4::Icmp { off: off16, typ: payload[0], code: payload[1] };
+            h.l4 = L4::Icmp {
+                off: off16,
+                typ: payload[0],
+                code: payload[1],
+            };
         }
         proto::ICMPV6 if v6 => {
             if payload.len() < 4 {
                 return Err(ParseError::Truncated(Layer::Icmp));
             }
-            h.l4 = L4::Icmpv6 { off: off16, typ: payload[0], code: payload[1] };
+            h.l4 = L4::Icmpv6 {
+                off: off16,
+                typ: payload[0],
+                code: payload[1],
+            };
         }
         _ => {}
     }
@@ -318,7 +342,16 @@ mod tests {
 
     #[test]
     fn parses_udp_v4() {
-        let f = build::udp4([2; 6], [4; 6], Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 1, 2), 1234, 6060, 64, b"hello");
+        let f = build::udp4(
+            [2; 6],
+            [4; 6],
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 1, 2),
+            1234,
+            6060,
+            64,
+            b"hello",
+        );
         let h = parse(&f).unwrap();
         assert_eq!(h.flow.sport, 1234);
         assert_eq!(h.flow.dport, 6060);
@@ -329,7 +362,16 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_errors() {
-        let f = build::udp4([2; 6], [4; 6], Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 1, 2), 1, 2, 64, b"x");
+        let f = build::udp4(
+            [2; 6],
+            [4; 6],
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 1, 2),
+            1,
+            2,
+            64,
+            b"x",
+        );
         assert_eq!(parse(&f[..10]), Err(ParseError::Truncated(Layer::Ethernet)));
         assert_eq!(parse(&f[..20]), Err(ParseError::Truncated(Layer::Ipv4)));
         let mut bad = f.clone();
@@ -345,7 +387,16 @@ mod tests {
 
     #[test]
     fn parses_v6_with_extension_header() {
-        let f = build::udp6([2; 6], [4; 6], "2001:db8::1".parse().unwrap(), "2001:db8:1::2".parse().unwrap(), 5, 6060, 64, b"hi");
+        let f = build::udp6(
+            [2; 6],
+            [4; 6],
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8:1::2".parse().unwrap(),
+            5,
+            6060,
+            64,
+            b"hi",
+        );
         let h = parse(&f).unwrap();
         assert_eq!(h.flow.dport, 6060);
         assert!(matches!(h.l3, L3::Ipv6 { payload_off: 54, .. }));

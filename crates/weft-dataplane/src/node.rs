@@ -1,0 +1,2081 @@
+//! The node: ports, addresses, classes, instances, filters, routes, the
+//! pipeline snapshot, and the data path that runs over them.
+//!
+//! [`Node`] is the **node handle**: the one API through which anything
+//! (config files, the HTTP API, the CLI, the emulator, later the PBR and
+//! signaling daemons) changes a node. Every change builds a new immutable
+//! [`Pipeline`] off to the side and publishes it in one assignment; the data
+//! path reads only the snapshot it took at the start of a batch, so no packet
+//! ever sees a half-made configuration.
+//!
+//! **Threading.** A `Node` is owned by the thread that runs its data path;
+//! control operations are applied between batches (drivers queue them from
+//! other threads, see `weft-control`). The hot path therefore takes no locks
+//! and shares no cache lines with the control plane. Instance state lives in
+//! the instances, not in the snapshot, which is why replacing an element loses
+//! no packet: the swap happens between two batches.
+//!
+//! **Data path** (DESIGN section 3): parse → PREROUTING → routing decision →
+//! INPUT (node-local) | FORWARD → POSTROUTING → neighbour resolution → port.
+//! Packets the node or its elements originate take OUTPUT → routing →
+//! POSTROUTING.
+
+use crate::classifier::{Classifier, Match};
+use crate::element::{
+    Args, ClassDoc, ClassKind, Ctx, Element, ElementClass, ElementError, EmitTo, InstanceId, Verdict,
+};
+use crate::fib::{Fib, Route, RouteKind};
+use crate::neigh::{Neighbors, Pending, PENDING_MAX, RESOLVE_TIMEOUT_NS, RETRY_NS};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use weft_packet::flow::Family;
+use weft_packet::view::{parse, ParseError, L3};
+use weft_packet::{build, checksum, proto, Batch, Mac, Packet, PacketPool, PortId, BROADCAST_MAC};
+
+/// The pseudo-port of packets the node itself originates.
+pub const LOCAL_PORT: PortId = u16::MAX;
+
+/// Netfilter-style hooks where filters bind paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hook {
+    /// Every IP packet received, before routing.
+    Prerouting = 0,
+    /// Packets addressed to the node.
+    Input = 1,
+    /// Packets being forwarded (after the TTL decrement).
+    Forward = 2,
+    /// Packets the node or its elements originate.
+    Output = 3,
+    /// Every packet about to leave a port.
+    Postrouting = 4,
+}
+
+impl Hook {
+    /// All hooks in path order.
+    pub const ALL: [Hook; 5] = [
+        Hook::Prerouting,
+        Hook::Input,
+        Hook::Forward,
+        Hook::Output,
+        Hook::Postrouting,
+    ];
+
+    /// Upper-case name, as iptables prints chains.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "PREROUTING",
+            Hook::Input => "INPUT",
+            Hook::Forward => "FORWARD",
+            Hook::Output => "OUTPUT",
+            Hook::Postrouting => "POSTROUTING",
+        }
+    }
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Hook {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "prerouting" => Ok(Hook::Prerouting),
+            "input" => Ok(Hook::Input),
+            "forward" => Ok(Hook::Forward),
+            "output" => Ok(Hook::Output),
+            "postrouting" => Ok(Hook::Postrouting),
+            _ => Err(format!(
+                "unknown hook {s:?} (prerouting, input, forward, output, postrouting)"
+            )),
+        }
+    }
+}
+
+/// Why the node dropped a packet. Counted per reason; exposed as
+/// `weft_drops_total{reason="…"}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(usize)]
+pub enum DropReason {
+    /// Frame shorter than an Ethernet header.
+    TruncatedEthernet,
+    /// ARP shorter than its fixed part.
+    TruncatedArp,
+    /// IPv4 header or total length past the frame end.
+    TruncatedIpv4,
+    /// IPv6 header or extension headers past the frame end.
+    TruncatedIpv6,
+    /// UDP/TCP/ICMP header past the IP payload end.
+    TruncatedTransport,
+    /// Impossible IPv4 header fields.
+    MalformedIpv4,
+    /// Impossible IPv6 header or extension header chain.
+    MalformedIpv6,
+    /// Impossible TCP header.
+    MalformedTransport,
+    /// ARP for something other than Ethernet/IPv4.
+    MalformedArp,
+    /// IPv4 header checksum wrong.
+    BadChecksum,
+    /// Unicast frame for another MAC address.
+    NotOurMac,
+    /// Ethertype the node does not handle.
+    UnknownEthertype,
+    /// Received on or routed to a port that is down.
+    PortDown,
+    /// No route to the destination.
+    NoRoute,
+    /// TTL or hop limit exhausted.
+    TtlExceeded,
+    /// Larger than the out port's MTU and may not be fragmented.
+    MtuExceeded,
+    /// Too many packets waiting for one neighbour.
+    NeighborQueueFull,
+    /// Neighbour did not answer in time.
+    NeighborUnresolved,
+    /// An element's verdict was Drop.
+    Element,
+    /// Addressed to the node, but nothing listens there.
+    NoListener,
+    /// The node-local receive queue is full.
+    LocalQueueFull,
+    /// Source or destination address may not be forwarded (multicast,
+    /// broadcast, link-local, loopback, unspecified).
+    Martian,
+    /// An element redirected or emitted to a port that does not exist.
+    BadPort,
+    /// An element left a packet that no longer parses.
+    ElementMalformed,
+}
+
+impl DropReason {
+    const COUNT: usize = DropReason::ElementMalformed as usize + 1;
+    const ALL: [DropReason; DropReason::COUNT] = [
+        DropReason::TruncatedEthernet,
+        DropReason::TruncatedArp,
+        DropReason::TruncatedIpv4,
+        DropReason::TruncatedIpv6,
+        DropReason::TruncatedTransport,
+        DropReason::MalformedIpv4,
+        DropReason::MalformedIpv6,
+        DropReason::MalformedTransport,
+        DropReason::MalformedArp,
+        DropReason::BadChecksum,
+        DropReason::NotOurMac,
+        DropReason::UnknownEthertype,
+        DropReason::PortDown,
+        DropReason::NoRoute,
+        DropReason::TtlExceeded,
+        DropReason::MtuExceeded,
+        DropReason::NeighborQueueFull,
+        DropReason::NeighborUnresolved,
+        DropReason::Element,
+        DropReason::NoListener,
+        DropReason::LocalQueueFull,
+        DropReason::Martian,
+        DropReason::BadPort,
+        DropReason::ElementMalformed,
+    ];
+
+    /// Stable counter label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::TruncatedEthernet => "truncated-ethernet",
+            DropReason::TruncatedArp => "truncated-arp",
+            DropReason::TruncatedIpv4 => "truncated-ipv4",
+            DropReason::TruncatedIpv6 => "truncated-ipv6",
+            DropReason::TruncatedTransport => "truncated-transport",
+            DropReason::MalformedIpv4 => "malformed-ipv4",
+            DropReason::MalformedIpv6 => "malformed-ipv6",
+            DropReason::MalformedTransport => "malformed-transport",
+            DropReason::MalformedArp => "malformed-arp",
+            DropReason::BadChecksum => "bad-ipv4-checksum",
+            DropReason::NotOurMac => "not-our-mac",
+            DropReason::UnknownEthertype => "unknown-ethertype",
+            DropReason::PortDown => "port-down",
+            DropReason::NoRoute => "no-route",
+            DropReason::TtlExceeded => "ttl-exceeded",
+            DropReason::MtuExceeded => "mtu-exceeded",
+            DropReason::NeighborQueueFull => "neighbor-queue-full",
+            DropReason::NeighborUnresolved => "neighbor-unresolved",
+            DropReason::Element => "element",
+            DropReason::NoListener => "no-listener",
+            DropReason::LocalQueueFull => "local-queue-full",
+            DropReason::Martian => "martian",
+            DropReason::BadPort => "bad-port",
+            DropReason::ElementMalformed => "element-malformed",
+        }
+    }
+
+    fn from_parse(e: ParseError) -> DropReason {
+        use weft_packet::view::Layer;
+        match e {
+            ParseError::Truncated(Layer::Ethernet) => DropReason::TruncatedEthernet,
+            ParseError::Truncated(Layer::Arp) => DropReason::TruncatedArp,
+            ParseError::Truncated(Layer::Ipv4) => DropReason::TruncatedIpv4,
+            ParseError::Truncated(Layer::Ipv6) => DropReason::TruncatedIpv6,
+            ParseError::Truncated(_) => DropReason::TruncatedTransport,
+            ParseError::Malformed(Layer::Ipv4, _) => DropReason::MalformedIpv4,
+            ParseError::Malformed(Layer::Ipv6, _) => DropReason::MalformedIpv6,
+            ParseError::Malformed(Layer::Arp, _) => DropReason::MalformedArp,
+            ParseError::Malformed(_, _) => DropReason::MalformedTransport,
+            ParseError::BadChecksum => DropReason::BadChecksum,
+        }
+    }
+}
+
+/// How a port is set up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortConfig {
+    /// Name (e.g. `eth0`).
+    pub name: String,
+    /// MAC address.
+    pub mac: Mac,
+    /// IP MTU in bytes (Ethernet: 1500).
+    pub mtu: u16,
+    /// Addresses with their on-link prefix, e.g. `10.0.1.1/24`.
+    pub addrs: Vec<IpNet>,
+}
+
+/// Per-port counters.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct PortStats {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames queued for transmission.
+    pub tx_packets: u64,
+    /// Bytes queued for transmission.
+    pub tx_bytes: u64,
+}
+
+struct Port {
+    cfg: PortConfig,
+    up: bool,
+    link_local: Ipv6Addr,
+    stats: PortStats,
+}
+
+/// A port as listed by [`Node::ports`].
+#[derive(Clone, Debug, Serialize)]
+pub struct PortInfo {
+    /// Port number.
+    pub id: PortId,
+    /// Configuration.
+    #[serde(flatten)]
+    pub cfg: PortConfig,
+    /// IPv6 link-local address (EUI-64 from the MAC).
+    pub link_local: Ipv6Addr,
+    /// Link state.
+    pub up: bool,
+    /// Counters.
+    pub stats: PortStats,
+}
+
+/// Per-instance counters kept by the engine (the element's own live in its
+/// report).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct InstanceStats {
+    /// Packets handed to the element.
+    pub packets: u64,
+    /// Bytes handed to the element.
+    pub bytes: u64,
+    /// Verdict Drop.
+    pub dropped: u64,
+    /// Verdict Consume.
+    pub consumed: u64,
+    /// Verdict Redirect.
+    pub redirected: u64,
+    /// Packets the element emitted.
+    pub emitted: u64,
+    /// Batches (calls to `process_batch`).
+    pub batches: u64,
+}
+
+struct Instance {
+    class: String,
+    args: Args,
+    element: Box<dyn Element>,
+    stats: InstanceStats,
+    generation: u32,
+}
+
+/// An instance as listed by [`Node::instances`].
+#[derive(Clone, Debug, Serialize)]
+pub struct InstanceInfo {
+    /// Node-unique id.
+    pub id: InstanceId,
+    /// Class name.
+    pub class: String,
+    /// Current configuration.
+    pub config: String,
+    /// How many times the instance was replaced.
+    pub generation: u32,
+    /// Filters whose paths include this instance.
+    pub filters: Vec<FilterId>,
+    /// Engine counters.
+    pub stats: InstanceStats,
+}
+
+/// A filter identifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FilterId(pub u32);
+
+impl fmt::Display for FilterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A filter to add: a match at a hook and the path (chain of instances)
+/// packets matching it run through.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilterSpec {
+    /// Hook.
+    pub hook: Option<Hook>,
+    /// Match.
+    #[serde(flatten)]
+    pub m: Match,
+    /// Instances in path order.
+    #[serde(default)]
+    pub chain: Vec<InstanceId>,
+    /// Rule position within the hook (0 = first); `None` appends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
+}
+
+#[derive(Clone, Debug)]
+struct Filter {
+    id: FilterId,
+    hook: Hook,
+    m: Match,
+    chain: Vec<InstanceId>,
+}
+
+/// A filter as listed by [`Node::filters`] (rule order within each hook).
+#[derive(Clone, Debug, Serialize)]
+pub struct FilterInfo {
+    /// Id.
+    pub id: FilterId,
+    /// Hook.
+    pub hook: Hook,
+    /// Match.
+    #[serde(flatten)]
+    pub m: Match,
+    /// Instances in path order, with their classes.
+    pub chain: Vec<(InstanceId, String)>,
+    /// Packets matched.
+    pub hits: u64,
+}
+
+/// Error returned by [`Node`] operations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// No class of that name.
+    #[error("unknown class {0:?}")]
+    UnknownClass(String),
+    /// A class of that name exists already.
+    #[error("class {0:?} exists already")]
+    ClassExists(String),
+    /// The class still has instances.
+    #[error("class {0:?} has instances: {1}")]
+    ClassInUse(String, String),
+    /// No such instance.
+    #[error("no instance {0}")]
+    UnknownInstance(InstanceId),
+    /// The instance is bound to filters.
+    #[error("instance {0} is bound to filter(s) {1}; unbind it or remove those filters first")]
+    InstanceInUse(InstanceId, String),
+    /// No such filter.
+    #[error("no filter {0}")]
+    UnknownFilter(FilterId),
+    /// No such port.
+    #[error("no port {0}")]
+    UnknownPort(String),
+    /// A port of that name exists already.
+    #[error("port {0:?} exists already")]
+    PortExists(String),
+    /// No such route.
+    #[error("no route for {0}")]
+    UnknownRoute(IpNet),
+    /// A route's gateway is not reachable on-link.
+    #[error("gateway {0} is not on a connected network")]
+    GatewayNotOnLink(IpAddr),
+    /// The filter has no hook.
+    #[error("a filter needs a hook")]
+    NoHook,
+    /// The instance is already in that path.
+    #[error("instance {0} is already bound to filter {1}")]
+    AlreadyBound(InstanceId, FilterId),
+    /// The instance is not in that path.
+    #[error("instance {0} is not bound to filter {1}")]
+    NotBound(InstanceId, FilterId),
+    /// An element refused (configuration, control, state).
+    #[error("{0}")]
+    Element(#[from] ElementError),
+}
+
+/// Compiled per-hook table.
+#[derive(Default)]
+struct HookTable {
+    classifier: Classifier,
+    /// Rule index → (filter id, path).
+    rules: Vec<(FilterId, Arc<[InstanceId]>)>,
+}
+
+/// The immutable snapshot the data path reads: classifiers and paths per
+/// hook, the FIB (with the node's own addresses as local host routes).
+#[derive(Default)]
+pub struct Pipeline {
+    /// Incremented by every published change.
+    pub version: u64,
+    hooks: [HookTable; 5],
+    fib: Fib,
+}
+
+impl Pipeline {
+    /// Number of rules at `hook`.
+    pub fn rules(&self, hook: Hook) -> usize {
+        self.hooks[hook as usize].rules.len()
+    }
+}
+
+/// A packet the node delivered to a local listener (see [`Node::listen`]).
+pub type LocalPacket = Packet;
+
+/// ICMP error rate limit (Linux's `icmp_ratelimit` default: one per ms with a
+/// burst of 50).
+const ICMP_RATE_PER_S: u64 = 1000;
+const ICMP_BURST: u64 = 50;
+/// Node-local receive queue bound.
+const LOCAL_QUEUE_MAX: usize = 4096;
+/// Bound on originate → output → emit rounds in one batch (an element in
+/// OUTPUT that emits on every packet must not loop forever).
+const OUTPUT_ROUNDS: usize = 4;
+
+/// A Weft node. See the module documentation.
+pub struct Node {
+    name: String,
+    ports: Vec<Port>,
+    classes: BTreeMap<String, ElementClass>,
+    instances: Vec<Option<Instance>>,
+    filters: Vec<Filter>,
+    filter_hits: Vec<u64>,
+    next_filter: u32,
+    routes: Fib,
+    neigh: Neighbors,
+    pipeline: Arc<Pipeline>,
+    drops: [u64; DropReason::COUNT],
+    pool: PacketPool,
+    tx: Vec<Batch>,
+    emitted: Vec<(EmitTo, Packet)>,
+    originate: Batch,
+    local_rx: VecDeque<LocalPacket>,
+    listeners: Vec<(u8, u16)>,
+    icmp_tokens: u64,
+    icmp_last_ns: u64,
+    icmp_sent: u64,
+    now_ns: u64,
+    // Scratch vectors reused across batches so the hot path does not allocate.
+    s_ip: Batch,
+    s_local: Batch,
+    s_fwd: Batch,
+    s_keep: Batch,
+    s_rest: Batch,
+    s_groups: Vec<(usize, Batch)>,
+    s_group_pool: Vec<Batch>,
+    s_verdicts: Vec<Verdict>,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.name)
+            .field("version", &self.pipeline.version)
+            .finish()
+    }
+}
+
+fn eui64_link_local(mac: Mac) -> Ipv6Addr {
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        mac[0] ^ 0x02,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
+    ])
+}
+
+fn v4_of(bits: u128) -> Ipv4Addr {
+    Ipv4Addr::from(bits as u32)
+}
+
+fn is_martian_v4(a: Ipv4Addr) -> bool {
+    a.is_multicast() || a.is_broadcast() || a.is_unspecified() || a.is_loopback() || a.is_link_local()
+}
+
+fn is_martian_v6(a: Ipv6Addr) -> bool {
+    a.is_multicast() || a.is_unspecified() || a.is_loopback() || (a.segments()[0] & 0xffc0) == 0xfe80
+}
+
+impl Node {
+    /// An empty node with no ports, classes or routes.
+    pub fn new(name: &str) -> Node {
+        Node {
+            name: name.to_string(),
+            ports: Vec::new(),
+            classes: BTreeMap::new(),
+            instances: vec![None], // ids start at #1, as in PromethOS
+            filters: Vec::new(),
+            filter_hits: Vec::new(),
+            next_filter: 1,
+            routes: Fib::default(),
+            neigh: Neighbors::default(),
+            pipeline: Arc::new(Pipeline::default()),
+            drops: [0; DropReason::COUNT],
+            pool: PacketPool::with_buffers(256),
+            tx: Vec::new(),
+            emitted: Vec::new(),
+            originate: Vec::new(),
+            local_rx: VecDeque::new(),
+            listeners: Vec::new(),
+            icmp_tokens: ICMP_BURST,
+            icmp_last_ns: 0,
+            icmp_sent: 0,
+            now_ns: 0,
+            s_ip: Vec::with_capacity(64),
+            s_local: Vec::with_capacity(64),
+            s_fwd: Vec::with_capacity(64),
+            s_keep: Vec::with_capacity(64),
+            s_rest: Vec::with_capacity(64),
+            s_groups: Vec::new(),
+            s_group_pool: Vec::new(),
+            s_verdicts: Vec::with_capacity(64),
+        }
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The current pipeline snapshot.
+    pub fn pipeline(&self) -> Arc<Pipeline> {
+        self.pipeline.clone()
+    }
+
+    // ----- ports and addresses -------------------------------------------
+
+    /// Add a port; its addresses' prefixes become connected routes.
+    pub fn add_port(&mut self, cfg: PortConfig) -> Result<PortId, NodeError> {
+        if self.ports.iter().any(|p| p.cfg.name == cfg.name) {
+            return Err(NodeError::PortExists(cfg.name));
+        }
+        let id = self.ports.len() as PortId;
+        let link_local = eui64_link_local(cfg.mac);
+        let addrs = cfg.addrs.clone();
+        self.ports.push(Port {
+            cfg: PortConfig { addrs: vec![], ..cfg },
+            up: true,
+            link_local,
+            stats: PortStats::default(),
+        });
+        self.tx.push(Vec::with_capacity(64));
+        for a in addrs {
+            self.add_address_inner(id, a);
+        }
+        self.publish();
+        Ok(id)
+    }
+
+    /// The port called `name` (or numbered so).
+    pub fn port_id(&self, name: &str) -> Result<PortId, NodeError> {
+        if let Some(i) = self.ports.iter().position(|p| p.cfg.name == name) {
+            return Ok(i as PortId);
+        }
+        match name.parse::<usize>() {
+            Ok(i) if i < self.ports.len() => Ok(i as PortId),
+            _ => Err(NodeError::UnknownPort(name.to_string())),
+        }
+    }
+
+    /// Number of ports.
+    pub fn port_count(&self) -> usize {
+        self.ports.len()
+    }
+
+    /// The ports.
+    pub fn ports(&self) -> Vec<PortInfo> {
+        self.ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PortInfo {
+                id: i as PortId,
+                cfg: p.cfg.clone(),
+                link_local: p.link_local,
+                up: p.up,
+                stats: p.stats,
+            })
+            .collect()
+    }
+
+    /// The MAC address of a port.
+    pub fn port_mac(&self, port: PortId) -> Option<Mac> {
+        self.ports.get(port as usize).map(|p| p.cfg.mac)
+    }
+
+    /// Set a port's link state; a down port neither receives nor sends.
+    pub fn set_port_up(&mut self, port: PortId, up: bool) -> Result<(), NodeError> {
+        let p = self
+            .ports
+            .get_mut(port as usize)
+            .ok_or_else(|| NodeError::UnknownPort(port.to_string()))?;
+        if p.up != up {
+            p.up = up;
+            tracing::info!(node = %self.name, port, up, "link state changed");
+        }
+        Ok(())
+    }
+
+    /// Add an address to a port (its prefix becomes a connected route).
+    pub fn add_address(&mut self, port: PortId, addr: IpNet) -> Result<(), NodeError> {
+        if port as usize >= self.ports.len() {
+            return Err(NodeError::UnknownPort(port.to_string()));
+        }
+        self.add_address_inner(port, addr);
+        self.publish();
+        Ok(())
+    }
+
+    fn add_address_inner(&mut self, port: PortId, addr: IpNet) {
+        let p = &mut self.ports[port as usize];
+        if !p.cfg.addrs.contains(&addr) {
+            p.cfg.addrs.push(addr);
+        }
+        if addr.prefix_len() < addr.max_prefix_len() {
+            self.routes.insert(Route {
+                prefix: addr.trunc(),
+                via: None,
+                port,
+                kind: RouteKind::Connected,
+            });
+        }
+    }
+
+    /// Remove an address (and its connected route).
+    pub fn remove_address(&mut self, port: PortId, addr: IpNet) -> Result<(), NodeError> {
+        let p = self
+            .ports
+            .get_mut(port as usize)
+            .ok_or_else(|| NodeError::UnknownPort(port.to_string()))?;
+        p.cfg.addrs.retain(|a| *a != addr);
+        if let Some(r) = self.routes.lookup(addr.addr()) {
+            if r.kind == RouteKind::Connected && r.prefix == addr.trunc() && r.port == port {
+                self.routes.remove(&addr.trunc());
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// All addresses of the node with their ports.
+    pub fn addresses(&self) -> Vec<(PortId, IpNet)> {
+        self.ports
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| p.cfg.addrs.iter().map(move |a| (i as PortId, *a)))
+            .collect()
+    }
+
+    // ----- routes and neighbours -------------------------------------------
+
+    /// Add (or replace) a static route. A gateway must be on a connected
+    /// network; the port is then taken from that network when `port` is None.
+    pub fn add_route(&mut self, prefix: IpNet, via: Option<IpAddr>, port: Option<PortId>) -> Result<(), NodeError> {
+        let port = match (via, port) {
+            (_, Some(p)) if (p as usize) < self.ports.len() => p,
+            (_, Some(p)) => return Err(NodeError::UnknownPort(p.to_string())),
+            (Some(gw), None) => match self.routes.lookup(gw) {
+                Some(r) if r.kind == RouteKind::Connected => r.port,
+                _ => return Err(NodeError::GatewayNotOnLink(gw)),
+            },
+            (None, None) => return Err(NodeError::UnknownPort("(none given)".into())),
+        };
+        self.routes.insert(Route {
+            prefix: prefix.trunc(),
+            via,
+            port,
+            kind: RouteKind::Static,
+        });
+        self.publish();
+        Ok(())
+    }
+
+    /// Remove the route for exactly `prefix`.
+    pub fn remove_route(&mut self, prefix: IpNet) -> Result<(), NodeError> {
+        self.routes.remove(&prefix).ok_or(NodeError::UnknownRoute(prefix))?;
+        self.publish();
+        Ok(())
+    }
+
+    /// The routing table.
+    pub fn routes(&self) -> Vec<Route> {
+        self.routes.routes()
+    }
+
+    /// Add a permanent neighbour entry.
+    pub fn add_neighbor(&mut self, port: PortId, ip: IpAddr, mac: Mac) -> Result<(), NodeError> {
+        if port as usize >= self.ports.len() {
+            return Err(NodeError::UnknownPort(port.to_string()));
+        }
+        let waiting = self.neigh.learn(port, ip, mac, true);
+        for p in waiting {
+            self.send_l2(port, mac, p);
+        }
+        Ok(())
+    }
+
+    /// The neighbour table.
+    pub fn neighbors(&self) -> Vec<(PortId, IpAddr, crate::neigh::Neighbor)> {
+        self.neigh.entries()
+    }
+
+    // ----- classes and instances -------------------------------------------
+
+    /// Register a class (LANA `add`).
+    pub fn add_class(&mut self, class: ElementClass) -> Result<(), NodeError> {
+        if self.classes.contains_key(&class.name) {
+            return Err(NodeError::ClassExists(class.name));
+        }
+        self.classes.insert(class.name.clone(), class);
+        Ok(())
+    }
+
+    /// Register or replace a class definition (existing instances keep the
+    /// code they were created with).
+    pub fn upsert_class(&mut self, class: ElementClass) {
+        self.classes.insert(class.name.clone(), class);
+    }
+
+    /// Unregister a class (LANA `rm`); refused while instances exist.
+    pub fn remove_class(&mut self, name: &str) -> Result<(), NodeError> {
+        if !self.classes.contains_key(name) {
+            return Err(NodeError::UnknownClass(name.to_string()));
+        }
+        let users: Vec<String> = self.instance_ids_of(name).iter().map(|i| i.to_string()).collect();
+        if !users.is_empty() {
+            return Err(NodeError::ClassInUse(name.to_string(), users.join(", ")));
+        }
+        self.classes.remove(name);
+        Ok(())
+    }
+
+    fn instance_ids_of(&self, class: &str) -> Vec<InstanceId> {
+        self.instances
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().filter(|x| x.class == class).map(|_| InstanceId(i as u32)))
+            .collect()
+    }
+
+    /// The registered classes: name, kind, documentation.
+    pub fn classes(&self) -> Vec<(String, ClassKind, ClassDoc)> {
+        self.classes
+            .values()
+            .map(|c| (c.name.clone(), c.kind.clone(), c.doc.clone()))
+            .collect()
+    }
+
+    /// True when a class of that name is registered.
+    pub fn has_class(&self, name: &str) -> bool {
+        self.classes.contains_key(name)
+    }
+
+    /// Create an instance of `class` configured by `config`.
+    pub fn create_instance(&mut self, class: &str, config: &str) -> Result<InstanceId, NodeError> {
+        let cls = self
+            .classes
+            .get(class)
+            .ok_or_else(|| NodeError::UnknownClass(class.to_string()))?;
+        let args = Args::parse(config);
+        let element = cls.create(&args)?;
+        let id = InstanceId(self.instances.len() as u32);
+        self.instances.push(Some(Instance {
+            class: class.to_string(),
+            args,
+            element,
+            stats: InstanceStats::default(),
+            generation: 0,
+        }));
+        tracing::info!(node = %self.name, %id, class, config, "instance created");
+        Ok(id)
+    }
+
+    fn inst(&self, id: InstanceId) -> Result<&Instance, NodeError> {
+        self.instances
+            .get(id.0 as usize)
+            .and_then(|s| s.as_ref())
+            .ok_or(NodeError::UnknownInstance(id))
+    }
+
+    fn inst_mut(&mut self, id: InstanceId) -> Result<&mut Instance, NodeError> {
+        self.instances
+            .get_mut(id.0 as usize)
+            .and_then(|s| s.as_mut())
+            .ok_or(NodeError::UnknownInstance(id))
+    }
+
+    /// Remove an instance; refused while it is bound to a filter.
+    pub fn remove_instance(&mut self, id: InstanceId) -> Result<(), NodeError> {
+        self.inst(id)?;
+        let users = self.filters_of(id);
+        if !users.is_empty() {
+            let s: Vec<String> = users.iter().map(|f| f.to_string()).collect();
+            return Err(NodeError::InstanceInUse(id, s.join(", ")));
+        }
+        self.instances[id.0 as usize] = None;
+        Ok(())
+    }
+
+    fn filters_of(&self, id: InstanceId) -> Vec<FilterId> {
+        self.filters
+            .iter()
+            .filter(|f| f.chain.contains(&id))
+            .map(|f| f.id)
+            .collect()
+    }
+
+    /// Reconfigure an instance with a whole new configuration string.
+    pub fn configure(&mut self, id: InstanceId, config: &str) -> Result<(), NodeError> {
+        let inst = self.inst_mut(id)?;
+        let args = Args::parse(config);
+        inst.element.configure(&args)?;
+        inst.args = args;
+        Ok(())
+    }
+
+    /// LANA's `set key=value` on an instance.
+    pub fn set(&mut self, id: InstanceId, key: &str, value: &str) -> Result<(), NodeError> {
+        let inst = self.inst_mut(id)?;
+        let args = inst.args.with(key, value);
+        inst.element.configure(&args)?;
+        inst.args = args;
+        Ok(())
+    }
+
+    /// The control port: send a request, get the reply.
+    pub fn control(&mut self, id: InstanceId, request: &str) -> Result<String, NodeError> {
+        Ok(self.inst_mut(id)?.element.control(request)?)
+    }
+
+    /// The reporting port: the element's report plus engine counters.
+    pub fn report(&self, id: InstanceId) -> Result<serde_json::Value, NodeError> {
+        let inst = self.inst(id)?;
+        Ok(serde_json::json!({
+            "id": id.to_string(),
+            "class": inst.class,
+            "config": inst.args.to_string(),
+            "generation": inst.generation,
+            "engine": inst.stats,
+            "element": inst.element.report(),
+        }))
+    }
+
+    /// All instances.
+    pub fn instances(&self) -> Vec<InstanceInfo> {
+        self.instances
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.as_ref().map(|inst| {
+                    let id = InstanceId(i as u32);
+                    InstanceInfo {
+                        id,
+                        class: inst.class.clone(),
+                        config: inst.args.to_string(),
+                        generation: inst.generation,
+                        filters: self.filters_of(id),
+                        stats: inst.stats,
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Replace an instance's element by a new one of `class` (LANA
+    /// `replace`), keeping its id and so every binding. With `keep_state` the
+    /// old element's exported state is imported into the new one; if that
+    /// fails the old element stays in place and the error is returned. The
+    /// swap happens between batches: no packet is lost or reordered.
+    pub fn replace(
+        &mut self,
+        id: InstanceId,
+        class: &str,
+        config: Option<&str>,
+        keep_state: bool,
+    ) -> Result<(), NodeError> {
+        let cls = self
+            .classes
+            .get(class)
+            .ok_or_else(|| NodeError::UnknownClass(class.to_string()))?
+            .clone();
+        let inst = self.inst_mut(id)?;
+        let args = config.map(Args::parse).unwrap_or_else(|| inst.args.clone());
+        let mut fresh = cls.create(&args)?;
+        if keep_state {
+            if let Some(state) = inst.element.export_state() {
+                fresh.import_state(state)?;
+            }
+        }
+        let old_class = std::mem::replace(&mut inst.class, class.to_string());
+        inst.element = fresh;
+        inst.args = args;
+        inst.generation += 1;
+        tracing::info!(node = %self.name, %id, from = %old_class, to = class, keep_state, "instance replaced");
+        self.publish();
+        Ok(())
+    }
+
+    // ----- filters and paths -----------------------------------------------
+
+    /// Add a filter; returns its id.
+    pub fn add_filter(&mut self, spec: FilterSpec) -> Result<FilterId, NodeError> {
+        let hook = spec.hook.ok_or(NodeError::NoHook)?;
+        for i in &spec.chain {
+            self.inst(*i)?;
+        }
+        let id = FilterId(self.next_filter);
+        self.next_filter += 1;
+        let f = Filter {
+            id,
+            hook,
+            m: spec.m,
+            chain: spec.chain,
+        };
+        // Position counts rules within the hook.
+        let idx = match spec.position {
+            None => self.filters.len(),
+            Some(pos) => {
+                let mut seen = 0;
+                let mut at = self.filters.len();
+                for (i, g) in self.filters.iter().enumerate() {
+                    if g.hook == hook {
+                        if seen == pos {
+                            at = i;
+                            break;
+                        }
+                        seen += 1;
+                    }
+                }
+                at
+            }
+        };
+        self.filters.insert(idx, f);
+        if self.filter_hits.len() <= id.0 as usize {
+            self.filter_hits.resize(id.0 as usize + 1, 0);
+        }
+        self.publish();
+        Ok(id)
+    }
+
+    /// Remove a filter (its instances stay).
+    pub fn remove_filter(&mut self, id: FilterId) -> Result<(), NodeError> {
+        let i = self
+            .filters
+            .iter()
+            .position(|f| f.id == id)
+            .ok_or(NodeError::UnknownFilter(id))?;
+        self.filters.remove(i);
+        self.publish();
+        Ok(())
+    }
+
+    /// Bind an instance into a filter's path at `position` (None: at the end).
+    pub fn bind(&mut self, id: InstanceId, filter: FilterId, position: Option<usize>) -> Result<(), NodeError> {
+        self.inst(id)?;
+        let f = self
+            .filters
+            .iter_mut()
+            .find(|f| f.id == filter)
+            .ok_or(NodeError::UnknownFilter(filter))?;
+        if f.chain.contains(&id) {
+            return Err(NodeError::AlreadyBound(id, filter));
+        }
+        let pos = position.unwrap_or(f.chain.len()).min(f.chain.len());
+        f.chain.insert(pos, id);
+        self.publish();
+        Ok(())
+    }
+
+    /// Take an instance out of a filter's path.
+    pub fn unbind(&mut self, id: InstanceId, filter: FilterId) -> Result<(), NodeError> {
+        let f = self
+            .filters
+            .iter_mut()
+            .find(|f| f.id == filter)
+            .ok_or(NodeError::UnknownFilter(filter))?;
+        let before = f.chain.len();
+        f.chain.retain(|i| *i != id);
+        if f.chain.len() == before {
+            return Err(NodeError::NotBound(id, filter));
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Filters in rule order.
+    pub fn filters(&self) -> Vec<FilterInfo> {
+        let mut v: Vec<FilterInfo> = self
+            .filters
+            .iter()
+            .map(|f| FilterInfo {
+                id: f.id,
+                hook: f.hook,
+                m: f.m.clone(),
+                chain: f
+                    .chain
+                    .iter()
+                    .map(|i| {
+                        (
+                            *i,
+                            self.inst(*i).map(|x| x.class.clone()).unwrap_or_else(|_| "?".into()),
+                        )
+                    })
+                    .collect(),
+                hits: self.filter_hits.get(f.id.0 as usize).copied().unwrap_or(0),
+            })
+            .collect();
+        v.sort_by_key(|f| f.hook);
+        v
+    }
+
+    /// Build a new snapshot from the control state and publish it.
+    fn publish(&mut self) {
+        let mut p = Pipeline {
+            version: self.pipeline.version + 1,
+            ..Default::default()
+        };
+        for hook in Hook::ALL {
+            let fs: Vec<&Filter> = self.filters.iter().filter(|f| f.hook == hook).collect();
+            let ms: Vec<Match> = fs.iter().map(|f| f.m.clone()).collect();
+            p.hooks[hook as usize] = HookTable {
+                classifier: Classifier::build(&ms),
+                rules: fs.iter().map(|f| (f.id, Arc::from(f.chain.as_slice()))).collect(),
+            };
+        }
+        let mut fib = self.routes.clone();
+        for (i, port) in self.ports.iter().enumerate() {
+            for a in &port.cfg.addrs {
+                let host = IpNet::new_assert(a.addr(), a.max_prefix_len());
+                fib.insert(Route {
+                    prefix: host,
+                    via: None,
+                    port: i as PortId,
+                    kind: RouteKind::Local,
+                });
+            }
+        }
+        p.fib = fib;
+        self.pipeline = Arc::new(p);
+    }
+
+    // ----- counters ---------------------------------------------------------
+
+    /// Drop counters by reason (only non-zero ones).
+    pub fn drops(&self) -> BTreeMap<&'static str, u64> {
+        DropReason::ALL
+            .iter()
+            .filter(|r| self.drops[**r as usize] > 0)
+            .map(|r| (r.as_str(), self.drops[*r as usize]))
+            .collect()
+    }
+
+    /// One drop counter.
+    pub fn drop_count(&self, r: DropReason) -> u64 {
+        self.drops[r as usize]
+    }
+
+    /// ICMP errors sent.
+    pub fn icmp_errors_sent(&self) -> u64 {
+        self.icmp_sent
+    }
+
+    /// All counters in Prometheus text exposition format.
+    pub fn metrics_text(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let n = &self.name;
+        let _ = writeln!(s, "# HELP weft_drops_total Packets dropped by the node, by reason.");
+        let _ = writeln!(s, "# TYPE weft_drops_total counter");
+        for r in DropReason::ALL {
+            let _ = writeln!(
+                s,
+                "weft_drops_total{{node=\"{n}\",reason=\"{}\"}} {}",
+                r.as_str(),
+                self.drops[r as usize]
+            );
+        }
+        let _ = writeln!(s, "# TYPE weft_port_packets_total counter");
+        let _ = writeln!(s, "# TYPE weft_port_bytes_total counter");
+        for p in &self.ports {
+            let pn = &p.cfg.name;
+            let st = p.stats;
+            let _ = writeln!(
+                s,
+                "weft_port_packets_total{{node=\"{n}\",port=\"{pn}\",dir=\"rx\"}} {}",
+                st.rx_packets
+            );
+            let _ = writeln!(
+                s,
+                "weft_port_packets_total{{node=\"{n}\",port=\"{pn}\",dir=\"tx\"}} {}",
+                st.tx_packets
+            );
+            let _ = writeln!(
+                s,
+                "weft_port_bytes_total{{node=\"{n}\",port=\"{pn}\",dir=\"rx\"}} {}",
+                st.rx_bytes
+            );
+            let _ = writeln!(
+                s,
+                "weft_port_bytes_total{{node=\"{n}\",port=\"{pn}\",dir=\"tx\"}} {}",
+                st.tx_bytes
+            );
+        }
+        let _ = writeln!(s, "# TYPE weft_instance_packets_total counter");
+        for i in self.instances() {
+            let _ = writeln!(
+                s,
+                "weft_instance_packets_total{{node=\"{n}\",instance=\"{}\",class=\"{}\"}} {}",
+                i.id, i.class, i.stats.packets
+            );
+            let _ = writeln!(
+                s,
+                "weft_instance_dropped_total{{node=\"{n}\",instance=\"{}\",class=\"{}\"}} {}",
+                i.id, i.class, i.stats.dropped
+            );
+        }
+        let _ = writeln!(s, "# TYPE weft_icmp_errors_sent_total counter");
+        let _ = writeln!(s, "weft_icmp_errors_sent_total{{node=\"{n}\"}} {}", self.icmp_sent);
+        s
+    }
+
+    // ----- local stack API ---------------------------------------------------
+
+    /// Deliver packets for `(proto, port)` addressed to the node to
+    /// [`Node::poll_local`] instead of answering "port unreachable".
+    pub fn listen(&mut self, proto: u8, port: u16) {
+        if !self.listeners.contains(&(proto, port)) {
+            self.listeners.push((proto, port));
+        }
+    }
+
+    /// The next packet delivered to a local listener.
+    pub fn poll_local(&mut self) -> Option<LocalPacket> {
+        self.local_rx.pop_front()
+    }
+
+    /// Send a packet from the node itself: an Ethernet frame whose MAC
+    /// addresses are filled in on output. It takes OUTPUT → routing →
+    /// POSTROUTING at the next [`Node::receive`] or [`Node::tick`].
+    pub fn send(&mut self, frame: &[u8]) {
+        let p = self.pool.alloc(frame);
+        self.originate.push(p);
+    }
+
+    /// Frames queued for `port`; the driver sends them and hands the buffers
+    /// back with [`Node::recycle`].
+    pub fn take_tx(&mut self, port: PortId, out: &mut Batch) {
+        if let Some(q) = self.tx.get_mut(port as usize) {
+            out.append(q);
+        }
+    }
+
+    /// True when any port has frames queued.
+    pub fn has_tx(&self) -> bool {
+        self.tx.iter().any(|q| !q.is_empty())
+    }
+
+    /// Return a sent packet's buffer to the node's pool.
+    #[inline]
+    pub fn recycle(&mut self, p: Packet) {
+        self.pool.free(p);
+    }
+
+    /// A buffer from the node's pool holding `frame` (for drivers' receive
+    /// paths).
+    #[inline]
+    pub fn alloc(&mut self, frame: &[u8]) -> Packet {
+        self.pool.alloc(frame)
+    }
+
+    /// Buffers the node's pool has ever allocated.
+    pub fn pool_allocated(&self) -> u64 {
+        self.pool.allocated()
+    }
+
+    // ----- the data path -----------------------------------------------------
+
+    /// Process a batch received on `port` at time `now_ns`; drains `batch`.
+    /// Output frames are queued per port (see [`Node::take_tx`]).
+    pub fn receive(&mut self, now_ns: u64, port: PortId, batch: &mut Batch) {
+        self.now_ns = now_ns;
+        let pl = self.pipeline.clone();
+        let Some(p) = self.ports.get_mut(port as usize) else {
+            for pkt in batch.drain(..) {
+                self.drops[DropReason::BadPort as usize] += 1;
+                self.pool.free(pkt);
+            }
+            return;
+        };
+        let up = p.up;
+        let my_mac = p.cfg.mac;
+        let mut ip = std::mem::take(&mut self.s_ip);
+        for mut pkt in batch.drain(..) {
+            let p = &mut self.ports[port as usize];
+            p.stats.rx_packets += 1;
+            p.stats.rx_bytes += pkt.len() as u64;
+            if !up {
+                self.drop_pkt(DropReason::PortDown, pkt);
+                continue;
+            }
+            let h = match parse(pkt.data()) {
+                Ok(h) => h,
+                Err(e) => {
+                    self.drop_pkt(DropReason::from_parse(e), pkt);
+                    continue;
+                }
+            };
+            if h.dst_mac != my_mac && h.dst_mac[0] & 1 == 0 {
+                self.drop_pkt(DropReason::NotOurMac, pkt);
+                continue;
+            }
+            pkt.meta.in_port = port;
+            pkt.meta.out_port = None;
+            pkt.meta.next_hop = None;
+            pkt.meta.rx_ns = now_ns;
+            pkt.meta.l3 = h.l3_off() as u16;
+            pkt.meta.l4 = h.l4_off().unwrap_or(0) as u16;
+            pkt.meta.flow = h.flow;
+            pkt.meta.flow.in_port = port;
+            match h.l3 {
+                L3::Ipv4 { .. } | L3::Ipv6 { .. } => ip.push(pkt),
+                L3::Arp { op, sha, spa, tpa, .. } => self.handle_arp(port, op, sha, spa, tpa, pkt),
+                L3::Other => self.drop_pkt(DropReason::UnknownEthertype, pkt),
+            }
+        }
+        self.ip_input(&pl, &mut ip);
+        self.s_ip = ip;
+        self.output_pending(&pl);
+    }
+
+    /// Advance time: retry and expire neighbour resolutions, send what
+    /// elements and the node originated. Call when idle too.
+    pub fn tick(&mut self, now_ns: u64) {
+        self.now_ns = now_ns;
+        let pl = self.pipeline.clone();
+        let mut expired = Vec::new();
+        let mut retry = Vec::new();
+        for (k, p) in self.neigh.pending.iter_mut() {
+            if now_ns.saturating_sub(p.first_ns) > RESOLVE_TIMEOUT_NS {
+                expired.push(*k);
+            } else if now_ns.saturating_sub(p.last_req_ns) >= RETRY_NS {
+                p.last_req_ns = now_ns;
+                retry.push(*k);
+            }
+        }
+        for k in expired {
+            if let Some(p) = self.neigh.pending.remove(&k) {
+                for pkt in p.pkts {
+                    self.icmp_unreachable(&pkt, 1); // host unreachable
+                    self.drop_pkt(DropReason::NeighborUnresolved, pkt);
+                }
+            }
+        }
+        for (port, ip) in retry {
+            self.solicit(port, ip);
+        }
+        self.output_pending(&pl);
+    }
+
+    fn route_failed(&mut self, (reason, unreachable): (DropReason, bool), pkt: Packet) {
+        if unreachable {
+            self.icmp_unreachable(&pkt, 0);
+        }
+        self.drop_pkt(reason, pkt);
+    }
+
+    fn drop_pkt(&mut self, r: DropReason, pkt: Packet) {
+        self.drops[r as usize] += 1;
+        self.pool.free(pkt);
+    }
+
+    /// IP packets after L2: PREROUTING, routing decision, INPUT or FORWARD.
+    fn ip_input(&mut self, pl: &Pipeline, ip: &mut Batch) {
+        self.run_hook(Hook::Prerouting, pl, ip);
+        let mut local = std::mem::take(&mut self.s_local);
+        let mut fwd = std::mem::take(&mut self.s_fwd);
+        for mut pkt in ip.drain(..) {
+            match self.route(pl, &mut pkt) {
+                Ok(RouteKind::Local) => local.push(pkt),
+                Ok(_) => fwd.push(pkt),
+                Err(e) => self.route_failed(e, pkt),
+            }
+        }
+        self.run_hook(Hook::Input, pl, &mut local);
+        for pkt in local.drain(..) {
+            self.deliver_local(pkt);
+        }
+        self.forward(pl, &mut fwd);
+        self.s_local = local;
+        self.s_fwd = fwd;
+    }
+
+    /// Route lookup: sets `meta.out_port` and `meta.next_hop` and returns
+    /// the route kind; or the reason to drop the packet and whether to send
+    /// "destination unreachable" (the caller drops it).
+    #[inline]
+    fn route(&self, pl: &Pipeline, pkt: &mut Packet) -> Result<RouteKind, (DropReason, bool)> {
+        let f = pkt.meta.flow;
+        let dst = match f.family {
+            Family::V4 => {
+                let d = v4_of(f.dst);
+                if d.is_broadcast() || d.is_multicast() {
+                    // Not routed; the node has no multicast listeners.
+                    return Err((DropReason::Martian, false));
+                }
+                IpAddr::V4(d)
+            }
+            Family::V6 => {
+                let d = Ipv6Addr::from(f.dst);
+                if d.is_multicast() {
+                    // All-nodes, all-routers and our solicited-node groups.
+                    let ours = d == Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1)
+                        || d == Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2)
+                        || (d.segments()[0] == 0xff02 && d.segments()[5] == 1 && d.segments()[6] >> 8 == 0xff);
+                    if ours {
+                        pkt.meta.out_port = None;
+                        return Ok(RouteKind::Local);
+                    }
+                    return Err((DropReason::Martian, false));
+                }
+                if (d.segments()[0] & 0xffc0) == 0xfe80 {
+                    // Link-local: ours if it is the receiving port's.
+                    let port = pkt.meta.in_port;
+                    if self.ports.get(port as usize).is_some_and(|p| p.link_local == d) {
+                        return Ok(RouteKind::Local);
+                    }
+                    return Err((DropReason::Martian, false));
+                }
+                IpAddr::V6(d)
+            }
+            Family::None => {
+                return Err((DropReason::UnknownEthertype, false));
+            }
+        };
+        let target = pkt.meta.next_hop.unwrap_or(dst);
+        match pl.fib.lookup(target) {
+            Some(r) => {
+                if r.kind == RouteKind::Local && pkt.meta.next_hop.is_none() {
+                    return Ok(RouteKind::Local);
+                }
+                pkt.meta.out_port = Some(r.port);
+                pkt.meta.next_hop = Some(if r.kind == RouteKind::Local {
+                    target
+                } else {
+                    r.next_hop(target)
+                });
+                Ok(r.kind)
+            }
+            None => Err((DropReason::NoRoute, true)),
+        }
+    }
+
+    /// FORWARD: TTL, FORWARD hook, then POSTROUTING and out.
+    fn forward(&mut self, pl: &Pipeline, fwd: &mut Batch) {
+        let mut keep = std::mem::take(&mut self.s_keep);
+        for mut pkt in fwd.drain(..) {
+            let f = pkt.meta.flow;
+            let martian_src = match f.family {
+                Family::V4 => is_martian_v4(v4_of(f.src)),
+                Family::V6 => is_martian_v6(Ipv6Addr::from(f.src)),
+                Family::None => true,
+            };
+            if martian_src {
+                self.drop_pkt(DropReason::Martian, pkt);
+                continue;
+            }
+            let l3 = pkt.meta.l3 as usize;
+            let d = pkt.data_mut();
+            match f.family {
+                Family::V4 => {
+                    let ttl = d[l3 + 8];
+                    if ttl <= 1 {
+                        self.icmp_error(&pkt, 11, 0, [0; 4]);
+                        self.drop_pkt(DropReason::TtlExceeded, pkt);
+                        continue;
+                    }
+                    d[l3 + 8] = ttl - 1;
+                    let old = u16::from_be_bytes([ttl, d[l3 + 9]]);
+                    let new = u16::from_be_bytes([ttl - 1, d[l3 + 9]]);
+                    let cs = u16::from_be_bytes([d[l3 + 10], d[l3 + 11]]);
+                    d[l3 + 10..l3 + 12].copy_from_slice(&checksum::update16(cs, old, new).to_be_bytes());
+                }
+                _ => {
+                    let hl = d[l3 + 7];
+                    if hl <= 1 {
+                        self.icmp_error(&pkt, 3, 0, [0; 4]);
+                        self.drop_pkt(DropReason::TtlExceeded, pkt);
+                        continue;
+                    }
+                    d[l3 + 7] = hl - 1;
+                }
+            }
+            keep.push(pkt);
+        }
+        self.run_hook(Hook::Forward, pl, &mut keep);
+        self.post_and_send(pl, &mut keep);
+        self.s_keep = keep;
+    }
+
+    /// MTU check, POSTROUTING, neighbour resolution, transmit.
+    fn post_and_send(&mut self, pl: &Pipeline, out: &mut Batch) {
+        let mut ok = std::mem::take(&mut self.s_rest);
+        for pkt in out.drain(..) {
+            let Some(port) = pkt.meta.out_port else {
+                self.drop_pkt(DropReason::NoRoute, pkt);
+                continue;
+            };
+            let Some(p) = self.ports.get(port as usize) else {
+                self.drop_pkt(DropReason::BadPort, pkt);
+                continue;
+            };
+            let mtu = p.cfg.mtu as usize;
+            let l3len = pkt.len().saturating_sub(pkt.meta.l3 as usize);
+            if l3len > mtu {
+                // Ethernet padding can make a frame look long; trust the IP
+                // length field.
+                let d = pkt.data();
+                let l3 = pkt.meta.l3 as usize;
+                let (iplen, df) = match pkt.meta.flow.family {
+                    Family::V4 => (
+                        u16::from_be_bytes([d[l3 + 2], d[l3 + 3]]) as usize,
+                        d[l3 + 6] & 0x40 != 0,
+                    ),
+                    _ => (40 + u16::from_be_bytes([d[l3 + 4], d[l3 + 5]]) as usize, true),
+                };
+                if iplen > mtu {
+                    let m = (mtu as u32).to_be_bytes();
+                    if pkt.meta.flow.family == Family::V4 {
+                        if df {
+                            self.icmp_error(&pkt, 3, 4, [0, 0, m[2], m[3]]);
+                        }
+                    } else {
+                        self.icmp_error(&pkt, 2, 0, m);
+                    }
+                    // Fragmenting IPv4 without DF is not implemented: such
+                    // packets are counted here too.
+                    self.drop_pkt(DropReason::MtuExceeded, pkt);
+                    continue;
+                }
+            }
+            ok.push(pkt);
+        }
+        self.run_hook(Hook::Postrouting, pl, &mut ok);
+        for pkt in ok.drain(..) {
+            let (Some(port), Some(nh)) = (pkt.meta.out_port, pkt.meta.next_hop) else {
+                self.drop_pkt(DropReason::NoRoute, pkt);
+                continue;
+            };
+            if !self.ports.get(port as usize).is_some_and(|p| p.up) {
+                self.drop_pkt(DropReason::PortDown, pkt);
+                continue;
+            }
+            match self.neigh.get(port, nh) {
+                Some(mac) => self.send_l2(port, mac, pkt),
+                None => self.hold(port, nh, pkt),
+            }
+        }
+        self.s_rest = ok;
+    }
+
+    /// Rewrite the Ethernet addresses and queue on the port.
+    #[inline]
+    fn send_l2(&mut self, port: PortId, dst: Mac, mut pkt: Packet) {
+        let Some(p) = self.ports.get_mut(port as usize) else {
+            self.drop_pkt(DropReason::BadPort, pkt);
+            return;
+        };
+        let d = pkt.data_mut();
+        if d.len() >= 12 {
+            d[0..6].copy_from_slice(&dst);
+            d[6..12].copy_from_slice(&p.cfg.mac);
+        }
+        p.stats.tx_packets += 1;
+        p.stats.tx_bytes += pkt.len() as u64;
+        self.tx[port as usize].push(pkt);
+    }
+
+    /// Queue a frame on a port as it is (redirects, emitted copies, ARP).
+    fn send_raw(&mut self, port: PortId, pkt: Packet) {
+        match self.ports.get_mut(port as usize) {
+            Some(p) if p.up => {
+                p.stats.tx_packets += 1;
+                p.stats.tx_bytes += pkt.len() as u64;
+                self.tx[port as usize].push(pkt);
+            }
+            Some(_) => self.drop_pkt(DropReason::PortDown, pkt),
+            None => self.drop_pkt(DropReason::BadPort, pkt),
+        }
+    }
+
+    fn hold(&mut self, port: PortId, nh: IpAddr, pkt: Packet) {
+        let now = self.now_ns;
+        let mut ask = false;
+        let e = self.neigh.pending.entry((port, nh)).or_insert_with(|| {
+            ask = true;
+            Pending {
+                pkts: Vec::new(),
+                first_ns: now,
+                last_req_ns: now,
+            }
+        });
+        if e.pkts.len() >= PENDING_MAX {
+            self.drop_pkt(DropReason::NeighborQueueFull, pkt);
+        } else {
+            e.pkts.push(pkt);
+        }
+        if ask {
+            self.solicit(port, nh);
+        }
+    }
+
+    /// Send an ARP request or a neighbour solicitation for `ip` on `port`.
+    fn solicit(&mut self, port: PortId, ip: IpAddr) {
+        let Some(p) = self.ports.get(port as usize) else { return };
+        let mac = p.cfg.mac;
+        let frame = match ip {
+            IpAddr::V4(t) => {
+                let src = p
+                    .cfg
+                    .addrs
+                    .iter()
+                    .find_map(|a| match a {
+                        IpNet::V4(n) if n.contains(&t) => Some(n.addr()),
+                        _ => None,
+                    })
+                    .or_else(|| {
+                        p.cfg
+                            .addrs
+                            .iter()
+                            .find_map(|a| if let IpNet::V4(n) = a { Some(n.addr()) } else { None })
+                    });
+                let Some(src) = src else { return };
+                build::arp(1, mac, src, [0; 6], t, BROADCAST_MAC)
+            }
+            IpAddr::V6(t) => {
+                let src = p
+                    .cfg
+                    .addrs
+                    .iter()
+                    .find_map(|a| match a {
+                        IpNet::V6(n) if n.contains(&t) => Some(n.addr()),
+                        _ => None,
+                    })
+                    .unwrap_or(p.link_local);
+                build::neighbor_solicit(mac, src, t)
+            }
+        };
+        let pkt = self.pool.alloc(&frame);
+        self.send_raw(port, pkt);
+    }
+
+    fn handle_arp(&mut self, port: PortId, op: u16, sha: Mac, spa: [u8; 4], tpa: [u8; 4], pkt: Packet) {
+        self.pool.free(pkt);
+        let spa = Ipv4Addr::from(spa);
+        let tpa = Ipv4Addr::from(tpa);
+        let mine = self.ports[port as usize]
+            .cfg
+            .addrs
+            .iter()
+            .any(|a| a.addr() == IpAddr::V4(tpa));
+        // RFC 826: update an existing entry from any ARP; add one only when
+        // the packet is for us.
+        let waiting = if mine && !spa.is_unspecified() {
+            self.neigh.learn(port, IpAddr::V4(spa), sha, false)
+        } else {
+            self.neigh.refresh(port, IpAddr::V4(spa), sha)
+        };
+        for p in waiting {
+            self.send_l2(port, sha, p);
+        }
+        if mine && op == 1 {
+            let mac = self.ports[port as usize].cfg.mac;
+            let frame = build::arp(2, mac, tpa, sha, spa, sha);
+            let reply = self.pool.alloc(&frame);
+            self.send_raw(port, reply);
+        }
+    }
+
+    /// INPUT: ICMP echo, neighbour discovery, listeners, else unreachable.
+    fn deliver_local(&mut self, pkt: Packet) {
+        let f = pkt.meta.flow;
+        let d = pkt.data();
+        let l4 = pkt.meta.l4 as usize;
+        match (f.family, f.proto) {
+            (Family::V4, proto::ICMP) if l4 > 0 && d.get(l4) == Some(&8) => {
+                // Echo request → reply with the same identifier, sequence and data.
+                let l3 = pkt.meta.l3 as usize;
+                let total = u16::from_be_bytes([d[l3 + 2], d[l3 + 3]]) as usize;
+                let end = (l3 + total).min(d.len());
+                if end < l4 + 8 {
+                    self.drop_pkt(DropReason::TruncatedTransport, pkt);
+                    return;
+                }
+                let mut rest = [0u8; 4];
+                rest.copy_from_slice(&d[l4 + 4..l4 + 8]);
+                let frame = build::icmp4(
+                    [0; 6],
+                    [0; 6],
+                    v4_of(f.dst),
+                    v4_of(f.src),
+                    build::DEFAULT_TTL,
+                    0,
+                    0,
+                    rest,
+                    &d[l4 + 8..end],
+                );
+                self.send(&frame);
+                self.pool.free(pkt);
+            }
+            (Family::V6, proto::ICMPV6) if l4 > 0 => self.icmpv6_local(pkt),
+            (_, p @ (proto::UDP | proto::TCP)) => {
+                if self.listeners.contains(&(p, f.dport)) {
+                    if self.local_rx.len() >= LOCAL_QUEUE_MAX {
+                        self.drop_pkt(DropReason::LocalQueueFull, pkt);
+                    } else {
+                        self.local_rx.push_back(pkt);
+                    }
+                } else {
+                    if p == proto::UDP {
+                        self.icmp_unreachable(&pkt, 3); // port unreachable
+                    }
+                    self.drop_pkt(DropReason::NoListener, pkt);
+                }
+            }
+            _ => {
+                if self.listeners.contains(&(f.proto, 0)) && self.local_rx.len() < LOCAL_QUEUE_MAX {
+                    self.local_rx.push_back(pkt);
+                } else {
+                    self.drop_pkt(DropReason::NoListener, pkt);
+                }
+            }
+        }
+    }
+
+    fn icmpv6_local(&mut self, pkt: Packet) {
+        let f = pkt.meta.flow;
+        let d = pkt.data();
+        let l4 = pkt.meta.l4 as usize;
+        let l3 = pkt.meta.l3 as usize;
+        let end = (l3 + 40 + u16::from_be_bytes([d[l3 + 4], d[l3 + 5]]) as usize).min(d.len());
+        let body = &d[l4..end];
+        let port = pkt.meta.in_port;
+        let src = Ipv6Addr::from(f.src);
+        let dst = Ipv6Addr::from(f.dst);
+        let src_mac: Mac = d[6..12].try_into().unwrap_or([0; 6]);
+        match body.first().copied() {
+            Some(128) if body.len() >= 8 && !dst.is_multicast() => {
+                let mut rest = [0u8; 4];
+                rest.copy_from_slice(&body[4..8]);
+                let frame = build::icmp6([0; 6], [0; 6], dst, src, build::DEFAULT_TTL, 129, 0, rest, &body[8..]);
+                self.send(&frame);
+            }
+            Some(135) if body.len() >= 24 && d[l3 + 7] == 255 => {
+                // Neighbour solicitation (RFC 4861 7.1.1: hop limit must be 255).
+                let target = Ipv6Addr::from(<[u8; 16]>::try_from(&body[8..24]).unwrap_or([0; 16]));
+                let p = &self.ports[port as usize];
+                let mine = p.link_local == target || p.cfg.addrs.iter().any(|a| a.addr() == IpAddr::V6(target));
+                let mac = p.cfg.mac;
+                if mine {
+                    let sll = nd_option(&body[24..], 1).unwrap_or(src_mac);
+                    if !src.is_unspecified() {
+                        let waiting = self.neigh.learn(port, IpAddr::V6(src), sll, false);
+                        for w in waiting {
+                            self.send_l2(port, sll, w);
+                        }
+                    }
+                    let (to, to_mac) = if src.is_unspecified() {
+                        let all = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+                        (all, build::ipv6_multicast_mac(all))
+                    } else {
+                        (src, sll)
+                    };
+                    let frame = build::neighbor_advert(mac, target, to_mac, to, true);
+                    let na = self.pool.alloc(&frame);
+                    self.send_raw(port, na);
+                }
+            }
+            Some(136) if body.len() >= 24 && d[l3 + 7] == 255 => {
+                let target = Ipv6Addr::from(<[u8; 16]>::try_from(&body[8..24]).unwrap_or([0; 16]));
+                let tll = nd_option(&body[24..], 2).unwrap_or(src_mac);
+                let waiting = self.neigh.refresh(port, IpAddr::V6(target), tll);
+                for w in waiting {
+                    self.send_l2(port, tll, w);
+                }
+            }
+            _ => {
+                if self.listeners.contains(&(proto::ICMPV6, 0)) && self.local_rx.len() < LOCAL_QUEUE_MAX {
+                    self.local_rx.push_back(pkt);
+                    return;
+                }
+            }
+        }
+        self.pool.free(pkt);
+    }
+
+    /// ICMP destination unreachable with `code` (v4 codes: 0 net, 1 host,
+    /// 3 port; mapped to ICMPv6 codes 0, 3, 4).
+    fn icmp_unreachable(&mut self, pkt: &Packet, code: u8) {
+        match pkt.meta.flow.family {
+            Family::V4 => self.icmp_error(pkt, 3, code, [0; 4]),
+            Family::V6 => {
+                let c6 = match code {
+                    0 => 0,
+                    1 => 3,
+                    _ => 4,
+                };
+                self.icmp_error(pkt, 1, c6, [0; 4])
+            }
+            Family::None => {}
+        }
+    }
+
+    /// Originate an ICMP (v4) or ICMPv6 error about `pkt` (types are those
+    /// of the packet's family), from the address of the port it came in on.
+    fn icmp_error(&mut self, pkt: &Packet, typ: u8, code: u8, rest: [u8; 4]) {
+        let f = pkt.meta.flow;
+        let d = pkt.data();
+        let l3 = pkt.meta.l3 as usize;
+        // Never answer an error with an error, nor a non-initial fragment,
+        // nor a packet from a multicast/unspecified source (RFC 1812 4.3.2.7,
+        // RFC 4443 2.4).
+        let l4 = pkt.meta.l4 as usize;
+        match f.family {
+            Family::V4 => {
+                let src = v4_of(f.src);
+                if src.is_unspecified() || src.is_multicast() || src.is_broadcast() {
+                    return;
+                }
+                if d.len() < l3 + 20 || u16::from_be_bytes([d[l3 + 6], d[l3 + 7]]) & 0x1fff != 0 {
+                    return;
+                }
+                if f.proto == proto::ICMP && l4 > 0 && !matches!(d.get(l4), Some(0 | 8 | 13 | 14)) {
+                    return;
+                }
+            }
+            Family::V6 => {
+                let src = Ipv6Addr::from(f.src);
+                if src.is_unspecified() || src.is_multicast() {
+                    return;
+                }
+                if f.proto == proto::ICMPV6 && l4 > 0 && d.get(l4).is_some_and(|t| *t < 128) {
+                    return;
+                }
+            }
+            Family::None => return,
+        }
+        if !self.icmp_allowed() {
+            return;
+        }
+        let in_port = pkt.meta.in_port;
+        let frame = match f.family {
+            Family::V4 => {
+                let Some(me) = self.source_v4(in_port) else { return };
+                // RFC 1812 4.3.2.3: quote as much as fits in 576 bytes.
+                let quote = &d[l3..d.len().min(l3 + 576 - 28)];
+                build::icmp4(
+                    [0; 6],
+                    [0; 6],
+                    me,
+                    v4_of(f.src),
+                    build::DEFAULT_TTL,
+                    typ,
+                    code,
+                    rest,
+                    quote,
+                )
+            }
+            _ => {
+                let Some(me) = self.source_v6(in_port) else { return };
+                // RFC 4443 2.4(c): as much as fits in the minimum MTU 1280.
+                let quote = &d[l3..d.len().min(l3 + 1280 - 48)];
+                build::icmp6(
+                    [0; 6],
+                    [0; 6],
+                    me,
+                    Ipv6Addr::from(f.src),
+                    build::DEFAULT_TTL,
+                    typ,
+                    code,
+                    rest,
+                    quote,
+                )
+            }
+        };
+        self.icmp_sent += 1;
+        self.send(&frame);
+    }
+
+    fn icmp_allowed(&mut self) -> bool {
+        let elapsed = self.now_ns.saturating_sub(self.icmp_last_ns);
+        let add = elapsed.saturating_mul(ICMP_RATE_PER_S) / 1_000_000_000;
+        if add > 0 {
+            self.icmp_tokens = (self.icmp_tokens + add).min(ICMP_BURST);
+            self.icmp_last_ns = self.now_ns;
+        }
+        if self.icmp_tokens == 0 {
+            return false;
+        }
+        self.icmp_tokens -= 1;
+        true
+    }
+
+    fn source_v4(&self, port: PortId) -> Option<Ipv4Addr> {
+        let pick = |p: &Port| {
+            p.cfg
+                .addrs
+                .iter()
+                .find_map(|a| if let IpNet::V4(n) = a { Some(n.addr()) } else { None })
+        };
+        self.ports
+            .get(port as usize)
+            .and_then(pick)
+            .or_else(|| self.ports.iter().find_map(pick))
+    }
+
+    fn source_v6(&self, port: PortId) -> Option<Ipv6Addr> {
+        let pick = |p: &Port| {
+            p.cfg
+                .addrs
+                .iter()
+                .find_map(|a| if let IpNet::V6(n) = a { Some(n.addr()) } else { None })
+        };
+        self.ports
+            .get(port as usize)
+            .and_then(pick)
+            .or_else(|| self.ports.iter().find_map(pick))
+    }
+
+    /// Packets the node and its elements originated: OUTPUT, routing,
+    /// POSTROUTING; and emitted copies to ports.
+    fn output_pending(&mut self, pl: &Pipeline) {
+        for _ in 0..OUTPUT_ROUNDS {
+            if self.emitted.is_empty() && self.originate.is_empty() {
+                return;
+            }
+            let emitted = std::mem::take(&mut self.emitted);
+            for (to, pkt) in emitted {
+                match to {
+                    EmitTo::Port(p) => self.send_raw(p, pkt),
+                    EmitTo::Route => self.originate.push(pkt),
+                    #[allow(unreachable_patterns)]
+                    _ => self.drop_pkt(DropReason::BadPort, pkt),
+                }
+            }
+            let mut out = std::mem::take(&mut self.originate);
+            let mut routed = std::mem::take(&mut self.s_fwd);
+            for mut pkt in out.drain(..) {
+                match parse(pkt.data()) {
+                    Ok(h) if matches!(h.l3, L3::Ipv4 { .. } | L3::Ipv6 { .. }) => {
+                        pkt.meta.in_port = LOCAL_PORT;
+                        pkt.meta.l3 = h.l3_off() as u16;
+                        pkt.meta.l4 = h.l4_off().unwrap_or(0) as u16;
+                        pkt.meta.flow = h.flow;
+                        pkt.meta.flow.in_port = LOCAL_PORT;
+                        pkt.meta.out_port = None;
+                        routed.push(pkt);
+                    }
+                    _ => self.drop_pkt(DropReason::ElementMalformed, pkt),
+                }
+            }
+            self.originate = out;
+            self.run_hook(Hook::Output, pl, &mut routed);
+            let mut send = std::mem::take(&mut self.s_keep);
+            for mut pkt in routed.drain(..) {
+                match self.route(pl, &mut pkt) {
+                    // To ourselves (e.g. ping of our own address): loop back.
+                    Ok(RouteKind::Local) => self.deliver_local(pkt),
+                    Ok(_) => send.push(pkt),
+                    Err(e) => self.route_failed(e, pkt),
+                }
+            }
+            self.post_and_send(pl, &mut send);
+            self.s_keep = send;
+            self.s_fwd = routed;
+        }
+    }
+
+    /// Classify a batch at `hook` and run each matched path over its
+    /// packets. Packets of one flow match one rule, so per-flow order holds.
+    fn run_hook(&mut self, hook: Hook, pl: &Pipeline, batch: &mut Batch) {
+        let table = &pl.hooks[hook as usize];
+        if table.rules.is_empty() || batch.is_empty() {
+            return;
+        }
+        let mut rest = std::mem::take(&mut self.s_rest);
+        let mut groups = std::mem::take(&mut self.s_groups);
+        for pkt in batch.drain(..) {
+            match table.classifier.lookup(&pkt.meta.flow) {
+                None => rest.push(pkt),
+                Some(r) => {
+                    if let Some(h) = self.filter_hits.get_mut(table.rules[r].0 .0 as usize) {
+                        *h += 1;
+                    }
+                    match groups.iter_mut().find(|(g, _)| *g == r) {
+                        Some((_, b)) => b.push(pkt),
+                        None => {
+                            let mut b = self.s_group_pool.pop().unwrap_or_default();
+                            b.push(pkt);
+                            groups.push((r, b));
+                        }
+                    }
+                }
+            }
+        }
+        for (r, mut b) in groups.drain(..) {
+            let chain = table.rules[r].1.clone();
+            self.run_chain(&chain, &mut b);
+            rest.append(&mut b);
+            self.s_group_pool.push(b);
+        }
+        std::mem::swap(batch, &mut rest);
+        self.s_rest = rest;
+        self.s_groups = groups;
+    }
+
+    /// Run a path's instances over a batch, acting on verdicts.
+    fn run_chain(&mut self, chain: &[InstanceId], pkts: &mut Batch) {
+        let mut verdicts = std::mem::take(&mut self.s_verdicts);
+        let mut keep = Vec::with_capacity(0);
+        std::mem::swap(&mut keep, &mut self.s_keep);
+        let mut touched = false;
+        for &id in chain {
+            if pkts.is_empty() {
+                break;
+            }
+            let Some(Some(inst)) = self.instances.get_mut(id.0 as usize) else {
+                continue;
+            };
+            verdicts.clear();
+            verdicts.resize(pkts.len(), Verdict::Continue);
+            let before = self.emitted.len();
+            {
+                let mut cx = Ctx {
+                    now_ns: self.now_ns,
+                    instance: id,
+                    pool: &mut self.pool,
+                    emitted: &mut self.emitted,
+                };
+                inst.element.process_batch(&mut cx, pkts, &mut verdicts);
+            }
+            touched = true;
+            inst.stats.batches += 1;
+            inst.stats.packets += pkts.len() as u64;
+            inst.stats.bytes += pkts.iter().map(|p| p.len() as u64).sum::<u64>();
+            inst.stats.emitted += (self.emitted.len() - before) as u64;
+            if verdicts.iter().all(|v| *v == Verdict::Continue) {
+                continue;
+            }
+            for (pkt, v) in pkts.drain(..).zip(verdicts.iter()) {
+                match *v {
+                    Verdict::Continue => keep.push(pkt),
+                    Verdict::Drop => {
+                        inst.stats.dropped += 1;
+                        self.drops[DropReason::Element as usize] += 1;
+                        self.pool.free(pkt);
+                    }
+                    Verdict::Consume => {
+                        inst.stats.consumed += 1;
+                        self.pool.free(pkt);
+                    }
+                    Verdict::Redirect(port) => {
+                        inst.stats.redirected += 1;
+                        match self.ports.get_mut(port as usize) {
+                            Some(p) if p.up => {
+                                p.stats.tx_packets += 1;
+                                p.stats.tx_bytes += pkt.len() as u64;
+                                self.tx[port as usize].push(pkt);
+                            }
+                            Some(_) => {
+                                self.drops[DropReason::PortDown as usize] += 1;
+                                self.pool.free(pkt);
+                            }
+                            None => {
+                                self.drops[DropReason::BadPort as usize] += 1;
+                                self.pool.free(pkt);
+                            }
+                        }
+                    }
+                    #[allow(unreachable_patterns)]
+                    _ => keep.push(pkt),
+                }
+            }
+            std::mem::swap(pkts, &mut keep);
+        }
+        if touched {
+            // Elements may rewrite headers: refresh what later stages read.
+            for pkt in pkts.drain(..) {
+                match parse(pkt.data()) {
+                    Ok(h) => {
+                        let mut pkt = pkt;
+                        let in_port = pkt.meta.in_port;
+                        pkt.meta.l3 = h.l3_off() as u16;
+                        pkt.meta.l4 = h.l4_off().unwrap_or(0) as u16;
+                        pkt.meta.flow = h.flow;
+                        pkt.meta.flow.in_port = in_port;
+                        keep.push(pkt);
+                    }
+                    Err(_) => self.drop_pkt(DropReason::ElementMalformed, pkt),
+                }
+            }
+            std::mem::swap(pkts, &mut keep);
+        }
+        self.s_verdicts = verdicts;
+        self.s_keep = keep;
+    }
+}
+
+/// Find a link-layer address option (type 1 source, 2 target) in ND options.
+fn nd_option(mut opts: &[u8], typ: u8) -> Option<Mac> {
+    while opts.len() >= 8 {
+        let len = opts[1] as usize * 8;
+        if len == 0 || len > opts.len() {
+            return None;
+        }
+        if opts[0] == typ && len >= 8 {
+            return opts[2..8].try_into().ok();
+        }
+        opts = &opts[len..];
+    }
+    None
+}
