@@ -1,0 +1,307 @@
+//! The node's data path driven frame by frame: ARP, forwarding, TTL, ICMP,
+//! neighbour discovery, filters and chains, replacement.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use weft_dataplane::element::{ClassDoc, Ctx, Element, ElementClass, ElementError, Verdict};
+use weft_dataplane::{DropReason, FilterSpec, Hook, Match, Node, PortConfig};
+use weft_packet::view::{parse, L3, L4};
+use weft_packet::{build, Batch, Packet};
+
+const M0: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const M1: [u8; 6] = [2, 0, 0, 0, 1, 1];
+const HA: [u8; 6] = [2, 0xaa, 0, 0, 0, 1];
+const HB: [u8; 6] = [2, 0xbb, 0, 0, 0, 1];
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn router() -> Node {
+    let mut n = Node::new("r1");
+    n.add_port(PortConfig {
+        name: "p0".into(),
+        mac: M0,
+        mtu: 1500,
+        addrs: vec!["10.0.0.1/24".parse().unwrap(), "2001:db8:0::1/64".parse().unwrap()],
+    })
+    .unwrap();
+    n.add_port(PortConfig {
+        name: "p1".into(),
+        mac: M1,
+        mtu: 1500,
+        addrs: vec!["10.0.1.1/24".parse().unwrap(), "2001:db8:1::1/64".parse().unwrap()],
+    })
+    .unwrap();
+    n
+}
+
+fn rx(n: &mut Node, now: u64, port: u16, frames: &[Vec<u8>]) {
+    let mut b: Batch = frames.iter().map(|f| Packet::from_bytes(f)).collect();
+    n.receive(now, port, &mut b);
+}
+
+fn tx(n: &mut Node, port: u16) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    n.take_tx(port, &mut out);
+    out.iter().map(|p| p.data().to_vec()).collect()
+}
+
+fn udp_a_to_b(ttl: u8, dport: u16) -> Vec<u8> {
+    build::udp4(HA, M0, ip("10.0.0.2"), ip("10.0.1.2"), 5000, dport, ttl, b"payload")
+}
+
+/// Learn host B on port 1 by answering the router's ARP request.
+fn resolve_b(n: &mut Node) {
+    let req = tx(n, 1);
+    assert_eq!(req.len(), 1, "one ARP request");
+    let h = parse(&req[0]).unwrap();
+    assert!(matches!(
+        h.l3,
+        L3::Arp {
+            op: 1,
+            tpa: [10, 0, 1, 2],
+            ..
+        }
+    ));
+    rx(n, 1, 1, &[build::arp(2, HB, ip("10.0.1.2"), M1, ip("10.0.1.1"), M1)]);
+}
+
+#[test]
+fn arp_then_forward_decrements_ttl() {
+    let mut n = router();
+    rx(&mut n, 0, 0, &[udp_a_to_b(64, 7)]);
+    resolve_b(&mut n);
+    let out = tx(&mut n, 1);
+    assert_eq!(out.len(), 1, "held packet released after ARP reply");
+    let h = parse(&out[0]).unwrap();
+    assert_eq!(h.dst_mac, HB);
+    assert_eq!(h.src_mac, M1);
+    assert!(matches!(h.l3, L3::Ipv4 { ttl: 63, .. }), "{:?}", h.l3);
+    // Later packets go straight out.
+    rx(&mut n, 2, 0, &[udp_a_to_b(10, 7), udp_a_to_b(10, 8)]);
+    assert_eq!(tx(&mut n, 1).len(), 2);
+}
+
+#[test]
+fn answers_arp_and_ping() {
+    let mut n = router();
+    rx(
+        &mut n,
+        0,
+        0,
+        &[build::arp(1, HA, ip("10.0.0.2"), [0; 6], ip("10.0.0.1"), [0xff; 6])],
+    );
+    let out = tx(&mut n, 0);
+    let h = parse(&out[0]).unwrap();
+    assert!(matches!(
+        h.l3,
+        L3::Arp {
+            op: 2,
+            spa: [10, 0, 0, 1],
+            ..
+        }
+    ));
+    assert_eq!(h.dst_mac, HA);
+    // The requester was learned: the echo reply needs no ARP.
+    rx(
+        &mut n,
+        1,
+        0,
+        &[build::ping4(HA, M0, ip("10.0.0.2"), ip("10.0.0.1"), 7, 1, 64, b"abc")],
+    );
+    let out = tx(&mut n, 0);
+    assert_eq!(out.len(), 1);
+    let h = parse(&out[0]).unwrap();
+    assert!(matches!(h.l4, L4::Icmp { typ: 0, code: 0, .. }));
+    assert_eq!(&out[0][out[0].len() - 3..], b"abc");
+    // Ping the address of the other port too.
+    rx(
+        &mut n,
+        2,
+        0,
+        &[build::ping4(HA, M0, ip("10.0.0.2"), ip("10.0.1.1"), 7, 2, 64, b"x")],
+    );
+    assert_eq!(tx(&mut n, 0).len(), 1);
+}
+
+#[test]
+fn ttl_exceeded_and_unreachable() {
+    let mut n = router();
+    n.add_neighbor(0, IpAddr::V4(ip("10.0.0.2")), HA).unwrap();
+    rx(&mut n, 0, 0, &[udp_a_to_b(1, 33434)]);
+    let out = tx(&mut n, 0);
+    assert_eq!(out.len(), 1);
+    let h = parse(&out[0]).unwrap();
+    assert!(matches!(h.l4, L4::Icmp { typ: 11, code: 0, .. }));
+    assert_eq!(
+        h.flow.src,
+        u32::from(ip("10.0.0.1")) as u128,
+        "from the ingress address"
+    );
+    assert_eq!(n.drop_count(DropReason::TtlExceeded), 1);
+    // No route.
+    let f = build::udp4(HA, M0, ip("10.0.0.2"), ip("192.0.2.9"), 1, 2, 64, b"");
+    rx(&mut n, 1, 0, &[f]);
+    let h = parse(&tx(&mut n, 0)[0]).unwrap();
+    assert!(matches!(h.l4, L4::Icmp { typ: 3, code: 0, .. }));
+    // UDP to the node itself: port unreachable (what traceroute's last hop sees).
+    let f = build::udp4(HA, M0, ip("10.0.0.2"), ip("10.0.0.1"), 1, 33434, 64, b"");
+    rx(&mut n, 2, 0, &[f]);
+    let h = parse(&tx(&mut n, 0)[0]).unwrap();
+    assert!(matches!(h.l4, L4::Icmp { typ: 3, code: 3, .. }));
+}
+
+#[test]
+fn bad_frames_are_counted_not_fatal() {
+    let mut n = router();
+    let good = udp_a_to_b(64, 1);
+    let mut bad_ck = good.clone();
+    bad_ck[24] ^= 1;
+    let frames = vec![vec![1, 2, 3], good[..20].to_vec(), bad_ck, vec![0xffu8; 4000], vec![]];
+    rx(&mut n, 0, 0, &frames);
+    assert_eq!(n.drop_count(DropReason::TruncatedEthernet), 2);
+    assert_eq!(n.drop_count(DropReason::TruncatedIpv4), 1);
+    assert_eq!(n.drop_count(DropReason::BadChecksum), 1);
+    // 4000 bytes of 0xff: broadcast MAC, unknown ethertype 0xffff.
+    assert_eq!(n.drop_count(DropReason::UnknownEthertype), 1);
+}
+
+#[test]
+fn ipv6_nd_forward_and_echo() {
+    let mut n = router();
+    let a: Ipv6Addr = "2001:db8::2".parse().unwrap();
+    let b: Ipv6Addr = "2001:db8:1::2".parse().unwrap();
+    // Host A solicits the router's address.
+    let mut ns = build::neighbor_solicit(HA, a, "2001:db8::1".parse().unwrap());
+    ns[0..6].copy_from_slice(&build::ipv6_multicast_mac(build::solicited_node(
+        "2001:db8::1".parse().unwrap(),
+    )));
+    rx(&mut n, 0, 0, &[ns]);
+    let out = tx(&mut n, 0);
+    let h = parse(&out[0]).unwrap();
+    assert!(matches!(h.l4, L4::Icmpv6 { typ: 136, .. }));
+    // Forward to B: NS on port 1, answer it, packet leaves with hop limit 63.
+    rx(&mut n, 1, 0, &[build::udp6(HA, M0, a, b, 1, 2, 64, b"v6")]);
+    let out = tx(&mut n, 1);
+    assert!(matches!(parse(&out[0]).unwrap().l4, L4::Icmpv6 { typ: 135, .. }));
+    rx(
+        &mut n,
+        2,
+        1,
+        &[build::neighbor_advert(
+            HB,
+            b,
+            M1,
+            "2001:db8:1::1".parse().unwrap(),
+            false,
+        )],
+    );
+    let out = tx(&mut n, 1);
+    assert_eq!(out.len(), 1);
+    assert!(matches!(parse(&out[0]).unwrap().l3, L3::Ipv6 { hop_limit: 63, .. }));
+    // Echo request to the router.
+    let echo = build::icmp6(
+        HA,
+        M0,
+        a,
+        "2001:db8:1::1".parse().unwrap(),
+        64,
+        128,
+        0,
+        [0, 1, 0, 1],
+        b"hi",
+    );
+    rx(&mut n, 3, 0, &[echo]);
+    let out = tx(&mut n, 0);
+    assert!(matches!(parse(&out[0]).unwrap().l4, L4::Icmpv6 { typ: 129, .. }));
+}
+
+/// A test element: counts, drops odd sequence numbers when told to.
+struct Seq {
+    seen: u64,
+    drop_all: bool,
+}
+
+impl Element for Seq {
+    fn process(&mut self, _cx: &mut Ctx<'_>, _pkt: &mut Packet) -> Verdict {
+        self.seen += 1;
+        if self.drop_all {
+            Verdict::Drop
+        } else {
+            Verdict::Continue
+        }
+    }
+    fn report(&self) -> serde_json::Value {
+        serde_json::json!({ "seen": self.seen })
+    }
+    fn export_state(&mut self) -> Option<serde_json::Value> {
+        Some(serde_json::json!(self.seen))
+    }
+    fn import_state(&mut self, s: serde_json::Value) -> Result<(), ElementError> {
+        self.seen = s.as_u64().ok_or_else(|| ElementError::State("not a number".into()))?;
+        Ok(())
+    }
+}
+
+fn seq_classes(n: &mut Node) {
+    n.add_class(ElementClass::native("seq", ClassDoc::default(), |_| {
+        Ok(Box::new(Seq {
+            seen: 0,
+            drop_all: false,
+        }))
+    }))
+    .unwrap();
+    n.add_class(ElementClass::native("sink", ClassDoc::default(), |_| {
+        Ok(Box::new(Seq {
+            seen: 0,
+            drop_all: true,
+        }))
+    }))
+    .unwrap();
+}
+
+#[test]
+fn filters_bind_chains_and_replace_keeps_state() {
+    let mut n = router();
+    seq_classes(&mut n);
+    n.add_neighbor(1, IpAddr::V4(ip("10.0.1.2")), HB).unwrap();
+    let a = n.create_instance("seq", "").unwrap();
+    let b = n.create_instance("seq", "x=1").unwrap();
+    let f = n
+        .add_filter(FilterSpec {
+            hook: Some(Hook::Prerouting),
+            m: Match {
+                proto: Some(17),
+                dport: Some((6060, 6060)),
+                ..Default::default()
+            },
+            chain: vec![a],
+            position: None,
+        })
+        .unwrap();
+    n.bind(b, f, None).unwrap();
+    rx(
+        &mut n,
+        0,
+        0,
+        &[udp_a_to_b(64, 6060), udp_a_to_b(64, 6061), udp_a_to_b(64, 6060)],
+    );
+    assert_eq!(tx(&mut n, 1).len(), 3);
+    assert_eq!(n.report(a).unwrap()["element"]["seen"], 2);
+    assert_eq!(n.report(b).unwrap()["element"]["seen"], 2);
+    assert_eq!(n.filters()[0].hits, 2);
+    // Replace b by a dropping class keeping state: the chain now drops 6060.
+    n.replace(b, "sink", None, true).unwrap();
+    assert_eq!(n.report(b).unwrap()["element"]["seen"], 2, "state carried over");
+    rx(&mut n, 1, 0, &[udp_a_to_b(64, 6060), udp_a_to_b(64, 6061)]);
+    assert_eq!(tx(&mut n, 1).len(), 1);
+    assert_eq!(n.report(b).unwrap()["element"]["seen"], 3);
+    assert_eq!(n.drop_count(DropReason::Element), 1);
+    // Removing a bound instance is refused; unbind then remove works.
+    assert!(n.remove_instance(b).is_err());
+    n.unbind(b, f).unwrap();
+    n.remove_instance(b).unwrap();
+    rx(&mut n, 2, 0, &[udp_a_to_b(64, 6060)]);
+    assert_eq!(tx(&mut n, 1).len(), 1);
+    assert!(n.remove_class("seq").is_err(), "class in use");
+}
