@@ -147,6 +147,7 @@ pub fn icmp6(
 }
 
 /// An ICMP echo request (for tests and end hosts).
+#[allow(clippy::too_many_arguments)]
 pub fn ping4(
     src_mac: Mac,
     dst_mac: Mac,
