@@ -33,6 +33,9 @@ pub(crate) struct Pending {
 pub struct Neighbors {
     entries: AHashMap<(PortId, IpAddr), Neighbor>,
     pub(crate) pending: AHashMap<(PortId, IpAddr), Pending>,
+    /// Bumped whenever an entry is added, changed or removed, so caches of
+    /// resolved next hops know when to look again.
+    pub(crate) version: u64,
 }
 
 impl Neighbors {
@@ -45,12 +48,13 @@ impl Neighbors {
     /// Learn or update a neighbour; returns the packets that were waiting for
     /// it. Permanent entries are not overwritten by learning.
     pub fn learn(&mut self, port: PortId, ip: IpAddr, mac: Mac, permanent: bool) -> Vec<Packet> {
-        let e = self.entries.entry((port, ip)).or_insert(Neighbor { mac, permanent });
+        let e = self.entries.entry((port, ip)).or_insert(Neighbor { mac: [0; 6], permanent });
         if permanent || !e.permanent {
-            *e = Neighbor {
-                mac,
-                permanent: permanent || e.permanent,
-            };
+            let new = Neighbor { mac, permanent: permanent || e.permanent };
+            if *e != new {
+                *e = new;
+                self.version += 1;
+            }
         }
         self.pending.remove(&(port, ip)).map(|p| p.pkts).unwrap_or_default()
     }
@@ -67,6 +71,7 @@ impl Neighbors {
 
     /// Forget a neighbour.
     pub fn remove(&mut self, port: PortId, ip: IpAddr) -> bool {
+        self.version += 1;
         self.entries.remove(&(port, ip)).is_some()
     }
 

@@ -449,6 +449,48 @@ impl Pipeline {
     }
 }
 
+/// One slot of the route cache: a destination's route and resolved
+/// neighbour, valid while the pipeline and neighbour versions are unchanged.
+/// The FIB's trie costs ~30 ns per lookup; traffic is dominated by few
+/// destinations at a time, so a direct-mapped cache in front of it takes the
+/// trie off the per-packet path (the role Linux's dst cache and VPP's
+/// adjacencies play).
+#[derive(Clone, Copy, Default)]
+struct CacheSlot {
+    dst: u128,
+    pipeline: u64,
+    neigh: u64,
+    family: u8,
+    kind: u8,
+    port: PortId,
+    nh: Option<IpAddr>,
+    mac: Option<Mac>,
+}
+
+const ROUTE_CACHE_SLOTS: usize = 1024;
+
+#[inline]
+fn cache_index(dst: u128) -> usize {
+    let x = (dst as u64) ^ ((dst >> 64) as u64);
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54) as usize & (ROUTE_CACHE_SLOTS - 1)
+}
+
+fn kind_code(k: RouteKind) -> u8 {
+    match k {
+        RouteKind::Connected => 1,
+        RouteKind::Static => 2,
+        RouteKind::Local => 3,
+    }
+}
+
+fn code_kind(c: u8) -> RouteKind {
+    match c {
+        1 => RouteKind::Connected,
+        2 => RouteKind::Static,
+        _ => RouteKind::Local,
+    }
+}
+
 /// A packet the node delivered to a local listener (see [`Node::listen`]).
 pub type LocalPacket = Packet;
 
@@ -485,6 +527,7 @@ pub struct Node {
     icmp_last_ns: u64,
     icmp_sent: u64,
     now_ns: u64,
+    route_cache: Vec<CacheSlot>,
     // Scratch vectors reused across batches so the hot path does not allocate.
     s_ip: Batch,
     s_local: Batch,
@@ -563,6 +606,7 @@ impl Node {
             icmp_last_ns: 0,
             icmp_sent: 0,
             now_ns: 0,
+            route_cache: vec![CacheSlot::default(); ROUTE_CACHE_SLOTS],
             s_ip: Vec::with_capacity(64),
             s_local: Vec::with_capacity(64),
             s_fwd: Vec::with_capacity(64),
@@ -1354,7 +1398,59 @@ impl Node {
     /// the route kind; or the reason to drop the packet and whether to send
     /// "destination unreachable" (the caller drops it).
     #[inline]
-    fn route(&self, pl: &Pipeline, pkt: &mut Packet) -> Result<RouteKind, (DropReason, bool)> {
+    fn route(&mut self, pl: &Pipeline, pkt: &mut Packet) -> Result<RouteKind, (DropReason, bool)> {
+        let f = pkt.meta.flow;
+        if pkt.meta.next_hop.is_none() {
+            let slot = &self.route_cache[cache_index(f.dst)];
+            if slot.pipeline == pl.version && slot.dst == f.dst && slot.family == f.family as u8 {
+                let kind = code_kind(slot.kind);
+                if kind != RouteKind::Local {
+                    pkt.meta.out_port = Some(slot.port);
+                    pkt.meta.next_hop = slot.nh;
+                }
+                return Ok(kind);
+            }
+        }
+        let r = self.route_slow(pl, pkt);
+        // Link-scope IPv6 answers depend on the receiving port: not cached.
+        let link_scope = f.family == Family::V6 && {
+            let d = Ipv6Addr::from(f.dst);
+            d.is_multicast() || (d.segments()[0] & 0xffc0) == 0xfe80
+        };
+        if let (Ok(kind), false) = (r, link_scope) {
+            let slot = &mut self.route_cache[cache_index(f.dst)];
+            *slot = CacheSlot {
+                dst: f.dst,
+                pipeline: pl.version,
+                neigh: u64::MAX,
+                family: f.family as u8,
+                kind: kind_code(kind),
+                port: pkt.meta.out_port.unwrap_or(0),
+                nh: pkt.meta.next_hop,
+                mac: None,
+            };
+        }
+        r
+    }
+
+    /// The resolved MAC of `nh` on `port`, through the route cache.
+    #[inline]
+    fn neighbor_mac(&mut self, dst: u128, port: PortId, nh: IpAddr) -> Option<Mac> {
+        let v = self.neigh.version;
+        let slot = &mut self.route_cache[cache_index(dst)];
+        if slot.dst == dst && slot.nh == Some(nh) && slot.port == port && slot.pipeline == self.pipeline.version {
+            if slot.neigh == v {
+                return slot.mac;
+            }
+            let mac = self.neigh.get(port, nh);
+            slot.neigh = v;
+            slot.mac = mac;
+            return mac;
+        }
+        self.neigh.get(port, nh)
+    }
+
+    fn route_slow(&self, pl: &Pipeline, pkt: &mut Packet) -> Result<RouteKind, (DropReason, bool)> {
         let f = pkt.meta.flow;
         let dst = match f.family {
             Family::V4 => {
@@ -1510,7 +1606,7 @@ impl Node {
                 self.drop_pkt(DropReason::PortDown, pkt);
                 continue;
             }
-            match self.neigh.get(port, nh) {
+            match self.neighbor_mac(pkt.meta.flow.dst, port, nh) {
                 Some(mac) => self.send_l2(port, mac, pkt),
                 None => self.hold(port, nh, pkt),
             }

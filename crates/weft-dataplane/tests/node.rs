@@ -79,7 +79,7 @@ fn arp_then_forward_decrements_ttl() {
     assert!(matches!(h.l3, L3::Ipv4 { ttl: 63, .. }), "{:?}", h.l3);
     // Later packets go straight out.
     rx(&mut n, 2, 0, &[udp_a_to_b(10, 7), udp_a_to_b(10, 8)]);
-    assert_eq!(tx(&mut n, 1).len(), 2);
+    assert_eq!(tx(&mut n, 1).len(), 2, "{:?}", n.drops());
 }
 
 #[test]
@@ -305,3 +305,4 @@ fn filters_bind_chains_and_replace_keeps_state() {
     assert_eq!(tx(&mut n, 1).len(), 1);
     assert!(n.remove_class("seq").is_err(), "class in use");
 }
+

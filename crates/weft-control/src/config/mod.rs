@@ -1,0 +1,461 @@
+//! The node configuration file (TOML): [`NodeConfig`], parsed with
+//! [`NodeConfig::parse`] and applied to a node with [`apply`].
+//!
+//! The schema is documented with a full example in `docs/config.md`. Every
+//! error, whether the TOML does not parse, a key is unknown, a word is
+//! malformed or the node refuses an item (an unknown class, a filter naming
+//! an instance label that is not defined, a gateway off-link), is reported as
+//! `file:line:col: message`, pointing at the offending value: the fields that
+//! semantic checks need are kept as [`toml::Spanned`].
+//!
+//! The words of the file are the words of the CLI and the API (see
+//! [`words`]): `proto = "udp"`, `dport = "1000-2000"`, `src =
+//! "129.132.66.115"`, `mac = "02:00:00:00:00:01"`.
+
+pub mod words;
+
+use crate::config::words::{parse_route_prefix, AddrOrPrefix, MacAddr, PortRange, Proto};
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+use weft_dataplane::{FilterId, FilterSpec, Hook, InstanceId, Match, Node, NodeError, PortConfig};
+
+/// Error returned by [`NodeConfig::load`], [`NodeConfig::parse`] and
+/// [`apply`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: {source}")]
+    Read {
+        /// The file.
+        file: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Something in the file is wrong at this place.
+    #[error("{file}:{line}:{col}: {message}")]
+    At {
+        /// The file.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column (characters).
+        col: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// The 1-based line the error points at, if it points at one.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::At { line, .. } => Some(*line),
+            ConfigError::Read { .. } => None,
+        }
+    }
+}
+
+/// The file name and line starts, to turn byte spans into `line:col`.
+#[derive(Clone, Debug, Default)]
+struct Source {
+    file: String,
+    text: String,
+}
+
+impl Source {
+    fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        let off = span.start.min(self.text.len());
+        let before = &self.text[..off];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let col = self.text[line_start..off].chars().count() + 1;
+        ConfigError::At {
+            file: self.file.clone(),
+            line,
+            col,
+            message: message.into(),
+        }
+    }
+}
+
+/// A whole node configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// `[node]`
+    pub node: NodeSection,
+    /// `[api]`
+    #[serde(default)]
+    pub api: ApiSection,
+    /// `[[port]]`
+    #[serde(default, rename = "port")]
+    pub ports: Vec<Spanned<PortSection>>,
+    /// `[[route]]`
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Spanned<RouteSection>>,
+    /// `[[neighbor]]`
+    #[serde(default, rename = "neighbor")]
+    pub neighbors: Vec<Spanned<NeighborSection>>,
+    /// `[[instance]]`
+    #[serde(default, rename = "instance")]
+    pub instances: Vec<Spanned<InstanceSection>>,
+    /// `[[filter]]`
+    #[serde(default, rename = "filter")]
+    pub filters: Vec<Spanned<FilterSection>>,
+    #[serde(skip)]
+    source: Source,
+}
+
+/// `[node]`: who the node is and which classes it starts with.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// The node's name (metrics labels, the default socket name).
+    pub name: Spanned<String>,
+    /// Built-in classes to register at start; absent: all of them.
+    #[serde(default)]
+    pub classes: Option<Vec<Spanned<String>>>,
+}
+
+/// `[api]`: where the management API listens.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Unix socket path.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    /// Optional TCP address, e.g. `127.0.0.1:7070`.
+    #[serde(default)]
+    pub tcp: Option<SocketAddr>,
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+
+/// `[[port]]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSection {
+    /// Name, e.g. `eth0`.
+    pub name: Spanned<String>,
+    /// MAC address.
+    pub mac: MacAddr,
+    /// IP MTU (default 1500).
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+    /// Addresses with their on-link prefix.
+    #[serde(default)]
+    pub addrs: Vec<IpNet>,
+}
+
+/// `[[route]]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// Destination: a prefix or `default`.
+    pub prefix: Spanned<String>,
+    /// Gateway (on a connected network).
+    #[serde(default)]
+    pub via: Option<IpAddr>,
+    /// Out port name (default: the gateway's port).
+    #[serde(default)]
+    pub port: Option<Spanned<String>>,
+}
+
+/// `[[neighbor]]`: a permanent neighbour entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighborSection {
+    /// Port name.
+    pub port: Spanned<String>,
+    /// The neighbour's address.
+    pub ip: IpAddr,
+    /// Its MAC.
+    pub mac: MacAddr,
+}
+
+/// `[[instance]]`: an instance created at start, named by a label that
+/// filters' `chain` refers to.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceSection {
+    /// Label (file-local; the node numbers instances `#N`).
+    pub name: Spanned<String>,
+    /// Class name.
+    pub class: Spanned<String>,
+    /// Configuration string.
+    #[serde(default)]
+    pub config: Option<Spanned<String>>,
+}
+
+/// `[[filter]]`: a match at a hook and the path its packets take.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSection {
+    /// Hook (default `prerouting`).
+    #[serde(default)]
+    pub hook: Option<Spanned<String>>,
+    /// Receiving port name.
+    #[serde(default)]
+    pub in_port: Option<Spanned<String>>,
+    /// Protocol.
+    #[serde(default)]
+    pub proto: Option<Proto>,
+    /// Source address or prefix.
+    #[serde(default)]
+    pub src: Option<AddrOrPrefix>,
+    /// Destination address or prefix.
+    #[serde(default)]
+    pub dst: Option<AddrOrPrefix>,
+    /// Source port or range.
+    #[serde(default)]
+    pub sport: Option<PortRange>,
+    /// Destination port or range.
+    #[serde(default)]
+    pub dport: Option<PortRange>,
+    /// Instance labels in path order.
+    #[serde(default)]
+    pub chain: Vec<Spanned<String>>,
+    /// Class of an instance created for this filter (with `autoinstance`).
+    #[serde(default)]
+    pub plugin: Option<Spanned<String>>,
+    /// Create an instance of `plugin` for this filter (PromethOS).
+    #[serde(default)]
+    pub autoinstance: Option<Spanned<bool>>,
+    /// The created instance's configuration.
+    #[serde(default)]
+    pub config: Option<Spanned<String>>,
+}
+
+/// What [`apply`] created.
+#[derive(Clone, Debug, Default)]
+pub struct Applied {
+    /// Instance labels → ids.
+    pub instances: BTreeMap<String, InstanceId>,
+    /// Filters in file order, with the instance each created (if any).
+    pub filters: Vec<(FilterId, Option<InstanceId>)>,
+}
+
+impl NodeConfig {
+    /// Read and parse a file.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.display().to_string(),
+            source,
+        })?;
+        NodeConfig::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse configuration text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<NodeConfig, ConfigError> {
+        let source = Source {
+            file: file.to_string(),
+            text: text.to_string(),
+        };
+        let mut cfg: NodeConfig = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            source.error(span, e.message().trim_end())
+        })?;
+        if cfg.node.name.get_ref().trim().is_empty() {
+            return Err(source.error(cfg.node.name.span(), "the node name must not be empty"));
+        }
+        cfg.source = source;
+        Ok(cfg)
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        self.node.name.get_ref()
+    }
+
+    /// A fresh node with this configuration applied.
+    pub fn build(&self) -> Result<(Node, Applied), ConfigError> {
+        let mut node = Node::new(self.name());
+        let applied = apply(self, &mut node)?;
+        Ok((node, applied))
+    }
+}
+
+/// Apply a configuration to a node: classes, ports, neighbours, routes,
+/// instances, filters, in that order. Stops at the first error, which points
+/// at the offending line.
+pub fn apply(cfg: &NodeConfig, node: &mut Node) -> Result<Applied, ConfigError> {
+    let src = &cfg.source;
+    let at = |span: Range<usize>, e: &dyn std::fmt::Display| src.error(span, e.to_string());
+
+    let builtins = weft_elements::classes();
+    match &cfg.node.classes {
+        None => {
+            for c in builtins {
+                if !node.has_class(&c.name) {
+                    node.upsert_class(c);
+                }
+            }
+        }
+        Some(names) => {
+            for n in names {
+                let Some(c) = builtins.iter().find(|c| c.name == *n.get_ref()) else {
+                    let known: Vec<&str> = builtins.iter().map(|c| c.name.as_str()).collect();
+                    return Err(at(
+                        n.span(),
+                        &format!("unknown class {:?} (built-in: {})", n.get_ref(), known.join(", ")),
+                    ));
+                };
+                if !node.has_class(&c.name) {
+                    node.upsert_class(c.clone());
+                }
+            }
+        }
+    }
+
+    for p in &cfg.ports {
+        let ps = p.get_ref();
+        node.add_port(PortConfig {
+            name: ps.name.get_ref().clone(),
+            mac: ps.mac.0,
+            mtu: ps.mtu,
+            addrs: ps.addrs.clone(),
+        })
+        .map_err(|e| at(ps.name.span(), &e))?;
+    }
+
+    let port = |node: &Node, name: &Spanned<String>| node.port_id(name.get_ref()).map_err(|e| at(name.span(), &e));
+
+    for n in &cfg.neighbors {
+        let ns = n.get_ref();
+        let pid = port(node, &ns.port)?;
+        node.add_neighbor(pid, ns.ip, ns.mac.0).map_err(|e| at(n.span(), &e))?;
+    }
+
+    for r in &cfg.routes {
+        let rs = r.get_ref();
+        let prefix = parse_route_prefix(rs.prefix.get_ref(), rs.via).map_err(|e| at(rs.prefix.span(), &e))?;
+        let pid = match &rs.port {
+            Some(p) => Some(port(node, p)?),
+            None => None,
+        };
+        node.add_route(prefix, rs.via, pid).map_err(|e| at(r.span(), &e))?;
+    }
+
+    let mut applied = Applied::default();
+    for i in &cfg.instances {
+        let is = i.get_ref();
+        let label = is.name.get_ref();
+        if applied.instances.contains_key(label) {
+            return Err(at(is.name.span(), &format!("instance {label:?} is defined twice")));
+        }
+        let config = is.config.as_ref().map(|c| c.get_ref().as_str()).unwrap_or("");
+        let id = node.create_instance(is.class.get_ref(), config).map_err(|e| match e {
+            NodeError::UnknownClass(_) => at(is.class.span(), &e),
+            _ => at(is.config.as_ref().map(|c| c.span()).unwrap_or(i.span()), &e),
+        })?;
+        applied.instances.insert(label.clone(), id);
+    }
+
+    for f in &cfg.filters {
+        let fs = f.get_ref();
+        let hook = match &fs.hook {
+            Some(h) => h.get_ref().parse::<Hook>().map_err(|e| at(h.span(), &e))?,
+            None => Hook::Prerouting,
+        };
+        let in_port = match &fs.in_port {
+            Some(p) => Some(port(node, p)?),
+            None => None,
+        };
+        let mut chain = Vec::new();
+        for l in &fs.chain {
+            let id = applied.instances.get(l.get_ref()).ok_or_else(|| {
+                at(
+                    l.span(),
+                    &format!("instance {:?} is not defined (define it in an [[instance]] table)", l.get_ref()),
+                )
+            })?;
+            chain.push(*id);
+        }
+        let auto = fs.autoinstance.as_ref().map(|a| *a.get_ref()).unwrap_or(false);
+        let plugin = match (&fs.plugin, auto) {
+            (Some(p), true) => Some(p),
+            (Some(p), false) => {
+                return Err(at(
+                    p.span(),
+                    &"`plugin` needs `autoinstance = true` (or name defined instances in `chain`)",
+                ))
+            }
+            (None, true) => {
+                let span = fs.autoinstance.as_ref().map(|a| a.span()).unwrap_or(f.span());
+                return Err(at(span, &"`autoinstance` needs `plugin = \"CLASS\"`"));
+            }
+            (None, false) => None,
+        };
+        if let (Some(c), None) = (&fs.config, plugin) {
+            return Err(at(c.span(), &"`config` configures the `plugin` instance; set `plugin` too"));
+        }
+        let spec = FilterSpec {
+            hook: Some(hook),
+            m: Match {
+                in_port,
+                src: fs.src.map(|a| a.0),
+                dst: fs.dst.map(|a| a.0),
+                sport: fs.sport.map(Into::into),
+                dport: fs.dport.map(Into::into),
+                proto: fs.proto.map(|p| p.0),
+            },
+            chain,
+            position: None,
+        };
+        let config = fs.config.as_ref().map(|c| c.get_ref().as_str()).unwrap_or("");
+        let res = add_filter_with_plugin(node, spec, plugin.map(|p| (p.get_ref().as_str(), config)));
+        let done = res.map_err(|e| match (&e, plugin) {
+            (NodeError::UnknownClass(_), Some(p)) => at(p.span(), &e),
+            (NodeError::Element(_), _) => at(fs.config.as_ref().map(|c| c.span()).unwrap_or(f.span()), &e),
+            _ => at(f.span(), &e),
+        })?;
+        applied.filters.push(done);
+    }
+    tracing::info!(
+        node = node.name(),
+        ports = cfg.ports.len(),
+        routes = cfg.routes.len(),
+        instances = applied.instances.len(),
+        filters = applied.filters.len(),
+        "configuration applied"
+    );
+    Ok(applied)
+}
+
+/// Add a filter, first creating an instance of `plugin = (class, config)` at
+/// the head of its path (PromethOS' `--plugin CLASS --autoinstance --config
+/// STR`). If the filter is refused, the created instance is removed again.
+pub fn add_filter_with_plugin(
+    node: &mut Node,
+    mut spec: FilterSpec,
+    plugin: Option<(&str, &str)>,
+) -> Result<(FilterId, Option<InstanceId>), NodeError> {
+    let inst = match plugin {
+        Some((class, config)) => Some(node.create_instance(class, config)?),
+        None => None,
+    };
+    if let Some(i) = inst {
+        spec.chain.insert(0, i);
+    }
+    match node.add_filter(spec) {
+        Ok(f) => Ok((f, inst)),
+        Err(e) => {
+            if let Some(i) = inst {
+                if let Err(e2) = node.remove_instance(i) {
+                    tracing::warn!(instance = %i, error = %e2, "could not remove the instance of a refused filter");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
