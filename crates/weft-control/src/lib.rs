@@ -1,1 +1,69 @@
-//! placeholder
+//! # weft-control — the management plane
+//!
+//! Owns everything between an operator and a node's [`weft_dataplane::Node`]
+//! handle:
+//!
+//! * [`config`] — the node configuration file (TOML) → [`config::NodeConfig`]
+//!   → [`config::apply`], with `file:line:col` errors; and the operator's
+//!   words ([`config::words`]) shared by the file, the API and the CLI.
+//! * [`runner`] — [`runner::NodeRunner`]: the node on its own thread, and the
+//!   cloneable [`runner::NodeHandle`] that sends it commands.
+//! * [`api`] — the HTTP/JSON API (axum) over a Unix socket and optional TCP.
+//! * [`client`] — the API's client, used by the CLI.
+//!
+//! **Architecture invariant:** every change goes through the node handle
+//! (DESIGN section 4); this crate never reaches into node internals and the
+//! engine never learns about HTTP, TOML or sockets. This crate knows nothing
+//! about the command line (that is the `weft` binary's) nor about how
+//! elements work inside (only their classes, configs, controls and reports).
+#![warn(missing_docs)]
+#![deny(unsafe_code)]
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod runner;
+
+pub use api::ApiServer;
+pub use client::{Client, ClientError};
+pub use config::{apply, ConfigError, NodeConfig};
+pub use runner::{NodeHandle, NodeRunner};
+
+/// The built-in element classes a node can register (LANA `add` by name).
+pub fn builtin_classes() -> Vec<weft_dataplane::ElementClass> {
+    temp_builtins()
+}
+
+// TEMP until weft-elements exports classes()
+fn temp_builtins() -> Vec<weft_dataplane::ElementClass> {
+    use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, Verdict};
+    struct C(u64, u64);
+    impl Element for C {
+        fn process(&mut self, _cx: &mut Ctx<'_>, _p: &mut weft_packet::Packet) -> Verdict {
+            Verdict::Continue
+        }
+        fn configure(&mut self, a: &Args) -> Result<(), ElementError> {
+            self.1 = a.get_parsed("rate", 0)?.unwrap_or(0);
+            Ok(())
+        }
+        fn report(&self) -> serde_json::Value {
+            serde_json::json!({"packets": self.0, "rate": self.1})
+        }
+        fn export_state(&mut self) -> Option<serde_json::Value> {
+            Some(serde_json::json!(self.0))
+        }
+        fn import_state(&mut self, _s: serde_json::Value) -> Result<(), ElementError> {
+            Ok(())
+        }
+    }
+    ["counter", "ratelimit"]
+        .iter()
+        .map(|n| {
+            ElementClass::native(n, ClassDoc::default(), |a: &Args| {
+                let mut c = C(0, 0);
+                c.configure(a)?;
+                Ok(Box::new(c) as Box<dyn Element>)
+            })
+        })
+        .collect()
+}

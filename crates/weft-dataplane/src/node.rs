@@ -1294,6 +1294,11 @@ impl Node {
         let up = p.up;
         let my_mac = p.cfg.mac;
         let mut ip = std::mem::take(&mut self.s_ip);
+        let mut local = std::mem::take(&mut self.s_local);
+        let mut fwd = std::mem::take(&mut self.s_fwd);
+        // No PREROUTING filters: route each packet as it is parsed.
+        let pre_empty = pl.hooks[Hook::Prerouting as usize].rules.is_empty();
+        let direct = Self::direct(&pl);
         for mut pkt in batch.drain(..) {
             let p = &mut self.ports[port as usize];
             p.stats.rx_packets += 1;
@@ -1322,12 +1327,20 @@ impl Node {
             pkt.meta.flow = h.flow;
             pkt.meta.flow.in_port = port;
             match h.l3 {
+                L3::Ipv4 { .. } | L3::Ipv6 { .. } if pre_empty => self.dispatch(&pl, pkt, direct, &mut local, &mut fwd),
                 L3::Ipv4 { .. } | L3::Ipv6 { .. } => ip.push(pkt),
                 L3::Arp { op, sha, spa, tpa, .. } => self.handle_arp(port, op, sha, spa, tpa, pkt),
                 L3::Other => self.drop_pkt(DropReason::UnknownEthertype, pkt),
             }
         }
-        self.ip_input(&pl, &mut ip);
+        if pre_empty {
+            self.finish_input(&pl, &mut local, &mut fwd);
+        }
+        self.s_local = local;
+        self.s_fwd = fwd;
+        if !ip.is_empty() {
+            self.ip_input(&pl, &mut ip);
+        }
         self.s_ip = ip;
         self.output_pending(&pl);
     }
@@ -1378,20 +1391,45 @@ impl Node {
         self.run_hook(Hook::Prerouting, pl, ip);
         let mut local = std::mem::take(&mut self.s_local);
         let mut fwd = std::mem::take(&mut self.s_fwd);
-        for mut pkt in ip.drain(..) {
-            match self.route(pl, &mut pkt) {
-                Ok(RouteKind::Local) => local.push(pkt),
-                Ok(_) => fwd.push(pkt),
-                Err(e) => self.route_failed(e, pkt),
-            }
+        let direct = Self::direct(pl);
+        for pkt in ip.drain(..) {
+            self.dispatch(pl, pkt, direct, &mut local, &mut fwd);
         }
-        self.run_hook(Hook::Input, pl, &mut local);
+        self.finish_input(pl, &mut local, &mut fwd);
+        self.s_local = local;
+        self.s_fwd = fwd;
+    }
+
+    /// With no filters at FORWARD and POSTROUTING a forwarded packet needs
+    /// no batch boundary after routing: it is taken to its port in one go.
+    #[inline]
+    fn direct(pl: &Pipeline) -> bool {
+        pl.hooks[Hook::Forward as usize].rules.is_empty() && pl.hooks[Hook::Postrouting as usize].rules.is_empty()
+    }
+
+    /// Routing decision for one packet: to `local`, to `fwd`, or (direct)
+    /// straight through TTL, MTU and neighbour resolution to its port.
+    #[inline]
+    fn dispatch(&mut self, pl: &Pipeline, mut pkt: Packet, direct: bool, local: &mut Batch, fwd: &mut Batch) {
+        match self.route(pl, &mut pkt) {
+            Ok(RouteKind::Local) => local.push(pkt),
+            Ok(_) if direct => {
+                if let Some(p) = self.ttl_step(pkt).and_then(|p| self.mtu_step(p)) {
+                    self.resolve_and_send(p);
+                }
+            }
+            Ok(_) => fwd.push(pkt),
+            Err(e) => self.route_failed(e, pkt),
+        }
+    }
+
+    /// INPUT for `local`, FORWARD onwards for `fwd`.
+    fn finish_input(&mut self, pl: &Pipeline, local: &mut Batch, fwd: &mut Batch) {
+        self.run_hook(Hook::Input, pl, local);
         for pkt in local.drain(..) {
             self.deliver_local(pkt);
         }
-        self.forward(pl, &mut fwd);
-        self.s_local = local;
-        self.s_fwd = fwd;
+        self.forward(pl, fwd);
     }
 
     /// Route lookup: sets `meta.out_port` and `meta.next_hop` and returns
@@ -1509,109 +1547,138 @@ impl Node {
     /// FORWARD: TTL, FORWARD hook, then POSTROUTING and out.
     fn forward(&mut self, pl: &Pipeline, fwd: &mut Batch) {
         let mut keep = std::mem::take(&mut self.s_keep);
-        for mut pkt in fwd.drain(..) {
-            let f = pkt.meta.flow;
-            let martian_src = match f.family {
-                Family::V4 => is_martian_v4(v4_of(f.src)),
-                Family::V6 => is_martian_v6(Ipv6Addr::from(f.src)),
-                Family::None => true,
-            };
-            if martian_src {
-                self.drop_pkt(DropReason::Martian, pkt);
-                continue;
+        for pkt in fwd.drain(..) {
+            if let Some(p) = self.ttl_step(pkt) {
+                keep.push(p);
             }
-            let l3 = pkt.meta.l3 as usize;
-            let d = pkt.data_mut();
-            match f.family {
-                Family::V4 => {
-                    let ttl = d[l3 + 8];
-                    if ttl <= 1 {
-                        self.icmp_error(&pkt, 11, 0, [0; 4]);
-                        self.drop_pkt(DropReason::TtlExceeded, pkt);
-                        continue;
-                    }
-                    d[l3 + 8] = ttl - 1;
-                    let old = u16::from_be_bytes([ttl, d[l3 + 9]]);
-                    let new = u16::from_be_bytes([ttl - 1, d[l3 + 9]]);
-                    let cs = u16::from_be_bytes([d[l3 + 10], d[l3 + 11]]);
-                    d[l3 + 10..l3 + 12].copy_from_slice(&checksum::update16(cs, old, new).to_be_bytes());
-                }
-                _ => {
-                    let hl = d[l3 + 7];
-                    if hl <= 1 {
-                        self.icmp_error(&pkt, 3, 0, [0; 4]);
-                        self.drop_pkt(DropReason::TtlExceeded, pkt);
-                        continue;
-                    }
-                    d[l3 + 7] = hl - 1;
-                }
-            }
-            keep.push(pkt);
         }
         self.run_hook(Hook::Forward, pl, &mut keep);
         self.post_and_send(pl, &mut keep);
         self.s_keep = keep;
     }
 
+    /// Martian source check and TTL / hop-limit decrement (RFC 1812 5.3.1:
+    /// an expired packet gets ICMP time exceeded). None when dropped.
+    #[inline]
+    fn ttl_step(&mut self, mut pkt: Packet) -> Option<Packet> {
+        let f = pkt.meta.flow;
+        let martian_src = match f.family {
+            Family::V4 => is_martian_v4(v4_of(f.src)),
+            Family::V6 => is_martian_v6(Ipv6Addr::from(f.src)),
+            Family::None => true,
+        };
+        if martian_src {
+            self.drop_pkt(DropReason::Martian, pkt);
+            return None;
+        }
+        let l3 = pkt.meta.l3 as usize;
+        let d = pkt.data_mut();
+        match f.family {
+            Family::V4 => {
+                let ttl = d[l3 + 8];
+                if ttl <= 1 {
+                    self.icmp_error(&pkt, 11, 0, [0; 4]);
+                    self.drop_pkt(DropReason::TtlExceeded, pkt);
+                    return None;
+                }
+                d[l3 + 8] = ttl - 1;
+                let old = u16::from_be_bytes([ttl, d[l3 + 9]]);
+                let new = u16::from_be_bytes([ttl - 1, d[l3 + 9]]);
+                let cs = u16::from_be_bytes([d[l3 + 10], d[l3 + 11]]);
+                d[l3 + 10..l3 + 12].copy_from_slice(&checksum::update16(cs, old, new).to_be_bytes());
+            }
+            _ => {
+                let hl = d[l3 + 7];
+                if hl <= 1 {
+                    self.icmp_error(&pkt, 3, 0, [0; 4]);
+                    self.drop_pkt(DropReason::TtlExceeded, pkt);
+                    return None;
+                }
+                d[l3 + 7] = hl - 1;
+            }
+        }
+        Some(pkt)
+    }
+
     /// MTU check, POSTROUTING, neighbour resolution, transmit.
     fn post_and_send(&mut self, pl: &Pipeline, out: &mut Batch) {
-        let mut ok = std::mem::take(&mut self.s_rest);
-        for pkt in out.drain(..) {
-            let Some(port) = pkt.meta.out_port else {
-                self.drop_pkt(DropReason::NoRoute, pkt);
-                continue;
-            };
-            let Some(p) = self.ports.get(port as usize) else {
-                self.drop_pkt(DropReason::BadPort, pkt);
-                continue;
-            };
-            let mtu = p.cfg.mtu as usize;
-            let l3len = pkt.len().saturating_sub(pkt.meta.l3 as usize);
-            if l3len > mtu {
-                // Ethernet padding can make a frame look long; trust the IP
-                // length field.
-                let d = pkt.data();
-                let l3 = pkt.meta.l3 as usize;
-                let (iplen, df) = match pkt.meta.flow.family {
-                    Family::V4 => (
-                        u16::from_be_bytes([d[l3 + 2], d[l3 + 3]]) as usize,
-                        d[l3 + 6] & 0x40 != 0,
-                    ),
-                    _ => (40 + u16::from_be_bytes([d[l3 + 4], d[l3 + 5]]) as usize, true),
-                };
-                if iplen > mtu {
-                    let m = (mtu as u32).to_be_bytes();
-                    if pkt.meta.flow.family == Family::V4 {
-                        if df {
-                            self.icmp_error(&pkt, 3, 4, [0, 0, m[2], m[3]]);
-                        }
-                    } else {
-                        self.icmp_error(&pkt, 2, 0, m);
-                    }
-                    // Fragmenting IPv4 without DF is not implemented: such
-                    // packets are counted here too.
-                    self.drop_pkt(DropReason::MtuExceeded, pkt);
-                    continue;
+        if pl.hooks[Hook::Postrouting as usize].rules.is_empty() {
+            for pkt in out.drain(..) {
+                if let Some(p) = self.mtu_step(pkt) {
+                    self.resolve_and_send(p);
                 }
             }
-            ok.push(pkt);
+            return;
+        }
+        let mut ok = std::mem::take(&mut self.s_rest);
+        for pkt in out.drain(..) {
+            if let Some(p) = self.mtu_step(pkt) {
+                ok.push(p);
+            }
         }
         self.run_hook(Hook::Postrouting, pl, &mut ok);
         for pkt in ok.drain(..) {
-            let (Some(port), Some(nh)) = (pkt.meta.out_port, pkt.meta.next_hop) else {
-                self.drop_pkt(DropReason::NoRoute, pkt);
-                continue;
-            };
-            if !self.ports.get(port as usize).is_some_and(|p| p.up) {
-                self.drop_pkt(DropReason::PortDown, pkt);
-                continue;
-            }
-            match self.neighbor_mac(pkt.meta.flow.dst, port, nh) {
-                Some(mac) => self.send_l2(port, mac, pkt),
-                None => self.hold(port, nh, pkt),
-            }
+            self.resolve_and_send(pkt);
         }
         self.s_rest = ok;
+    }
+
+    /// Path MTU: too big and not fragmentable → ICMP "fragmentation needed"
+    /// (v4, RFC 1191) or "packet too big" (v6, RFC 8201). None when dropped.
+    #[inline]
+    fn mtu_step(&mut self, pkt: Packet) -> Option<Packet> {
+        let Some(port) = pkt.meta.out_port else {
+            self.drop_pkt(DropReason::NoRoute, pkt);
+            return None;
+        };
+        let Some(p) = self.ports.get(port as usize) else {
+            self.drop_pkt(DropReason::BadPort, pkt);
+            return None;
+        };
+        let mtu = p.cfg.mtu as usize;
+        let l3len = pkt.len().saturating_sub(pkt.meta.l3 as usize);
+        if l3len <= mtu {
+            return Some(pkt);
+        }
+        // Ethernet padding can make a frame look long; trust the IP length.
+        let d = pkt.data();
+        let l3 = pkt.meta.l3 as usize;
+        let (iplen, df) = match pkt.meta.flow.family {
+            Family::V4 => (u16::from_be_bytes([d[l3 + 2], d[l3 + 3]]) as usize, d[l3 + 6] & 0x40 != 0),
+            _ => (40 + u16::from_be_bytes([d[l3 + 4], d[l3 + 5]]) as usize, true),
+        };
+        if iplen <= mtu {
+            return Some(pkt);
+        }
+        let m = (mtu as u32).to_be_bytes();
+        if pkt.meta.flow.family == Family::V4 {
+            if df {
+                self.icmp_error(&pkt, 3, 4, [0, 0, m[2], m[3]]);
+            }
+        } else {
+            self.icmp_error(&pkt, 2, 0, m);
+        }
+        // Fragmenting IPv4 without DF is not implemented: such packets are
+        // counted here too.
+        self.drop_pkt(DropReason::MtuExceeded, pkt);
+        None
+    }
+
+    /// Neighbour lookup, then queue on the port or hold for resolution.
+    #[inline]
+    fn resolve_and_send(&mut self, pkt: Packet) {
+        let (Some(port), Some(nh)) = (pkt.meta.out_port, pkt.meta.next_hop) else {
+            self.drop_pkt(DropReason::NoRoute, pkt);
+            return;
+        };
+        if !self.ports.get(port as usize).is_some_and(|p| p.up) {
+            self.drop_pkt(DropReason::PortDown, pkt);
+            return;
+        }
+        match self.neighbor_mac(pkt.meta.flow.dst, port, nh) {
+            Some(mac) => self.send_l2(port, mac, pkt),
+            None => self.hold(port, nh, pkt),
+        }
     }
 
     /// Rewrite the Ethernet addresses and queue on the port.

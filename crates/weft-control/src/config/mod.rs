@@ -289,7 +289,7 @@ pub fn apply(cfg: &NodeConfig, node: &mut Node) -> Result<Applied, ConfigError> 
     let src = &cfg.source;
     let at = |span: Range<usize>, e: &dyn std::fmt::Display| src.error(span, e.to_string());
 
-    let builtins = weft_elements::classes();
+    let builtins = crate::builtin_classes();
     match &cfg.node.classes {
         None => {
             for c in builtins {
