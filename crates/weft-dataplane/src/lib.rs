@@ -18,6 +18,7 @@
 pub mod classifier;
 pub mod element;
 pub mod fib;
+pub mod fuzzing;
 pub mod neigh;
 pub mod node;
 

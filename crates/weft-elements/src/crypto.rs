@@ -43,7 +43,7 @@
 //!   any other control request is a new configuration (a new key).
 //! * **State:** counters carry over to a successor of the same class.
 
-use crate::udp::{self, Udp, UdpSpan};
+use crate::udp::{self, Located, UdpSpan};
 use crate::util;
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
@@ -112,7 +112,9 @@ pub struct Encrypt {
 
 impl std::fmt::Debug for Encrypt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Encrypt").field("stats", &self.stats).finish_non_exhaustive()
+        f.debug_struct("Encrypt")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
     }
 }
 
@@ -195,26 +197,28 @@ impl Encrypt {
 impl Element for Encrypt {
     fn initialize(&mut self) -> Result<(), ElementError> {
         if self.salt.is_none() && !self.fresh_salt() {
-            return Err(ElementError::Config("encrypt: no OS randomness for the nonce salt".into()));
+            return Err(ElementError::Config(
+                "encrypt: no OS randomness for the nonce salt".into(),
+            ));
         }
         Ok(())
     }
 
     fn process(&mut self, _cx: &mut Ctx<'_>, pkt: &mut Packet) -> Verdict {
         match udp::locate(pkt) {
-            Udp::NotUdp => {
+            Located::Other => {
                 self.stats.passed += 1;
                 Verdict::Continue
             }
-            Udp::Fragment => {
+            Located::Fragment => {
                 self.stats.fragments += 1;
                 Verdict::Drop
             }
-            Udp::Malformed => {
+            Located::Malformed => {
                 self.stats.malformed += 1;
                 Verdict::Drop
             }
-            Udp::Span(span) => self.seal(pkt, span),
+            Located::Span(span) => self.seal(pkt, span),
         }
     }
 
@@ -266,7 +270,9 @@ pub struct Decrypt {
 
 impl std::fmt::Debug for Decrypt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Decrypt").field("stats", &self.stats).finish_non_exhaustive()
+        f.debug_struct("Decrypt")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
     }
 }
 
@@ -313,19 +319,19 @@ impl Decrypt {
 impl Element for Decrypt {
     fn process(&mut self, _cx: &mut Ctx<'_>, pkt: &mut Packet) -> Verdict {
         match udp::locate(pkt) {
-            Udp::NotUdp => {
+            Located::Other => {
                 self.stats.passed += 1;
                 Verdict::Continue
             }
-            Udp::Fragment => {
+            Located::Fragment => {
                 self.stats.fragments += 1;
                 Verdict::Drop
             }
-            Udp::Malformed => {
+            Located::Malformed => {
                 self.stats.malformed += 1;
                 Verdict::Drop
             }
-            Udp::Span(span) => self.open(pkt, span),
+            Located::Span(span) => self.open(pkt, span),
         }
     }
 
@@ -363,9 +369,17 @@ fn enc_doc() -> ClassDoc {
         "key=HEX (64 hex digits, 32 bytes; required)",
         vec![
             util::handler("encrypted", Access::Read, "datagrams encrypted"),
-            util::handler("passed", Access::Read, "non-UDP packets passed unchanged (TCP included)"),
+            util::handler(
+                "passed",
+                Access::Read,
+                "non-UDP packets passed unchanged (TCP included)",
+            ),
             util::handler("fragments", Access::Read, "UDP fragments dropped"),
-            util::handler("malformed", Access::Read, "UDP datagrams with inconsistent lengths dropped"),
+            util::handler(
+                "malformed",
+                Access::Read,
+                "UDP datagrams with inconsistent lengths dropped",
+            ),
             util::handler("no_room", Access::Read, "dropped: less than 28 bytes of tailroom"),
             util::handler("too_big", Access::Read, "dropped: would exceed 65535 bytes"),
             util::handler("no_nonce", Access::Read, "dropped: no OS randomness for a nonce salt"),
@@ -384,10 +398,22 @@ fn dec_doc() -> ClassDoc {
         "key=HEX (64 hex digits, 32 bytes; required)",
         vec![
             util::handler("decrypted", Access::Read, "datagrams decrypted"),
-            util::handler("passed", Access::Read, "non-UDP packets passed unchanged (TCP included)"),
-            util::handler("auth_failed", Access::Read, "dropped: too short or failed authentication"),
+            util::handler(
+                "passed",
+                Access::Read,
+                "non-UDP packets passed unchanged (TCP included)",
+            ),
+            util::handler(
+                "auth_failed",
+                Access::Read,
+                "dropped: too short or failed authentication",
+            ),
             util::handler("fragments", Access::Read, "UDP fragments dropped"),
-            util::handler("malformed", Access::Read, "UDP datagrams with inconsistent lengths dropped"),
+            util::handler(
+                "malformed",
+                Access::Read,
+                "UDP datagrams with inconsistent lengths dropped",
+            ),
             util::handler(
                 "reset",
                 Access::Write,
@@ -457,7 +483,10 @@ mod tests {
         let sealed = p.data().to_vec();
         assert_eq!(sealed.len(), frame.len() + OVERHEAD);
         assert!(!contains(&sealed, SECRET), "plaintext visible in the encrypted frame");
-        assert!(!contains(&sealed, &SECRET[..8]), "plaintext visible in the encrypted frame");
+        assert!(
+            !contains(&sealed, &SECRET[..8]),
+            "plaintext visible in the encrypted frame"
+        );
         let hdr = view::parse(&sealed).expect("the encrypted frame parses (lengths, IPv4 checksum)");
         assert_eq!(hdr.flow.sport, 4000);
         assert!(udp_checksum_ok(&sealed), "UDP checksum of the encrypted frame");
@@ -602,7 +631,11 @@ mod tests {
 
     #[test]
     fn bad_keys_are_rejected_without_echo() {
-        for bad in ["", "key=00", "key=zz0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"] {
+        for bad in [
+            "",
+            "key=00",
+            "key=zz0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+        ] {
             assert!(rejects("encrypt", bad), "{bad:?}");
             assert!(rejects("decrypt", bad), "{bad:?}");
         }

@@ -79,7 +79,10 @@ fn parse_net(key: &str, s: &str) -> Result<IpNet, ElementError> {
 fn parse_range(key: &str, s: &str) -> Result<(u16, u16), ElementError> {
     let bad = || err(format!("{key}: {s:?} is not a port or a range LO-HI"));
     let (lo, hi) = match s.split_once('-') {
-        Some((a, b)) => (a.parse::<u16>().map_err(|_| bad())?, b.parse::<u16>().map_err(|_| bad())?),
+        Some((a, b)) => (
+            a.parse::<u16>().map_err(|_| bad())?,
+            b.parse::<u16>().map_err(|_| bad())?,
+        ),
         None => {
             let p = s.parse::<u16>().map_err(|_| bad())?;
             (p, p)
@@ -106,7 +109,9 @@ fn parse(args: &Args) -> Result<(Match, Action), ElementError> {
     }
     if let (Some(a), Some(b)) = (&m.src, &m.dst) {
         if matches!(a, IpNet::V4(_)) != matches!(b, IpNet::V4(_)) {
-            return Err(err("src and dst are of different address families: nothing could match".into()));
+            return Err(err(
+                "src and dst are of different address families: nothing could match".into(),
+            ));
         }
     }
     if let Some(s) = n.get("sport") {
@@ -227,16 +232,36 @@ mod tests {
         let f = v4(1500, 6060, b"x");
         assert_eq!(verdict(cfg, &f, 1), Verdict::Continue);
         assert_eq!(verdict(cfg, &f, 2), Verdict::Drop, "in_port");
-        assert_eq!(verdict(cfg, &v4(999, 6060, b"x"), 1), Verdict::Drop, "sport below range");
-        assert_eq!(verdict(cfg, &v4(2000, 6060, b"x"), 1), Verdict::Continue, "range is inclusive");
+        assert_eq!(
+            verdict(cfg, &v4(999, 6060, b"x"), 1),
+            Verdict::Drop,
+            "sport below range"
+        );
+        assert_eq!(
+            verdict(cfg, &v4(2000, 6060, b"x"), 1),
+            Verdict::Continue,
+            "range is inclusive"
+        );
         assert_eq!(verdict(cfg, &v4(1500, 6061, b"x"), 1), Verdict::Drop, "dport");
         assert_eq!(verdict(cfg, &v6(1500, 6060, b"x"), 1), Verdict::Drop, "family");
         let t = build::tcp4([2; 6], [4; 6], A4, B4, 1500, 6060, 0, b"x");
         assert_eq!(verdict(cfg, &t, 1), Verdict::Drop, "proto");
-        let other = build::udp4([2; 6], [4; 6], A4, std::net::Ipv4Addr::new(10, 0, 1, 3), 1500, 6060, 64, b"x");
+        let other = build::udp4(
+            [2; 6],
+            [4; 6],
+            A4,
+            std::net::Ipv4Addr::new(10, 0, 1, 3),
+            1500,
+            6060,
+            64,
+            b"x",
+        );
         assert_eq!(verdict(cfg, &other, 1), Verdict::Drop, "dst host");
         assert_eq!(verdict("proto=17", &f, 0), Verdict::Continue, "numeric protocol");
-        assert_eq!(verdict("src=2001:db8::/32 proto=udp", &v6(1, 2, b""), 0), Verdict::Continue);
+        assert_eq!(
+            verdict("src=2001:db8::/32 proto=udp", &v6(1, 2, b""), 0),
+            Verdict::Continue
+        );
         assert_eq!(verdict("", &t, 0), Verdict::Continue, "empty expression matches all");
     }
 

@@ -35,7 +35,7 @@
 //!
 //! Report: `{"rate":R,"cutoff":L,"layers":[{"layer","rate","passed","dropped"}],"other":{…}}`.
 
-use crate::udp::{self, Udp};
+use crate::udp::{self, Located};
 use crate::util::{self, Tally};
 use serde::{Deserialize, Serialize};
 use weft_dataplane::element::Access;
@@ -90,7 +90,9 @@ fn parse(args: &Args) -> Result<(u64, usize, u64), ElementError> {
         .ok_or_else(|| ElementError::Config(format!("{CLASS}: a target rate in bytes/s is required")))?;
     let offset = util::get_u64(args, CLASS, "offset", usize::MAX)?.unwrap_or(0);
     if offset > 65_000 {
-        return Err(ElementError::Config(format!("{CLASS}: offset {offset} is past any UDP payload")));
+        return Err(ElementError::Config(format!(
+            "{CLASS}: offset {offset} is past any UDP payload"
+        )));
     }
     let window = util::get_u64(args, CLASS, "window", usize::MAX)?.unwrap_or(DEFAULT_WINDOW_MS);
     if !(10..=60_000).contains(&window) {
@@ -119,7 +121,7 @@ impl LayerDrop {
 
     fn layer_of(&self, pkt: &Packet) -> Option<u8> {
         match udp::locate(pkt) {
-            Udp::Span(s) => {
+            Located::Span(s) => {
                 let at = s.payload() + self.offset;
                 if at < s.end {
                     pkt.data().get(at).copied()
@@ -338,17 +340,26 @@ mod tests {
         let est = r["layers"][2]["rate"].as_u64().unwrap_or(0);
         assert!((9_500..=10_500).contains(&est), "layer 2 estimated at {est} B/s");
         // 10k + 10k fits 25k, a third layer does not.
-        assert_eq!(stream(&mut h, e.as_mut(), 2000, 2000), [(200, 0), (200, 0), (0, 200), (0, 200)]);
+        assert_eq!(
+            stream(&mut h, e.as_mut(), 2000, 2000),
+            [(200, 0), (200, 0), (0, 200), (0, 200)]
+        );
 
         e.control("45000").expect("new rate");
         assert_eq!(stream(&mut h, e.as_mut(), 4000, 1000), [(100, 0); 4]);
         assert_eq!(e.report()["cutoff"], 255, "every seen layer fits");
 
         e.control("rate=15000").expect("new rate");
-        assert_eq!(stream(&mut h, e.as_mut(), 5000, 1000), [(100, 0), (0, 100), (0, 100), (0, 100)]);
+        assert_eq!(
+            stream(&mut h, e.as_mut(), 5000, 1000),
+            [(100, 0), (0, 100), (0, 100), (0, 100)]
+        );
         // Even a rate below the base layer's keeps the base layer.
         e.control("1000").expect("new rate");
-        assert_eq!(stream(&mut h, e.as_mut(), 6000, 1000), [(100, 0), (0, 100), (0, 100), (0, 100)]);
+        assert_eq!(
+            stream(&mut h, e.as_mut(), 6000, 1000),
+            [(100, 0), (0, 100), (0, 100), (0, 100)]
+        );
         let l3 = &e.report()["layers"][3];
         let offered = l3["passed"]["packets"].as_u64().unwrap_or(0) + l3["dropped"]["packets"].as_u64().unwrap_or(0);
         assert_eq!(offered, 200 + 200 + 100 + 100 + 100);
@@ -381,7 +392,10 @@ mod tests {
         // Not a layered packet: TCP, and UDP too short for offset 3.
         let t = weft_packet::build::tcp4([2; 6], [4; 6], A4, B4, 1, 2, 0, &[9; 10]);
         assert_eq!(h.run(e.as_mut(), 3000 * MS, &mut pkt(&t)), Verdict::Continue);
-        assert_eq!(h.run(e.as_mut(), 3000 * MS, &mut pkt(&v4(1, 2, &[9, 9, 9]))), Verdict::Continue);
+        assert_eq!(
+            h.run(e.as_mut(), 3000 * MS, &mut pkt(&v4(1, 2, &[9, 9, 9]))),
+            Verdict::Continue
+        );
         assert_eq!(e.report()["other"]["packets"], 2);
 
         let state = e.export_state().expect("state");

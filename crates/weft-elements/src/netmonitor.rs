@@ -291,7 +291,20 @@ mod tests {
             h.run(e.as_mut(), 0, &mut pkt(&f));
         }
         // A kept key still counts after the table filled up.
-        h.run(e.as_mut(), 0, &mut pkt(&build::udp4([2; 6], [4; 6], Ipv4Addr::from(0x0a00_0000), B4, 1, 2, 64, b"")));
+        h.run(
+            e.as_mut(),
+            0,
+            &mut pkt(&build::udp4(
+                [2; 6],
+                [4; 6],
+                Ipv4Addr::from(0x0a00_0000),
+                B4,
+                1,
+                2,
+                64,
+                b"",
+            )),
+        );
         let r = e.report();
         assert_eq!(r["size"], 100);
         assert_eq!(r["overflow"]["packets"], 900);

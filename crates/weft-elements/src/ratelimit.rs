@@ -172,7 +172,11 @@ fn doc() -> ClassDoc {
             util::handler("burst", Access::Read, "bucket size, bytes"),
             util::handler("passed", Access::Read, "packets and bytes passed"),
             util::handler("dropped", Access::Read, "packets and bytes dropped"),
-            util::handler("rate", Access::Write, "control `RATE [BURST]`: a new rate (PromethOS' `131072`)"),
+            util::handler(
+                "rate",
+                Access::Write,
+                "control `RATE [BURST]`: a new rate (PromethOS' `131072`)",
+            ),
             util::handler("reset", Access::Write, "control `reset`: zero the counts"),
         ],
     )
@@ -233,7 +237,10 @@ mod tests {
         let r = e.report();
         let total = r["passed"]["bytes"].as_u64().unwrap_or(0) + r["dropped"]["bytes"].as_u64().unwrap_or(0);
         assert_eq!(total, 2 * secs * 1000 * 1000);
-        assert_eq!(r["passed"]["packets"].as_u64().unwrap_or(0) * 1000, r["passed"]["bytes"].as_u64().unwrap_or(1));
+        assert_eq!(
+            r["passed"]["packets"].as_u64().unwrap_or(0) * 1000,
+            r["passed"]["bytes"].as_u64().unwrap_or(1)
+        );
     }
 
     #[test]

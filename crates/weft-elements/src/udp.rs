@@ -3,7 +3,7 @@
 //!
 //! Offsets come from the engine's [`weft_packet::Meta`] (`l3`, `l4`,
 //! `flow`); every one is checked against the bytes before use, so stale or
-//! hostile metadata yields [`Udp::Malformed`], never a panic. A packet whose
+//! hostile metadata yields [`Located::Malformed`], never a panic. A packet whose
 //! metadata was never filled in (`l3 == 0`, e.g. driven outside a node) is
 //! parsed here.
 
@@ -34,9 +34,9 @@ impl UdpSpan {
 
 /// What [`locate`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Udp {
+pub(crate) enum Located {
     /// Not IP, or IP carrying something other than UDP.
-    NotUdp,
+    Other,
     /// A UDP datagram split into IP fragments: the payload is not whole here.
     Fragment,
     /// Length fields that do not fit together (or stale metadata).
@@ -51,12 +51,12 @@ fn be16(d: &[u8], at: usize) -> Option<usize> {
 }
 
 /// Find the UDP datagram in `pkt`.
-pub(crate) fn locate(pkt: &Packet) -> Udp {
+pub(crate) fn locate(pkt: &Packet) -> Located {
     let d = pkt.data();
     let (l3, l4, family, transport) = if pkt.meta.l3 == 0 {
         match view::parse(d) {
             Ok(h) => (h.l3_off(), h.l4_off().unwrap_or(0), h.flow.family, h.flow.proto),
-            Err(_) => return Udp::Malformed,
+            Err(_) => return Located::Malformed,
         }
     } else {
         let m = &pkt.meta;
@@ -64,67 +64,67 @@ pub(crate) fn locate(pkt: &Packet) -> Udp {
     };
     let Some(&first) = d.get(l3) else {
         return if family == Family::None {
-            Udp::NotUdp
+            Located::Other
         } else {
-            Udp::Malformed
+            Located::Malformed
         };
     };
     let (v6, end, l4) = match family {
-        Family::None => return Udp::NotUdp,
+        Family::None => return Located::Other,
         Family::V4 => {
             if d.len() < l3 + 20 || first >> 4 != 4 {
-                return Udp::Malformed;
+                return Located::Malformed;
             }
             let ihl = (first & 0x0f) as usize * 4;
             let Some(total) = be16(d, l3 + 2) else {
-                return Udp::Malformed;
+                return Located::Malformed;
             };
             if ihl < 20 || total < ihl || l3 + total > d.len() {
-                return Udp::Malformed;
+                return Located::Malformed;
             }
             // The header, not the flow key, says what it carries.
             if d[l3 + 9] != proto::UDP {
-                return Udp::NotUdp;
+                return Located::Other;
             }
             let Some(frag) = be16(d, l3 + 6) else {
-                return Udp::Malformed;
+                return Located::Malformed;
             };
             if frag & 0x3fff != 0 {
-                return Udp::Fragment;
+                return Located::Fragment;
             }
             (false, l3 + total, l3 + ihl)
         }
         Family::V6 => {
             if d.len() < l3 + 40 || first >> 4 != 6 {
-                return Udp::Malformed;
+                return Located::Malformed;
             }
             let Some(plen) = be16(d, l3 + 4) else {
-                return Udp::Malformed;
+                return Located::Malformed;
             };
             let end = l3 + 40 + plen;
             if end > d.len() {
-                return Udp::Malformed;
+                return Located::Malformed;
             }
             // The transport after extension headers is known only from the
             // parse; a fragmented payload has no transport offset.
             if transport != proto::UDP {
-                return Udp::NotUdp;
+                return Located::Other;
             }
             if l4 == 0 {
-                return Udp::Fragment;
+                return Located::Fragment;
             }
             if l4 < l3 + 40 {
-                return Udp::Malformed;
+                return Located::Malformed;
             }
             (true, end, l4)
         }
     };
     if l4 + 8 > end {
-        return Udp::Malformed;
+        return Located::Malformed;
     }
     match be16(d, l4 + 4) {
-        Some(ulen) if ulen >= 8 && l4 + ulen == end => Udp::Span(UdpSpan { v6, l3, l4, end }),
-        _ => Udp::Malformed,
+        Some(ulen) if ulen >= 8 && l4 + ulen == end => Located::Span(UdpSpan { v6, l3, l4, end }),
+        _ => Located::Malformed,
     }
 }
 
@@ -196,7 +196,7 @@ mod tests {
         let p = pkt(&v4(1, 2, b"abc"));
         assert_eq!(
             locate(&p),
-            Udp::Span(UdpSpan {
+            Located::Span(UdpSpan {
                 v6: false,
                 l3: 14,
                 l4: 34,
@@ -206,7 +206,7 @@ mod tests {
         let p = pkt(&v6(1, 2, b"abc"));
         assert_eq!(
             locate(&p),
-            Udp::Span(UdpSpan {
+            Located::Span(UdpSpan {
                 v6: true,
                 l3: 14,
                 l4: 54,
@@ -215,25 +215,26 @@ mod tests {
         );
         // Unparsed metadata: parsed here.
         let raw = weft_packet::Packet::from_bytes(&v4(1, 2, b"abc"));
-        assert!(matches!(locate(&raw), Udp::Span(_)));
+        assert!(matches!(locate(&raw), Located::Span(_)));
     }
 
     #[test]
     fn tcp_arp_fragments_and_bad_lengths() {
         let t = weft_packet::build::tcp4([2; 6], [4; 6], A4, B4, 1, 2, 0, b"x");
-        assert_eq!(locate(&pkt(&t)), Udp::NotUdp);
+        assert_eq!(locate(&pkt(&t)), Located::Other);
         let a = weft_packet::build::arp(1, [1; 6], A4, [0; 6], B4, [0xff; 6]);
-        assert_eq!(locate(&pkt(&a)), Udp::NotUdp);
-        let mut f = v4(1, 2, b"abcdef");
-        f[14 + 6] = 0x20; // more fragments
-        let mut p = pkt(&f);
-        p.meta.l3 = 14;
-        assert_eq!(locate(&p), Udp::Fragment);
+        assert_eq!(locate(&pkt(&a)), Located::Other);
+        let mut p = pkt(&v4(1, 2, b"abcdef"));
+        p.data_mut()[14 + 6] = 0x20; // more fragments
+        assert_eq!(locate(&p), Located::Fragment);
+        let mut p = pkt(&v4(1, 2, b"abcdef"));
+        p.data_mut()[14 + 7] = 0x08; // a later fragment
+        assert_eq!(locate(&p), Located::Fragment);
         let mut p = pkt(&v4(1, 2, b"abcdef"));
         p.data_mut()[34 + 5] = 9; // UDP length 9 in a 14-byte datagram
-        assert_eq!(locate(&p), Udp::Malformed);
+        assert_eq!(locate(&p), Located::Malformed);
         let mut p = pkt(&v4(1, 2, b"abcdef"));
         p.meta.l3 = 200;
-        assert_eq!(locate(&p), Udp::Malformed);
+        assert_eq!(locate(&p), Located::Malformed);
     }
 }

@@ -46,7 +46,10 @@ pub(crate) fn is_reset(request: &str) -> bool {
 /// The error for a control request an element without configuration does
 /// not understand.
 pub(crate) fn only_reset(class: &str, request: &str) -> ElementError {
-    ElementError::Control(format!("{class}: unknown request {:?} (expected `reset`)", request.trim()))
+    ElementError::Control(format!(
+        "{class}: unknown request {:?} (expected `reset`)",
+        request.trim()
+    ))
 }
 
 /// One handler row of a [`ClassDoc`].

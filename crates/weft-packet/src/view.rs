@@ -402,3 +402,45 @@ mod tests {
         assert!(matches!(h.l3, L3::Ipv6 { payload_off: 54, .. }));
     }
 }
+
+/// Fuzzing and property-test entry point: parse `frame` and check that what
+/// [`parse`] reports is consistent with the bytes (offsets inside the
+/// frame). Panics only when an invariant is broken — that is the bug a fuzzer
+/// looks for.
+pub fn check_parse_invariants(frame: &[u8]) {
+    if let Ok(h) = parse(frame) {
+        if let Some(off) = h.l4_off() {
+            assert!(off <= frame.len(), "L4 offset past the frame");
+        }
+        match h.l3 {
+            L3::Ipv4 { off, hlen, total_len, .. } => {
+                assert!(off as usize + total_len as usize <= frame.len());
+                assert!(hlen >= 20 && hlen <= total_len);
+            }
+            L3::Ipv6 { payload_off, .. } => assert!(payload_off as usize <= frame.len()),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod fuzz_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            check_parse_invariants(&data);
+        }
+
+        #[test]
+        fn mutated_valid_frames_never_panic(idx in 0usize..80, byte in any::<u8>(), cut in 0usize..90) {
+            let mut f = crate::build::udp4([2; 6], [4; 6], "10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), 1, 2, 64, b"0123456789");
+            let i = idx % f.len();
+            f[i] = byte;
+            f.truncate(cut.min(f.len()));
+            check_parse_invariants(&f);
+        }
+    }
+}

@@ -162,7 +162,7 @@ pub struct RouteSection {
     pub prefix: Spanned<String>,
     /// Gateway (on a connected network).
     #[serde(default)]
-    pub via: Option<IpAddr>,
+    pub via: Option<Spanned<IpAddr>>,
     /// Out port name (default: the gateway's port).
     #[serde(default)]
     pub port: Option<Spanned<String>>,
@@ -335,12 +335,16 @@ pub fn apply(cfg: &NodeConfig, node: &mut Node) -> Result<Applied, ConfigError> 
 
     for r in &cfg.routes {
         let rs = r.get_ref();
-        let prefix = parse_route_prefix(rs.prefix.get_ref(), rs.via).map_err(|e| at(rs.prefix.span(), &e))?;
+        let via = rs.via.as_ref().map(|v| *v.get_ref());
+        let prefix = parse_route_prefix(rs.prefix.get_ref(), via).map_err(|e| at(rs.prefix.span(), &e))?;
         let pid = match &rs.port {
             Some(p) => Some(port(node, p)?),
             None => None,
         };
-        node.add_route(prefix, rs.via, pid).map_err(|e| at(r.span(), &e))?;
+        node.add_route(prefix, via, pid).map_err(|e| match (&e, &rs.via) {
+            (NodeError::GatewayNotOnLink(_), Some(v)) => at(v.span(), &e),
+            _ => at(r.span(), &e),
+        })?;
     }
 
     let mut applied = Applied::default();
