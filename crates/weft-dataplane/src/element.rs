@@ -85,6 +85,10 @@ pub enum ElementError {
     /// The class does not support this operation.
     #[error("{0} is not supported by this element")]
     Unsupported(&'static str),
+    /// A resource could not be acquired in [`Element::initialize`] (memory,
+    /// randomness, a compiled module).
+    #[error("resource unavailable: {0}")]
+    Resource(String),
     /// Exported state could not be taken over.
     #[error("state not taken: {0}")]
     State(String),
@@ -140,6 +144,19 @@ impl Args {
                 .map(Some)
                 .map_err(|_| ElementError::Config(format!("{key}: cannot parse {v:?}"))),
         }
+    }
+
+    /// The arguments as text with secret values (`key=`, `secret=`,
+    /// `password=`, `psk=`) replaced by `<redacted>`: what listings and
+    /// reports show, so a key given to `encrypt` never leaves the node.
+    pub fn redacted(&self) -> String {
+        let mut a = self.clone();
+        for (k, v) in a.named.iter_mut() {
+            if matches!(k.as_str(), "key" | "secret" | "password" | "psk") {
+                *v = "<redacted>".into();
+            }
+        }
+        a.to_string()
     }
 
     /// Apply `key=value` on top of these arguments (LANA's `set`).
@@ -357,6 +374,7 @@ mod tests {
         assert_eq!(a.get_parsed::<u32>("rate", 0).unwrap(), Some(1));
         assert!(Args::parse("rate=x").get_parsed::<u32>("rate", 0).is_err());
         assert_eq!(Args::parse("a b=c").to_string(), "a b=c");
+        assert_eq!(Args::parse("key=00ff x=1").redacted(), "key=<redacted> x=1");
     }
 
     #[test]

@@ -871,7 +871,7 @@ impl Node {
             stats: InstanceStats::default(),
             generation: 0,
         }));
-        tracing::info!(node = %self.name, %id, class, config, "instance created");
+        tracing::info!(node = %self.name, %id, class, config = %Args::parse(config).redacted(), "instance created");
         Ok(id)
     }
 
@@ -938,7 +938,7 @@ impl Node {
         Ok(serde_json::json!({
             "id": id.to_string(),
             "class": inst.class,
-            "config": inst.args.to_string(),
+            "config": inst.args.redacted(),
             "generation": inst.generation,
             "engine": inst.stats,
             "element": inst.element.report(),
@@ -956,7 +956,7 @@ impl Node {
                     InstanceInfo {
                         id,
                         class: inst.class.clone(),
-                        config: inst.args.to_string(),
+                        config: inst.args.redacted(),
                         generation: inst.generation,
                         filters: self.filters_of(id),
                         stats: inst.stats,

@@ -1,1 +1,99 @@
-fn main() {}
+//! `weft`: the Weft command line — runs a node (`weft node run`) and talks
+//! to running nodes through their management API socket with the words
+//! operators know: iptables-like `filter`, `ip route`-like `route`, LANA's
+//! `fb`, PromethOS' `instance ctl|report`.
+//!
+//! Each noun is one module and one [`Command`] variant; adding a command
+//! (`emu`, `demo`, `bench`, …) is a variant here plus a module.
+//!
+//! This binary knows the command line and how to print; everything about
+//! nodes, files and the API is `weft-control`'s.
+
+mod cli_client;
+mod cli_fb;
+mod cli_filter;
+mod cli_instance;
+mod cli_node;
+mod cli_route;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Weft: an active network node.
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, about, propagate_version = true)]
+struct Cli {
+    /// The node to talk to: its API socket.
+    #[arg(long, global = true, env = "WEFT_SOCKET", value_name = "PATH")]
+    node: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node, check a config file, show a running node.
+    #[command(subcommand)]
+    Node(cli_node::NodeCmd),
+    /// Filters and their paths, iptables-style (add, ls, rm).
+    #[command(subcommand)]
+    Filter(cli_filter::FilterCmd),
+    /// Instances: control port, reporting port, list, remove.
+    #[command(subcommand)]
+    Instance(cli_instance::InstanceCmd),
+    /// Functional blocks, LANA-style: add|rm|ls classes; new|set|bind|unbind|replace instances.
+    #[command(subcommand)]
+    Fb(cli_fb::FbCmd),
+    /// Routes, ip-route-style (add, ls, del).
+    #[command(subcommand)]
+    Route(cli_route::RouteCmd),
+    /// Print the node's counters (Prometheus text format).
+    Metrics,
+}
+
+impl Command {
+    /// Whether this command runs a node (and so logs at info by default).
+    fn runs_node(&self) -> bool {
+        matches!(self, Command::Node(cli_node::NodeCmd::Run(_)))
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let node = cli.node;
+    match cli.command {
+        Command::Node(c) => cli_node::run(c, node).await,
+        Command::Filter(c) => cli_filter::run(c, node).await,
+        Command::Instance(c) => cli_instance::run(c, node).await,
+        Command::Fb(c) => cli_fb::run(c, node).await,
+        Command::Route(c) => cli_route::run(c, node).await,
+        Command::Metrics => cli_client::metrics(node).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if cli.command.runs_node() { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .init();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("weft: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weft: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
