@@ -532,7 +532,9 @@ fn filter_add(n: &mut Node, req: FilterRequest) -> Result<FilterCreated, ApiErro
         (None, false) => None,
     };
     if req.config.is_some() && plugin.is_none() {
-        return Err(ApiError::bad("config configures the plugin instance; give a plugin too"));
+        return Err(ApiError::bad(
+            "config configures the plugin instance; give a plugin too",
+        ));
     }
     let spec = FilterSpec {
         hook: Some(hook),
@@ -633,10 +635,7 @@ async fn instances_control(
     Ok(Json(ControlReply { reply }))
 }
 
-async fn instances_report(
-    State(h): State<NodeHandle>,
-    UrlPath(id): UrlPath<String>,
-) -> ApiResult<serde_json::Value> {
+async fn instances_report(State(h): State<NodeHandle>, UrlPath(id): UrlPath<String>) -> ApiResult<serde_json::Value> {
     let id = instance_id(&id)?;
     Ok(Json(on_node(&h, move |n| Ok(n.report(id)?)).await?))
 }
@@ -648,11 +647,7 @@ async fn instances_set(State(h): State<NodeHandle>, UrlPath(id): UrlPath<String>
     Ok(Json(DONE))
 }
 
-async fn instances_replace(
-    State(h): State<NodeHandle>,
-    UrlPath(id): UrlPath<String>,
-    b: Bytes,
-) -> ApiResult<Done> {
+async fn instances_replace(State(h): State<NodeHandle>, UrlPath(id): UrlPath<String>, b: Bytes) -> ApiResult<Done> {
     let id = instance_id(&id)?;
     let req: ReplaceRequest = body(&b)?;
     on_node(&h, move |n| {
@@ -848,7 +843,11 @@ impl ApiServer {
     }
 
     /// Serve until `shutdown` completes, then remove the socket file.
-    pub async fn run(self, h: NodeHandle, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    pub async fn run(
+        self,
+        h: NodeHandle,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
         let app = router(h);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

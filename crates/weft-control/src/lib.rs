@@ -30,40 +30,7 @@ pub use config::{apply, ConfigError, NodeConfig};
 pub use runner::{NodeHandle, NodeRunner};
 
 /// The built-in element classes a node can register (LANA `add` by name).
+/// Later issues add plugin classes beside them.
 pub fn builtin_classes() -> Vec<weft_dataplane::ElementClass> {
-    temp_builtins()
-}
-
-// TEMP until weft-elements exports classes()
-fn temp_builtins() -> Vec<weft_dataplane::ElementClass> {
-    use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, Verdict};
-    struct C(u64, u64);
-    impl Element for C {
-        fn process(&mut self, _cx: &mut Ctx<'_>, _p: &mut weft_packet::Packet) -> Verdict {
-            Verdict::Continue
-        }
-        fn configure(&mut self, a: &Args) -> Result<(), ElementError> {
-            self.1 = a.get_parsed("rate", 0)?.unwrap_or(0);
-            Ok(())
-        }
-        fn report(&self) -> serde_json::Value {
-            serde_json::json!({"packets": self.0, "rate": self.1})
-        }
-        fn export_state(&mut self) -> Option<serde_json::Value> {
-            Some(serde_json::json!(self.0))
-        }
-        fn import_state(&mut self, _s: serde_json::Value) -> Result<(), ElementError> {
-            Ok(())
-        }
-    }
-    ["counter", "ratelimit"]
-        .iter()
-        .map(|n| {
-            ElementClass::native(n, ClassDoc::default(), |a: &Args| {
-                let mut c = C(0, 0);
-                c.configure(a)?;
-                Ok(Box::new(c) as Box<dyn Element>)
-            })
-        })
-        .collect()
+    weft_elements::classes()
 }

@@ -254,6 +254,10 @@ pub trait Element: Send + 'static {
 
     /// The control port: a request, a reply. Default: the request is a new
     /// configuration (PromethOS: `echo '#1' 131072 > …/management`).
+    ///
+    /// Convention: a request starting with a bare verb (letters only, such
+    /// as `reset`) is a command; anything else is a configuration, which the
+    /// node records as the instance's configuration when accepted.
     fn control(&mut self, request: &str) -> Result<String, ElementError> {
         self.configure(&Args::parse(request))?;
         Ok("ok".into())

@@ -928,8 +928,21 @@ impl Node {
     }
 
     /// The control port: send a request, get the reply.
+    ///
+    /// Convention shared by all elements: a request whose first word is a
+    /// bare verb (letters only, no `=`, e.g. `reset`) is a command; anything
+    /// else (`131072`, `rate=131072`) is a new configuration, and once the
+    /// element accepts it the node records it as the instance's
+    /// configuration, so listings show what is in force.
     pub fn control(&mut self, id: InstanceId, request: &str) -> Result<String, NodeError> {
-        Ok(self.inst_mut(id)?.element.control(request)?)
+        let inst = self.inst_mut(id)?;
+        let reply = inst.element.control(request)?;
+        let first = request.split_whitespace().next().unwrap_or("");
+        let is_verb = !first.is_empty() && first.chars().all(|c| c.is_ascii_alphabetic() || c == '-' || c == '_');
+        if !is_verb && !first.is_empty() {
+            inst.args = Args::parse(request);
+        }
+        Ok(reply)
     }
 
     /// The reporting port: the element's report plus engine counters.
@@ -1004,42 +1017,45 @@ impl Node {
 
     /// Add a filter; returns its id.
     pub fn add_filter(&mut self, spec: FilterSpec) -> Result<FilterId, NodeError> {
-        let hook = spec.hook.ok_or(NodeError::NoHook)?;
-        for i in &spec.chain {
-            self.inst(*i)?;
-        }
-        let id = FilterId(self.next_filter);
-        self.next_filter += 1;
-        let f = Filter {
-            id,
-            hook,
-            m: spec.m,
-            chain: spec.chain,
-        };
-        // Position counts rules within the hook.
-        let idx = match spec.position {
-            None => self.filters.len(),
-            Some(pos) => {
-                let mut seen = 0;
-                let mut at = self.filters.len();
-                for (i, g) in self.filters.iter().enumerate() {
-                    if g.hook == hook {
-                        if seen == pos {
-                            at = i;
-                            break;
-                        }
-                        seen += 1;
-                    }
-                }
-                at
+        Ok(self.add_filters(vec![spec])?[0])
+    }
+
+    /// Add several filters and publish one snapshot for all of them (a rule
+    /// set of thousands loads in one classifier build, not thousands). All or
+    /// nothing: on an error no filter is added.
+    pub fn add_filters(&mut self, specs: Vec<FilterSpec>) -> Result<Vec<FilterId>, NodeError> {
+        for spec in &specs {
+            spec.hook.ok_or(NodeError::NoHook)?;
+            for i in &spec.chain {
+                self.inst(*i)?;
             }
-        };
-        self.filters.insert(idx, f);
-        if self.filter_hits.len() <= id.0 as usize {
-            self.filter_hits.resize(id.0 as usize + 1, 0);
+        }
+        let mut ids = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let hook = spec.hook.ok_or(NodeError::NoHook)?;
+            let id = FilterId(self.next_filter);
+            self.next_filter += 1;
+            let f = Filter { id, hook, m: spec.m, chain: spec.chain };
+            // Position counts rules within the hook.
+            let idx = match spec.position {
+                None => self.filters.len(),
+                Some(pos) => self
+                    .filters
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, g)| g.hook == hook)
+                    .nth(pos)
+                    .map(|(i, _)| i)
+                    .unwrap_or(self.filters.len()),
+            };
+            self.filters.insert(idx, f);
+            if self.filter_hits.len() <= id.0 as usize {
+                self.filter_hits.resize(id.0 as usize + 1, 0);
+            }
+            ids.push(id);
         }
         self.publish();
-        Ok(id)
+        Ok(ids)
     }
 
     /// Remove a filter (its instances stay).

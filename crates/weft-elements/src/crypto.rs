@@ -45,8 +45,7 @@
 
 use crate::udp::{self, Located, UdpSpan};
 use crate::util;
-use chacha20poly1305::aead::{AeadInOut, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use serde::{Deserialize, Serialize};
 use weft_dataplane::element::Access;
 use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, Verdict};
@@ -59,7 +58,12 @@ pub const TAG_LEN: usize = 16;
 /// Bytes an encrypted datagram grows by.
 pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
-fn parse_key(class: &str, args: &Args) -> Result<ChaCha20Poly1305, ElementError> {
+/// The cipher: `ring`'s ChaCha20-Poly1305 (assembly per CPU). The pure-Rust
+/// `chacha20poly1305` 0.11 measured 1.5 µs per 64-byte packet here (its AVX2
+/// intrinsics were not inlined); `ring` seals one in about 0.2 µs.
+type Cipher = LessSafeKey;
+
+fn parse_key(class: &str, args: &Args) -> Result<Cipher, ElementError> {
     util::check_args(args, class, &["key"], 0)?;
     let hex = args
         .named
@@ -76,7 +80,8 @@ fn parse_key(class: &str, args: &Args) -> Result<ChaCha20Poly1305, ElementError>
     for (k, pair) in key.iter_mut().zip(hex.chunks_exact(2)) {
         *k = (nibble(pair[0]).ok_or_else(bad)? << 4) | nibble(pair[1]).ok_or_else(bad)?;
     }
-    Ok(ChaCha20Poly1305::new(&Key::from(key)))
+    let unbound = UnboundKey::new(&CHACHA20_POLY1305, &key).map_err(|_| bad())?;
+    Ok(LessSafeKey::new(unbound))
 }
 
 fn aad(d: &[u8], span: &UdpSpan) -> [u8; 4] {
@@ -103,7 +108,7 @@ struct EncStats {
 
 /// The `encrypt` element.
 pub struct Encrypt {
-    cipher: ChaCha20Poly1305,
+    cipher: Cipher,
     salt: Option<[u8; 8]>,
     /// Next counter value; 2³² means the salt is used up.
     seq: u64,
@@ -180,14 +185,14 @@ impl Encrypt {
         let body = &mut d[p0 + NONCE_LEN..p0 + NONCE_LEN + plen];
         let Ok(tag) = self
             .cipher
-            .encrypt_inout_detached(&Nonce::from(nonce), &ad, body.into())
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(ad), body)
         else {
             // Only a message over 256 GiB could fail; never leak it.
             self.stats.malformed += 1;
             return Verdict::Drop;
         };
         let end = span.end + OVERHEAD;
-        d[end - TAG_LEN..end].copy_from_slice(&tag);
+        d[end - TAG_LEN..end].copy_from_slice(tag.as_ref());
         udp::fix_lengths(d, &span, end);
         self.stats.encrypted += 1;
         Verdict::Continue
@@ -264,7 +269,7 @@ struct DecStats {
 
 /// The `decrypt` element.
 pub struct Decrypt {
-    cipher: ChaCha20Poly1305,
+    cipher: Cipher,
     stats: DecStats,
 }
 
@@ -294,13 +299,11 @@ impl Decrypt {
         let d = pkt.data_mut();
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&d[p0..p0 + NONCE_LEN]);
-        let mut tag = [0u8; TAG_LEN];
-        tag.copy_from_slice(&d[span.end - TAG_LEN..span.end]);
         let ad = aad(d, &span);
-        let body = &mut d[p0 + NONCE_LEN..span.end - TAG_LEN];
+        let sealed = &mut d[p0 + NONCE_LEN..span.end];
         if self
             .cipher
-            .decrypt_inout_detached(&Nonce::from(nonce), &ad, body.into(), &Tag::from(tag))
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(ad), sealed)
             .is_err()
         {
             self.stats.auth_failed += 1;

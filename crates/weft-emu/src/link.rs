@@ -201,7 +201,9 @@ mod tests {
         // The other direction is independent.
         assert!(matches!(l.offer(0, 1, 1000), Offer::Deliver(2_000_000)));
         let mut l = Link::new("l".into(), &spec(1e9, 0.25, 100_000), 7, 0);
-        let lost = (0..10_000).filter(|_| matches!(l.offer(0, 0, 100), Offer::Dropped)).count();
+        let lost = (0..10_000)
+            .filter(|_| matches!(l.offer(0, 0, 100), Offer::Dropped))
+            .count();
         assert!((2300..2700).contains(&lost), "{lost}");
     }
 }

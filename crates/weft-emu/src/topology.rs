@@ -271,10 +271,7 @@ impl Topology {
     /// Parse topology text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Topology, EmuError> {
         let t: Topology = toml::from_str(text).map_err(|e| {
-            let (line, col) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .unwrap_or((0, 0));
+            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
             EmuError::Topology(format!("{file}:{line}:{col}: {}", e.message().trim_end()))
         })?;
         t.check()?;
@@ -312,7 +309,12 @@ impl Topology {
     fn check(&self) -> Result<(), EmuError> {
         let err = |m: String| Err(EmuError::Topology(m));
         let mut names = BTreeSet::new();
-        for n in self.nodes.iter().map(|n| &n.name).chain(self.hosts.iter().map(|h| &h.name)) {
+        for n in self
+            .nodes
+            .iter()
+            .map(|n| &n.name)
+            .chain(self.hosts.iter().map(|h| &h.name))
+        {
             if n.is_empty() || n.contains(':') {
                 return err(format!("bad name {n:?}: must be non-empty and without ':'"));
             }

@@ -55,6 +55,9 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Only scenarios whose name contains this text.
+    #[arg(long)]
+    pub only: Option<String>,
 }
 
 const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -96,18 +99,14 @@ fn add_rules(node: &mut Node, n: usize, chain: Vec<InstanceId>) -> Result<()> {
         sport: SPORT,
         dport: DPORT,
     };
-    let mut added = 0;
-    for m in synthetic_rules(n * 2 + 16, 7) {
-        if added == n {
-            break;
-        }
-        if m.matches(&key) {
-            continue;
-        }
-        node.add_filter(FilterSpec { hook: Some(Hook::Prerouting), m, chain: vec![], position: None })?;
-        added += 1;
-    }
-    node.add_filter(FilterSpec { hook: Some(Hook::Prerouting), m: flow, chain, position: None })?;
+    let mut specs: Vec<FilterSpec> = synthetic_rules(n * 2 + 16, 7)
+        .into_iter()
+        .filter(|m| !m.matches(&key))
+        .take(n)
+        .map(|m| FilterSpec { hook: Some(Hook::Prerouting), m, chain: vec![], position: None })
+        .collect();
+    specs.push(FilterSpec { hook: Some(Hook::Prerouting), m: flow, chain, position: None });
+    node.add_filters(specs)?;
     Ok(())
 }
 
@@ -197,6 +196,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let mut plain = 0.0;
         let mut ten_rules = 0.0;
         for s in scenarios() {
+            if args.only.as_ref().is_some_and(|o| !s.name.contains(o.as_str()) && !s.name.starts_with("plain")) {
+                continue;
+            }
             let mut node = (s.setup)().with_context(|| format!("setting up {}", s.name))?;
             let mut rates = Vec::new();
             let mut allocs = Vec::new();
@@ -204,6 +206,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 let (pps, a) = run_once(&mut node, &frame, args.seconds);
                 rates.push(pps);
                 allocs.push(a);
+            }
+            let drops = node.drops();
+            if std::env::var_os("WEFT_BENCH_DEBUG").is_some() {
+                eprintln!("{}: ports {:?}", s.name, node.ports().iter().map(|p| (p.stats.rx_packets, p.stats.tx_packets)).collect::<Vec<_>>());
+                for i in node.instances() {
+                    eprintln!("  {:?}", node.report(i.id).ok());
+                }
+            }
+            if !drops.is_empty() {
+                eprintln!("{}: drops {drops:?}", s.name);
             }
             let spread = (rates.iter().cloned().fold(f64::MIN, f64::max) - rates.iter().cloned().fold(f64::MAX, f64::min))
                 / 1e6;

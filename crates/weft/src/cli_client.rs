@@ -2,7 +2,7 @@
 //! socket, the client, and plain-text tables.
 
 use anyhow::{bail, Context};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use weft_control::Client;
 
 /// Where nodes put their sockets by default (`/tmp/weft-<name>.sock`).
@@ -29,10 +29,17 @@ pub fn client(node: Option<PathBuf>) -> anyhow::Result<Client> {
     found.sort();
     match found.len() {
         1 => Ok(Client::new(found.remove(0))),
-        0 => bail!("no node selected: give --node PATH or set WEFT_SOCKET (no weft-*.sock in {})", dir.display()),
+        0 => bail!(
+            "no node selected: give --node PATH or set WEFT_SOCKET (no weft-*.sock in {})",
+            dir.display()
+        ),
         _ => bail!(
             "several nodes run here; choose one with --node PATH or WEFT_SOCKET: {}",
-            found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            found
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -72,9 +79,4 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push_str(&line(r.iter().map(String::as_str).collect()));
     }
     out
-}
-
-/// `path` as a display string.
-pub fn show(p: &Path) -> String {
-    p.display().to_string()
 }

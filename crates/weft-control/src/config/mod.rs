@@ -377,7 +377,10 @@ pub fn apply(cfg: &NodeConfig, node: &mut Node) -> Result<Applied, ConfigError> 
             let id = applied.instances.get(l.get_ref()).ok_or_else(|| {
                 at(
                     l.span(),
-                    &format!("instance {:?} is not defined (define it in an [[instance]] table)", l.get_ref()),
+                    &format!(
+                        "instance {:?} is not defined (define it in an [[instance]] table)",
+                        l.get_ref()
+                    ),
                 )
             })?;
             chain.push(*id);
@@ -398,7 +401,10 @@ pub fn apply(cfg: &NodeConfig, node: &mut Node) -> Result<Applied, ConfigError> 
             (None, false) => None,
         };
         if let (Some(c), None) = (&fs.config, plugin) {
-            return Err(at(c.span(), &"`config` configures the `plugin` instance; set `plugin` too"));
+            return Err(at(
+                c.span(),
+                &"`config` configures the `plugin` instance; set `plugin` too",
+            ));
         }
         let spec = FilterSpec {
             hook: Some(hook),

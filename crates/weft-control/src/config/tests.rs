@@ -83,7 +83,9 @@ fn a_good_file_applies() {
     assert_eq!((default.port, default.kind), (0, RouteKind::Static));
     let r = routes.iter().find(|r| r.prefix.to_string() == "192.0.2.0/24").unwrap();
     assert_eq!(r.port, 1);
-    assert!(routes.iter().any(|r| r.kind == RouteKind::Connected && r.prefix.to_string() == "10.0.1.0/24"));
+    assert!(routes
+        .iter()
+        .any(|r| r.kind == RouteKind::Connected && r.prefix.to_string() == "10.0.1.0/24"));
     assert_eq!(node.neighbors().len(), 1);
 
     assert_eq!(applied.instances["count"], InstanceId(1));
@@ -130,22 +132,35 @@ fn fails_at(text: &str, line: usize, what: &str) {
     assert!(msg.contains(what), "{msg} does not mention {what:?}");
 }
 
-const HEAD: &str = "[node]\nname = \"r1\"\n[[port]]\nname = \"eth0\"\nmac = \"02:00:00:00:00:01\"\naddrs = [\"10.0.0.1/24\"]\n";
+const HEAD: &str =
+    "[node]\nname = \"r1\"\n[[port]]\nname = \"eth0\"\nmac = \"02:00:00:00:00:01\"\naddrs = [\"10.0.0.1/24\"]\n";
 
 #[test]
 fn unknown_key() {
-    fails_at(&format!("{HEAD}[[route]]\nprefix = \"10.9.0.0/16\"\ngateway = \"10.0.0.9\"\n"), 9, "gateway");
+    fails_at(
+        &format!("{HEAD}[[route]]\nprefix = \"10.9.0.0/16\"\ngateway = \"10.0.0.9\"\n"),
+        9,
+        "gateway",
+    );
     fails_at("[node]\nname = \"r1\"\n[nod]\n", 3, "nod");
 }
 
 #[test]
 fn bad_mac() {
-    fails_at("[node]\nname = \"r1\"\n\n[[port]]\nname = \"eth0\"\nmac = \"02:00:00:00:00:0g\"\n", 6, "MAC");
+    fails_at(
+        "[node]\nname = \"r1\"\n\n[[port]]\nname = \"eth0\"\nmac = \"02:00:00:00:00:0g\"\n",
+        6,
+        "MAC",
+    );
 }
 
 #[test]
 fn unknown_class() {
-    fails_at(&format!("{HEAD}[[instance]]\nname = \"x\"\nclass = \"nosuch\"\n"), 9, "nosuch");
+    fails_at(
+        &format!("{HEAD}[[instance]]\nname = \"x\"\nclass = \"nosuch\"\n"),
+        9,
+        "nosuch",
+    );
     fails_at(
         &format!("{HEAD}[[filter]]\nproto = \"udp\"\nplugin = \"nosuch\"\nautoinstance = true\n"),
         9,
@@ -163,20 +178,42 @@ fn undefined_instance_label() {
 
 #[test]
 fn bad_port_range() {
-    fails_at(&format!("{HEAD}[[filter]]\nproto = \"udp\"\ndport = \"2000-1000\"\n"), 9, "port range");
+    fails_at(
+        &format!("{HEAD}[[filter]]\nproto = \"udp\"\ndport = \"2000-1000\"\n"),
+        9,
+        "port range",
+    );
     fails_at(&format!("{HEAD}[[filter]]\nsport = \"99999\"\n"), 8, "port range");
 }
 
 #[test]
 fn other_semantic_errors_point_at_their_line() {
-    fails_at(&format!("{HEAD}[[route]]\nprefix = \"10.9.0.0/16\"\nvia = \"10.7.0.9\"\n"), 9, "not on a connected");
-    fails_at(&format!("{HEAD}[[route]]\nprefix = \"10.9.0.0/33\"\nvia = \"10.0.0.9\"\n"), 8, "bad prefix");
+    fails_at(
+        &format!("{HEAD}[[route]]\nprefix = \"10.9.0.0/16\"\nvia = \"10.7.0.9\"\n"),
+        9,
+        "not on a connected",
+    );
+    fails_at(
+        &format!("{HEAD}[[route]]\nprefix = \"10.9.0.0/33\"\nvia = \"10.0.0.9\"\n"),
+        8,
+        "bad prefix",
+    );
     fails_at(&format!("{HEAD}[[filter]]\nin_port = \"eth9\"\n"), 8, "eth9");
     fails_at(&format!("{HEAD}[[filter]]\nhook = \"sideways\"\n"), 8, "unknown hook");
     fails_at(&format!("{HEAD}[[filter]]\nproto = \"udpx\"\n"), 8, "bad protocol");
     fails_at(&format!("{HEAD}[[filter]]\nplugin = \"counter\"\n"), 8, "autoinstance");
-    fails_at(&format!("{HEAD}[[instance]]\nname = \"a\"\nclass = \"counter\"\n[[instance]]\nname = \"a\"\nclass = \"counter\"\n"), 11, "twice");
-    fails_at("[node]\nname = \"r1\"\nclasses = [\"counter\", \"nosuch\"]\n", 3, "nosuch");
+    fails_at(
+        &format!(
+            "{HEAD}[[instance]]\nname = \"a\"\nclass = \"counter\"\n[[instance]]\nname = \"a\"\nclass = \"counter\"\n"
+        ),
+        11,
+        "twice",
+    );
+    fails_at(
+        "[node]\nname = \"r1\"\nclasses = [\"counter\", \"nosuch\"]\n",
+        3,
+        "nosuch",
+    );
     fails_at("[node]\nname = \"r1\"\n[[port]]\nname = \"eth0\"\n", 3, "mac");
     fails_at("[node]\nname = \"r1\"\n[[port]\n", 3, "");
 }

@@ -29,7 +29,11 @@ pub struct MacAddr(pub Mac);
 impl FromStr for MacAddr {
     type Err = WordError;
     fn from_str(s: &str) -> Result<Self, WordError> {
-        let bad = || WordError(format!("bad MAC address {s:?}: expected six hex bytes like 02:00:00:00:00:01"));
+        let bad = || {
+            WordError(format!(
+                "bad MAC address {s:?}: expected six hex bytes like 02:00:00:00:00:01"
+            ))
+        };
         let parts: Vec<&str> = s.split([':', '-']).collect();
         if parts.len() != 6 {
             return Err(bad());
@@ -105,7 +109,11 @@ pub struct PortRange(pub u16, pub u16);
 impl FromStr for PortRange {
     type Err = WordError;
     fn from_str(s: &str) -> Result<Self, WordError> {
-        let bad = || WordError(format!("bad port range {s:?}: expected a port 0-65535 or LOW-HIGH like 1000-2000"));
+        let bad = || {
+            WordError(format!(
+                "bad port range {s:?}: expected a port 0-65535 or LOW-HIGH like 1000-2000"
+            ))
+        };
         let t = s.trim();
         let (lo, hi) = match t.split_once(['-', ':']) {
             Some((a, b)) => (a.trim(), b.trim()),
@@ -150,9 +158,11 @@ impl FromStr for AddrOrPrefix {
         if let Ok(a) = t.parse::<IpAddr>() {
             return Ok(AddrOrPrefix(IpNet::from(a)));
         }
-        t.parse::<IpNet>()
-            .map(|n| AddrOrPrefix(n.trunc()))
-            .map_err(|_| WordError(format!("bad address or prefix {s:?}: expected e.g. 10.0.0.1 or 10.0.0.0/24")))
+        t.parse::<IpNet>().map(|n| AddrOrPrefix(n.trunc())).map_err(|_| {
+            WordError(format!(
+                "bad address or prefix {s:?}: expected e.g. 10.0.0.1 or 10.0.0.0/24"
+            ))
+        })
     }
 }
 
@@ -176,10 +186,11 @@ pub fn parse_route_prefix(s: &str, via: Option<IpAddr>) -> Result<IpNet, WordErr
             _ => IpNet::from(IpAddr::V4(Ipv4Addr::UNSPECIFIED)).trunc_to(0),
         }),
         "default6" => Ok(IpNet::from(IpAddr::V6(Ipv6Addr::UNSPECIFIED)).trunc_to(0)),
-        t => t
-            .parse::<AddrOrPrefix>()
-            .map(|p| p.0)
-            .map_err(|_| WordError(format!("bad prefix {s:?}: expected e.g. 10.0.1.0/24, 2001:db8::/64 or default"))),
+        t => t.parse::<AddrOrPrefix>().map(|p| p.0).map_err(|_| {
+            WordError(format!(
+                "bad prefix {s:?}: expected e.g. 10.0.1.0/24, 2001:db8::/64 or default"
+            ))
+        }),
     }
 }
 
@@ -246,7 +257,11 @@ macro_rules! word_serde {
 }
 
 word_serde!(MacAddr, "a MAC address like \"02:00:00:00:00:01\"", false);
-word_serde!(Proto, "a protocol: \"udp\", \"tcp\", \"icmp\", \"icmpv6\" or a number", true);
+word_serde!(
+    Proto,
+    "a protocol: \"udp\", \"tcp\", \"icmp\", \"icmpv6\" or a number",
+    true
+);
 word_serde!(PortRange, "a port or range like 6060 or \"1000-2000\"", true);
 word_serde!(AddrOrPrefix, "an address or prefix like \"10.0.0.0/24\"", false);
 
@@ -274,7 +289,10 @@ mod tests {
         assert!("70000".parse::<PortRange>().is_err());
 
         assert_eq!("10.0.0.1".parse::<AddrOrPrefix>().unwrap().to_string(), "10.0.0.1");
-        assert_eq!("10.0.0.1/24".parse::<AddrOrPrefix>().unwrap().to_string(), "10.0.0.0/24");
+        assert_eq!(
+            "10.0.0.1/24".parse::<AddrOrPrefix>().unwrap().to_string(),
+            "10.0.0.0/24"
+        );
         assert!("10.0.0/24".parse::<AddrOrPrefix>().is_err());
 
         assert_eq!(parse_route_prefix("default", None).unwrap().to_string(), "0.0.0.0/0");

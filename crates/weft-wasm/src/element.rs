@@ -1,0 +1,819 @@
+//! A plugin instance as an [`Element`]: its own store (memory cap, CPU
+//! budget), the batch arena, the host functions, fault handling.
+//!
+//! **Trust boundary.** Everything read back from the plugin's memory —
+//! descriptor lengths, verdicts, pointers given to host functions, emitted
+//! frames, replies — is validated before use; an invalid value is a fault,
+//! never a host panic.
+
+use crate::class::ClassShared;
+use crate::host::Budget;
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use wasmtime::{Caller, Linker, Memory, ResourceLimiter, Store, Trap, TypedFunc};
+use weft_dataplane::{Args, Ctx, Element, ElementError, EmitTo, Verdict};
+use weft_packet::flow::Family;
+use weft_packet::Packet;
+use weft_plugin_sdk::abi::{self, desc};
+
+/// Host keys taken out of an instance's configuration before the rest goes
+/// to the plugin.
+const HOST_KEYS: &[&str] = &["on_fault", "max_faults"];
+/// Default consecutive faults before an instance is disabled.
+pub const DEFAULT_MAX_FAULTS: u32 = 3;
+/// Most bytes a plugin may return through `reply` in one call (a full
+/// 4096-flow NetMonitor report is ~400 KiB).
+const MAX_REPLY: usize = 4 << 20;
+/// Most packets a plugin may emit per call: a bound on amplification.
+const MAX_EMITS_PER_CALL: usize = 256;
+/// Most log lines per call; the rest are counted, not printed.
+const MAX_LOGS_PER_CALL: u32 = 8;
+/// Largest frame a plugin may emit.
+const MAX_EMIT_LEN: usize = 9216;
+/// Host counters a plugin may use (`counter_add` ids).
+const COUNTERS: usize = 64;
+
+/// What happens to a batch's packets when the plugin faults (and to every
+/// packet while the instance is disabled).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFault {
+    /// Let them continue untouched by the plugin (fail open).
+    Pass,
+    /// Drop them (fail closed). The default.
+    Drop,
+}
+
+/// Kinds of plugin fault, as counted in the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// A trap: panic, `unreachable`, out-of-bounds access, stack overflow.
+    Trap,
+    /// The call ran out of its CPU budget (fuel or epoch deadline).
+    Budget,
+    /// The plugin tried to grow its memory past the cap.
+    Memory,
+    /// The plugin returned something invalid: a length beyond the buffer, an
+    /// unknown verdict, a non-zero status from `weft_process`.
+    BadOutput,
+}
+
+impl FaultKind {
+    fn name(self) -> &'static str {
+        match self {
+            FaultKind::Trap => "trap",
+            FaultKind::Budget => "budget",
+            FaultKind::Memory => "memory",
+            FaultKind::BadOutput => "bad_output",
+        }
+    }
+}
+
+pub(crate) struct Limiter {
+    cap: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.hit = true;
+            // An error (rather than `Ok(false)`, which makes `memory.grow`
+            // return -1) turns the attempt into a trap we can name.
+            return Err(wasmtime::format_err!(
+                "memory cap of {} bytes exceeded (asked for {desired})",
+                self.cap
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 65536)
+    }
+}
+
+/// Per-store host state: what host functions read and write.
+pub(crate) struct HostState {
+    limiter: Limiter,
+    memory: Option<Memory>,
+    now_ns: u64,
+    reply: Vec<u8>,
+    reply_truncated: bool,
+    emits: Vec<(i32, Vec<u8>)>,
+    emits_rejected: u64,
+    logs_left: u32,
+    logs_dropped: u64,
+    counters: [i64; COUNTERS],
+    class: Arc<str>,
+}
+
+/// Copy `len` bytes at `ptr` out of the plugin's memory, if in bounds.
+fn guest_bytes<'a>(mem: &'a [u8], ptr: i32, len: i32) -> Option<&'a [u8]> {
+    let (p, l) = (ptr as u32 as usize, usize::try_from(len).ok()?);
+    mem.get(p..p.checked_add(l)?)
+}
+
+/// Define the `weft` host functions of plugin ABI v1.
+pub(crate) fn link_host_functions(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    l.func_wrap(abi::IMPORT_MODULE, "now_ns", |c: Caller<'_, HostState>| {
+        c.data().now_ns as i64
+    })?;
+    l.func_wrap(
+        abi::IMPORT_MODULE,
+        "counter_add",
+        |mut c: Caller<'_, HostState>, id: i32, delta: i64| {
+            if let Some(v) = c.data_mut().counters.get_mut(id as u32 as usize) {
+                *v = v.wrapping_add(delta);
+            }
+        },
+    )?;
+    l.func_wrap(
+        abi::IMPORT_MODULE,
+        "reply",
+        |mut c: Caller<'_, HostState>, ptr: i32, len: i32| {
+            let Some(mem) = c.data().memory else { return };
+            let (data, st) = mem.data_and_store_mut(&mut c);
+            match guest_bytes(data, ptr, len) {
+                Some(b) if st.reply.len() + b.len() <= MAX_REPLY => st.reply.extend_from_slice(b),
+                _ => st.reply_truncated = true,
+            }
+        },
+    )?;
+    l.func_wrap(
+        abi::IMPORT_MODULE,
+        "log",
+        |mut c: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
+            let Some(mem) = c.data().memory else { return };
+            let (data, st) = mem.data_and_store_mut(&mut c);
+            if st.logs_left == 0 {
+                st.logs_dropped += 1;
+                return;
+            }
+            st.logs_left -= 1;
+            let Some(b) = guest_bytes(data, ptr, len.min(1024)) else {
+                return;
+            };
+            let msg = String::from_utf8_lossy(b);
+            let class = &*st.class;
+            match level {
+                1 => tracing::error!(plugin = class, "{msg}"),
+                2 => tracing::warn!(plugin = class, "{msg}"),
+                3 => tracing::info!(plugin = class, "{msg}"),
+                _ => tracing::debug!(plugin = class, "{msg}"),
+            }
+        },
+    )?;
+    l.func_wrap(
+        abi::IMPORT_MODULE,
+        "emit",
+        |mut c: Caller<'_, HostState>, ptr: i32, len: i32, to: i32| -> i32 {
+            let Some(mem) = c.data().memory else { return -1 };
+            let (data, st) = mem.data_and_store_mut(&mut c);
+            let frame = match guest_bytes(data, ptr, len) {
+                Some(f) if f.len() <= MAX_EMIT_LEN => f,
+                _ => {
+                    st.emits_rejected += 1;
+                    return -1;
+                }
+            };
+            if st.emits.len() >= MAX_EMITS_PER_CALL || !(to == abi::EMIT_ROUTE || (0..=u16::MAX as i32).contains(&to)) {
+                st.emits_rejected += 1;
+                return -1;
+            }
+            // A frame that does not parse (bad lengths, bad IPv4 checksum,
+            // truncated headers) never enters the node.
+            if weft_packet::view::parse(frame).is_err() {
+                st.emits_rejected += 1;
+                return -2;
+            }
+            st.emits.push((to, frame.to_vec()));
+            0
+        },
+    )?;
+    Ok(())
+}
+
+struct Funcs {
+    alloc: TypedFunc<i32, i32>,
+    init: TypedFunc<(i32, i32), i32>,
+    process: TypedFunc<(i32, i32), i32>,
+    control: Option<TypedFunc<(i32, i32), i32>>,
+    report: Option<TypedFunc<(), i32>>,
+    export_state: Option<TypedFunc<(), i32>>,
+    import_state: Option<TypedFunc<(i32, i32), i32>>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Faults {
+    trap: u64,
+    budget: u64,
+    memory: u64,
+    bad_output: u64,
+}
+
+/// Where packet `i` of the current chunk sits in the arena.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    /// Offset of the frame in the arena.
+    at: usize,
+    cap: usize,
+}
+
+struct Inner {
+    class: Arc<ClassShared>,
+    store: Store<HostState>,
+    memory: Memory,
+    funcs: Funcs,
+    /// Arena address in the plugin's memory.
+    arena: usize,
+    on_fault: OnFault,
+    max_faults: u32,
+    consecutive: u32,
+    disabled: bool,
+    faults: Faults,
+    last_fault: Option<String>,
+    /// Packets given the failure policy.
+    policy_packets: u64,
+    slots: Vec<Slot>,
+}
+
+/// A plugin instance: implements the element contract.
+pub struct WasmElement {
+    // The contract's `report(&self)` must call into the store, which needs
+    // `&mut`; the hot path reaches the state through `Mutex::get_mut`, which
+    // takes no lock.
+    inner: Mutex<Inner>,
+}
+
+/// Split host keys from plugin configuration.
+fn split_config(args: &Args) -> Result<(OnFault, u32, String), ElementError> {
+    let on_fault = match args.named.get("on_fault").map(String::as_str) {
+        None | Some("drop") => OnFault::Drop,
+        Some("pass") => OnFault::Pass,
+        Some(v) => {
+            return Err(ElementError::Config(format!(
+                "on_fault must be pass or drop, not {v:?}"
+            )))
+        }
+    };
+    let max_faults = match args.named.get("max_faults") {
+        None => DEFAULT_MAX_FAULTS,
+        Some(v) => v
+            .parse()
+            .map_err(|_| ElementError::Config(format!("max_faults: cannot parse {v:?}")))?,
+    };
+    let mut rest = args.clone();
+    for k in HOST_KEYS {
+        rest.named.remove(*k);
+    }
+    Ok((on_fault, max_faults, rest.to_string()))
+}
+
+fn classify(e: &wasmtime::Error, memory_hit: bool) -> (FaultKind, String) {
+    if memory_hit {
+        return (FaultKind::Memory, "memory cap exceeded".into());
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => (FaultKind::Budget, "CPU budget exhausted (fuel)".into()),
+        Some(Trap::Interrupt) => (FaultKind::Budget, "CPU budget exhausted (epoch deadline)".into()),
+        Some(t) => (FaultKind::Trap, format!("trap: {t}")),
+        None => (FaultKind::Trap, format!("trap: {e}")),
+    }
+}
+
+fn rd16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn rd32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+impl Inner {
+    fn arm_budget(&mut self) {
+        let cfg = &self.class.host.shared.config;
+        match cfg.budget {
+            // `set_fuel` only fails when fuel is not enabled, which the
+            // budget kind rules out.
+            Budget::Fuel => drop(self.store.set_fuel(cfg.fuel)),
+            Budget::Epoch => self.store.set_epoch_deadline(cfg.epoch_ticks),
+            Budget::Unmetered => {}
+        }
+        let st = self.store.data_mut();
+        st.logs_left = MAX_LOGS_PER_CALL;
+        st.limiter.hit = false;
+    }
+
+    fn record_fault(&mut self, kind: FaultKind, what: String) {
+        match kind {
+            FaultKind::Trap => self.faults.trap += 1,
+            FaultKind::Budget => self.faults.budget += 1,
+            FaultKind::Memory => self.faults.memory += 1,
+            FaultKind::BadOutput => self.faults.bad_output += 1,
+        }
+        self.consecutive += 1;
+        let class = &*self.class.name;
+        tracing::warn!(
+            plugin = class,
+            kind = kind.name(),
+            consecutive = self.consecutive,
+            "plugin fault: {what}"
+        );
+        if self.max_faults > 0 && self.consecutive >= self.max_faults && !self.disabled {
+            self.disabled = true;
+            tracing::error!(plugin = class, faults = self.consecutive, on_fault = ?self.on_fault, "plugin disabled after repeated faults");
+        }
+        self.last_fault = Some(format!("{}: {what}", kind.name()));
+        self.store.data_mut().emits.clear();
+    }
+
+    /// Put `msg` where the plugin can read it: the arena when it fits, else
+    /// a buffer from `weft_alloc`. Returns the address.
+    fn put_message(&mut self, msg: &[u8]) -> Result<usize, String> {
+        let at = if msg.len() <= abi::ARENA_LEN {
+            self.arena
+        } else {
+            let len = i32::try_from(msg.len()).map_err(|_| "message too large".to_string())?;
+            self.arm_budget();
+            let p = self
+                .funcs
+                .alloc
+                .call(&mut self.store, len)
+                .map_err(|e| format!("weft_alloc: {e}"))?;
+            p as u32 as usize
+        };
+        let mem = self.memory.data_mut(&mut self.store);
+        let dst = at
+            .checked_add(msg.len())
+            .and_then(|end| mem.get_mut(at..end))
+            .filter(|_| at != 0)
+            .ok_or_else(|| format!("the plugin has no room for a {}-byte message", msg.len()))?;
+        dst.copy_from_slice(msg);
+        Ok(at)
+    }
+
+    /// Call a (ptr, len) → status export with `msg`; the reply text and
+    /// status, or the fault.
+    fn call_with_message(&mut self, f: TypedFunc<(i32, i32), i32>, msg: &[u8]) -> Result<(i32, Vec<u8>), String> {
+        let at = self.put_message(msg)?;
+        self.store.data_mut().reply.clear();
+        self.store.data_mut().reply_truncated = false;
+        self.arm_budget();
+        match f.call(&mut self.store, (at as i32, msg.len() as i32)) {
+            Ok(status) => Ok((status, std::mem::take(&mut self.store.data_mut().reply))),
+            Err(e) => {
+                let (k, what) = classify(&e, self.store.data().limiter.hit);
+                self.record_fault(k, what.clone());
+                Err(what)
+            }
+        }
+    }
+
+    fn call_reply(&mut self, f: TypedFunc<(), i32>) -> Result<(i32, Vec<u8>), String> {
+        self.store.data_mut().reply.clear();
+        self.store.data_mut().reply_truncated = false;
+        self.arm_budget();
+        match f.call(&mut self.store, ()) {
+            Ok(status) if self.store.data().reply_truncated => Err(format!(
+                "reply larger than {MAX_REPLY} bytes or out of bounds (status {status})"
+            )),
+            Ok(status) => Ok((status, std::mem::take(&mut self.store.data_mut().reply))),
+            Err(e) => {
+                let (k, what) = classify(&e, self.store.data().limiter.hit);
+                self.record_fault(k, what.clone());
+                Err(what)
+            }
+        }
+    }
+
+    fn apply_policy(&mut self, verdicts: &mut [Verdict]) {
+        self.policy_packets += verdicts.len() as u64;
+        let v = match self.on_fault {
+            OnFault::Pass => Verdict::Continue,
+            OnFault::Drop => Verdict::Drop,
+        };
+        verdicts.fill(v);
+    }
+
+    /// Run one chunk (≤ MAX_BATCH packets whose frames fit the arena).
+    fn run_chunk(&mut self, cx: &mut Ctx<'_>, pkts: &mut [Packet], verdicts: &mut [Verdict]) -> Result<(), ()> {
+        let n = pkts.len();
+        let arena = self.arena;
+        self.slots.clear();
+        {
+            let mem = self.memory.data_mut(&mut self.store);
+            let Some(area) = mem.get_mut(arena..arena + abi::ARENA_LEN) else {
+                return Err(());
+            };
+            let mut at = abi::MAX_BATCH * abi::DESC_SIZE;
+            for (i, p) in pkts.iter().enumerate() {
+                let len = p.len();
+                let cap = len + p.tailroom().min(abi::GROW_ROOM);
+                let d = &mut area[i * abi::DESC_SIZE..(i + 1) * abi::DESC_SIZE];
+                let m = &p.meta;
+                d[desc::OFF..desc::OFF + 4].copy_from_slice(&((arena + at) as u32).to_le_bytes());
+                d[desc::LEN..desc::LEN + 4].copy_from_slice(&(len as u32).to_le_bytes());
+                d[desc::CAP..desc::CAP + 4].copy_from_slice(&(cap as u32).to_le_bytes());
+                d[desc::IN_PORT..desc::IN_PORT + 2].copy_from_slice(&m.in_port.to_le_bytes());
+                d[desc::L3..desc::L3 + 2].copy_from_slice(&m.l3.to_le_bytes());
+                d[desc::L4..desc::L4 + 2].copy_from_slice(&m.l4.to_le_bytes());
+                let f = &m.flow;
+                d[desc::FAMILY] = f.family as u8;
+                d[desc::PROTO] = f.proto;
+                d[desc::SPORT..desc::SPORT + 2].copy_from_slice(&f.sport.to_le_bytes());
+                d[desc::DPORT..desc::DPORT + 2].copy_from_slice(&f.dport.to_le_bytes());
+                let (src, dst) = match f.family {
+                    Family::V4 => {
+                        let mut s = [0u8; 16];
+                        let mut t = [0u8; 16];
+                        s[..4].copy_from_slice(&(f.src as u32).to_be_bytes());
+                        t[..4].copy_from_slice(&(f.dst as u32).to_be_bytes());
+                        (s, t)
+                    }
+                    _ => (f.src.to_be_bytes(), f.dst.to_be_bytes()),
+                };
+                d[desc::SRC..desc::SRC + 16].copy_from_slice(&src);
+                d[desc::DST..desc::DST + 16].copy_from_slice(&dst);
+                d[desc::VERDICT] = abi::VERDICT_CONTINUE;
+                d[desc::FLAGS] = 0;
+                d[desc::PORT..desc::PORT + 2].copy_from_slice(&[0, 0]);
+                d[desc::MARK..desc::MARK + 4].copy_from_slice(&m.mark.to_le_bytes());
+                area[at..at + len].copy_from_slice(p.data());
+                self.slots.push(Slot { at, cap });
+                at = (at + cap + 7) & !7;
+            }
+        }
+        self.store.data_mut().now_ns = cx.now_ns;
+        self.arm_budget();
+        let r = self.funcs.process.call(&mut self.store, (arena as i32, n as i32));
+        match r {
+            Err(e) => {
+                let (k, what) = classify(&e, self.store.data().limiter.hit);
+                self.record_fault(k, what);
+                return Err(());
+            }
+            Ok(0) => {}
+            Ok(status) => {
+                self.record_fault(FaultKind::BadOutput, format!("weft_process returned {status}"));
+                return Err(());
+            }
+        }
+        // Validate every descriptor before acting on any of them.
+        let mem = self.memory.data(&self.store);
+        let Some(area) = mem.get(arena..arena + abi::ARENA_LEN) else {
+            return Err(());
+        };
+        let mut bad = None;
+        for (i, slot) in self.slots.iter().enumerate() {
+            let d = &area[i * abi::DESC_SIZE..(i + 1) * abi::DESC_SIZE];
+            let len = rd32(d, desc::LEN) as usize;
+            if d[desc::FLAGS] & abi::FLAG_WRITTEN != 0 && len > slot.cap {
+                bad = Some(format!("packet {i}: length {len} beyond its {}-byte buffer", slot.cap));
+                break;
+            }
+            if d[desc::VERDICT] > abi::VERDICT_REDIRECT {
+                bad = Some(format!("packet {i}: unknown verdict {}", d[desc::VERDICT]));
+                break;
+            }
+        }
+        if let Some(what) = bad {
+            self.record_fault(FaultKind::BadOutput, what);
+            return Err(());
+        }
+        for (i, (slot, (p, v))) in self
+            .slots
+            .iter()
+            .zip(pkts.iter_mut().zip(verdicts.iter_mut()))
+            .enumerate()
+        {
+            let d = &area[i * abi::DESC_SIZE..(i + 1) * abi::DESC_SIZE];
+            *v = match d[desc::VERDICT] {
+                abi::VERDICT_DROP => Verdict::Drop,
+                abi::VERDICT_CONSUME => Verdict::Consume,
+                abi::VERDICT_REDIRECT => Verdict::Redirect(rd16(d, desc::PORT)),
+                _ => Verdict::Continue,
+            };
+            p.meta.mark = rd32(d, desc::MARK);
+            if d[desc::FLAGS] & abi::FLAG_WRITTEN != 0 {
+                let len = rd32(d, desc::LEN) as usize;
+                if len > p.len() {
+                    // cap ≤ len + tailroom, checked above: cannot fail.
+                    let _ = p.push_back(len - p.len());
+                } else {
+                    p.truncate(len);
+                }
+                p.data_mut().copy_from_slice(&area[slot.at..slot.at + len]);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_emits(&mut self, cx: &mut Ctx<'_>) {
+        let st = self.store.data_mut();
+        for (to, frame) in st.emits.drain(..) {
+            let to = if to == abi::EMIT_ROUTE {
+                EmitTo::Route
+            } else {
+                EmitTo::Port(to as u16)
+            };
+            let pkt = cx.alloc(&frame);
+            cx.emit(to, pkt);
+        }
+    }
+}
+
+impl WasmElement {
+    pub(crate) fn new(class: Arc<ClassShared>, args: &Args) -> Result<Self, ElementError> {
+        let (on_fault, max_faults, plugin_config) = split_config(args)?;
+        let cfg = &class.host.shared.config;
+        let state = HostState {
+            limiter: Limiter {
+                cap: cfg.memory_cap,
+                hit: false,
+            },
+            memory: None,
+            now_ns: 0,
+            reply: Vec::new(),
+            reply_truncated: false,
+            emits: Vec::new(),
+            emits_rejected: 0,
+            logs_left: MAX_LOGS_PER_CALL,
+            logs_dropped: 0,
+            counters: [0; COUNTERS],
+            class: class.name.clone(),
+        };
+        let mut store = Store::new(&class.host.shared.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        match cfg.budget {
+            Budget::Fuel => drop(store.set_fuel(cfg.fuel)),
+            Budget::Epoch => store.set_epoch_deadline(cfg.epoch_ticks),
+            Budget::Unmetered => {}
+        }
+        let res = |what: &str, e: wasmtime::Error| ElementError::Resource(format!("{}: {what}: {e}", class.name));
+        let instance = class.pre.instantiate(&mut store).map_err(|e| res("instantiation", e))?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| ElementError::Resource("no memory export".into()))?;
+        store.data_mut().memory = Some(memory);
+        let info = &class.info;
+        let f2 = |s: &mut Store<HostState>, n: &str| instance.get_typed_func::<(i32, i32), i32>(s, n);
+        let f0 = |s: &mut Store<HostState>, n: &str| instance.get_typed_func::<(), i32>(s, n);
+        let funcs = Funcs {
+            alloc: instance
+                .get_typed_func(&mut store, "weft_alloc")
+                .map_err(|e| res("weft_alloc", e))?,
+            init: f2(&mut store, "weft_init").map_err(|e| res("weft_init", e))?,
+            process: f2(&mut store, "weft_process").map_err(|e| res("weft_process", e))?,
+            control: info
+                .exports("weft_control")
+                .then(|| f2(&mut store, "weft_control").ok())
+                .flatten(),
+            report: info
+                .exports("weft_report")
+                .then(|| f0(&mut store, "weft_report").ok())
+                .flatten(),
+            export_state: info
+                .exports("weft_export_state")
+                .then(|| f0(&mut store, "weft_export_state").ok())
+                .flatten(),
+            import_state: info
+                .exports("weft_import_state")
+                .then(|| f2(&mut store, "weft_import_state").ok())
+                .flatten(),
+        };
+        let arena = funcs
+            .alloc
+            .call(&mut store, abi::ARENA_LEN as i32)
+            .map_err(|e| res("weft_alloc", e))? as u32 as usize;
+        let mem_len = memory.data_size(&store);
+        if arena == 0 || arena % 8 != 0 || arena.saturating_add(abi::ARENA_LEN) > mem_len {
+            return Err(ElementError::Resource(format!(
+                "{}: weft_alloc returned an unusable arena at {arena:#x} (memory is {mem_len} bytes)",
+                class.name
+            )));
+        }
+        let mut inner = Inner {
+            class: class.clone(),
+            store,
+            memory,
+            funcs,
+            arena,
+            on_fault,
+            max_faults,
+            consecutive: 0,
+            disabled: false,
+            faults: Faults::default(),
+            last_fault: None,
+            policy_packets: 0,
+            slots: Vec::with_capacity(abi::MAX_BATCH),
+        };
+        let init = inner.funcs.init.clone();
+        match inner.call_with_message(init, plugin_config.as_bytes()) {
+            Ok((0, _)) => {}
+            Ok((_, reply)) => return Err(ElementError::Config(String::from_utf8_lossy(&reply).into_owned())),
+            Err(fault) => return Err(ElementError::Resource(format!("{}: weft_init: {fault}", class.name))),
+        }
+        // Faults during init are not held against the running instance.
+        inner.consecutive = 0;
+        inner.faults = Faults::default();
+        Ok(WasmElement {
+            inner: Mutex::new(inner),
+        })
+    }
+
+    fn inner(&mut self) -> &mut Inner {
+        // A poisoned lock only means a panic elsewhere while reporting; the
+        // state itself is consistent between calls.
+        match self.inner.get_mut() {
+            Ok(i) => i,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// True when the instance was disabled after repeated faults.
+    pub fn is_disabled(&mut self) -> bool {
+        self.inner().disabled
+    }
+
+    /// Bytes of linear memory the instance holds now.
+    pub fn memory_bytes(&mut self) -> usize {
+        let i = self.inner();
+        i.memory.data_size(&i.store)
+    }
+
+    /// Fuel left after the last call ([`Budget::Fuel`] only): the budget
+    /// minus this gives the cost of the last call in wasm operators.
+    pub fn fuel_left(&mut self) -> Option<u64> {
+        self.inner().store.get_fuel().ok()
+    }
+}
+
+impl Element for WasmElement {
+    fn process(&mut self, cx: &mut Ctx<'_>, pkt: &mut Packet) -> Verdict {
+        let mut v = [Verdict::Continue];
+        self.process_batch(cx, std::slice::from_mut(pkt), &mut v);
+        v[0]
+    }
+
+    fn process_batch(&mut self, cx: &mut Ctx<'_>, pkts: &mut [Packet], verdicts: &mut [Verdict]) {
+        let inner = self.inner();
+        if inner.disabled {
+            inner.apply_policy(verdicts);
+            return;
+        }
+        let data_room = abi::DATA_LEN;
+        let mut start = 0;
+        while start < pkts.len() {
+            // As many packets as fit the descriptors and the data area.
+            let mut end = start;
+            let mut used = 0;
+            while end < pkts.len() && end - start < abi::MAX_BATCH {
+                let need = (pkts[end].len() + pkts[end].tailroom().min(abi::GROW_ROOM) + 7) & !7;
+                if used + need > data_room {
+                    break;
+                }
+                used += need;
+                end += 1;
+            }
+            if end == start {
+                // A single frame larger than the arena: it cannot be shown
+                // to the plugin; it gets the policy.
+                inner.apply_policy(&mut verdicts[start..start + 1]);
+                start += 1;
+                continue;
+            }
+            let ok = inner.run_chunk(cx, &mut pkts[start..end], &mut verdicts[start..end]);
+            if ok.is_err() {
+                inner.apply_policy(&mut verdicts[start..]);
+                return;
+            }
+            inner.consecutive = 0;
+            inner.flush_emits(cx);
+            start = end;
+        }
+    }
+
+    fn configure(&mut self, args: &Args) -> Result<(), ElementError> {
+        let (on_fault, max_faults, plugin_config) = split_config(args)?;
+        let reply = self.control(&plugin_config)?;
+        let _ = reply;
+        let i = self.inner();
+        i.on_fault = on_fault;
+        i.max_faults = max_faults;
+        Ok(())
+    }
+
+    fn control(&mut self, request: &str) -> Result<String, ElementError> {
+        let i = self.inner();
+        if request.trim() == "wasm.enable" {
+            i.disabled = false;
+            i.consecutive = 0;
+            return Ok("ok".into());
+        }
+        if i.disabled {
+            return Err(ElementError::Control(
+                "the plugin is disabled after repeated faults (`wasm.enable`)".into(),
+            ));
+        }
+        let Some(f) = i.funcs.control.clone() else {
+            return Err(ElementError::Unsupported("control"));
+        };
+        match i.call_with_message(f, request.as_bytes()) {
+            Ok((0, reply)) => Ok(String::from_utf8_lossy(&reply).into_owned()),
+            Ok((_, reply)) => Err(ElementError::Control(String::from_utf8_lossy(&reply).into_owned())),
+            Err(fault) => Err(ElementError::Control(format!("plugin fault: {fault}"))),
+        }
+    }
+
+    fn report(&self) -> Value {
+        let mut guard = match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let i = &mut *guard;
+        let plugin = match (i.disabled, i.funcs.report.clone()) {
+            (true, _) => Value::Null,
+            (false, None) => Value::Null,
+            (false, Some(f)) => match i.call_reply(f) {
+                Ok((_, bytes)) => serde_json::from_slice(&bytes)
+                    .unwrap_or_else(|e| json!({ "error": format!("report is not JSON: {e}") })),
+                Err(fault) => json!({ "error": fault }),
+            },
+        };
+        let st = i.store.data();
+        let counters: serde_json::Map<String, Value> = st
+            .counters
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v != 0)
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        let f = i.faults;
+        json!({
+            "plugin": plugin,
+            "wasm": {
+                "class": &*i.class.name,
+                "hash": i.class.info.hash,
+                "on_fault": i.on_fault,
+                "max_faults": i.max_faults,
+                "faults": f.trap + f.budget + f.memory + f.bad_output,
+                "fault_kinds": { "trap": f.trap, "budget": f.budget, "memory": f.memory, "bad_output": f.bad_output },
+                "consecutive_faults": i.consecutive,
+                "disabled": i.disabled,
+                "last_fault": i.last_fault,
+                "policy_packets": i.policy_packets,
+                "emits_rejected": st.emits_rejected,
+                "logs_dropped": st.logs_dropped,
+                "counters": counters,
+                "memory_bytes": i.memory.data_size(&i.store),
+                "budget": i.class.host.shared.config.budget,
+            }
+        })
+    }
+
+    fn export_state(&mut self) -> Option<Value> {
+        let i = self.inner();
+        let f = i.funcs.export_state.clone()?;
+        match i.call_reply(f) {
+            Ok((0, bytes)) => {
+                Some(serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({ "wasm_state_hex": to_hex(&bytes) })))
+            }
+            Ok(_) => None,
+            Err(fault) => {
+                tracing::warn!(plugin = &*i.class.name, "state export failed: {fault}");
+                None
+            }
+        }
+    }
+
+    fn import_state(&mut self, state: Value) -> Result<(), ElementError> {
+        let i = self.inner();
+        let Some(f) = i.funcs.import_state.clone() else {
+            return Err(ElementError::Unsupported("state import"));
+        };
+        let bytes = match state.get("wasm_state_hex").and_then(Value::as_str) {
+            Some(h) => from_hex(h).ok_or_else(|| ElementError::State("wasm_state_hex is not hex".into()))?,
+            None => serde_json::to_vec(&state).map_err(|e| ElementError::State(e.to_string()))?,
+        };
+        match i.call_with_message(f, &bytes) {
+            Ok((0, _)) => Ok(()),
+            Ok((_, reply)) => Err(ElementError::State(String::from_utf8_lossy(&reply).into_owned())),
+            Err(fault) => Err(ElementError::State(format!("plugin fault: {fault}"))),
+        }
+    }
+}
+
+fn to_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}

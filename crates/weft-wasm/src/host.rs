@@ -1,0 +1,165 @@
+//! The node's WebAssembly host: one wasmtime [`Engine`] per node, its
+//! configuration (CPU budget kind, memory cap), the epoch ticker and the
+//! precompiled-module cache. Classes are loaded through [`WasmHost::load_class`].
+
+use crate::cache::ModuleCache;
+use crate::class::WasmClass;
+use crate::verify::{verify_module, LoadError};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use wasmtime::{Config, Engine};
+
+/// How a plugin call's CPU use is bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Budget {
+    /// Epoch interruption: a ticker thread advances the engine's epoch every
+    /// [`HostConfig::epoch_tick`]; a call may run for
+    /// [`HostConfig::epoch_ticks`] ticks. The default (see
+    /// `docs/plugin-abi.md` for the measurements behind the choice).
+    Epoch,
+    /// Fuel: a call may execute about [`HostConfig::fuel`] wasm operators.
+    /// Deterministic, slightly dearer per packet.
+    Fuel,
+    /// No budget. Only for measuring the cost of the two others: an
+    /// unmetered plugin that loops stalls its worker forever.
+    Unmetered,
+}
+
+/// Configuration of a [`WasmHost`].
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// CPU budget kind.
+    pub budget: Budget,
+    /// Fuel per call ([`Budget::Fuel`]). 10 M operators is a few ms: three
+    /// orders of magnitude above a 64-packet NetMonitor batch (~20 k).
+    pub fuel: u64,
+    /// Epoch tick ([`Budget::Epoch`]).
+    pub epoch_tick: Duration,
+    /// Ticks a call may run ([`Budget::Epoch`]): the deadline falls between
+    /// `ticks - 1` and `ticks` ticks after the call starts.
+    pub epoch_ticks: u64,
+    /// Linear memory cap per instance, bytes.
+    pub memory_cap: usize,
+    /// Directory of the precompiled-module cache (None: no cache).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            budget: Budget::Epoch,
+            fuel: 10_000_000,
+            epoch_tick: Duration::from_millis(1),
+            // 1 ms ticks, 5 of them: a looping plugin costs its worker at
+            // most 5 ms, while a real batch takes microseconds.
+            epoch_ticks: 5,
+            memory_cap: 16 << 20,
+            cache_dir: None,
+        }
+    }
+}
+
+/// Error returned by [`WasmHost::new`].
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// wasmtime refused the engine configuration.
+    #[error("cannot create the WebAssembly engine: {0}")]
+    Engine(String),
+    /// The cache directory could not be created.
+    #[error("cannot use module cache directory {0}: {1}")]
+    CacheDir(PathBuf, std::io::Error),
+}
+
+pub(crate) struct HostShared {
+    pub(crate) engine: Engine,
+    pub(crate) config: HostConfig,
+    pub(crate) cache: Option<ModuleCache>,
+    ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+impl Drop for HostShared {
+    fn drop(&mut self) {
+        if let Some((stop, handle)) = self.ticker.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The node's WebAssembly host. Cheap to clone; every class loaded through it
+/// shares its engine (and so its compiled-code memory and epoch).
+#[derive(Clone)]
+pub struct WasmHost {
+    pub(crate) shared: Arc<HostShared>,
+}
+
+impl std::fmt::Debug for WasmHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmHost").field("config", &self.shared.config).finish()
+    }
+}
+
+impl WasmHost {
+    /// Create the engine (and, for [`Budget::Epoch`], its ticker thread).
+    pub fn new(config: HostConfig) -> Result<Self, HostError> {
+        let mut c = Config::new();
+        c.consume_fuel(config.budget == Budget::Fuel);
+        c.epoch_interruption(config.budget == Budget::Epoch);
+        // Plugins are small; a shallow stack bounds deep recursion cheaply.
+        c.max_wasm_stack(512 << 10);
+        let engine = Engine::new(&c).map_err(|e| HostError::Engine(e.to_string()))?;
+        let cache = match &config.cache_dir {
+            Some(d) => Some(ModuleCache::open(d, &engine).map_err(|e| HostError::CacheDir(d.clone(), e))?),
+            None => None,
+        };
+        let ticker = (config.budget == Budget::Epoch).then(|| {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (e, s, tick) = (engine.clone(), stop.clone(), config.epoch_tick);
+            let h = std::thread::Builder::new()
+                .name("weft-wasm-epoch".into())
+                .spawn(move || {
+                    while !s.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        e.increment_epoch();
+                    }
+                })
+                .map_err(|e| HostError::Engine(format!("epoch ticker thread: {e}")));
+            h.map(|h| (stop, h))
+        });
+        let ticker = ticker.transpose()?;
+        Ok(WasmHost {
+            shared: Arc::new(HostShared {
+                engine,
+                config,
+                cache,
+                ticker,
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HostConfig {
+        &self.shared.config
+    }
+
+    /// The wasmtime engine (shared by every class of this host).
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// Verify `bytes` ([`verify_module`]), then compile them — or take the
+    /// compiled code from the cache — into a class named `name`. The bytes
+    /// must already have passed the caller's authenticity checks.
+    pub fn load_class(&self, name: &str, bytes: &[u8]) -> Result<WasmClass, LoadError> {
+        let info = verify_module(bytes)?;
+        let module = match &self.shared.cache {
+            Some(c) => c.load_or_compile(&self.shared.engine, bytes, &info.hash)?,
+            None => wasmtime::Module::new(&self.shared.engine, bytes).map_err(|e| LoadError::Compile(e.to_string()))?,
+        };
+        WasmClass::new(self.clone(), name, info, module)
+    }
+}

@@ -1,0 +1,130 @@
+//! `weft node run|check|show`.
+
+use crate::cli_client::{client, default_socket, table};
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use weft_control::api::NodeView;
+use weft_control::{ApiServer, NodeConfig, NodeRunner};
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCmd {
+    /// Run a node in the foreground, serving the management API.
+    Run(RunArgs),
+    /// Validate a config file (errors name the line).
+    Check {
+        /// The node configuration file (TOML).
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Show the node: ports, addresses, drop counters.
+    Show,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The node configuration file (TOML).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: PathBuf,
+    /// API socket (default: the config's [api] socket, else $WEFT_SOCKET,
+    /// else /tmp/weft-<name>.sock).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+}
+
+pub async fn run(cmd: NodeCmd, node: Option<PathBuf>) -> anyhow::Result<()> {
+    match cmd {
+        NodeCmd::Run(a) => run_node(a).await,
+        NodeCmd::Check { config } => {
+            let cfg = NodeConfig::load(&config)?;
+            let (node, applied) = cfg.build()?;
+            println!(
+                "{}: ok: node {}, {} ports, {} routes, {} instances, {} filters",
+                config.display(),
+                node.name(),
+                node.port_count(),
+                node.routes().len(),
+                node.instances().len(),
+                applied.filters.len()
+            );
+            Ok(())
+        }
+        NodeCmd::Show => show(node).await,
+    }
+}
+
+async fn run_node(a: RunArgs) -> anyhow::Result<()> {
+    let cfg = NodeConfig::load(&a.config)?;
+    let (node, _) = cfg.build()?;
+    let socket = a
+        .socket
+        .or_else(|| cfg.api.socket.clone())
+        .or_else(|| std::env::var_os("WEFT_SOCKET").map(PathBuf::from))
+        .unwrap_or_else(|| default_socket(cfg.name()));
+    let server = ApiServer::bind(&socket, cfg.api.tcp).await?;
+    let runner = NodeRunner::spawn(node).context("starting the node thread")?;
+    match server.tcp_addr() {
+        Some(t) => println!("node {} serving on {} (tcp {t})", cfg.name(), socket.display()),
+        None => println!("node {} serving on {}", cfg.name(), socket.display()),
+    }
+    server.run(runner.handle(), shutdown_signal()).await?;
+    tracing::info!(node = cfg.name(), "stopped");
+    drop(runner);
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
+async fn show(node: Option<PathBuf>) -> anyhow::Result<()> {
+    let c = client(node)?;
+    let v: NodeView = c.get("/v1/node").await?;
+    println!("node {}  (pipeline version {})", v.name, v.version);
+    for p in &v.ports {
+        println!(
+            "{}: {}  mtu {}  {}  link/ether {}",
+            p.id,
+            p.name,
+            p.mtu,
+            if p.up { "UP" } else { "DOWN" },
+            p.mac
+        );
+        for a in &p.addrs {
+            let fam = if a.addr().is_ipv4() { "inet" } else { "inet6" };
+            println!("    {fam} {a}");
+        }
+        println!("    inet6 {}/64 scope link", p.link_local);
+        println!(
+            "    RX: {} packets {} bytes  TX: {} packets {} bytes",
+            p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes
+        );
+    }
+    if v.drops.is_empty() {
+        println!("drops: none");
+    } else {
+        println!("drops:");
+        let rows: Vec<Vec<String>> = v.drops.iter().map(|(k, n)| vec![k.clone(), n.to_string()]).collect();
+        for l in table(&["reason", "packets"], &rows).lines() {
+            println!("    {l}");
+        }
+    }
+    println!("icmp errors sent: {}", v.icmp_errors_sent);
+    Ok(())
+}

@@ -1,0 +1,327 @@
+//! The CLI against a running node: `weft node run` as a child process, then
+//! the operator's commands through its API socket.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let p = std::env::temp_dir().join(format!("weft-test-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `weft node run`; killed on drop so a failing test leaves no
+/// process behind.
+struct NodeProc {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const CONFIG: &str = r#"
+[node]
+name = "t1"
+
+[[port]]
+name = "eth0"
+mac = "02:00:00:00:00:01"
+addrs = ["10.0.0.1/24", "2001:db8::1/64"]
+
+[[port]]
+name = "eth1"
+mac = "02:00:00:00:01:01"
+addrs = ["10.0.1.1/24"]
+"#;
+
+fn start_node(dir: &Path) -> NodeProc {
+    let cfg = dir.join("t1.toml");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    let socket = dir.join("t1.sock");
+    // A stale socket file from a crashed node must not stop a new one.
+    std::fs::write(&socket, b"").unwrap();
+    let mut child = Command::new(WEFT)
+        .args(["node", "run", "--config"])
+        .arg(&cfg)
+        .arg("--socket")
+        .arg(&socket)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let node = NodeProc { child, socket };
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    assert!(
+        line.contains(&node.socket.display().to_string()),
+        "startup line: {line:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&node.socket).is_err() {
+        assert!(Instant::now() < deadline, "the node did not open its socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    node
+}
+
+fn weft(node: &NodeProc, args: &[&str]) -> Output {
+    Command::new(WEFT)
+        .args(args)
+        .env("WEFT_SOCKET", &node.socket)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+/// Run a command that must succeed; its stdout.
+#[track_caller]
+fn ok(node: &NodeProc, args: &[&str]) -> String {
+    let o = weft(node, args);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "weft {args:?} failed: {err}\n{out}");
+    out
+}
+
+/// Run a command that must fail; its stderr.
+#[track_caller]
+fn fails(node: &NodeProc, args: &[&str]) -> String {
+    let o = weft(node, args);
+    assert!(!o.status.success(), "weft {args:?} should have failed");
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn report(node: &NodeProc, id: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(node, &["instance", "report", id])).unwrap()
+}
+
+/// The `filter ls` row of filter `id`.
+fn filter_row(node: &NodeProc, id: &str) -> Option<String> {
+    ok(node, &["filter", "ls"])
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .map(str::to_string)
+}
+
+#[test]
+fn operator_drives_a_running_node() {
+    let dir = TempDir::new("cli");
+    let node = start_node(&dir.0);
+
+    // PromethOS' example: the instance id alone on the first line.
+    let out = ok(
+        &node,
+        &[
+            "filter",
+            "add",
+            "--hook",
+            "prerouting",
+            "-p",
+            "udp",
+            "-s",
+            "129.132.66.115",
+            "--dport",
+            "6060",
+            "--plugin",
+            "ratelimit",
+            "--autoinstance",
+            "--config",
+            "65536",
+        ],
+    );
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("#1"), "{out}");
+    assert_eq!(lines.next(), Some("filter 1"), "{out}");
+
+    let ls = ok(&node, &["filter", "ls"]);
+    assert!(ls.starts_with("Chain PREROUTING\n"), "{ls}");
+    let row = filter_row(&node, "1").unwrap();
+    for want in ["ratelimit#1", "udp dpt:6060", "129.132.66.115", "anywhere"] {
+        assert!(row.contains(want), "{want:?} not in {row:?}");
+    }
+
+    // The control port, then the reporting port.
+    assert_eq!(ok(&node, &["instance", "ctl", "#1", "131072"]).trim(), "ok");
+    let r = report(&node, "#1");
+    assert_eq!(r["class"], "ratelimit");
+    assert_eq!(r["element"]["rate"], 131072, "{r}");
+
+    // LANA: a new block, bound behind the rate limiter, set, replaced,
+    // unbound.
+    assert_eq!(ok(&node, &["fb", "new", "counter"]).trim(), "#2");
+    ok(&node, &["fb", "bind", "#2", "1"]);
+    assert!(filter_row(&node, "1").unwrap().contains("ratelimit#1 -> counter#2"));
+    let insts = ok(&node, &["instance", "ls"]);
+    assert!(
+        insts.lines().any(|l| l.starts_with("counter#2") && l.contains(" 1 ")),
+        "{insts}"
+    );
+
+    ok(&node, &["fb", "set", "#1", "rate=262144"]);
+    assert_eq!(report(&node, "#1")["element"]["rate"], 262144);
+    let err = fails(&node, &["fb", "set", "#1", "nonsense"]);
+    assert!(err.contains("key=value"), "{err}");
+
+    ok(&node, &["fb", "replace", "#2", "counter"]);
+    assert!(
+        filter_row(&node, "1").unwrap().contains("ratelimit#1 -> counter#2"),
+        "replace keeps the bindings"
+    );
+    assert_eq!(report(&node, "#2")["generation"], 1);
+    ok(&node, &["fb", "replace", "#2", "counter", "--drop-state"]);
+    assert_eq!(report(&node, "#2")["generation"], 2);
+
+    ok(&node, &["fb", "unbind", "#2", "1"]);
+    let row = filter_row(&node, "1").unwrap();
+    assert!(row.contains("ratelimit#1") && !row.contains("counter#2"), "{row}");
+    let err = fails(&node, &["fb", "unbind", "#2", "1"]);
+    assert!(err.contains("not bound"), "{err}");
+
+    // Classes: refused while in use, removable when not.
+    let classes = ok(&node, &["fb", "ls"]);
+    assert!(
+        classes.contains("ratelimit") && classes.contains("counter"),
+        "{classes}"
+    );
+    let err = fails(&node, &["fb", "rm", "ratelimit"]);
+    assert!(err.contains("has instances"), "{err}");
+    let err = fails(&node, &["fb", "add", "counter"]);
+    assert!(err.contains("exists"), "{err}");
+
+    // Filters and instances go away.
+    ok(&node, &["filter", "rm", "1"]);
+    assert!(filter_row(&node, "1").is_none());
+    ok(&node, &["instance", "rm", "#2"]);
+    ok(&node, &["instance", "rm", "#1"]);
+    ok(&node, &["fb", "rm", "ratelimit"]);
+    let err = fails(&node, &["filter", "add", "--plugin", "ratelimit", "--autoinstance"]);
+    assert!(err.contains("unknown class"), "{err}");
+    ok(&node, &["fb", "add", "ratelimit"]);
+
+    // Routes, ip-route style.
+    ok(&node, &["route", "add", "192.0.2.0/24", "via", "10.0.0.254"]);
+    ok(&node, &["route", "add", "default", "via", "10.0.1.254", "dev", "eth1"]);
+    let routes = ok(&node, &["route", "ls"]);
+    for want in [
+        "192.0.2.0/24 via 10.0.0.254 dev eth0 proto static",
+        "default via 10.0.1.254 dev eth1 proto static",
+        "10.0.1.0/24 dev eth1 proto kernel scope link",
+    ] {
+        assert!(routes.lines().any(|l| l == want), "{want:?} not in\n{routes}");
+    }
+    ok(&node, &["route", "del", "192.0.2.0/24"]);
+    assert!(!ok(&node, &["route", "ls"]).contains("192.0.2.0/24"));
+
+    // Errors: non-zero exit, a clear message on stderr.
+    let err = fails(&node, &["instance", "report", "#9"]);
+    assert!(err.contains("no instance #9"), "{err}");
+    let err = fails(&node, &["instance", "ctl", "#9", "1"]);
+    assert!(err.contains("no instance #9"), "{err}");
+    let err = fails(&node, &["route", "add", "10.0.0.0/33", "via", "10.0.0.254"]);
+    assert!(err.contains("bad prefix"), "{err}");
+    let err = fails(&node, &["route", "add", "198.51.100.0/24", "via", "10.9.9.9"]);
+    assert!(err.contains("not on a connected network"), "{err}");
+    let err = fails(&node, &["route", "rm", "203.0.113.0/24"]);
+    assert!(err.contains("no route"), "{err}");
+    let err = fails(&node, &["filter", "add", "--dport", "2000-1000"]);
+    assert!(err.contains("port range"), "{err}");
+
+    // Node-wide views.
+    let show = ok(&node, &["node", "show"]);
+    assert!(show.contains("node t1") && show.contains("inet 10.0.0.1/24"), "{show}");
+    let metrics = ok(&node, &["metrics"]);
+    assert!(metrics.contains("weft_drops_total"), "{metrics}");
+
+    // A second node on the same socket is refused.
+    let o = Command::new(WEFT)
+        .args(["node", "run", "--config"])
+        .arg(dir.0.join("t1.toml"))
+        .arg("--socket")
+        .arg(&node.socket)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("another node"));
+
+    // SIGTERM: a clean stop that removes the socket.
+    let mut node = node;
+    let st = Command::new("kill")
+        .args(["-TERM", &node.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = node.child.try_wait().unwrap() {
+            assert!(s.success(), "exit status {s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the node did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!node.socket.exists(), "the socket file is removed on exit");
+}
+
+#[test]
+fn check_names_the_line() {
+    let dir = TempDir::new("check");
+    let good = dir.0.join("good.toml");
+    std::fs::write(&good, CONFIG).unwrap();
+    let o = Command::new(WEFT)
+        .args(["node", "check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let bad = dir.0.join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!("{CONFIG}\n[[filter]]\nproto = \"udp\"\nchain = [\"missing\"]\n"),
+    )
+    .unwrap();
+    let o = Command::new(WEFT)
+        .args(["node", "check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.toml:17:"), "{err}");
+    assert!(err.contains("\"missing\" is not defined"), "{err}");
+
+    let o = Command::new(WEFT)
+        .args(["--node"])
+        .arg(dir.0.join("nobody.sock"))
+        .args(["filter", "ls"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot reach a node"));
+}

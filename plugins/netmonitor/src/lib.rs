@@ -1,0 +1,198 @@
+//! `netmonitor` as a WebAssembly plugin: NetServ's NetMonitor, counting
+//! packets and bytes per (source address, destination address, TTL / hop
+//! limit).
+//!
+//! * **Configuration:** `[MAX]` or `max=MAX` — most keys kept (default and
+//!   at most 4096). Packets of new keys beyond that count in `overflow`.
+//! * **Control:** `reset` empties the table.
+//! * **Report:** `{"max":M,"size":N,"flows":[{"src","dst","ttl","packets","bytes"}],"overflow":{"packets","bytes"},"non_ip":N}`;
+//!   flows in table order (unsorted).
+//!
+//! The table is a static open-addressing hash table (linear probing, load
+//! at most one half), so the plugin needs no allocator.
+#![no_std]
+
+use core::fmt::Write;
+use weft_plugin_sdk::util::{config_get, config_unknown_key, parse_u64};
+use weft_plugin_sdk::{weft_plugin, Ctx, Packet, Plugin, Reply, Verdict};
+
+const MAX_KEYS: usize = 4096;
+const SLOTS: usize = MAX_KEYS * 2;
+
+#[derive(Clone, Copy)]
+struct Entry {
+    used: bool,
+    family: u8,
+    ttl: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
+    packets: u64,
+    bytes: u64,
+}
+
+const EMPTY: Entry = Entry {
+    used: false,
+    family: 0,
+    ttl: 0,
+    src: [0; 16],
+    dst: [0; 16],
+    packets: 0,
+    bytes: 0,
+};
+
+// Kept out of the plugin value: `init` returns the value on the 64 KiB stack.
+static mut TABLE: [Entry; SLOTS] = [EMPTY; SLOTS];
+
+#[allow(static_mut_refs)]
+fn table() -> &'static mut [Entry; SLOTS] {
+    // SAFETY: single-threaded guest, never re-entered; one live reference.
+    unsafe { &mut TABLE }
+}
+
+struct NetMonitor {
+    max: usize,
+    size: usize,
+    overflow: (u64, u64),
+    non_ip: u64,
+}
+
+fn hash(src: &[u8; 16], dst: &[u8; 16], ttl: u8) -> usize {
+    let mut h: u64 = ttl as u64;
+    for c in src.chunks_exact(8).chain(dst.chunks_exact(8)) {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        h = (h.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    (h >> 32) as usize
+}
+
+fn write_addr(out: &mut Reply, family: u8, a: &[u8; 16]) {
+    out.write("\"");
+    if family == 4 {
+        for (i, b) in a[..4].iter().enumerate() {
+            if i > 0 {
+                out.write(".");
+            }
+            out.write_u64(*b as u64);
+        }
+    } else {
+        for (i, g) in a.chunks_exact(2).enumerate() {
+            let _ = write!(
+                out,
+                "{}{:x}",
+                if i > 0 { ":" } else { "" },
+                u16::from_be_bytes([g[0], g[1]])
+            );
+        }
+    }
+    out.write("\"");
+}
+
+fn parse(config: &str) -> Result<usize, &'static str> {
+    if config_unknown_key(config, &["max"]).is_some() {
+        return Err("netmonitor: unknown configuration key (known: max)");
+    }
+    match config_get(config, "max", 0) {
+        None => Ok(MAX_KEYS),
+        Some(v) => match parse_u64(v) {
+            Some(m) if m >= 1 && m as usize <= MAX_KEYS => Ok(m as usize),
+            _ => Err("netmonitor: max must be 1..=4096"),
+        },
+    }
+}
+
+impl Plugin for NetMonitor {
+    fn init(config: &str) -> Result<Self, &'static str> {
+        let max = parse(config)?;
+        table().fill(EMPTY);
+        Ok(NetMonitor {
+            max,
+            size: 0,
+            overflow: (0, 0),
+            non_ip: 0,
+        })
+    }
+
+    fn process(&mut self, _cx: &mut Ctx, pkt: &mut Packet<'_>) -> Verdict {
+        let len = pkt.len() as u64;
+        let k = pkt.flow();
+        let Some(ttl) = (k.family != 0).then(|| pkt.ttl()).flatten() else {
+            self.non_ip += 1;
+            return Verdict::Continue;
+        };
+        let t = table();
+        let mut i = hash(&k.src, &k.dst, ttl) % SLOTS;
+        loop {
+            let e = &mut t[i];
+            if !e.used {
+                if self.size >= self.max {
+                    self.overflow.0 += 1;
+                    self.overflow.1 += len;
+                    return Verdict::Continue;
+                }
+                *e = Entry {
+                    used: true,
+                    family: k.family,
+                    ttl,
+                    src: k.src,
+                    dst: k.dst,
+                    packets: 1,
+                    bytes: len,
+                };
+                self.size += 1;
+                return Verdict::Continue;
+            }
+            if e.ttl == ttl && e.src == k.src && e.dst == k.dst && e.family == k.family {
+                e.packets += 1;
+                e.bytes += len;
+                return Verdict::Continue;
+            }
+            i = (i + 1) % SLOTS;
+        }
+    }
+
+    fn control(&mut self, request: &str, reply: &mut Reply) -> Result<(), ()> {
+        if request.trim() == "reset" {
+            table().fill(EMPTY);
+            self.size = 0;
+            self.overflow = (0, 0);
+            self.non_ip = 0;
+            reply.write("ok");
+            return Ok(());
+        }
+        match parse(request) {
+            Ok(max) => {
+                self.max = max;
+                reply.write("ok");
+                Ok(())
+            }
+            Err(e) => {
+                reply.write(e);
+                Err(())
+            }
+        }
+    }
+
+    fn report(&self, out: &mut Reply) {
+        let _ = write!(out, "{{\"max\":{},\"size\":{},\"flows\":[", self.max, self.size);
+        let mut first = true;
+        for e in table().iter().filter(|e| e.used) {
+            out.write(if first { "{\"src\":" } else { ",{\"src\":" });
+            first = false;
+            write_addr(out, e.family, &e.src);
+            out.write(",\"dst\":");
+            write_addr(out, e.family, &e.dst);
+            let _ = write!(
+                out,
+                ",\"ttl\":{},\"packets\":{},\"bytes\":{}}}",
+                e.ttl, e.packets, e.bytes
+            );
+        }
+        let _ = write!(
+            out,
+            "],\"overflow\":{{\"packets\":{},\"bytes\":{}}},\"non_ip\":{}}}",
+            self.overflow.0, self.overflow.1, self.non_ip
+        );
+    }
+}
+
+weft_plugin!(NetMonitor);
