@@ -17,7 +17,11 @@ pub fn fuzz_router() -> Node {
     let _ = n.add_port(p("p0", [2, 0, 0, 0, 0, 1], "10.0.0.1/24", "2001:db8::1/64"));
     let _ = n.add_port(p("p1", [2, 0, 0, 0, 1, 1], "10.0.1.1/24", "2001:db8:1::1/64"));
     let _ = n.add_neighbor(1, IpAddr::V4(Ipv4Addr::new(10, 0, 1, 2)), [2, 0xbb, 0, 0, 0, 1]);
-    let _ = n.add_route("0.0.0.0/0".parse().expect("literal"), Some(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 2))), None);
+    let _ = n.add_route(
+        "0.0.0.0/0".parse().expect("literal"),
+        Some(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 2))),
+        None,
+    );
     n
 }
 

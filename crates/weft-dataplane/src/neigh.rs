@@ -48,9 +48,15 @@ impl Neighbors {
     /// Learn or update a neighbour; returns the packets that were waiting for
     /// it. Permanent entries are not overwritten by learning.
     pub fn learn(&mut self, port: PortId, ip: IpAddr, mac: Mac, permanent: bool) -> Vec<Packet> {
-        let e = self.entries.entry((port, ip)).or_insert(Neighbor { mac: [0; 6], permanent });
+        let e = self
+            .entries
+            .entry((port, ip))
+            .or_insert(Neighbor { mac: [0; 6], permanent });
         if permanent || !e.permanent {
-            let new = Neighbor { mac, permanent: permanent || e.permanent };
+            let new = Neighbor {
+                mac,
+                permanent: permanent || e.permanent,
+            };
             if *e != new {
                 *e = new;
                 self.version += 1;

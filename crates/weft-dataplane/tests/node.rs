@@ -306,7 +306,6 @@ fn filters_bind_chains_and_replace_keeps_state() {
     assert!(n.remove_class("seq").is_err(), "class in use");
 }
 
-
 #[test]
 fn neighbor_change_and_route_change_take_effect() {
     let mut n = router();
@@ -315,12 +314,23 @@ fn neighbor_change_and_route_change_take_effect() {
     assert_eq!(parse(&tx(&mut n, 1)[0]).unwrap().dst_mac, HB);
     // B moves to a new MAC and says so (gratuitous ARP reply).
     let hb2 = [2, 0xbb, 0, 0, 0, 2];
-    rx(&mut n, 1, 1, &[build::arp(2, hb2, ip("10.0.1.2"), M1, ip("10.0.1.1"), M1)]);
+    rx(
+        &mut n,
+        1,
+        1,
+        &[build::arp(2, hb2, ip("10.0.1.2"), M1, ip("10.0.1.1"), M1)],
+    );
     rx(&mut n, 2, 0, &[udp_a_to_b(64, 7)]);
-    assert_eq!(parse(&tx(&mut n, 1)[0]).unwrap().dst_mac, hb2, "cached neighbour refreshed");
+    assert_eq!(
+        parse(&tx(&mut n, 1)[0]).unwrap().dst_mac,
+        hb2,
+        "cached neighbour refreshed"
+    );
     // A more specific static route via A's side wins at once.
-    n.add_neighbor(0, IpAddr::V4(ip("10.0.0.9")), [2, 9, 9, 9, 9, 9]).unwrap();
-    n.add_route("10.0.1.2/32".parse().unwrap(), Some(IpAddr::V4(ip("10.0.0.9"))), None).unwrap();
+    n.add_neighbor(0, IpAddr::V4(ip("10.0.0.9")), [2, 9, 9, 9, 9, 9])
+        .unwrap();
+    n.add_route("10.0.1.2/32".parse().unwrap(), Some(IpAddr::V4(ip("10.0.0.9"))), None)
+        .unwrap();
     rx(&mut n, 3, 0, &[udp_a_to_b(64, 7)]);
     assert!(tx(&mut n, 1).is_empty());
     assert_eq!(parse(&tx(&mut n, 0)[0]).unwrap().dst_mac, [2, 9, 9, 9, 9, 9]);
@@ -332,10 +342,20 @@ fn neighbor_change_and_route_change_take_effect() {
 #[test]
 fn mtu_exceeded_sends_frag_needed() {
     let mut n = Node::new("r");
-    n.add_port(PortConfig { name: "a".into(), mac: M0, mtu: 1500, addrs: vec!["10.0.0.1/24".parse().unwrap()] })
-        .unwrap();
-    n.add_port(PortConfig { name: "b".into(), mac: M1, mtu: 576, addrs: vec!["10.0.1.1/24".parse().unwrap()] })
-        .unwrap();
+    n.add_port(PortConfig {
+        name: "a".into(),
+        mac: M0,
+        mtu: 1500,
+        addrs: vec!["10.0.0.1/24".parse().unwrap()],
+    })
+    .unwrap();
+    n.add_port(PortConfig {
+        name: "b".into(),
+        mac: M1,
+        mtu: 576,
+        addrs: vec!["10.0.1.1/24".parse().unwrap()],
+    })
+    .unwrap();
     n.add_neighbor(0, IpAddr::V4(ip("10.0.0.2")), HA).unwrap();
     n.add_neighbor(1, IpAddr::V4(ip("10.0.1.2")), HB).unwrap();
     let big = build::udp4(HA, M0, ip("10.0.0.2"), ip("10.0.1.2"), 1, 2, 64, &[0u8; 1000]);
@@ -346,6 +366,10 @@ fn mtu_exceeded_sends_frag_needed() {
     let h = parse(&out[0]).unwrap();
     assert!(matches!(h.l4, L4::Icmp { typ: 3, code: 4, .. }));
     let off = h.l4_off().unwrap();
-    assert_eq!(u16::from_be_bytes([out[0][off + 6], out[0][off + 7]]), 576, "next-hop MTU");
+    assert_eq!(
+        u16::from_be_bytes([out[0][off + 6], out[0][off + 7]]),
+        576,
+        "next-hop MTU"
+    );
     assert_eq!(n.drop_count(DropReason::MtuExceeded), 1);
 }

@@ -220,6 +220,10 @@ impl FlowRx {
 pub struct UdpFlow {
     /// Flow id (carried in the payload).
     pub id: u32,
+    /// Layered media: when > 0, the payload byte right after the flow header
+    /// (offset [`FLOW_HEADER`]) carries the layer `seq % layers`, as a
+    /// WaveVideo-like layered stream for `layerdrop` (`offset=24`).
+    pub layers: u8,
     /// Destination.
     pub dst: IpAddr,
     /// Destination port.
@@ -600,6 +604,25 @@ impl Host {
         self.udp_flow_count(dst, dport, pps, size, total)
     }
 
+    /// A layered media flow: like [`Host::udp_flow`], with the layer
+    /// (`seq % layers`) in payload byte [`FLOW_HEADER`] (see
+    /// [`UdpFlow::layers`]).
+    pub fn udp_flow_layered(
+        &mut self,
+        dst: IpAddr,
+        dport: u16,
+        pps: f64,
+        size: usize,
+        duration: Duration,
+        layers: u8,
+    ) -> Result<FlowId, EmuError> {
+        let id = self.udp_flow(dst, dport, pps, size.max(FLOW_HEADER + 1), duration)?;
+        if let Some(f) = self.flows.last_mut() {
+            f.layers = layers;
+        }
+        Ok(id)
+    }
+
     /// Like [`Host::udp_flow`], with the number of datagrams given.
     pub fn udp_flow_count(
         &mut self,
@@ -628,6 +651,7 @@ impl Host {
         let id = self.flows.len() as u32;
         self.flows.push(UdpFlow {
             id,
+            layers: 0,
             dst,
             dport,
             sport,
@@ -926,6 +950,9 @@ impl Host {
                 buf[4..8].copy_from_slice(&f.id.to_be_bytes());
                 buf[8..16].copy_from_slice(&f.sent.to_be_bytes());
                 buf[16..24].copy_from_slice(&now.to_be_bytes());
+                if f.layers > 0 && buf.len() > FLOW_HEADER {
+                    buf[FLOW_HEADER] = (f.sent % f.layers as u64) as u8;
+                }
                 f.sent += 1;
                 progress = true;
             }

@@ -16,7 +16,11 @@ pub struct MemQueue {
 impl MemQueue {
     /// A queue holding at most `cap` frames (like a NIC ring).
     pub fn with_capacity(cap: usize) -> Self {
-        MemQueue { q: VecDeque::with_capacity(cap), overflow: 0, cap }
+        MemQueue {
+            q: VecDeque::with_capacity(cap),
+            overflow: 0,
+            cap,
+        }
     }
 
     /// Enqueue a batch (drained); frames beyond the capacity are counted and

@@ -184,20 +184,62 @@ impl Headers {
 /// 5.2.2 requires routers to) and that length fields fit the frame. Trailing
 /// bytes after the IP packet (Ethernet padding) are allowed.
 pub fn parse(frame: &[u8]) -> Result<Headers, ParseError> {
+    let mut flow = FlowKey::default();
+    let s = parse_into(frame, &mut flow)?;
+    Ok(Headers {
+        dst_mac: s.dst_mac,
+        src_mac: s.src_mac,
+        ethertype: s.ethertype,
+        l3: s.l3,
+        l4: s.l4,
+        flow,
+    })
+}
+
+/// What [`parse_into`] returns besides the flow key: [`Headers`] without it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// Destination MAC.
+    pub dst_mac: Mac,
+    /// Source MAC.
+    pub src_mac: Mac,
+    /// Ethertype.
+    pub ethertype: u16,
+    /// Network layer.
+    pub l3: L3,
+    /// Transport layer.
+    pub l4: L4,
+}
+
+impl Summary {
+    /// Offset of the L4 header, if any.
+    pub fn l4_off(&self) -> Option<usize> {
+        match self.l4 {
+            L4::Udp { off } | L4::Tcp { off } | L4::Icmp { off, .. } | L4::Icmpv6 { off, .. } => Some(off as usize),
+            L4::None => None,
+        }
+    }
+}
+
+/// [`parse`], writing the flow key straight into `flow` (the packet's own
+/// metadata on the engine's hot path: copying a freshly written key out of a
+/// temporary stalls store forwarding). `flow` is reset first; its `in_port`
+/// is left 0 for the caller.
+pub fn parse_into(frame: &[u8], flow: &mut FlowKey) -> Result<Summary, ParseError> {
+    *flow = FlowKey::default();
     let eth = Ethernet2HeaderSlice::from_slice(frame).map_err(|_| ParseError::Truncated(Layer::Ethernet))?;
     let et = eth.ether_type().0;
-    let mut h = Headers {
+    let mut h = Summary {
         dst_mac: eth.destination(),
         src_mac: eth.source(),
         ethertype: et,
         l3: L3::Other,
         l4: L4::None,
-        flow: FlowKey::default(),
     };
     let rest = &frame[ETH_LEN..];
     match et {
-        ethertype::IPV4 => parse_ipv4(rest, &mut h)?,
-        ethertype::IPV6 => parse_ipv6(rest, &mut h)?,
+        ethertype::IPV4 => parse_ipv4(rest, &mut h, flow)?,
+        ethertype::IPV6 => parse_ipv6(rest, &mut h, flow)?,
         ethertype::ARP => {
             let arp = ArpPacketSlice::from_slice(rest).map_err(|_| ParseError::Truncated(Layer::Arp))?;
             if arp.hw_addr_size() != 6 || arp.proto_addr_size() != 4 || arp.proto_addr_type().0 != ethertype::IPV4 {
@@ -222,7 +264,7 @@ pub fn parse(frame: &[u8]) -> Result<Headers, ParseError> {
     Ok(h)
 }
 
-fn parse_ipv4(rest: &[u8], h: &mut Headers) -> Result<(), ParseError> {
+fn parse_ipv4(rest: &[u8], h: &mut Summary, flow: &mut FlowKey) -> Result<(), ParseError> {
     let ip = Ipv4HeaderSlice::from_slice(rest).map_err(|e| match e {
         etherparse::err::ipv4::HeaderSliceError::Len(_) => ParseError::Truncated(Layer::Ipv4),
         etherparse::err::ipv4::HeaderSliceError::Content(etherparse::err::ipv4::HeaderError::UnexpectedVersion {
@@ -252,17 +294,17 @@ fn parse_ipv4(rest: &[u8], h: &mut Headers) -> Result<(), ParseError> {
         ttl: ip.ttl(),
         later_fragment,
     };
-    h.flow.family = Family::V4;
-    h.flow.proto = p;
-    h.flow.src = u32::from_be_bytes(ip.source()) as u128;
-    h.flow.dst = u32::from_be_bytes(ip.destination()) as u128;
+    flow.family = Family::V4;
+    flow.proto = p;
+    flow.src = u32::from_be_bytes(ip.source()) as u128;
+    flow.dst = u32::from_be_bytes(ip.destination()) as u128;
     if !later_fragment {
-        parse_l4(&rest[hlen..total], p, ETH_LEN + hlen, false, h)?;
+        parse_l4(&rest[hlen..total], p, ETH_LEN + hlen, false, h, flow)?;
     }
     Ok(())
 }
 
-fn parse_ipv6(rest: &[u8], h: &mut Headers) -> Result<(), ParseError> {
+fn parse_ipv6(rest: &[u8], h: &mut Summary, flow: &mut FlowKey) -> Result<(), ParseError> {
     use etherparse::err::ipv6::SliceError as E;
     let ip = Ipv6Slice::from_slice(rest).map_err(|e| match e {
         E::Len(_) => ParseError::Truncated(Layer::Ipv6),
@@ -279,23 +321,30 @@ fn parse_ipv6(rest: &[u8], h: &mut Headers) -> Result<(), ParseError> {
         payload_len: hdr.payload_length(),
         hop_limit: hdr.hop_limit(),
     };
-    h.flow.family = Family::V6;
-    h.flow.proto = p;
-    h.flow.src = u128::from_be_bytes(hdr.source());
-    h.flow.dst = u128::from_be_bytes(hdr.destination());
+    flow.family = Family::V6;
+    flow.proto = p;
+    flow.src = u128::from_be_bytes(hdr.source());
+    flow.dst = u128::from_be_bytes(hdr.destination());
     if !payload.fragmented {
-        parse_l4(payload.payload, p, payload_off, true, h)?;
+        parse_l4(payload.payload, p, payload_off, true, h, flow)?;
     }
     Ok(())
 }
 
-fn parse_l4(payload: &[u8], p: u8, off: usize, v6: bool, h: &mut Headers) -> Result<(), ParseError> {
+fn parse_l4(
+    payload: &[u8],
+    p: u8,
+    off: usize,
+    v6: bool,
+    h: &mut Summary,
+    flow: &mut FlowKey,
+) -> Result<(), ParseError> {
     let off16 = off as u16;
     match p {
         proto::UDP => {
             let u = UdpHeaderSlice::from_slice(payload).map_err(|_| ParseError::Truncated(Layer::Udp))?;
-            h.flow.sport = u.source_port();
-            h.flow.dport = u.destination_port();
+            flow.sport = u.source_port();
+            flow.dport = u.destination_port();
             h.l4 = L4::Udp { off: off16 };
         }
         proto::TCP => {
@@ -305,8 +354,8 @@ fn parse_l4(payload: &[u8], p: u8, off: usize, v6: bool, h: &mut Headers) -> Res
                     ParseError::Malformed(Layer::Tcp, "data offset below 5")
                 }
             })?;
-            h.flow.sport = t.source_port();
-            h.flow.dport = t.destination_port();
+            flow.sport = t.source_port();
+            flow.dport = t.destination_port();
             h.l4 = L4::Tcp { off: off16 };
         }
         proto::ICMP if !v6 => {
@@ -413,7 +462,9 @@ pub fn check_parse_invariants(frame: &[u8]) {
             assert!(off <= frame.len(), "L4 offset past the frame");
         }
         match h.l3 {
-            L3::Ipv4 { off, hlen, total_len, .. } => {
+            L3::Ipv4 {
+                off, hlen, total_len, ..
+            } => {
                 assert!(off as usize + total_len as usize <= frame.len());
                 assert!(hlen >= 20 && hlen <= total_len);
             }

@@ -62,7 +62,14 @@ fn main() -> anyhow::Result<()> {
         64,
         b"ping!",
     );
-    let mut pkts = vec![cx.alloc(&frame)];
+    let mut pkt = cx.alloc(&frame);
+    // A node's classifier fills in the header offsets and flow key; do the
+    // same here, since the plugin finds the UDP payload through them.
+    let headers = weft_packet::view::parse(pkt.data())?;
+    pkt.meta.l3 = headers.l3_off() as u16;
+    pkt.meta.l4 = headers.l4_off().unwrap_or(0) as u16;
+    pkt.meta.flow = headers.flow;
+    let mut pkts = vec![pkt];
     let mut verdicts = vec![Verdict::Continue];
     element.process_batch(&mut cx, &mut pkts, &mut verdicts);
     println!(

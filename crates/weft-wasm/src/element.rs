@@ -109,7 +109,7 @@ pub(crate) struct HostState {
 }
 
 /// Copy `len` bytes at `ptr` out of the plugin's memory, if in bounds.
-fn guest_bytes<'a>(mem: &'a [u8], ptr: i32, len: i32) -> Option<&'a [u8]> {
+fn guest_bytes(mem: &[u8], ptr: i32, len: i32) -> Option<&[u8]> {
     let (p, l) = (ptr as u32 as usize, usize::try_from(len).ok()?);
     mem.get(p..p.checked_add(l)?)
 }
@@ -587,7 +587,7 @@ impl WasmElement {
             .call(&mut store, abi::ARENA_LEN as i32)
             .map_err(|e| res("weft_alloc", e))? as u32 as usize;
         let mem_len = memory.data_size(&store);
-        if arena == 0 || arena % 8 != 0 || arena.saturating_add(abi::ARENA_LEN) > mem_len {
+        if arena == 0 || !arena.is_multiple_of(8) || arena.saturating_add(abi::ARENA_LEN) > mem_len {
             return Err(ElementError::Resource(format!(
                 "{}: weft_alloc returned an unusable arena at {arena:#x} (memory is {mem_len} bytes)",
                 class.name
@@ -696,8 +696,7 @@ impl Element for WasmElement {
 
     fn configure(&mut self, args: &Args) -> Result<(), ElementError> {
         let (on_fault, max_faults, plugin_config) = split_config(args)?;
-        let reply = self.control(&plugin_config)?;
-        let _ = reply;
+        self.control(&plugin_config)?;
         let i = self.inner();
         i.on_fault = on_fault;
         i.max_faults = max_faults;
@@ -809,7 +808,7 @@ fn to_hex(b: &[u8]) -> String {
 }
 
 fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

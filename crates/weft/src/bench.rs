@@ -71,8 +71,18 @@ fn router() -> Result<Node> {
     for c in weft_elements::classes() {
         n.add_class(c)?;
     }
-    n.add_port(PortConfig { name: "in".into(), mac: [2, 0, 0, 0, 0, 1], mtu: 1500, addrs: vec!["10.0.0.1/24".parse()?] })?;
-    n.add_port(PortConfig { name: "out".into(), mac: [2, 0, 0, 0, 1, 1], mtu: 1500, addrs: vec!["10.0.1.1/24".parse()?] })?;
+    n.add_port(PortConfig {
+        name: "in".into(),
+        mac: [2, 0, 0, 0, 0, 1],
+        mtu: 1500,
+        addrs: vec!["10.0.0.1/24".parse()?],
+    })?;
+    n.add_port(PortConfig {
+        name: "out".into(),
+        mac: [2, 0, 0, 0, 1, 1],
+        mtu: 1500,
+        addrs: vec!["10.0.1.1/24".parse()?],
+    })?;
     n.add_neighbor(1, IpAddr::V4(DST), [2, 0xbb, 0, 0, 0, 1])?;
     Ok(n)
 }
@@ -103,9 +113,19 @@ fn add_rules(node: &mut Node, n: usize, chain: Vec<InstanceId>) -> Result<()> {
         .into_iter()
         .filter(|m| !m.matches(&key))
         .take(n)
-        .map(|m| FilterSpec { hook: Some(Hook::Prerouting), m, chain: vec![], position: None })
+        .map(|m| FilterSpec {
+            hook: Some(Hook::Prerouting),
+            m,
+            chain: vec![],
+            position: None,
+        })
         .collect();
-    specs.push(FilterSpec { hook: Some(Hook::Prerouting), m: flow, chain, position: None });
+    specs.push(FilterSpec {
+        hook: Some(Hook::Prerouting),
+        m: flow,
+        chain,
+        position: None,
+    });
     node.add_filters(specs)?;
     Ok(())
 }
@@ -117,7 +137,10 @@ struct Scenario {
 
 fn scenarios() -> Vec<Scenario> {
     let mut v: Vec<Scenario> = Vec::new();
-    v.push(Scenario { name: "plain L3 forwarding".into(), setup: Box::new(router) });
+    v.push(Scenario {
+        name: "plain L3 forwarding".into(),
+        setup: Box::new(router),
+    });
     for n in [10usize, 1_000, 10_000] {
         v.push(Scenario {
             name: format!("+ {n} filter rules"),
@@ -159,7 +182,7 @@ fn run_once(node: &mut Node, frame: &[u8], secs: f64) -> (f64, f64) {
         let mut sent = 0;
         for r in 0..rounds {
             for _ in 0..32 {
-                b.push(node.alloc(frame));
+                node.alloc_into(&mut b, frame);
             }
             node.receive(r, 0, &mut b);
             node.take_tx(1, &mut out);
@@ -192,11 +215,24 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mut rows = Vec::new();
     for &size in &args.sizes {
         let payload = size.saturating_sub(14 + 20 + 8);
-        let frame = build::udp4([2, 0xaa, 0, 0, 0, 1], [2, 0, 0, 0, 0, 1], SRC, DST, SPORT, DPORT, 64, &vec![0x5a; payload]);
+        let frame = build::udp4(
+            [2, 0xaa, 0, 0, 0, 1],
+            [2, 0, 0, 0, 0, 1],
+            SRC,
+            DST,
+            SPORT,
+            DPORT,
+            64,
+            &vec![0x5a; payload],
+        );
         let mut plain = 0.0;
         let mut ten_rules = 0.0;
         for s in scenarios() {
-            if args.only.as_ref().is_some_and(|o| !s.name.contains(o.as_str()) && !s.name.starts_with("plain")) {
+            if args
+                .only
+                .as_ref()
+                .is_some_and(|o| !s.name.contains(o.as_str()) && !s.name.starts_with("plain"))
+            {
                 continue;
             }
             let mut node = (s.setup)().with_context(|| format!("setting up {}", s.name))?;
@@ -209,7 +245,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             }
             let drops = node.drops();
             if std::env::var_os("WEFT_BENCH_DEBUG").is_some() {
-                eprintln!("{}: ports {:?}", s.name, node.ports().iter().map(|p| (p.stats.rx_packets, p.stats.tx_packets)).collect::<Vec<_>>());
+                eprintln!(
+                    "{}: ports {:?}",
+                    s.name,
+                    node.ports()
+                        .iter()
+                        .map(|p| (p.stats.rx_packets, p.stats.tx_packets))
+                        .collect::<Vec<_>>()
+                );
                 for i in node.instances() {
                     eprintln!("  {:?}", node.report(i.id).ok());
                 }
@@ -217,8 +260,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             if !drops.is_empty() {
                 eprintln!("{}: drops {drops:?}", s.name);
             }
-            let spread = (rates.iter().cloned().fold(f64::MIN, f64::max) - rates.iter().cloned().fold(f64::MAX, f64::min))
-                / 1e6;
+            let spread =
+                (rates.iter().cloned().fold(f64::MIN, f64::max) - rates.iter().cloned().fold(f64::MAX, f64::min)) / 1e6;
             let pps = median(&mut rates);
             if s.name.starts_with("plain") {
                 plain = pps;
@@ -241,8 +284,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!("weft bench: in-memory ports, one core, batches of 32, median of {} runs x {:.1} s", args.runs, args.seconds);
-    println!("{:>5}  {:<32} {:>8} {:>8} {:>9} {:>8}  note", "bytes", "scenario", "Mpps", "ratio", "spread", "alloc/p");
+    println!(
+        "weft bench: in-memory ports, one core, batches of 32, median of {} runs x {:.1} s",
+        args.runs, args.seconds
+    );
+    println!(
+        "{:>5}  {:<32} {:>8} {:>8} {:>9} {:>8}  note",
+        "bytes", "scenario", "Mpps", "ratio", "spread", "alloc/p"
+    );
     for r in &rows {
         println!(
             "{:>5}  {:<32} {:>8.2} {:>8.2} {:>9.2} {:>8.3}  {}",

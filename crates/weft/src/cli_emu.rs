@@ -25,10 +25,14 @@ pub enum EmuCmd {
 /// Run an emulator command.
 pub fn run(cmd: EmuCmd) -> Result<()> {
     match cmd {
-        EmuCmd::Run { topology, duration, json } => {
+        EmuCmd::Run {
+            topology,
+            duration,
+            json,
+        } => {
             let d = Duration::try_from_secs_f64(duration).context("--duration must be a positive number of seconds")?;
-            let report = weft_emu::run_cli(&topology, d, json)
-                .with_context(|| format!("running {}", topology.display()))?;
+            let report =
+                weft_emu::run_cli(&topology, d, json).with_context(|| format!("running {}", topology.display()))?;
             print!("{report}");
             Ok(())
         }

@@ -17,6 +17,7 @@ mod cli_filter;
 mod cli_instance;
 mod cli_node;
 mod cli_route;
+mod demo;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -56,6 +57,9 @@ enum Command {
     Route(cli_route::RouteCmd),
     /// Print the node's counters (Prometheus text format).
     Metrics,
+    /// A narrated scenario on the in-process emulator: a running network
+    /// recomposed under traffic (no root, no setup).
+    Demo(demo::DemoArgs),
     /// The in-process emulator: run a topology file in virtual time.
     #[command(subcommand)]
     Emu(cli_emu::EmuCmd),
@@ -81,6 +85,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Metrics => cli_client::metrics(node).await,
         Command::Bench(a) => bench::run(&a),
         Command::Emu(c) => cli_emu::run(c),
+        Command::Demo(a) => demo::run(&a),
     }
 }
 
