@@ -388,6 +388,12 @@ impl Classifier {
         self.rules == 0
     }
 
+    /// Number of rule shapes (groups probed per lookup at most): what the
+    /// lookup cost grows with.
+    pub fn shapes(&self) -> usize {
+        self.groups.len()
+    }
+
     /// Index of the first rule (in rule order) that matches `key`.
     #[inline]
     pub fn lookup(&self, key: &FlowKey) -> Option<usize> {

@@ -469,6 +469,29 @@ struct CacheSlot {
 
 const ROUTE_CACHE_SLOTS: usize = 1024;
 
+/// One slot of the exact-match flow cache in front of the classifier (Open
+/// vSwitch's EMC): a flow key's matching rule at one hook, valid for one
+/// pipeline version. The classifier's cost grows with the number of rule
+/// shapes; a cache hit costs one hash and one compare whatever the rule set.
+#[derive(Clone, Copy, Default)]
+struct FlowSlot {
+    key: weft_packet::FlowKey,
+    version: u64,
+    hook: u8,
+    rule: u32,
+}
+
+const FLOW_CACHE_SLOTS: usize = 4096;
+
+#[inline]
+fn flow_index(k: &weft_packet::FlowKey, hook: Hook) -> usize {
+    let a = (k.src as u64) ^ ((k.src >> 64) as u64).rotate_left(17);
+    let b = (k.dst as u64) ^ ((k.dst >> 64) as u64).rotate_left(31);
+    let c = ((k.sport as u64) << 32) | ((k.dport as u64) << 16) | ((k.proto as u64) << 8) | hook as u64;
+    let x = (a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b).wrapping_mul(0xff51_afd7_ed55_8ccd) ^ c ^ ((k.in_port as u64) << 48);
+    (x.wrapping_mul(0xc4ce_b9fe_1a85_ec53) >> 52) as usize & (FLOW_CACHE_SLOTS - 1)
+}
+
 #[inline]
 fn cache_index(dst: u128) -> usize {
     let x = (dst as u64) ^ ((dst >> 64) as u64);
@@ -528,6 +551,7 @@ pub struct Node {
     icmp_sent: u64,
     now_ns: u64,
     route_cache: Vec<CacheSlot>,
+    flow_cache: Vec<FlowSlot>,
     // Scratch vectors reused across batches so the hot path does not allocate.
     s_ip: Batch,
     s_local: Batch,
@@ -535,6 +559,11 @@ pub struct Node {
     s_keep: Batch,
     s_rest: Batch,
     s_groups: Vec<(usize, Batch)>,
+    // Used only inside run_hook / run_chain, which run while the vectors
+    // above are taken by their callers.
+    s_hook_rest: Batch,
+    s_chain_keep: Batch,
+    s_matched: Vec<u32>,
     s_group_pool: Vec<Batch>,
     s_verdicts: Vec<Verdict>,
 }
@@ -607,12 +636,16 @@ impl Node {
             icmp_sent: 0,
             now_ns: 0,
             route_cache: vec![CacheSlot::default(); ROUTE_CACHE_SLOTS],
+            flow_cache: vec![FlowSlot::default(); FLOW_CACHE_SLOTS],
             s_ip: Vec::with_capacity(64),
             s_local: Vec::with_capacity(64),
             s_fwd: Vec::with_capacity(64),
             s_keep: Vec::with_capacity(64),
             s_rest: Vec::with_capacity(64),
             s_groups: Vec::new(),
+            s_hook_rest: Vec::with_capacity(64),
+            s_chain_keep: Vec::with_capacity(64),
+            s_matched: Vec::with_capacity(64),
             s_group_pool: Vec::new(),
             s_verdicts: Vec::with_capacity(64),
         }
@@ -2131,23 +2164,53 @@ impl Node {
         if table.rules.is_empty() || batch.is_empty() {
             return;
         }
-        let mut rest = std::mem::take(&mut self.s_rest);
+        // Classify the whole batch first. Most batches belong to one path
+        // (one flow, or one aggregate): those run in place, with no sorting.
+        let mut matched = std::mem::take(&mut self.s_matched);
+        matched.clear();
+        let mut uniform = true;
+        for pkt in batch.iter() {
+            let k = &pkt.meta.flow;
+            let slot = &mut self.flow_cache[flow_index(k, hook)];
+            let r = if slot.version == pl.version && slot.hook == hook as u8 && slot.key == *k {
+                slot.rule
+            } else {
+                let r = table.classifier.lookup(k).map_or(u32::MAX, |r| r as u32);
+                *slot = FlowSlot { key: *k, version: pl.version, hook: hook as u8, rule: r };
+                r
+            };
+            uniform &= matched.first().is_none_or(|f| *f == r);
+            matched.push(r);
+        }
+        if uniform {
+            let r = matched[0];
+            self.s_matched = matched;
+            if r != u32::MAX {
+                let (fid, chain) = &table.rules[r as usize];
+                if let Some(h) = self.filter_hits.get_mut(fid.0 as usize) {
+                    *h += batch.len() as u64;
+                }
+                self.run_chain(chain, batch);
+            }
+            return;
+        }
+        let mut rest = std::mem::take(&mut self.s_hook_rest);
         let mut groups = std::mem::take(&mut self.s_groups);
-        for pkt in batch.drain(..) {
-            match table.classifier.lookup(&pkt.meta.flow) {
-                None => rest.push(pkt),
-                Some(r) => {
-                    if let Some(h) = self.filter_hits.get_mut(table.rules[r].0 .0 as usize) {
-                        *h += 1;
-                    }
-                    match groups.iter_mut().find(|(g, _)| *g == r) {
-                        Some((_, b)) => b.push(pkt),
-                        None => {
-                            let mut b = self.s_group_pool.pop().unwrap_or_default();
-                            b.push(pkt);
-                            groups.push((r, b));
-                        }
-                    }
+        for (pkt, &r) in batch.drain(..).zip(matched.iter()) {
+            if r == u32::MAX {
+                rest.push(pkt);
+                continue;
+            }
+            let r = r as usize;
+            if let Some(h) = self.filter_hits.get_mut(table.rules[r].0 .0 as usize) {
+                *h += 1;
+            }
+            match groups.iter_mut().find(|(g, _)| *g == r) {
+                Some((_, b)) => b.push(pkt),
+                None => {
+                    let mut b = self.s_group_pool.pop().unwrap_or_default();
+                    b.push(pkt);
+                    groups.push((r, b));
                 }
             }
         }
@@ -2158,15 +2221,15 @@ impl Node {
             self.s_group_pool.push(b);
         }
         std::mem::swap(batch, &mut rest);
-        self.s_rest = rest;
+        self.s_hook_rest = rest;
         self.s_groups = groups;
+        self.s_matched = matched;
     }
 
     /// Run a path's instances over a batch, acting on verdicts.
     fn run_chain(&mut self, chain: &[InstanceId], pkts: &mut Batch) {
         let mut verdicts = std::mem::take(&mut self.s_verdicts);
-        let mut keep = Vec::with_capacity(0);
-        std::mem::swap(&mut keep, &mut self.s_keep);
+        let mut keep = std::mem::take(&mut self.s_chain_keep);
         let mut touched = false;
         for p in pkts.iter_mut() {
             p.clear_dirty();
@@ -2251,7 +2314,7 @@ impl Node {
             std::mem::swap(pkts, &mut keep);
         }
         self.s_verdicts = verdicts;
-        self.s_keep = keep;
+        self.s_chain_keep = keep;
     }
 }
 

@@ -55,6 +55,9 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Distinct flows (source ports) in the offered traffic, round-robin.
+    #[arg(long, default_value_t = 1024)]
+    pub flows: usize,
     /// Only scenarios whose name contains this text.
     #[arg(long)]
     pub only: Option<String>,
@@ -174,15 +177,21 @@ fn scenarios() -> Vec<Scenario> {
     v
 }
 
-/// One timed run: packets per second and allocations per packet.
-fn run_once(node: &mut Node, frame: &[u8], secs: f64) -> (f64, f64) {
+/// One timed run over `frames` (one per flow, round-robin): packets per
+/// second and allocations per packet.
+fn run_once(node: &mut Node, frames: &[Vec<u8>], secs: f64) -> (f64, f64) {
+    let mut next = 0usize;
     let mut b: Batch = Vec::with_capacity(32);
     let mut out: Batch = Vec::with_capacity(64);
     let mut go = |node: &mut Node, rounds: u64| -> u64 {
         let mut sent = 0;
         for r in 0..rounds {
             for _ in 0..32 {
-                node.alloc_into(&mut b, frame);
+                node.alloc_into(&mut b, &frames[next]);
+                next += 1;
+                if next == frames.len() {
+                    next = 0;
+                }
             }
             node.receive(r, 0, &mut b);
             node.take_tx(1, &mut out);
@@ -215,16 +224,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mut rows = Vec::new();
     for &size in &args.sizes {
         let payload = size.saturating_sub(14 + 20 + 8);
-        let frame = build::udp4(
-            [2, 0xaa, 0, 0, 0, 1],
-            [2, 0, 0, 0, 0, 1],
-            SRC,
-            DST,
-            SPORT,
-            DPORT,
-            64,
-            &vec![0x5a; payload],
-        );
+        let frames: Vec<Vec<u8>> = (0..args.flows.max(1))
+            .map(|i| {
+                let sport = SPORT.wrapping_add(i as u16);
+                build::udp4([2, 0xaa, 0, 0, 0, 1], [2, 0, 0, 0, 0, 1], SRC, DST, sport, DPORT, 64, &vec![0x5a; payload])
+            })
+            .collect();
         let mut plain = 0.0;
         let mut ten_rules = 0.0;
         for s in scenarios() {
@@ -239,7 +244,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             let mut rates = Vec::new();
             let mut allocs = Vec::new();
             for _ in 0..args.runs.max(1) {
-                let (pps, a) = run_once(&mut node, &frame, args.seconds);
+                let (pps, a) = run_once(&mut node, &frames, args.seconds);
                 rates.push(pps);
                 allocs.push(a);
             }
@@ -280,8 +285,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             }));
         }
     }
+    let cls = classifier_rows(args);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "forwarding": rows, "classifier": cls }))?);
         return Ok(());
     }
     println!(
@@ -295,7 +301,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     for r in &rows {
         println!(
             "{:>5}  {:<32} {:>8.2} {:>8.2} {:>9.2} {:>8.3}  {}",
-            r["size"],
+            r["size"].as_u64().unwrap_or(0),
             r["scenario"].as_str().unwrap_or(""),
             r["mpps"].as_f64().unwrap_or(0.0),
             r["ratio_to_plain"].as_f64().unwrap_or(0.0),
@@ -304,6 +310,54 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             r["note"].as_str().unwrap_or("")
         );
     }
-    println!("ratio: to plain forwarding at the same size; spread: max-min over runs (Mpps); alloc/p: heap allocations per packet in the timed loop");
+    println!(
+        "ratio: to plain forwarding at the same size; spread: max-min over runs (Mpps); alloc/p: heap allocations per \
+         packet in the timed loop; traffic: {} flows round-robin (the node's exact-match flow cache sees each again)",
+        args.flows
+    );
+    println!("\nclassifier alone (no flow cache), random keys over the rule set, median of {} runs:", args.runs);
+    println!("{:>7} {:>8} {:>14} {:>10}", "rules", "shapes", "M lookups/s", "vs 10");
+    for r in &cls {
+        println!(
+            "{:>7} {:>8} {:>14.2} {:>10.2}",
+            r["rules"].as_u64().unwrap_or(0),
+            r["shapes"].as_u64().unwrap_or(0),
+            r["mlookups"].as_f64().unwrap_or(0.0),
+            r["vs_10"].as_f64().unwrap_or(0.0)
+        );
+    }
     Ok(())
+}
+
+/// Lookups per second of the classifier alone at 10, 1,000 and 10,000
+/// rules: its cost must grow with the number of rule shapes, not rules.
+fn classifier_rows(args: &BenchArgs) -> Vec<serde_json::Value> {
+    use weft_dataplane::classifier::{synthetic_keys, Classifier};
+    let mut out = Vec::new();
+    let mut base = 0.0;
+    for n in [10usize, 1_000, 10_000] {
+        let rules = synthetic_rules(n, 7);
+        let c = Classifier::build(&rules);
+        let keys = synthetic_keys(&rules, 4096, 11);
+        let mut rates = Vec::new();
+        for _ in 0..args.runs.max(1) {
+            let t = Instant::now();
+            let mut hits = 0u64;
+            let mut done = 0u64;
+            while t.elapsed() < Duration::from_secs_f64(args.seconds / 2.0) {
+                for k in &keys {
+                    hits += c.lookup(std::hint::black_box(k)).is_some() as u64;
+                }
+                done += keys.len() as u64;
+            }
+            std::hint::black_box(hits);
+            rates.push(done as f64 / t.elapsed().as_secs_f64());
+        }
+        let r = median(&mut rates);
+        if n == 10 {
+            base = r;
+        }
+        out.push(serde_json::json!({ "rules": n, "shapes": c.shapes(), "mlookups": r / 1e6, "vs_10": r / base }));
+    }
+    out
 }
