@@ -4,6 +4,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(s) = std::str::from_utf8(data) {
-        let _ = weft_control::config::parse_str(s, "fuzz.toml");
+        if let Ok(cfg) = weft_control::config::NodeConfig::parse(s, "fuzz.toml") {
+            // A file that parses must also apply or fail with an error.
+            let _ = cfg.build();
+        }
     }
 });

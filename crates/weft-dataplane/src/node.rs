@@ -488,7 +488,9 @@ fn flow_index(k: &weft_packet::FlowKey, hook: Hook) -> usize {
     let a = (k.src as u64) ^ ((k.src >> 64) as u64).rotate_left(17);
     let b = (k.dst as u64) ^ ((k.dst >> 64) as u64).rotate_left(31);
     let c = ((k.sport as u64) << 32) | ((k.dport as u64) << 16) | ((k.proto as u64) << 8) | hook as u64;
-    let x = (a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b).wrapping_mul(0xff51_afd7_ed55_8ccd) ^ c ^ ((k.in_port as u64) << 48);
+    let x = (a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b).wrapping_mul(0xff51_afd7_ed55_8ccd)
+        ^ c
+        ^ ((k.in_port as u64) << 48);
     (x.wrapping_mul(0xc4ce_b9fe_1a85_ec53) >> 52) as usize & (FLOW_CACHE_SLOTS - 1)
 }
 
@@ -2176,7 +2178,12 @@ impl Node {
                 slot.rule
             } else {
                 let r = table.classifier.lookup(k).map_or(u32::MAX, |r| r as u32);
-                *slot = FlowSlot { key: *k, version: pl.version, hook: hook as u8, rule: r };
+                *slot = FlowSlot {
+                    key: *k,
+                    version: pl.version,
+                    hook: hook as u8,
+                    rule: r,
+                };
                 r
             };
             uniform &= matched.first().is_none_or(|f| *f == r);

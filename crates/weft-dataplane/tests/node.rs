@@ -373,3 +373,108 @@ fn mtu_exceeded_sends_frag_needed() {
     );
     assert_eq!(n.drop_count(DropReason::MtuExceeded), 1);
 }
+
+#[test]
+fn every_hook_runs_its_paths_and_instances_are_shared() {
+    let mut n = router();
+    seq_classes(&mut n);
+    n.add_neighbor(0, IpAddr::V4(ip("10.0.0.2")), HA).unwrap();
+    n.add_neighbor(1, IpAddr::V4(ip("10.0.1.2")), HB).unwrap();
+    let any_udp = Match {
+        proto: Some(17),
+        ..Default::default()
+    };
+    let icmp = Match {
+        proto: Some(1),
+        ..Default::default()
+    };
+    let mut ids = vec![];
+    for (hook, m) in [
+        (Hook::Prerouting, any_udp.clone()),
+        (Hook::Forward, any_udp.clone()),
+        (Hook::Postrouting, any_udp.clone()),
+        (Hook::Input, icmp.clone()),
+        (Hook::Output, icmp.clone()),
+    ] {
+        let i = n.create_instance("seq", "").unwrap();
+        n.add_filter(FilterSpec {
+            hook: Some(hook),
+            m,
+            chain: vec![i],
+            position: None,
+        })
+        .unwrap();
+        ids.push(i);
+    }
+    // One instance on two paths: a shared counter at PREROUTING and INPUT.
+    let shared = n.create_instance("seq", "").unwrap();
+    let f_pre = n.filters().iter().find(|f| f.hook == Hook::Prerouting).unwrap().id;
+    let f_in = n.filters().iter().find(|f| f.hook == Hook::Input).unwrap().id;
+    n.bind(shared, f_pre, None).unwrap();
+    n.bind(shared, f_in, Some(0)).unwrap();
+    rx(&mut n, 0, 0, &[udp_a_to_b(64, 9), udp_a_to_b(64, 9)]);
+    assert_eq!(tx(&mut n, 1).len(), 2);
+    rx(
+        &mut n,
+        1,
+        0,
+        &[build::ping4(HA, M0, ip("10.0.0.2"), ip("10.0.0.1"), 1, 1, 64, b"")],
+    );
+    assert_eq!(tx(&mut n, 0).len(), 1, "echo reply");
+    let seen = |n: &Node, i| n.report(i).unwrap()["element"]["seen"].as_u64().unwrap();
+    assert_eq!(seen(&n, ids[0]), 2, "PREROUTING saw the UDP packets");
+    assert_eq!(seen(&n, ids[1]), 2, "FORWARD");
+    assert_eq!(seen(&n, ids[2]), 2, "POSTROUTING");
+    assert_eq!(seen(&n, ids[3]), 1, "INPUT saw the echo request");
+    assert_eq!(seen(&n, ids[4]), 1, "OUTPUT saw the echo reply");
+    assert_eq!(seen(&n, shared), 3, "the shared instance saw both paths");
+    let f = n.filters();
+    let pre = f.iter().find(|f| f.hook == Hook::Prerouting).unwrap();
+    assert_eq!(pre.chain.len(), 2, "several instances on one path");
+}
+
+#[test]
+fn rule_order_first_match_wins_and_position_inserts() {
+    let mut n = router();
+    seq_classes(&mut n);
+    n.add_neighbor(1, IpAddr::V4(ip("10.0.1.2")), HB).unwrap();
+    let a = n.create_instance("seq", "").unwrap();
+    let b = n.create_instance("sink", "").unwrap();
+    let broad = Match {
+        proto: Some(17),
+        ..Default::default()
+    };
+    let narrow = Match {
+        proto: Some(17),
+        dport: Some((7, 7)),
+        ..Default::default()
+    };
+    n.add_filter(FilterSpec {
+        hook: Some(Hook::Prerouting),
+        m: broad,
+        chain: vec![a],
+        position: None,
+    })
+    .unwrap();
+    n.add_filter(FilterSpec {
+        hook: Some(Hook::Prerouting),
+        m: narrow.clone(),
+        chain: vec![b],
+        position: None,
+    })
+    .unwrap();
+    rx(&mut n, 0, 0, &[udp_a_to_b(64, 7)]);
+    assert_eq!(tx(&mut n, 1).len(), 1, "the broad rule comes first and passes");
+    // The same narrow rule inserted at position 0 now wins for port 7 only.
+    n.add_filter(FilterSpec {
+        hook: Some(Hook::Prerouting),
+        m: narrow,
+        chain: vec![b],
+        position: Some(0),
+    })
+    .unwrap();
+    rx(&mut n, 1, 0, &[udp_a_to_b(64, 7), udp_a_to_b(64, 8)]);
+    let out = tx(&mut n, 1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(parse(&out[0]).unwrap().flow.dport, 8);
+}
