@@ -35,12 +35,15 @@ fi
 
 mkdir -p "$out"
 cd "$here"
-# counter v2 first: same crate, another feature set, copied under its own name.
-cargo build -q --release -p weft-plugin-counter --features v2
-cp target/wasm32-unknown-unknown/release/weft_plugin_counter.wasm "$out/counter_v2.wasm"
+# Explicit target directories: a CARGO_TARGET_DIR in the environment must not
+# send the artifacts elsewhere than where they are copied from, and counter v2
+# (same crate, another feature set) gets its own so the two never share an
+# output file.
+cargo build -q --release -p weft-plugin-counter --features v2 --target-dir "$here/target/v2"
+cp target/v2/wasm32-unknown-unknown/release/weft_plugin_counter.wasm "$out/counter_v2.wasm"
 args=()
 for p in "${rust_plugins[@]}"; do args+=(-p "weft-plugin-$p"); done
-cargo build -q --release "${args[@]}"
+cargo build -q --release "${args[@]}" --target-dir "$here/target"
 for p in "${rust_plugins[@]}"; do
     cp "target/wasm32-unknown-unknown/release/weft_plugin_${p}.wasm" "$out/$p.wasm"
 done

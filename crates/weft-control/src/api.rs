@@ -25,6 +25,12 @@
 //! | GET | `/v1/routes` | → `[`[`RouteView`]`]` |
 //! | POST | `/v1/routes` | [`RouteRequest`] → [`Done`] |
 //! | DELETE | `/v1/routes` | [`RouteDelete`] → [`Done`] |
+//! | GET | `/v1/plugins` | → `[`[`PluginView`](crate::plugins::PluginView)`]` |
+//! | POST | `/v1/plugins` | [`PluginLoadRequest`](crate::plugins::PluginLoadRequest) → [`PluginLoaded`](crate::plugins::PluginLoaded) |
+//! | DELETE | `/v1/plugins/{name}` | → [`Done`] (refused while instances exist) |
+//!
+//! With a `[plugins]` section, `POST /v1/filters` naming a `plugin` the
+//! node lacks (or `NAME@HASH`) first fetches, verifies and loads it.
 //!
 //! Instance ids travel as `"#N"` strings (`N` and `class#N` are accepted on
 //! input; in a URL path use `N`). Errors are `{"error": "..."}` with a 4xx
@@ -32,9 +38,10 @@
 
 use crate::config::add_filter_with_plugin;
 use crate::config::words::{parse_route_prefix, AddrOrPrefix, MacAddr, PortRange, Proto};
+use crate::plugins::PluginState;
 use crate::runner::{NodeHandle, NodeStopped};
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{FromRef, Path as UrlPath, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -177,6 +184,9 @@ pub struct FilterCreated {
     pub filter: FilterId,
     /// The instance created for it (`#N`), if any.
     pub instance: Option<String>,
+    /// The plugin fetched on demand for it, if one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded: Option<crate::plugins::PluginLoaded>,
 }
 
 /// Engine counters of an instance.
@@ -474,7 +484,8 @@ async fn node_get(State(h): State<NodeHandle>) -> ApiResult<NodeView> {
 }
 
 async fn metrics(State(h): State<NodeHandle>) -> Result<Response, ApiError> {
-    let text = on_node(&h, |n| Ok(n.metrics_text())).await?;
+    let mut text = on_node(&h, |n| Ok(n.metrics_text())).await?;
+    text.push_str(&h.io_metrics_text());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
@@ -555,12 +566,23 @@ fn filter_add(n: &mut Node, req: FilterRequest) -> Result<FilterCreated, ApiErro
     Ok(FilterCreated {
         filter,
         instance: inst.map(|i| i.to_string()),
+        loaded: None,
     })
 }
 
-async fn filters_add(State(h): State<NodeHandle>, b: Bytes) -> ApiResult<FilterCreated> {
-    let req: FilterRequest = body(&b)?;
-    Ok(Json(on_node(&h, move |n| filter_add(n, req)).await?))
+async fn filters_add(State(h): State<NodeHandle>, State(p): State<PluginState>, b: Bytes) -> ApiResult<FilterCreated> {
+    let mut req: FilterRequest = body(&b)?;
+    // On-demand loading (PromethOS' one-liner with a plugin the node lacks):
+    // fetched and verified here, off the node thread.
+    let mut loaded = None;
+    if let (Some(plugin), true, Some(p)) = (&req.plugin, req.autoinstance, &p) {
+        let (class, l) = p.ensure(&h, plugin).await?;
+        req.plugin = Some(class);
+        loaded = l;
+    }
+    let mut created = on_node(&h, move |n| filter_add(n, req)).await?;
+    created.loaded = loaded;
+    Ok(Json(created))
 }
 
 async fn filters_rm(State(h): State<NodeHandle>, UrlPath(id): UrlPath<String>) -> ApiResult<Done> {
@@ -743,12 +765,37 @@ async fn routes_rm(State(h): State<NodeHandle>, b: Bytes) -> ApiResult<Done> {
 async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
-        message: "no such API path (see /v1/node, /v1/filters, /v1/instances, /v1/classes, /v1/routes)".into(),
+        message: "no such API path (see /v1/node, /v1/filters, /v1/instances, /v1/classes, /v1/routes, /v1/plugins)"
+            .into(),
+    }
+}
+
+/// What the API's handlers share: the node handle and its plugins.
+#[derive(Clone, Debug)]
+struct ApiState {
+    node: NodeHandle,
+    plugins: PluginState,
+}
+
+impl FromRef<ApiState> for NodeHandle {
+    fn from_ref(s: &ApiState) -> NodeHandle {
+        s.node.clone()
+    }
+}
+
+impl FromRef<ApiState> for PluginState {
+    fn from_ref(s: &ApiState) -> PluginState {
+        s.plugins.clone()
     }
 }
 
 /// The API's routes over a node.
 pub fn router(h: NodeHandle) -> Router {
+    router_with_plugins(h, None)
+}
+
+/// The API's routes over a node with a plugin loader.
+pub fn router_with_plugins(h: NodeHandle, plugins: PluginState) -> Router {
     Router::new()
         .route("/v1/node", get(node_get))
         .route("/v1/metrics", get(metrics))
@@ -765,8 +812,10 @@ pub fn router(h: NodeHandle) -> Router {
         .route("/v1/classes", get(classes_ls).post(classes_add))
         .route("/v1/classes/{name}", delete(classes_rm))
         .route("/v1/routes", get(routes_ls).post(routes_add).delete(routes_rm))
+        .route("/v1/plugins", get(crate::plugins::ls).post(crate::plugins::load))
+        .route("/v1/plugins/{name}", delete(crate::plugins::unload))
         .fallback(not_found)
-        .with_state(h)
+        .with_state(ApiState { node: h, plugins })
 }
 
 // ----- serving --------------------------------------------------------------
@@ -793,6 +842,7 @@ pub struct ApiServer {
     socket: PathBuf,
     unix: tokio::net::UnixListener,
     tcp: Option<tokio::net::TcpListener>,
+    plugins: PluginState,
 }
 
 impl ApiServer {
@@ -829,7 +879,14 @@ impl ApiServer {
             socket: socket.to_path_buf(),
             unix,
             tcp,
+            plugins: None,
         })
+    }
+
+    /// Serve the plugin routes (and on-demand loading) with `plugins`.
+    pub fn with_plugins(mut self, plugins: PluginState) -> Self {
+        self.plugins = plugins;
+        self
     }
 
     /// The Unix socket path.
@@ -848,7 +905,7 @@ impl ApiServer {
         h: NodeHandle,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let app = router(h);
+        let app = router_with_plugins(h, self.plugins.clone());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;

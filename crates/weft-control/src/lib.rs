@@ -10,6 +10,8 @@
 //!   cloneable [`runner::NodeHandle`] that sends it commands.
 //! * [`api`] — the HTTP/JSON API (axum) over a Unix socket and optional TCP.
 //! * [`client`] — the API's client, used by the CLI.
+//! * [`plugins`] — WebAssembly plugins: the loader behind `weft plugin` and
+//!   on-demand loading of filter plugins.
 //!
 //! **Architecture invariant:** every change goes through the node handle
 //! (DESIGN section 4); this crate never reaches into node internals and the
@@ -22,6 +24,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod plugins;
 pub mod runner;
 
 pub use api::ApiServer;
@@ -32,5 +35,7 @@ pub use runner::{NodeHandle, NodeRunner};
 /// The built-in element classes a node can register (LANA `add` by name).
 /// Later issues add plugin classes beside them.
 pub fn builtin_classes() -> Vec<weft_dataplane::ElementClass> {
-    weft_elements::classes()
+    let mut v = weft_elements::classes();
+    v.push(weft_datarouter::class());
+    v
 }

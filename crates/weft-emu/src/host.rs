@@ -513,6 +513,27 @@ impl Host {
 
     // ----- commands ----------------------------------------------------------
 
+    /// Send an IP packet the host built itself (`ip` starts at the IP
+    /// header), as a raw socket would: for packets smoltcp cannot make,
+    /// such as ones carrying IP options or routing headers. It goes out
+    /// in an Ethernet frame to the broadcast address, which the node on
+    /// the link accepts like any frame for it.
+    pub fn send_raw_ip(&mut self, ip: &[u8]) -> Result<(), EmuError> {
+        let ethertype: u16 = match ip.first().map(|b| b >> 4) {
+            Some(4) => 0x0800,
+            Some(6) => 0x86dd,
+            _ => return Err(EmuError::Host(format!("host {}: not an IP packet", self.name))),
+        };
+        let mut f = Vec::with_capacity(14 + ip.len());
+        f.extend_from_slice(&[0xff; 6]);
+        f.extend_from_slice(&self.mac);
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(ip);
+        self.dev.tx.push(f);
+        self.kick();
+        Ok(())
+    }
+
     /// Send `count` echo requests to `dst`, one every `interval`.
     pub fn ping(&mut self, dst: IpAddr, count: u16, interval: Duration) -> Result<PingId, EmuError> {
         self.family_ok(dst)?;

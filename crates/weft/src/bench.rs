@@ -8,6 +8,9 @@
 //! the timed loop are counted by a counting global allocator and reported per
 //! packet: the hot path is meant to make none.
 
+mod datarouter;
+mod plugins;
+
 use anyhow::{Context, Result};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -174,6 +177,7 @@ fn scenarios() -> Vec<Scenario> {
             Ok(r)
         }),
     });
+    v.extend(plugins::scenarios());
     v
 }
 
@@ -227,7 +231,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let frames: Vec<Vec<u8>> = (0..args.flows.max(1))
             .map(|i| {
                 let sport = SPORT.wrapping_add(i as u16);
-                build::udp4([2, 0xaa, 0, 0, 0, 1], [2, 0, 0, 0, 0, 1], SRC, DST, sport, DPORT, 64, &vec![0x5a; payload])
+                build::udp4(
+                    [2, 0xaa, 0, 0, 0, 1],
+                    [2, 0, 0, 0, 0, 1],
+                    SRC,
+                    DST,
+                    sport,
+                    DPORT,
+                    64,
+                    &vec![0x5a; payload],
+                )
             })
             .collect();
         let mut plain = 0.0;
@@ -286,8 +299,21 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     }
     let cls = classifier_rows(args);
+    let wasm_instances = plugins::figures();
+    let dr_rows = if args
+        .only
+        .as_ref()
+        .is_none_or(|o| "datarouter".contains(o.as_str()) || o.contains("datarouter"))
+    {
+        datarouter::rows(args)?
+    } else {
+        Vec::new()
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "forwarding": rows, "classifier": cls }))?);
+        let figs = wasm_instances.map(|(_, j)| j);
+        let all =
+            serde_json::json!({ "forwarding": rows, "classifier": cls, "wasm_instances": figs, "datarouter": dr_rows });
+        println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(());
     }
     println!(
@@ -315,7 +341,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
          packet in the timed loop; traffic: {} flows round-robin (the node's exact-match flow cache sees each again)",
         args.flows
     );
-    println!("\nclassifier alone (no flow cache), random keys over the rule set, median of {} runs:", args.runs);
+    println!(
+        "\nclassifier alone (no flow cache), random keys over the rule set, median of {} runs:",
+        args.runs
+    );
     println!("{:>7} {:>8} {:>14} {:>10}", "rules", "shapes", "M lookups/s", "vs 10");
     for r in &cls {
         println!(
@@ -325,6 +354,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             r["mlookups"].as_f64().unwrap_or(0.0),
             r["vs_10"].as_f64().unwrap_or(0.0)
         );
+    }
+    if let Some((text, _)) = wasm_instances {
+        println!("\nwasm plugin instances (epoch budget, module cache on disk):\n{text}");
+    }
+    if !dr_rows.is_empty() {
+        datarouter::print(&dr_rows);
     }
     Ok(())
 }

@@ -82,6 +82,13 @@ pub async fn run(cmd: FilterCmd, node: Option<PathBuf>) -> anyhow::Result<()> {
                 position: a.position,
             };
             let r: FilterCreated = c.post("/v1/filters", &req).await?;
+            if let Some(l) = &r.loaded {
+                eprintln!(
+                    "plugin {} {} loaded on demand (sha256 {}, signed by {}):",
+                    l.plugin.name, l.plugin.version, l.plugin.sha256, l.plugin.signer
+                );
+                crate::cli_plugin::print_steps(l);
+            }
             // Scripts capture the first line: the instance when one was made.
             if let Some(i) = &r.instance {
                 println!("{i}");

@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use weft_control::api::NodeView;
+use weft_control::plugins::Plugins;
 use weft_control::{ApiServer, NodeConfig, NodeRunner};
 
 #[derive(Debug, Subcommand)]
@@ -37,7 +38,13 @@ pub async fn run(cmd: NodeCmd, node: Option<PathBuf>) -> anyhow::Result<()> {
         NodeCmd::Run(a) => run_node(a).await,
         NodeCmd::Check { config } => {
             let cfg = NodeConfig::load(&config)?;
-            let (node, applied) = cfg.build()?;
+            // Plugins the file names are fetched and verified too.
+            let plugins = Plugins::from_config(&cfg)?;
+            let classes = match &plugins {
+                Some(p) => p.preload(&cfg).await?,
+                None => Vec::new(),
+            };
+            let (node, applied) = cfg.build_with(classes)?;
             println!(
                 "{}: ok: node {}, {} ports, {} routes, {} instances, {} filters",
                 config.display(),
@@ -55,14 +62,27 @@ pub async fn run(cmd: NodeCmd, node: Option<PathBuf>) -> anyhow::Result<()> {
 
 async fn run_node(a: RunArgs) -> anyhow::Result<()> {
     let cfg = NodeConfig::load(&a.config)?;
-    let (node, _) = cfg.build()?;
+    // Plugins the file names are fetched and verified before the node starts.
+    let plugins = Plugins::from_config(&cfg)?;
+    let classes = match &plugins {
+        Some(p) => p.preload(&cfg).await?,
+        None => Vec::new(),
+    };
+    let (mut node, _) = cfg.build_with(classes)?;
+    let ports = weft_control::config::ports::open_drivers(&cfg, &node)?;
+    let punt = weft_control::config::ports::open_punt(&cfg, &mut node)?;
     let socket = a
         .socket
         .or_else(|| cfg.api.socket.clone())
         .or_else(|| std::env::var_os("WEFT_SOCKET").map(PathBuf::from))
         .unwrap_or_else(|| default_socket(cfg.name()));
-    let server = ApiServer::bind(&socket, cfg.api.tcp).await?;
-    let runner = NodeRunner::spawn(node).context("starting the node thread")?;
+    let server = ApiServer::bind(&socket, cfg.api.tcp).await?.with_plugins(plugins);
+    let runner = if ports.is_empty() && punt.is_none() {
+        NodeRunner::spawn(node)
+    } else {
+        NodeRunner::spawn_with_io(node, ports, punt)
+    }
+    .context("starting the node thread")?;
     match server.tcp_addr() {
         Some(t) => println!("node {} serving on {} (tcp {t})", cfg.name(), socket.display()),
         None => println!("node {} serving on {}", cfg.name(), socket.display()),

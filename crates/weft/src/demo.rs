@@ -3,11 +3,15 @@
 //! middle router is recomposed under traffic — PromethOS' WaveVideo example
 //! (a rate limiter loaded by one filter command, reconfigured through its
 //! control port), LANA's replace, and an encrypt/decrypt pair — and the
-//! receiver's view is printed after every step.
+//! receiver's view is printed after every step. A last step loads user
+//! code: a signed WebAssembly plugin fetched by r2 from a code server.
 //!
 //! Every step is shown as the CLI command an operator would type against a
 //! running node; the demo performs it through the same node handle the CLI's
 //! API server calls.
+
+mod datarouter;
+mod plugin;
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
@@ -304,6 +308,8 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     if plaintext != 0 || flow.out_of_order != 0 || flow.duplicates != 0 || lost != 0 {
         bail!("the demo saw plaintext on the wire, or a packet reordered, duplicated or lost outside an element");
     }
+    plugin::run(&mut emu, h2)?;
+    datarouter::run()?;
     say("\nDone. Try it yourself: weft emu run topologies/line3.toml; weft node run --config examples/r1.toml");
     Ok(())
 }

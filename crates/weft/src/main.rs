@@ -11,13 +11,18 @@
 
 mod bench;
 mod cli_client;
+mod cli_droute;
 mod cli_emu;
 mod cli_fb;
 mod cli_filter;
 mod cli_instance;
 mod cli_node;
+mod cli_plugin;
+mod cli_repo;
 mod cli_route;
+mod cli_send;
 mod demo;
+mod netns;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -65,12 +70,30 @@ enum Command {
     Emu(cli_emu::EmuCmd),
     /// Measure the engine's forwarding rate on in-memory ports (one core).
     Bench(bench::BenchArgs),
+    /// WebAssembly plugins on a running node: load NAME[@HASH] from code servers, ls, unload.
+    #[command(subcommand)]
+    Plugin(cli_plugin::PluginCmd),
+    /// Code servers: sign and publish plugins into a directory, serve it over HTTP.
+    #[command(subcommand)]
+    Repo(cli_repo::RepoCmd),
+    /// Make an ed25519 key pair for signing plugins; prints the public key.
+    Keygen(cli_repo::KeygenArgs),
+    /// DataRouter class tables on a running node, the paper's `droute`:
+    /// class CLASS add PATTERN DEST [alg ALG] [rewrite RULES] | rm | flush | ls.
+    Droute(cli_droute::DrouteArgs),
+    /// Send UDP datagrams carrying DataRouter tags (--tag DNS:joe.com …).
+    Send(cli_send::SendArgs),
+    /// Receive UDP datagrams and show their DataRouter tags.
+    Recv(cli_send::RecvArgs),
 }
 
 impl Command {
     /// Whether this command runs a node (and so logs at info by default).
     fn runs_node(&self) -> bool {
-        matches!(self, Command::Node(cli_node::NodeCmd::Run(_)))
+        matches!(
+            self,
+            Command::Node(cli_node::NodeCmd::Run(_)) | Command::Repo(cli_repo::RepoCmd::Serve { .. })
+        )
     }
 }
 
@@ -84,8 +107,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Route(c) => cli_route::run(c, node).await,
         Command::Metrics => cli_client::metrics(node).await,
         Command::Bench(a) => bench::run(&a),
-        Command::Emu(c) => cli_emu::run(c),
+        Command::Emu(c) => cli_emu::run(c).await,
         Command::Demo(a) => demo::run(&a),
+        Command::Plugin(c) => cli_plugin::run(c, node).await,
+        Command::Repo(c) => cli_repo::run(c).await,
+        Command::Keygen(a) => cli_repo::keygen(&a),
+        Command::Droute(a) => cli_droute::run(a, node).await,
+        Command::Send(a) => cli_send::send(&a),
+        Command::Recv(a) => cli_send::recv(&a),
     }
 }
 

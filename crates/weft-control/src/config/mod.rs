@@ -12,6 +12,9 @@
 //! [`words`]): `proto = "udp"`, `dport = "1000-2000"`, `src =
 //! "129.132.66.115"`, `mac = "02:00:00:00:00:01"`.
 
+pub mod droute;
+pub mod plugins;
+pub mod ports;
 pub mod words;
 
 use crate::config::words::{parse_route_prefix, AddrOrPrefix, MacAddr, PortRange, Proto};
@@ -22,7 +25,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
-use weft_dataplane::{FilterId, FilterSpec, Hook, InstanceId, Match, Node, NodeError, PortConfig};
+use weft_dataplane::{FilterId, FilterSpec, Hook, InstanceId, Match, Node, NodeError};
 
 /// Error returned by [`NodeConfig::load`], [`NodeConfig::parse`] and
 /// [`apply`].
@@ -107,6 +110,15 @@ pub struct NodeConfig {
     /// `[[filter]]`
     #[serde(default, rename = "filter")]
     pub filters: Vec<Spanned<FilterSection>>,
+    /// `[punt]`: node-local traffic handed to a kernel TUN interface.
+    #[serde(default)]
+    pub punt: Option<Spanned<ports::PuntSection>>,
+    /// `[plugins]`: trusted keys, code servers, cache, wasm host limits.
+    #[serde(default)]
+    pub plugins: Option<Spanned<plugins::PluginsSection>>,
+    /// `[[droute]]`: DataRouter table entries (`droute.rs`).
+    #[serde(default, rename = "droute")]
+    pub droute: Vec<Spanned<droute::DrouteSection>>,
     #[serde(skip)]
     source: Source,
 }
@@ -134,24 +146,44 @@ pub struct ApiSection {
     pub tcp: Option<SocketAddr>,
 }
 
-fn default_mtu() -> u16 {
-    1500
-}
-
 /// `[[port]]`
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortSection {
     /// Name, e.g. `eth0`.
     pub name: Spanned<String>,
-    /// MAC address.
-    pub mac: MacAddr,
-    /// IP MTU (default 1500).
-    #[serde(default = "default_mtu")]
-    pub mtu: u16,
+    /// Backend: `mem` (default; frames move only through the node handle,
+    /// as in the emulator), `vxlan` or `afpacket` (see `docs/ports.md`).
+    #[serde(default)]
+    pub kind: Option<Spanned<String>>,
+    /// MAC address. Required except for `afpacket`, where it defaults to
+    /// the interface's.
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+    /// IP MTU. Default: 1500 (`mem`), 1450 (`vxlan`), the interface's
+    /// (`afpacket`; larger is refused).
+    #[serde(default)]
+    pub mtu: Option<Spanned<u16>>,
     /// Addresses with their on-link prefix.
     #[serde(default)]
     pub addrs: Vec<IpNet>,
+    /// `vxlan`: local UDP address to bind, `IP` or `IP:PORT` (port default
+    /// `dstport`).
+    #[serde(default)]
+    pub local: Option<Spanned<String>>,
+    /// `vxlan`: the peer's address, `IP` or `IP:PORT` (port default
+    /// `dstport`).
+    #[serde(default)]
+    pub remote: Option<Spanned<String>>,
+    /// `vxlan`: VXLAN network identifier (24 bits).
+    #[serde(default)]
+    pub vni: Option<Spanned<u32>>,
+    /// `vxlan`: the UDP port where `local` / `remote` give none (default 4789).
+    #[serde(default)]
+    pub dstport: Option<Spanned<u16>>,
+    /// `afpacket`: the interface (default: the port's name).
+    #[serde(default)]
+    pub ifname: Option<Spanned<String>>,
 }
 
 /// `[[route]]`
@@ -266,6 +298,7 @@ impl NodeConfig {
             return Err(source.error(cfg.node.name.span(), "the node name must not be empty"));
         }
         cfg.source = source;
+        cfg.plugin_settings()?;
         Ok(cfg)
     }
 
@@ -276,7 +309,16 @@ impl NodeConfig {
 
     /// A fresh node with this configuration applied.
     pub fn build(&self) -> Result<(Node, Applied), ConfigError> {
+        self.build_with(Vec::new())
+    }
+
+    /// [`NodeConfig::build`], registering `classes` (e.g. plugin classes
+    /// fetched for [`NodeConfig::plugin_uses`]) before the file is applied.
+    pub fn build_with(&self, classes: Vec<weft_dataplane::ElementClass>) -> Result<(Node, Applied), ConfigError> {
         let mut node = Node::new(self.name());
+        for c in classes {
+            node.upsert_class(c);
+        }
         let applied = apply(self, &mut node)?;
         Ok((node, applied))
     }
@@ -316,13 +358,8 @@ pub fn apply(cfg: &NodeConfig, node: &mut Node) -> Result<Applied, ConfigError> 
 
     for p in &cfg.ports {
         let ps = p.get_ref();
-        node.add_port(PortConfig {
-            name: ps.name.get_ref().clone(),
-            mac: ps.mac.0,
-            mtu: ps.mtu,
-            addrs: ps.addrs.clone(),
-        })
-        .map_err(|e| at(ps.name.span(), &e))?;
+        let (pc, _) = ports::resolve(src, p)?;
+        node.add_port(pc).map_err(|e| at(ps.name.span(), &e))?;
     }
 
     let port = |node: &Node, name: &Spanned<String>| node.port_id(name.get_ref()).map_err(|e| at(name.span(), &e));
@@ -355,7 +392,8 @@ pub fn apply(cfg: &NodeConfig, node: &mut Node) -> Result<Applied, ConfigError> 
             return Err(at(is.name.span(), &format!("instance {label:?} is defined twice")));
         }
         let config = is.config.as_ref().map(|c| c.get_ref().as_str()).unwrap_or("");
-        let id = node.create_instance(is.class.get_ref(), config).map_err(|e| match e {
+        let class = plugins::class_name(is.class.get_ref());
+        let id = node.create_instance(class, config).map_err(|e| match e {
             NodeError::UnknownClass(_) => at(is.class.span(), &e),
             _ => at(is.config.as_ref().map(|c| c.span()).unwrap_or(i.span()), &e),
         })?;
@@ -420,7 +458,7 @@ pub fn apply(cfg: &NodeConfig, node: &mut Node) -> Result<Applied, ConfigError> 
             position: None,
         };
         let config = fs.config.as_ref().map(|c| c.get_ref().as_str()).unwrap_or("");
-        let res = add_filter_with_plugin(node, spec, plugin.map(|p| (p.get_ref().as_str(), config)));
+        let res = add_filter_with_plugin(node, spec, plugin.map(|p| (plugins::class_name(p.get_ref()), config)));
         let done = res.map_err(|e| match (&e, plugin) {
             (NodeError::UnknownClass(_), Some(p)) => at(p.span(), &e),
             (NodeError::Element(_), _) => at(fs.config.as_ref().map(|c| c.span()).unwrap_or(f.span()), &e),
@@ -428,6 +466,7 @@ pub fn apply(cfg: &NodeConfig, node: &mut Node) -> Result<Applied, ConfigError> 
         })?;
         applied.filters.push(done);
     }
+    droute::apply(src, &cfg.droute, node, &applied)?;
     tracing::info!(
         node = node.name(),
         ports = cfg.ports.len(),

@@ -1,0 +1,358 @@
+//! WebAssembly plugins on a node: the [`Plugins`] manager behind `weft
+//! plugin load|ls|unload`, on-demand loading for `filter add --plugin NAME
+//! --autoinstance` (and config-file filters naming a plugin), and their API
+//! handlers.
+//!
+//! Fetching, verifying and compiling happen in the API's task and a
+//! blocking thread ([`weft_repo::Loader::load`]); the node thread only
+//! receives the finished class (`upsert_class`), so a slow code server
+//! never stalls the data path.
+
+use crate::api::{ApiError, Done};
+use crate::config::plugins::{class_name, PluginSettings};
+use crate::config::{ConfigError, NodeConfig};
+use crate::runner::NodeHandle;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use weft_dataplane::element::ClassKind;
+use weft_dataplane::ElementClass;
+use weft_repo::{Loaded, Loader, LoaderConfig, LoaderError, PluginSpec};
+use weft_wasm::WasmHost;
+
+/// A loaded plugin class, as `GET /v1/plugins` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PluginInfo {
+    /// Class name.
+    pub name: String,
+    /// Version (from the signed manifest).
+    pub version: String,
+    /// sha256 of the module.
+    pub sha256: String,
+    /// Signer's key id.
+    pub signer: String,
+    /// Where it was fetched from.
+    pub source: String,
+}
+
+/// `GET /v1/plugins`: a plugin and its instances.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PluginView {
+    /// The plugin.
+    #[serde(flatten)]
+    pub info: PluginInfo,
+    /// Its instances (`#N`).
+    pub instances: Vec<String>,
+}
+
+/// `POST /v1/plugins`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginLoadRequest {
+    /// `NAME` or `NAME@HASH`.
+    pub name: String,
+    /// A content hash (alternative to `NAME@HASH`).
+    #[serde(default)]
+    pub hash: Option<String>,
+    /// Fetch from this code server instead of the configured ones.
+    #[serde(default)]
+    pub from: Option<String>,
+}
+
+/// Reply to `POST /v1/plugins`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PluginLoaded {
+    /// What was loaded.
+    pub plugin: PluginInfo,
+    /// The checks passed, in order.
+    pub steps: Vec<String>,
+}
+
+/// Error creating [`Plugins`].
+#[derive(Debug, thiserror::Error)]
+pub enum PluginsError {
+    /// The cache directory is unusable or unsafe.
+    #[error("plugin cache directory {0}: {1}")]
+    CacheDir(std::path::PathBuf, String),
+    /// The wasm host could not start.
+    #[error(transparent)]
+    Host(#[from] weft_wasm::HostError),
+}
+
+/// A node's plugin loader and the plugin classes it loaded.
+#[derive(Debug)]
+pub struct Plugins {
+    loader: Loader,
+    loaded: Mutex<BTreeMap<String, PluginInfo>>,
+}
+
+/// The API's view of the node's plugins (None: no `[plugins]` section).
+pub type PluginState = Option<Arc<Plugins>>;
+
+/// Create `dir` (mode 0700) or check that an existing one belongs to this
+/// user and is closed to others: compiled code is loaded from it.
+fn private_dir(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| e.to_string())?;
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    let m = std::fs::metadata(dir).map_err(|e| e.to_string())?;
+    if me.is_some_and(|u| u != m.uid()) || m.mode() & 0o022 != 0 {
+        return Err(format!(
+            "owned by uid {} with mode {:o}: it must be this user's and not writable by others",
+            m.uid(),
+            m.mode() & 0o777
+        ));
+    }
+    Ok(())
+}
+
+fn loader_error(e: LoaderError) -> ApiError {
+    let status = match &e {
+        LoaderError::NotFound { .. } => StatusCode::NOT_FOUND,
+        LoaderError::Untrusted { .. } => StatusCode::FORBIDDEN,
+        LoaderError::Fetch(_) => StatusCode::BAD_GATEWAY,
+        LoaderError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError {
+        status,
+        message: e.to_string(),
+    }
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        message: message.into(),
+    }
+}
+
+impl Plugins {
+    /// Start the wasm host and the loader for `settings`.
+    pub fn new(settings: PluginSettings) -> Result<Plugins, PluginsError> {
+        private_dir(&settings.cache_dir).map_err(|e| PluginsError::CacheDir(settings.cache_dir.clone(), e))?;
+        let host = WasmHost::new(settings.host)?;
+        let loader = Loader::new(
+            LoaderConfig {
+                trusted_keys: settings.trusted_keys,
+                repos: settings.repos,
+                cache_dir: Some(settings.cache_dir),
+            },
+            host,
+        );
+        Ok(Plugins {
+            loader,
+            loaded: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The `[plugins]` of `cfg`, started; None when the file has none.
+    pub fn from_config(cfg: &NodeConfig) -> Result<Option<Arc<Plugins>>, anyhow::Error> {
+        match cfg.plugin_settings()? {
+            Some(s) => Ok(Some(Arc::new(Plugins::new(s)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The loader.
+    pub fn loader(&self) -> &Loader {
+        &self.loader
+    }
+
+    fn record(&self, l: &Loaded) -> PluginInfo {
+        let info = PluginInfo {
+            name: l.manifest.name.clone(),
+            version: l.manifest.version.clone(),
+            sha256: l.manifest.sha256.clone(),
+            signer: l.signer.to_string(),
+            source: l.source.clone(),
+        };
+        if let Ok(mut m) = self.loaded.lock() {
+            m.insert(info.name.clone(), info.clone());
+        }
+        info
+    }
+
+    /// The plugins loaded so far.
+    pub fn loaded(&self) -> Vec<PluginInfo> {
+        self.loaded
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Fetch, verify and compile `spec`, then register it on the node
+    /// (replacing an older version of the same plugin: existing instances
+    /// keep their code until replaced). A built-in class is never shadowed.
+    pub async fn load(&self, h: &NodeHandle, spec: &PluginSpec, from: Option<&str>) -> Result<PluginLoaded, ApiError> {
+        let name = spec.name.clone();
+        let native = |n: &weft_dataplane::Node, name: &str| {
+            n.classes()
+                .into_iter()
+                .any(|(c, k, _)| c == name && k == ClassKind::Native)
+        };
+        let refuse = |name: &str| ApiError {
+            status: StatusCode::CONFLICT,
+            message: format!("{name} is a built-in class; publish the plugin under another name"),
+        };
+        let n2 = name.clone();
+        if h.call(move |n| native(n, &n2)).await? {
+            return Err(refuse(&name));
+        }
+        let loaded = self.loader.load(spec, from).await.map_err(loader_error)?;
+        let class = loaded.class.element_class();
+        let n2 = name.clone();
+        let ok = h
+            .call(move |n| {
+                if native(n, &n2) {
+                    return false;
+                }
+                n.upsert_class(class);
+                true
+            })
+            .await?;
+        if !ok {
+            return Err(refuse(&name));
+        }
+        let plugin = self.record(&loaded);
+        tracing::info!(plugin = %plugin.name, version = %plugin.version, sha256 = %plugin.sha256, "plugin class registered");
+        Ok(PluginLoaded {
+            plugin,
+            steps: loaded.steps,
+        })
+    }
+
+    /// On-demand loading: make sure the node has the class `plugin`
+    /// (`NAME` or `NAME@HASH`) names, loading it when the node lacks it
+    /// (or has another hash). Returns the class name and what was loaded.
+    pub async fn ensure(&self, h: &NodeHandle, plugin: &str) -> Result<(String, Option<PluginLoaded>), ApiError> {
+        let spec: PluginSpec = plugin.parse().map_err(bad)?;
+        let (name, want) = (spec.name.clone(), spec.hash.clone());
+        let have = h
+            .call(move |n| {
+                n.classes()
+                    .into_iter()
+                    .find(|(c, _, _)| *c == name)
+                    .map(|(_, k, _)| match (k, &want) {
+                        (_, None) => true,
+                        (ClassKind::Wasm { hash }, Some(w)) => hash.starts_with(w.as_str()),
+                        (ClassKind::Native, Some(_)) => false,
+                    })
+            })
+            .await?;
+        let loaded = match have {
+            Some(true) => None,
+            _ => Some(self.load(h, &spec, None).await?),
+        };
+        Ok((spec.name, loaded))
+    }
+
+    /// Fetch the plugins a configuration file uses (see
+    /// [`NodeConfig::plugin_uses`]) before the node is built; errors point
+    /// at the line naming the plugin.
+    pub async fn preload(&self, cfg: &NodeConfig) -> Result<Vec<ElementClass>, ConfigError> {
+        let mut out = Vec::new();
+        for u in cfg.plugin_uses() {
+            let spec: PluginSpec = u.get_ref().parse().map_err(|e: String| cfg.error_at(u.span(), e))?;
+            let l = self
+                .loader
+                .load(&spec, None)
+                .await
+                .map_err(|e| cfg.error_at(u.span(), e.to_string()))?;
+            for s in &l.steps {
+                tracing::info!(plugin = %spec, "{s}");
+            }
+            self.record(&l);
+            out.push(l.class.element_class());
+        }
+        Ok(out)
+    }
+
+    /// Forget `name` after the node removed its class.
+    fn forget(&self, name: &str) -> bool {
+        self.loaded
+            .lock()
+            .map(|mut m| m.remove(name).is_some())
+            .unwrap_or(false)
+    }
+}
+
+// ----- API handlers ------------------------------------------------------------
+
+fn no_plugins() -> ApiError {
+    bad("this node has no [plugins] section: it trusts no keys and loads no plugins (see docs/config.md)")
+}
+
+/// `GET /v1/plugins`.
+pub(crate) async fn ls(
+    State(h): State<NodeHandle>,
+    State(p): State<PluginState>,
+) -> Result<Json<Vec<PluginView>>, ApiError> {
+    let Some(p) = p else {
+        return Ok(Json(Vec::new()));
+    };
+    let loaded = p.loaded();
+    let views = h
+        .call(move |n| {
+            let inst = n.instances();
+            loaded
+                .into_iter()
+                .map(|info| PluginView {
+                    instances: inst
+                        .iter()
+                        .filter(|i| i.class == info.name)
+                        .map(|i| i.id.to_string())
+                        .collect(),
+                    info,
+                })
+                .collect()
+        })
+        .await?;
+    Ok(Json(views))
+}
+
+/// `POST /v1/plugins`.
+pub(crate) async fn load(
+    State(h): State<NodeHandle>,
+    State(p): State<PluginState>,
+    b: Bytes,
+) -> Result<Json<PluginLoaded>, ApiError> {
+    let req: PluginLoadRequest = serde_json::from_slice(&b).map_err(|e| bad(format!("bad request body: {e}")))?;
+    let p = p.ok_or_else(no_plugins)?;
+    let text = match (&req.hash, req.name.contains('@')) {
+        (Some(_), true) => return Err(bad("give NAME@HASH or hash, not both")),
+        (Some(hash), false) => format!("{}@{hash}", req.name),
+        (None, _) => req.name.clone(),
+    };
+    let spec: PluginSpec = text.parse().map_err(bad)?;
+    Ok(Json(p.load(&h, &spec, req.from.as_deref()).await?))
+}
+
+/// `DELETE /v1/plugins/{name}`: refused while instances exist.
+pub(crate) async fn unload(
+    State(h): State<NodeHandle>,
+    State(p): State<PluginState>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<Done>, ApiError> {
+    let p = p.ok_or_else(no_plugins)?;
+    let name = class_name(&name).to_string();
+    if !p.loaded().iter().any(|i| i.name == name) {
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("no plugin {name:?} is loaded (see weft plugin ls)"),
+        });
+    }
+    let n2 = name.clone();
+    h.call(move |n| n.remove_class(&n2)).await?.map_err(ApiError::from)?;
+    p.forget(&name);
+    tracing::info!(plugin = %name, "plugin unloaded");
+    Ok(Json(Done { ok: true }))
+}

@@ -1,0 +1,333 @@
+//! The element on literal frames: in-place resolution, rewrites that resize
+//! the header, misses, malformed tags (one test per reason), checksums.
+
+use super::*;
+use crate::classes::{DNS, MP3, URL};
+use crate::wire::{udp4_frame, udp6_frame, Tag};
+use crate::Algorithm;
+use weft_dataplane::InstanceId;
+use weft_packet::PacketPool;
+
+const A: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
+const R: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 1);
+
+fn dr(cmds: &str) -> DataRouter {
+    let mut d = DataRouter::new(&Args::parse("")).unwrap();
+    d.control(cmds).unwrap();
+    d
+}
+
+/// Run one frame through the element: verdict, frame after, emitted frames.
+fn run(d: &mut DataRouter, frame: &[u8]) -> (Verdict, Vec<u8>, Vec<Vec<u8>>) {
+    let mut pool = PacketPool::with_buffers(4);
+    let mut emitted = Vec::new();
+    let mut pkt = Packet::from_bytes(frame);
+    pkt.parse().unwrap();
+    let v = {
+        let mut cx = Ctx::new(1_000_000_000, InstanceId(1), &mut pool, &mut emitted);
+        d.process(&mut cx, &mut pkt)
+    };
+    (
+        v,
+        pkt.data().to_vec(),
+        emitted.into_iter().map(|(_, p)| p.data().to_vec()).collect(),
+    )
+}
+
+/// The frame parses (IPv4 header checksum) and its UDP checksum verifies.
+fn checksums_ok(f: &[u8]) -> bool {
+    let Ok(h) = weft_packet::view::parse(f) else {
+        return false;
+    };
+    let l4 = h.l4_off().unwrap();
+    let (ps, end) = match h.l3 {
+        weft_packet::L3::Ipv4 { off, total_len, .. } => {
+            let ip = &f[off as usize..];
+            let ulen = (off as usize + total_len as usize - l4) as u16;
+            (
+                checksum::pseudo_v4(ip[12..16].try_into().unwrap(), ip[16..20].try_into().unwrap(), 17, ulen),
+                off as usize + total_len as usize,
+            )
+        }
+        weft_packet::L3::Ipv6 { off, payload_len, .. } => {
+            let ip = &f[off as usize..];
+            let end = off as usize + 40 + payload_len as usize;
+            (
+                checksum::pseudo_v6(
+                    ip[8..24].try_into().unwrap(),
+                    ip[24..40].try_into().unwrap(),
+                    17,
+                    (end - l4) as u32,
+                ),
+                end,
+            )
+        }
+        _ => return false,
+    };
+    checksum::sum(&f[l4..end], ps) == 0xffff
+}
+
+fn chain(tags: &[Tag]) -> TagChain {
+    TagChain::new(tags.to_vec())
+}
+
+fn frame4(c: &TagChain) -> Vec<u8> {
+    udp4_frame([2; 6], [4; 6], A, R, 5000, 7000, c, b"hello").unwrap()
+}
+
+fn dst4(f: &[u8]) -> Ipv4Addr {
+    Ipv4Addr::new(f[30], f[31], f[32], f[33])
+}
+
+#[test]
+fn resolves_in_place_with_checksums() {
+    let mut d = dr("class MP3 add 0x1f2e3d4c 10.0.2.2 alg exact");
+    let f = frame4(&chain(&[Tag::new(MP3, Algorithm::Exact, vec![0x1f, 0x2e, 0x3d, 0x4c])]));
+    let (v, out, em) = run(&mut d, &f);
+    assert_eq!(v, Verdict::Continue);
+    assert!(em.is_empty());
+    assert_eq!(dst4(&out), Ipv4Addr::new(10, 0, 2, 2));
+    assert_eq!(out.len(), f.len());
+    let c = crate::wire::read_chain(&out[14..]).unwrap().unwrap();
+    assert!(c.exhausted());
+    assert!(checksums_ok(&out));
+    assert_eq!(d.counters().resolved, 1);
+    // Exhausted now: passes unchanged.
+    let (v, again, _) = run(&mut d, &out);
+    assert_eq!((v, again), (Verdict::Continue, out));
+    assert_eq!(d.counters().passed, 1);
+}
+
+#[test]
+fn untagged_passes() {
+    let mut d = dr("ls");
+    let f = weft_packet::build::udp4([2; 6], [4; 6], A, R, 1, 2, 64, b"x");
+    let (v, out, _) = run(&mut d, &f);
+    assert_eq!((v, out), (Verdict::Continue, f));
+}
+
+#[test]
+fn suffix_then_prefix_rewrite_grows_the_header() {
+    let mut d = dr("class URL add joe.com 10.0.2.2 alg suffix rewrite copy:prefix,next:strip");
+    let f = frame4(&chain(&[Tag::new(URL, Algorithm::Suffix, "joe.com/apple")]));
+    let (v, out, _) = run(&mut d, &f);
+    assert_eq!(v, Verdict::Continue);
+    assert_eq!(out.len(), f.len() + 8); // options 19 → 28 octets (padded 20 → 28)
+    assert!(checksums_ok(&out), "{out:02x?}");
+    let c = crate::wire::read_chain(&out[14..]).unwrap().unwrap();
+    assert_eq!(c.tags[1], Tag::new(URL, Algorithm::Prefix, "/apple"));
+    assert_eq!(c.next, 1);
+    assert_eq!(dst4(&out), Ipv4Addr::new(10, 0, 2, 2));
+    // The payload is intact.
+    assert_eq!(&out[out.len() - 5..], b"hello");
+}
+
+#[test]
+fn delete_shrinks_the_header() {
+    let mut d = dr("class DNS add joe.com 10.0.2.2 alg suffix rewrite del");
+    let f = frame4(&chain(&[
+        Tag::new(DNS, Algorithm::Suffix, "www.joe.com"),
+        Tag::new(DNS, Algorithm::Exact, "x"),
+    ]));
+    let (_, out, _) = run(&mut d, &f);
+    assert_eq!(out.len(), f.len() - 16); // options 21 → 7 octets (padded 24 → 8)
+    assert!(checksums_ok(&out));
+    let c = crate::wire::read_chain(&out[14..]).unwrap().unwrap();
+    assert_eq!(c.tags, vec![Tag::new(DNS, Algorithm::Exact, "x")]);
+    assert_eq!(c.next, 0);
+}
+
+#[test]
+fn same_router_resolves_the_next_string_too() {
+    let mut d = dr("class DNS add joe.com 10.0.1.1 alg suffix\nclass MP3 add 0x01 10.0.3.3 alg exact");
+    let f = frame4(&chain(&[
+        Tag::new(DNS, Algorithm::Suffix, "joe.com"),
+        Tag::new(MP3, Algorithm::Exact, vec![1]),
+    ]));
+    let (_, out, _) = run(&mut d, &f);
+    assert_eq!(dst4(&out), Ipv4Addr::new(10, 0, 3, 3));
+    assert!(crate::wire::read_chain(&out[14..]).unwrap().unwrap().exhausted());
+    assert_eq!(d.counters().strings, 2);
+}
+
+#[test]
+fn miss_drops_or_answers() {
+    let mut d = dr("class DNS add joe.com 10.0.2.2 alg suffix");
+    let f = frame4(&chain(&[Tag::new(DNS, Algorithm::Suffix, "jim.org")]));
+    let (v, _, em) = run(&mut d, &f);
+    assert_eq!((v, em.len()), (Verdict::Drop, 0));
+    assert_eq!(d.counters().miss, 1);
+    d.control("class DNS miss icmp").unwrap();
+    let (v, _, em) = run(&mut d, &f);
+    assert_eq!((v, em.len()), (Verdict::Drop, 1));
+    let h = weft_packet::view::parse(&em[0]).unwrap();
+    assert!(matches!(h.l4, weft_packet::L4::Icmp { typ: 3, code: 1, .. }));
+    // Unknown class: the element's `unknown=` outcome.
+    let f = frame4(&chain(&[Tag::new(99, Algorithm::Exact, "a")]));
+    let (v, _, em) = run(&mut d, &f);
+    assert_eq!((v, em.len()), (Verdict::Drop, 0));
+    assert_eq!(d.counters().unknown_class, 1);
+}
+
+/// A frame whose option bytes are `opt` (padded), checksum right.
+fn raw4(opt: &[u8]) -> Vec<u8> {
+    let mut o = opt.to_vec();
+    o.resize(opt.len().div_ceil(4) * 4, 0);
+    let mut f = weft_packet::build::udp4([2; 6], [4; 6], A, R, 1, 2, 64, b"x");
+    f.splice(34..34, o.iter().copied());
+    let ihl = 20 + o.len();
+    f[14] = 0x40 | (ihl / 4) as u8;
+    let total = (f.len() - 14) as u16;
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    fix_ipv4_header(&mut f[14..14 + ihl]);
+    f
+}
+
+fn bad_case(opt: &[u8], reason: &str, pointer: u8) {
+    let mut d = dr("class DNS add joe.com 10.0.2.2 alg suffix");
+    let f = raw4(opt);
+    let (v, _, em) = run(&mut d, &f);
+    assert_eq!(v, Verdict::Drop, "{reason}");
+    let i = REASONS.iter().position(|r| *r == reason).unwrap();
+    assert_eq!(d.counters().bad[i], 1, "{reason}: {:?}", d.counters());
+    assert_eq!(em.len(), 1, "{reason}");
+    let icmp = &em[0][34..];
+    assert_eq!((icmp[0], icmp[1], icmp[4]), (12, 0, pointer), "{reason}");
+}
+
+#[test]
+fn bad_truncated_option() {
+    bad_case(&[0x9e, 40, 4], "truncated", 21);
+}
+
+#[test]
+fn bad_pointer_past_end() {
+    bad_case(&[0x9e, 6, 8, 0x00, 0x0c, 1], "pointer-past-end", 22);
+}
+
+#[test]
+fn bad_pointer_inside_entry() {
+    bad_case(&[0x9e, 7, 5, 0x00, 0x0c, 1, b'a'], "bad-pointer", 22);
+}
+
+#[test]
+fn bad_length_overrun() {
+    bad_case(&[0x9e, 7, 4, 0x00, 0x0c, 9, b'a'], "length-overrun", 25);
+}
+
+#[test]
+fn bad_oversized_string() {
+    let mut d = DataRouter::new(&Args::parse("max_string=4")).unwrap();
+    let f = frame4(&chain(&[Tag::new(DNS, Algorithm::Suffix, "www.joe.com")]));
+    let (v, _, em) = run(&mut d, &f);
+    assert_eq!((v, em.len()), (Verdict::Drop, 1));
+    assert_eq!(d.counters().bad[5], 1);
+}
+
+#[test]
+fn bad_unknown_algorithm() {
+    bad_case(&[0x9e, 7, 4, 0x00, 0x0f, 1, b'a'], "unknown-algorithm", 24);
+}
+
+#[test]
+fn bad_too_many_tags() {
+    // Thirty-three empty strings do not fit IPv4; IPv6 carries them.
+    let mut d = dr("ls");
+    let mut h = vec![17u8, 0, 253, 0, 0, 9, 0, 99];
+    h[1] = ((8 + 99usize).div_ceil(8) - 1) as u8;
+    h.resize((h[1] as usize + 1) * 8, 0);
+    for i in 0..33 {
+        h[8 + 3 * i + 1] = 1;
+    }
+    let c = chain(&[Tag::new(DNS, Algorithm::Exact, "")]);
+    let mut f = udp6_frame(
+        [2; 6],
+        [4; 6],
+        "fd00::2".parse().unwrap(),
+        "fd00::1".parse().unwrap(),
+        1,
+        2,
+        &c,
+        b"x",
+    )
+    .unwrap();
+    let old = c.ipv6_header(17).unwrap().len();
+    f.splice(54..54 + old, h.iter().copied());
+    let plen = (f.len() - 54) as u16;
+    f[18..20].copy_from_slice(&plen.to_be_bytes());
+    let (v, _, em) = run(&mut d, &f);
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(d.counters().bad[7], 1);
+    let icmp = &em[0][54..];
+    assert_eq!((icmp[0], icmp[1]), (4, 0));
+}
+
+#[test]
+fn bad_options_around_the_tag() {
+    // A record-route option whose length runs past the header.
+    bad_case(&[0x07, 30, 4], "truncated", 21);
+}
+
+#[test]
+fn v6_in_place_and_rewrite() {
+    let me: Ipv6Addr = "fd00::1".parse().unwrap();
+    let mut d = dr("class DNS add joe.com fd00:2::2 alg suffix\nclass URL add joe.com fd00:2::3 alg suffix rewrite copy:prefix,next:strip");
+    let c = chain(&[Tag::new(DNS, Algorithm::Suffix, "www.joe.com")]);
+    let f = udp6_frame([2; 6], [4; 6], "fd00::2".parse().unwrap(), me, 1, 2, &c, b"hello").unwrap();
+    let (v, out, _) = run(&mut d, &f);
+    assert_eq!(v, Verdict::Continue);
+    assert_eq!(&out[38..54], &"fd00:2::2".parse::<Ipv6Addr>().unwrap().octets());
+    assert!(checksums_ok(&out));
+    assert!(crate::wire::read_chain(&out[14..]).unwrap().unwrap().exhausted());
+    let c = chain(&[Tag::new(URL, Algorithm::Suffix, "joe.com/apple")]);
+    let f = udp6_frame([2; 6], [4; 6], "fd00::2".parse().unwrap(), me, 1, 2, &c, b"hello").unwrap();
+    let (_, out, _) = run(&mut d, &f);
+    assert!(checksums_ok(&out));
+    let got = crate::wire::read_chain(&out[14..]).unwrap().unwrap();
+    assert_eq!(got.tags[1].string, b"/apple");
+    assert_eq!(got.next, 1);
+    assert_eq!(&out[out.len() - 5..], b"hello");
+}
+
+#[test]
+fn control_report_and_state() {
+    let mut d = dr("class DNS add joe.com 10.0.2.2 alg suffix\nclass WEB add \"Potter movie\" 10.0.3.3 alg closest");
+    let r = d.report();
+    assert_eq!(r["classes"]["DNS"]["entries"], 1);
+    let s = d.export_state().unwrap();
+    let mut e = DataRouter::new(&Args::parse("")).unwrap();
+    e.import_state(s).unwrap();
+    assert_eq!(script(e.tables()), script(d.tables()));
+    assert!(d.control("class DNS add").is_err());
+    assert!(d.control("bogus=1").is_err());
+    assert_eq!(d.control("reset").unwrap(), "ok");
+    assert!(DataRouter::new(&Args::parse("foo")).is_err());
+}
+
+proptest::proptest! {
+    /// The fuzz target `datarouter_option` as a property test.
+    #[test]
+    fn fuzz_frame_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), tag in 0u8..4) {
+        let mut d = data.clone();
+        if tag > 0 && d.len() > 3 {
+            d[0] = 0x9e;
+            d[1] = (d[1] % d.len() as u8).max(3);
+            d[2] = 253;
+        }
+        fuzz_frame(&d);
+    }
+
+    /// Arbitrary option bytes never panic the element, and whatever it
+    /// passes on still parses.
+    #[test]
+    fn arbitrary_options_never_panic(opt in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), tag in 0u8..3) {
+        let mut d = dr("class DNS add a 10.0.2.2 alg suffix rewrite copy:prefix,next:strip\nclass 0 add .* 10.0.2.3");
+        let mut o = opt.clone();
+        if tag > 0 && o.len() > 2 { o[0] = 0x9e; o[1] %= o.len() as u8 + 1; }
+        let f = raw4(&o);
+        let (v, out, _) = run(&mut d, &f);
+        if v == Verdict::Continue {
+            proptest::prop_assert!(weft_packet::view::parse(&out).is_ok());
+        }
+    }
+}

@@ -1,0 +1,446 @@
+//! DataRouter scenarios on the emulator: tagged datagrams sent by end hosts
+//! (built here and handed to the host as a raw socket would, since the
+//! emulated hosts' stack cannot set IP options), resolved hop by hop by
+//! DataRouters, and asserted on what the destination host received and on
+//! the headers captured on every link.
+//!
+//! ```text
+//!  h1 — dr1 — r2 (plain Weft router) — dr3 — h2
+//!                                        |
+//!                                       dr4 — h4
+//! ```
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+use weft_datarouter::classes::{DNS, MP3, URL};
+use weft_datarouter::wire::{self, udp4_frame, udp6_frame};
+use weft_datarouter::{Algorithm, Tag, TagChain};
+use weft_emu::Emulator;
+use weft_packet::checksum;
+
+const TOPO: &str = r#"
+routing = "shortest-path"
+
+[[node]]
+name = "dr1"
+[[node.config.droute]]
+class = "DNS"
+miss = "drop"
+
+[[node]]
+name = "r2"
+
+[[node]]
+name = "dr3"
+[[node.config.droute]]
+class = "DNS"
+miss = "drop"
+
+[[node]]
+name = "dr4"
+
+[[host]]
+name = "h1"
+addr = "10.0.1.2/24"
+addr6 = "2001:db8:1::2/64"
+
+[[host]]
+name = "h2"
+addr = "10.0.3.2/24"
+addr6 = "2001:db8:3::2/64"
+
+[[host]]
+name = "h4"
+addr = "10.0.4.2/24"
+
+[[link]]
+name = "h1-dr1"
+a = "h1"
+b = "dr1:eth0"
+b_addr = ["10.0.1.1/24", "2001:db8:1::1/64"]
+
+[[link]]
+name = "dr1-r2"
+a = "dr1:eth1"
+b = "r2:eth0"
+a_addr = ["10.0.12.1/24", "2001:db8:12::1/64"]
+b_addr = ["10.0.12.2/24", "2001:db8:12::2/64"]
+
+[[link]]
+name = "r2-dr3"
+a = "r2:eth1"
+b = "dr3:eth0"
+a_addr = ["10.0.23.2/24", "2001:db8:23::2/64"]
+b_addr = ["10.0.23.3/24", "2001:db8:23::3/64"]
+
+[[link]]
+name = "dr3-h2"
+a = "dr3:eth1"
+b = "h2"
+a_addr = ["10.0.3.1/24", "2001:db8:3::1/64"]
+
+[[link]]
+name = "dr3-dr4"
+a = "dr3:eth2"
+b = "dr4:eth0"
+a_addr = "10.0.34.3/24"
+b_addr = "10.0.34.4/24"
+
+[[link]]
+name = "dr4-h4"
+a = "dr4:eth1"
+b = "h4"
+a_addr = "10.0.4.1/24"
+"#;
+
+const PORT: u16 = 7000;
+
+fn emu() -> Emulator {
+    let mut e = Emulator::from_str(TOPO, ".").unwrap();
+    for l in e.link_names() {
+        e.capture(&l).unwrap();
+    }
+    for h in ["h2", "h4"] {
+        e.host_mut(h).udp_bind(PORT).unwrap();
+    }
+    e
+}
+
+/// Send `request` (droute commands) to `node`'s datarouter instance.
+fn droute(e: &mut Emulator, node: &str, request: &str) {
+    let n = e.node_mut(node);
+    let id = n
+        .instances()
+        .into_iter()
+        .find(|i| i.class == "datarouter")
+        .expect("a datarouter instance")
+        .id;
+    n.control(id, request).unwrap();
+}
+
+fn report(e: &Emulator, node: &str) -> serde_json::Value {
+    let n = e.node(node);
+    let id = n.instances().into_iter().find(|i| i.class == "datarouter").unwrap().id;
+    n.report(id).unwrap()["element"].clone()
+}
+
+fn a4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+/// h1 sends a tagged UDP datagram to `first` (the first DataRouter).
+fn send4(e: &mut Emulator, first: &str, chain: &TagChain, payload: &[u8]) {
+    let f = udp4_frame([0; 6], [0; 6], a4("10.0.1.2"), a4(first), 40000, PORT, chain, payload).unwrap();
+    e.host_mut("h1").send_raw_ip(&f[14..]).unwrap();
+    assert!(e.run_until_idle(Duration::from_secs(5)));
+}
+
+/// The IPv4/IPv6 packets captured on `link` in direction `dir` that carry a
+/// DataRouter tag: (destination, chain, frame).
+fn tagged(e: &Emulator, link: &str, dir: u8) -> Vec<(IpAddr, TagChain, Vec<u8>)> {
+    e.captured(link)
+        .iter()
+        .filter(|c| c.dir == dir)
+        .filter_map(|c| {
+            let ip = &c.frame[14..];
+            let chain = wire::read_chain(ip).ok()??;
+            let dst = match ip[0] >> 4 {
+                4 => IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19])),
+                _ => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&ip[24..40]).unwrap())),
+            };
+            Some((dst, chain, c.frame.clone()))
+        })
+        .collect()
+}
+
+/// The frame's IPv4 header checksum and UDP checksum verify.
+fn checksums_ok(f: &[u8]) -> bool {
+    let Ok(h) = weft_packet::view::parse(f) else {
+        return false;
+    };
+    let Some(l4) = h.l4_off() else { return false };
+    let ip = &f[14..];
+    let (ps, end) = match ip[0] >> 4 {
+        4 => {
+            let end = 14 + u16::from_be_bytes([ip[2], ip[3]]) as usize;
+            let ulen = (end - l4) as u16;
+            (
+                checksum::pseudo_v4(ip[12..16].try_into().unwrap(), ip[16..20].try_into().unwrap(), 17, ulen),
+                end,
+            )
+        }
+        _ => {
+            let end = 54 + u16::from_be_bytes([ip[4], ip[5]]) as usize;
+            let ulen = (end - l4) as u32;
+            (
+                checksum::pseudo_v6(ip[8..24].try_into().unwrap(), ip[24..40].try_into().unwrap(), 17, ulen),
+                end,
+            )
+        }
+    };
+    checksum::sum(&f[l4..end], ps) == 0xffff
+}
+
+fn got(e: &Emulator, host: &str) -> Vec<(IpAddr, usize)> {
+    e.host(host)
+        .udp_received()
+        .iter()
+        .filter(|d| d.dport == PORT)
+        .map(|d| (d.src, d.bytes))
+        .collect()
+}
+
+const H1: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 1, 2));
+
+#[test]
+fn dns_suffix_routing_through_two_datarouters() {
+    let mut e = emu();
+    // dr1 knows the ".com" server (dr3) and hands the name on to it; dr3
+    // knows joe.com's host.
+    droute(&mut e, "dr1", "class DNS add .com 10.0.23.3 alg suffix rewrite copy");
+    droute(&mut e, "dr3", "class DNS add joe.com 10.0.3.2 alg suffix");
+    let c = TagChain::new(vec![Tag::new(DNS, Algorithm::Suffix, "www.joe.com")]);
+    send4(&mut e, "10.0.1.1", &c, b"late-bound hello");
+    assert_eq!(got(&e, "h2"), vec![(H1, 16)]);
+    // Hop by hop: dr1 rewrote the destination to dr3 and inserted the copy;
+    let hop1 = tagged(&e, "dr1-r2", 0);
+    assert_eq!(hop1.len(), 1);
+    assert_eq!(hop1[0].0, IpAddr::V4(a4("10.0.23.3")));
+    assert_eq!(hop1[0].1.tags.len(), 2);
+    assert_eq!(hop1[0].1.next, 1);
+    assert!(checksums_ok(&hop1[0].2));
+    // dr3 resolved the copy: exhausted, destination h2.
+    let hop3 = tagged(&e, "dr3-h2", 0);
+    assert_eq!(hop3[0].0, IpAddr::V4(a4("10.0.3.2")));
+    assert!(hop3[0].1.exhausted());
+    assert!(checksums_ok(&hop3[0].2));
+    assert_eq!(report(&e, "dr1")["resolved"], 1);
+    assert_eq!(report(&e, "dr3")["resolved"], 1);
+}
+
+#[test]
+fn plain_router_forwards_tagged_ipv4_unchanged() {
+    let mut e = emu();
+    droute(&mut e, "dr1", "class DNS add joe.com 10.0.23.3 alg suffix rewrite copy");
+    droute(&mut e, "dr3", "class DNS add joe.com 10.0.3.2 alg suffix");
+    let c = TagChain::new(vec![Tag::new(DNS, Algorithm::Suffix, "joe.com")]);
+    send4(&mut e, "10.0.1.1", &c, b"x");
+    let before = tagged(&e, "dr1-r2", 0);
+    let after = tagged(&e, "r2-dr3", 0);
+    assert_eq!(before.len(), 1);
+    assert_eq!(after.len(), 1);
+    let (b, a) = (&before[0].2[14..], &after[0].2[14..]);
+    // Everything but the TTL and the header checksum is as dr1 sent it.
+    assert_eq!(b.len(), a.len());
+    assert_eq!(a[8], b[8] - 1);
+    for (i, (x, y)) in b.iter().zip(a).enumerate() {
+        if !matches!(i, 8 | 10 | 11) {
+            assert_eq!(x, y, "octet {i}");
+        }
+    }
+    assert_eq!(got(&e, "h2"), vec![(H1, 1)]);
+    // r2 has no DataRouter at all.
+    assert!(e.node("r2").instances().is_empty());
+}
+
+#[test]
+fn plain_router_forwards_tagged_ipv6_unchanged() {
+    let mut e = emu();
+    droute(
+        &mut e,
+        "dr1",
+        "class DNS add joe.com 2001:db8:23::3 alg suffix rewrite copy",
+    );
+    droute(&mut e, "dr3", "class DNS add joe.com 2001:db8:3::2 alg suffix");
+    let c = TagChain::new(vec![Tag::new(DNS, Algorithm::Suffix, "www.joe.com")]);
+    let f = udp6_frame(
+        [0; 6],
+        [0; 6],
+        "2001:db8:1::2".parse().unwrap(),
+        "2001:db8:1::1".parse().unwrap(),
+        40000,
+        PORT,
+        &c,
+        b"six",
+    )
+    .unwrap();
+    e.host_mut("h1").send_raw_ip(&f[14..]).unwrap();
+    assert!(e.run_until_idle(Duration::from_secs(5)));
+    let before = tagged(&e, "dr1-r2", 0);
+    let after = tagged(&e, "r2-dr3", 0);
+    assert_eq!(before.len(), 1, "{:?}", report(&e, "dr1"));
+    assert_eq!(after.len(), 1);
+    let (b, a) = (&before[0].2[14..], &after[0].2[14..]);
+    assert_eq!(a[7], b[7] - 1); // hop limit
+    assert_eq!(&a[..7], &b[..7]);
+    assert_eq!(&a[8..], &b[8..]); // addresses, routing header, UDP: untouched
+    assert_eq!(a[40 + 2..40 + 4], [253, 0]); // routing type 253, segments left 0
+                                             // dr3 resolved it for h2. (smoltcp hosts do not parse routing
+                                             // headers, so the last hop is checked on the wire.)
+    let last = tagged(&e, "dr3-h2", 0);
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].0, "2001:db8:3::2".parse::<IpAddr>().unwrap());
+    assert!(last[0].1.exhausted());
+    assert!(checksums_ok(&last[0].2));
+}
+
+#[test]
+fn url_host_then_path_with_rewrite() {
+    let mut e = emu();
+    // dr1: the host by suffix; strip it and re-insert the path for a prefix lookup.
+    droute(
+        &mut e,
+        "dr1",
+        "class URL add joe.com 10.0.23.3 alg suffix rewrite copy:prefix,next:strip",
+    );
+    // dr3: paths by longest prefix.
+    droute(
+        &mut e,
+        "dr3",
+        "class URL add / 10.0.3.2 alg prefix\nclass URL add /apple 10.0.4.2 alg prefix",
+    );
+    let c = TagChain::new(vec![Tag::new(URL, Algorithm::Suffix, "www.joe.com/apple/pie")]);
+    send4(&mut e, "10.0.1.1", &c, b"GET");
+    let c2 = TagChain::new(vec![Tag::new(URL, Algorithm::Suffix, "joe.com/pear")]);
+    send4(&mut e, "10.0.1.1", &c2, b"GET2");
+    assert_eq!(got(&e, "h4"), vec![(H1, 3)]);
+    assert_eq!(got(&e, "h2"), vec![(H1, 4)]);
+    let hop1 = tagged(&e, "dr1-r2", 0);
+    assert_eq!(hop1[0].1.tags[1], Tag::new(URL, Algorithm::Prefix, "/apple/pie"));
+    assert_eq!(hop1[0].1.next, 1);
+    assert!(checksums_ok(&hop1[0].2));
+    let hop4 = tagged(&e, "dr4-h4", 0);
+    assert_eq!(hop4[0].0, IpAddr::V4(a4("10.0.4.2")));
+    assert!(hop4[0].1.exhausted());
+}
+
+#[test]
+fn the_papers_regex() {
+    let mut e = emu();
+    droute(&mut e, "dr1", r"class DNS add .*\.(isi|usc)\.edu 10.0.3.2 alg long");
+    let hit = TagChain::new(vec![Tag::new(DNS, Algorithm::Long, "www.isi.edu")]);
+    let hit2 = TagChain::new(vec![Tag::new(DNS, Algorithm::Long, "ftp.usc.edu")]);
+    let miss = TagChain::new(vec![Tag::new(DNS, Algorithm::Long, "www.mit.edu")]);
+    send4(&mut e, "10.0.1.1", &hit, b"a");
+    send4(&mut e, "10.0.1.1", &hit2, b"bb");
+    send4(&mut e, "10.0.1.1", &miss, b"ccc");
+    assert_eq!(got(&e, "h2"), vec![(H1, 1), (H1, 2)]);
+    assert_eq!(report(&e, "dr1")["miss"], 1);
+}
+
+#[test]
+fn two_overlays_in_one_packet() {
+    let mut e = emu();
+    // Overlay 1 (DNS names) takes the packet to dr3; overlay 2 (MP3
+    // hashes) takes it from there to the host holding the song.
+    droute(&mut e, "dr1", "class DNS add joe.com 10.0.23.3 alg suffix");
+    droute(&mut e, "dr3", "class MP3 add 0xabcd1234 10.0.4.2 alg exact");
+    let c = TagChain::new(vec![
+        Tag::new(DNS, Algorithm::Suffix, "music.joe.com"),
+        Tag::new(MP3, Algorithm::Exact, vec![0xab, 0xcd, 0x12, 0x34]),
+    ]);
+    send4(&mut e, "10.0.1.1", &c, b"song?");
+    assert_eq!(got(&e, "h4"), vec![(H1, 5)]);
+    let mid = tagged(&e, "r2-dr3", 0);
+    assert_eq!(mid[0].1.next, 1);
+    let last = tagged(&e, "dr4-h4", 0);
+    assert_eq!(
+        last[0].1,
+        TagChain {
+            tags: c.tags.clone(),
+            next: 2
+        }
+    );
+}
+
+#[test]
+fn miss_with_icmp_reaches_the_sender() {
+    let mut e = emu();
+    droute(
+        &mut e,
+        "dr1",
+        "class DNS add joe.com 10.0.3.2 alg suffix\nclass DNS miss icmp",
+    );
+    let c = TagChain::new(vec![Tag::new(DNS, Algorithm::Suffix, "nowhere.org")]);
+    send4(&mut e, "10.0.1.1", &c, b"?");
+    // The error went back over h1's link: ICMP type 3 code 1 from dr1.
+    let back: Vec<_> = e
+        .captured("h1-dr1")
+        .iter()
+        .filter(|c| c.dir == 1 && c.frame.len() > 34 && c.frame[23] == 1)
+        .map(|c| (c.frame[34], c.frame[35]))
+        .collect();
+    assert_eq!(back, vec![(3, 1)]);
+    assert!(got(&e, "h2").is_empty());
+}
+
+#[test]
+fn malformed_tag_gets_parameter_problem() {
+    let mut e = emu();
+    let c = TagChain::new(vec![Tag::new(DNS, Algorithm::Suffix, "joe.com")]);
+    let mut f = udp4_frame([0; 6], [0; 6], a4("10.0.1.2"), a4("10.0.1.1"), 1, PORT, &c, b"x").unwrap();
+    f[14 + 22] = 60; // the pointer, past the end
+    f[24..26].copy_from_slice(&[0, 0]);
+    let hl = ((f[14] & 0x0f) as usize) * 4;
+    let cs = checksum::checksum(&f[14..14 + hl]);
+    f[24..26].copy_from_slice(&cs.to_be_bytes());
+    e.host_mut("h1").send_raw_ip(&f[14..]).unwrap();
+    assert!(e.run_until_idle(Duration::from_secs(5)));
+    let pp: Vec<_> = e
+        .captured("h1-dr1")
+        .iter()
+        .filter(|c| c.dir == 1 && c.frame.len() > 38 && c.frame[23] == 1 && c.frame[34] == 12)
+        .map(|c| c.frame[38])
+        .collect();
+    assert_eq!(pp, vec![22], "parameter problem pointing at the pointer octet");
+    assert_eq!(report(&e, "dr1")["bad"]["pointer-past-end"], 1);
+}
+
+fn ring() -> Emulator {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../topologies");
+    let mut e = Emulator::load(dir.join("datarouter-ring.toml")).unwrap();
+    for i in 0..4 {
+        e.host_mut(&format!("h{i}")).udp_bind(PORT).unwrap();
+    }
+    e
+}
+
+#[test]
+fn mp3_hash_exact_match_around_a_chord_ring() {
+    let mut e = ring();
+    // Hash index k is owned by node k mod 4; h0 sends every one into n0.
+    for k in 0u8..8 {
+        let c = TagChain::new(vec![Tag::new(MP3, Algorithm::Exact, vec![0x1f, 0x2e, 0x3d, 0x40 + k])]);
+        let f = udp4_frame(
+            [0; 6],
+            [0; 6],
+            a4("10.2.0.2"),
+            a4("10.2.0.1"),
+            41000 + k as u16,
+            PORT,
+            &c,
+            &[k; 8],
+        )
+        .unwrap();
+        e.host_mut("h0").send_raw_ip(&f[14..]).unwrap();
+    }
+    assert!(e.run_until_idle(Duration::from_secs(5)));
+    for i in 0..4u8 {
+        let got: Vec<u16> = e
+            .host(&format!("h{i}"))
+            .udp_received()
+            .iter()
+            .map(|d| d.sport - 41000)
+            .collect();
+        assert_eq!(got, vec![i as u16, i as u16 + 4], "h{i}");
+    }
+    // A hash nobody holds: n0 answers with ICMP (the class's miss outcome).
+    let c = TagChain::new(vec![Tag::new(MP3, Algorithm::Exact, vec![0, 0, 0, 0])]);
+    let f = udp4_frame([0; 6], [0; 6], a4("10.2.0.2"), a4("10.2.0.1"), 1, PORT, &c, b"?").unwrap();
+    e.host_mut("h0").send_raw_ip(&f[14..]).unwrap();
+    assert!(e.run_until_idle(Duration::from_secs(5)));
+    let n0 = e.node("n0");
+    let id = n0.instances()[0].id;
+    assert_eq!(n0.report(id).unwrap()["element"]["miss"], 1);
+}

@@ -1,0 +1,198 @@
+//! The DataRouter rows of `weft bench` (issue 6): the paper's figure 5 on
+//! Weft — plain forwarding, a tagged packet passing a router that is not a
+//! DataRouter, and tags resolved by exact hash, regular expression and
+//! longest suffix, with 1, 1,000 and 1,000,000 table entries; 64-byte UDP
+//! payloads, the same router and loop as the other rows, ratios to the
+//! plain forwarding measured here.
+//!
+//! Tagged packets are addressed to the router (10.0.0.1) and carry one
+//! string that resolves to the host behind the out port; a PREROUTING
+//! filter on `dst 10.0.0.1` binds the `datarouter` instance, as a
+//! DataRouter is configured. Regular-expression tables stop at 10,000
+//! patterns: one automaton over a million patterns does not build in
+//! seconds (the paper measured one pattern). A smoke run (`--seconds` below
+//! 0.1) stops at 1,000 entries.
+
+use super::{median, router, run_once, BenchArgs, DST, SPORT};
+use anyhow::Result;
+use std::net::Ipv4Addr;
+use std::time::Instant;
+use weft_dataplane::{FilterSpec, Hook, Match, Node};
+use weft_datarouter::classes::{DNS, MP3};
+use weft_datarouter::wire::udp4_frame;
+use weft_datarouter::{Algorithm, Tag, TagChain};
+
+const ME: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const PAYLOAD: usize = 64;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Plain,
+    TaggedTransit,
+    Hash,
+    Regex,
+    Suffix,
+}
+
+fn frames(kind: Kind, flows: usize) -> Vec<Vec<u8>> {
+    let payload = [0x5a; PAYLOAD];
+    (0..flows.max(1))
+        .map(|i| {
+            let sport = SPORT.wrapping_add(i as u16);
+            let tag = match kind {
+                Kind::Plain => None,
+                Kind::TaggedTransit | Kind::Suffix => Some(Tag::new(DNS, Algorithm::Suffix, "www.isi.edu")),
+                Kind::Hash => Some(Tag::new(MP3, Algorithm::Exact, vec![0x1f, 0x2e, 0x3d, 0x4c])),
+                Kind::Regex => Some(Tag::new(DNS, Algorithm::Long, "www.isi.edu")),
+            };
+            let (dst, chain) = match (kind, tag) {
+                (Kind::Plain, _) | (_, None) => (DST, TagChain::default()),
+                (Kind::TaggedTransit, Some(t)) => (DST, TagChain::new(vec![t])),
+                (_, Some(t)) => (ME, TagChain::new(vec![t])),
+            };
+            if chain.tags.is_empty() {
+                weft_packet::build::udp4(
+                    [2, 0xaa, 0, 0, 0, 1],
+                    [2, 0, 0, 0, 0, 1],
+                    SRC,
+                    dst,
+                    sport,
+                    6060,
+                    64,
+                    &payload,
+                )
+            } else {
+                udp4_frame(
+                    [2, 0xaa, 0, 0, 0, 1],
+                    [2, 0, 0, 0, 0, 1],
+                    SRC,
+                    dst,
+                    sport,
+                    6060,
+                    &chain,
+                    &payload,
+                )
+                .unwrap_or_default()
+            }
+        })
+        .collect()
+}
+
+/// The `droute` script of `n` entries of `kind`, the one the traffic hits
+/// among them.
+fn script(kind: Kind, n: usize) -> String {
+    let mut s = String::with_capacity(n * 48);
+    let hop = DST;
+    match kind {
+        Kind::Hash => {
+            s.push_str(&format!("class MP3 add 0x1f2e3d4c {hop} alg exact\n"));
+            for i in 1..n as u32 {
+                s.push_str(&format!(
+                    "class MP3 add 0x{:08x} {hop} alg exact\n",
+                    i.wrapping_mul(2654435761)
+                ));
+            }
+        }
+        Kind::Regex => {
+            s.push_str(&format!("class DNS add .*\\.(isi|usc)\\.edu {hop} alg long\n"));
+            for i in 1..n {
+                s.push_str(&format!("class DNS add .*\\.d{i}\\.(org|net) {hop} alg long\n"));
+            }
+        }
+        Kind::Suffix => {
+            s.push_str(&format!("class DNS add isi.edu {hop} alg suffix\n"));
+            for i in 1..n {
+                s.push_str(&format!("class DNS add h{i}.d{}.com {hop} alg suffix\n", i % 997));
+            }
+        }
+        _ => {}
+    }
+    s
+}
+
+fn datarouter(kind: Kind, n: usize) -> Result<(Node, f64)> {
+    let mut r = router()?;
+    r.add_class(weft_datarouter::class())?;
+    let id = r.create_instance("datarouter", "")?;
+    let t = Instant::now();
+    r.control(id, &script(kind, n))?;
+    let build = t.elapsed().as_secs_f64();
+    r.add_filter(FilterSpec {
+        hook: Some(Hook::Prerouting),
+        m: Match {
+            dst: Some(ipnet::IpNet::from(std::net::IpAddr::V4(ME))),
+            ..Default::default()
+        },
+        chain: vec![id],
+        position: None,
+    })?;
+    Ok((r, build))
+}
+
+/// The rows: (scenario, entries, pps, ratio, table build seconds).
+pub fn rows(args: &BenchArgs) -> Result<Vec<serde_json::Value>> {
+    let smoke = args.seconds < 0.1;
+    let mut out = Vec::new();
+    let mut plain = 0.0;
+    let measure = |node: &mut Node, f: &[Vec<u8>]| {
+        let mut rates: Vec<f64> = (0..args.runs.max(1))
+            .map(|_| run_once(node, f, args.seconds).0)
+            .collect();
+        median(&mut rates)
+    };
+    for kind in [Kind::Plain, Kind::TaggedTransit] {
+        let mut n = router()?;
+        let pps = measure(&mut n, &frames(kind, args.flows));
+        if kind == Kind::Plain {
+            plain = pps;
+        }
+        let name = if kind == Kind::Plain {
+            "plain forwarding"
+        } else {
+            "tagged, not a DataRouter"
+        };
+        out.push(serde_json::json!({"scenario": name, "entries": 0, "mpps": pps / 1e6, "ratio_to_plain": pps / plain, "build_s": 0.0}));
+    }
+    for (kind, name) in [
+        (Kind::Hash, "exact-hash tag"),
+        (Kind::Regex, "regex tag"),
+        (Kind::Suffix, "suffix tag"),
+    ] {
+        for n in [1usize, 1_000, 1_000_000] {
+            if smoke && n > 1_000 {
+                continue;
+            }
+            let n = if kind == Kind::Regex { n.min(10_000) } else { n };
+            if out.iter().any(|r| r["scenario"] == name && r["entries"] == n) {
+                continue;
+            }
+            let (mut node, build) = datarouter(kind, n)?;
+            let pps = measure(&mut node, &frames(kind, args.flows));
+            if !node.drops().is_empty() {
+                eprintln!("{name} ({n}): drops {:?}", node.drops());
+            }
+            out.push(serde_json::json!({"scenario": name, "entries": n, "mpps": pps / 1e6, "ratio_to_plain": pps / plain, "build_s": build}));
+        }
+    }
+    Ok(out)
+}
+
+/// The rows as a table.
+pub fn print(rows: &[serde_json::Value]) {
+    println!("\nDataRouter (64-byte UDP payload; paper: hash 87%, regex 50% of plain):");
+    println!(
+        "{:<26} {:>9} {:>8} {:>8} {:>9}",
+        "scenario", "entries", "Mpps", "ratio", "build s"
+    );
+    for r in rows {
+        println!(
+            "{:<26} {:>9} {:>8.2} {:>8.2} {:>9.2}",
+            r["scenario"].as_str().unwrap_or(""),
+            r["entries"].as_u64().unwrap_or(0),
+            r["mpps"].as_f64().unwrap_or(0.0),
+            r["ratio_to_plain"].as_f64().unwrap_or(0.0),
+            r["build_s"].as_f64().unwrap_or(0.0)
+        );
+    }
+}

@@ -1,0 +1,638 @@
+//! `weft emu run --netns TOPOLOGY`, `weft emu ls|exec|down`: the same
+//! topology files as the in-process emulator, on real network namespaces.
+//!
+//! Each node is a `weft node run` process in its own namespace with one
+//! AF_PACKET port per link; links are veth pairs; each end host is a
+//! namespace with the Linux stack (address, default route via its router).
+//! Routes, MACs and addresses come from building the topology with the
+//! in-process emulator (`weft_emu::Emulator`), so both emulators route
+//! alike. Node-local TCP (the API on port 7070) is punted to a TUN device
+//! in the node's namespace (`docs/ports.md`).
+//!
+//! Everything a run creates is named after its run id (`weft-ID-NAME`
+//! namespaces) and recorded in a state file under `/run/weft-emu/ID/`
+//! (`$WEFT_EMU_DIR` overrides), which `down` reads; a failed `run` removes
+//! what it created before returning. See `docs/topology.md`.
+
+use anyhow::{anyhow, bail, Context, Result};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use weft_emu::topology::{ConfigSource, EndpointSpec};
+use weft_emu::Emulator;
+
+/// TCP port of a netns node's API, reachable on its addresses (punted).
+pub const API_PORT: u16 = 7070;
+/// The punt TUN device in every node namespace.
+const PUNT_TUN: &str = "weft0";
+
+/// One node or host of a run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Member {
+    /// Topology name.
+    pub name: String,
+    /// `node` or `host`.
+    pub kind: String,
+    /// Its network namespace.
+    pub netns: String,
+    /// Addresses (with prefix).
+    pub addrs: Vec<String>,
+    /// The node's API socket.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+}
+
+/// What a run created: read by `ls`, `exec`, `down`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    /// Run id.
+    pub id: String,
+    /// The topology file.
+    pub topology: PathBuf,
+    /// Namespaces created, in order.
+    pub namespaces: Vec<String>,
+    /// Nodes and hosts.
+    pub members: Vec<Member>,
+}
+
+/// Where run states live.
+pub fn state_root() -> PathBuf {
+    if let Some(d) = std::env::var_os("WEFT_EMU_DIR") {
+        return PathBuf::from(d);
+    }
+    let run = PathBuf::from("/run/weft-emu");
+    if std::fs::create_dir_all(&run).is_ok() {
+        return run;
+    }
+    std::env::temp_dir().join("weft-emu")
+}
+
+fn state_dir(id: &str) -> PathBuf {
+    state_root().join(id)
+}
+
+fn save(st: &State) -> Result<()> {
+    let dir = state_dir(&st.id);
+    std::fs::create_dir_all(&dir)?;
+    let tmp = dir.join("state.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(st)?)?;
+    std::fs::rename(&tmp, dir.join("state.json"))?;
+    Ok(())
+}
+
+/// All recorded runs.
+pub fn runs() -> Vec<State> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(state_root()) {
+        for e in rd.flatten() {
+            if let Ok(b) = std::fs::read(e.path().join("state.json")) {
+                if let Ok(s) = serde_json::from_slice::<State>(&b) {
+                    v.push(s);
+                }
+            }
+        }
+    }
+    v.sort_by(|a, b| a.id.cmp(&b.id));
+    v
+}
+
+/// The run `id`, or the only run.
+pub fn find_run(id: Option<&str>) -> Result<State> {
+    let all = runs();
+    match id {
+        Some(id) => all
+            .into_iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| anyhow!("no netns run {id:?} (see `weft emu ls`)")),
+        None => match all.len() {
+            0 => bail!("no netns run is up (start one with `weft emu run --netns TOPOLOGY`)"),
+            1 => Ok(all.into_iter().next().unwrap_or_default()),
+            _ => bail!(
+                "several runs are up ({}); pick one with --id",
+                all.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        },
+    }
+}
+
+/// Run a command; its stderr becomes the error.
+fn cmd(args: &[&str]) -> Result<()> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", args[0]))?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn in_ns(ns: &str, args: &[&str]) -> Result<()> {
+    let mut v = vec!["ip", "netns", "exec", ns];
+    v.extend_from_slice(args);
+    cmd(&v)
+}
+
+fn mac_str(m: [u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// A short hash for temporary interface names (15-character limit).
+fn short_hash(s: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in s.bytes() {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// A fresh run id.
+pub fn new_id() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:06x}", short_hash(&format!("{t}-{}", std::process::id())) & 0xff_ffff)
+}
+
+fn check_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 24 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        bail!("bad run id {id:?}: 1-24 letters, digits or '-'");
+    }
+    Ok(())
+}
+
+/// The node config file for `name`: the topology's config for it (its
+/// instances, filters, …) with ports replaced by AF_PACKET ports on the
+/// veths and routes by everything the emulator computed.
+fn node_config(emu: &Emulator, topo_dir: &Path, name: &str, socket: &Path) -> Result<String> {
+    let spec = emu
+        .topology()
+        .nodes
+        .iter()
+        .find(|n| n.name == name)
+        .ok_or_else(|| anyhow!("no node {name}"))?;
+    let mut t: toml::Table = match &spec.config {
+        None => toml::Table::new(),
+        Some(ConfigSource::Inline(t)) => t.clone(),
+        Some(ConfigSource::Path(p)) => {
+            let path = topo_dir.join(p);
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            text.parse::<toml::Table>()
+                .with_context(|| format!("parsing {}", path.display()))?
+        }
+    };
+    let node = emu.node(name);
+    let mut ns = match t.remove("node") {
+        Some(toml::Value::Table(n)) => n,
+        _ => toml::Table::new(),
+    };
+    ns.insert("name".into(), name.into());
+    t.insert("node".into(), toml::Value::Table(ns));
+    let mut api = toml::Table::new();
+    api.insert("socket".into(), socket.display().to_string().into());
+    api.insert("tcp".into(), format!("0.0.0.0:{API_PORT}").into());
+    t.insert("api".into(), toml::Value::Table(api));
+    let mut punt = toml::Table::new();
+    punt.insert("tun".into(), PUNT_TUN.into());
+    punt.insert("tcp".into(), toml::Value::Array(vec![(API_PORT as i64).into()]));
+    t.insert("punt".into(), toml::Value::Table(punt));
+    let ports: Vec<toml::Value> = node
+        .ports()
+        .iter()
+        .map(|p| {
+            let mut pt = toml::Table::new();
+            pt.insert("name".into(), p.cfg.name.clone().into());
+            pt.insert("kind".into(), "afpacket".into());
+            pt.insert("mac".into(), mac_str(p.cfg.mac).into());
+            pt.insert("mtu".into(), (p.cfg.mtu as i64).into());
+            pt.insert(
+                "addrs".into(),
+                toml::Value::Array(p.cfg.addrs.iter().map(|a| a.to_string().into()).collect()),
+            );
+            toml::Value::Table(pt)
+        })
+        .collect();
+    t.insert("port".into(), toml::Value::Array(ports));
+    let port_names: Vec<String> = node.ports().iter().map(|p| p.cfg.name.clone()).collect();
+    let routes: Vec<toml::Value> = node
+        .routes()
+        .iter()
+        .filter(|r| r.kind == weft_dataplane::RouteKind::Static)
+        .map(|r| {
+            let mut rt = toml::Table::new();
+            rt.insert("prefix".into(), r.prefix.to_string().into());
+            if let Some(v) = r.via {
+                rt.insert("via".into(), v.to_string().into());
+            }
+            if let Some(n) = port_names.get(r.port as usize) {
+                rt.insert("port".into(), n.clone().into());
+            }
+            toml::Value::Table(rt)
+        })
+        .collect();
+    t.insert("route".into(), toml::Value::Array(routes));
+    Ok(toml::to_string(&t)?)
+}
+
+/// Where each link end goes: (namespace, interface name, MAC, MTU).
+struct End {
+    ns: String,
+    ifname: String,
+    mac: [u8; 6],
+    node: bool,
+}
+
+/// Bring a topology up on namespaces. On failure everything created so far
+/// is removed.
+pub fn up(topology: &Path, id: Option<String>) -> Result<State> {
+    let id = id.unwrap_or_else(new_id);
+    check_id(&id)?;
+    if state_dir(&id).join("state.json").exists() {
+        bail!("run {id:?} is already up (`weft emu down --id {id}`)");
+    }
+    let emu = Emulator::load(topology).with_context(|| format!("loading {}", topology.display()))?;
+    let topo_dir = topology
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let topology = std::fs::canonicalize(topology).unwrap_or_else(|_| topology.to_path_buf());
+    let mut st = State {
+        id: id.clone(),
+        topology,
+        ..State::default()
+    };
+    save(&st)?;
+    match build(&emu, &topo_dir, &mut st) {
+        Ok(()) => {
+            save(&st)?;
+            Ok(st)
+        }
+        Err(e) => {
+            let _ = save(&st);
+            down(&st);
+            Err(e)
+        }
+    }
+}
+
+fn ns_name(id: &str, name: &str) -> String {
+    format!("weft-{id}-{name}")
+}
+
+fn build(emu: &Emulator, topo_dir: &Path, st: &mut State) -> Result<()> {
+    let id = st.id.clone();
+    let dir = state_dir(&id);
+    let topo = emu.topology().clone();
+    let have_ethtool = Command::new("ethtool")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !have_ethtool {
+        eprintln!("weft: ethtool is missing: host interfaces keep checksum/segmentation offloads, which AF_PACKET ports cannot forward (install ethtool)");
+    }
+    // Namespaces.
+    for n in topo
+        .nodes
+        .iter()
+        .map(|n| &n.name)
+        .chain(topo.hosts.iter().map(|h| &h.name))
+    {
+        let ns = ns_name(&id, n);
+        cmd(&["ip", "netns", "add", &ns])?;
+        st.namespaces.push(ns.clone());
+        save(st)?;
+        cmd(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
+    }
+    for n in &topo.nodes {
+        let ns = ns_name(&id, &n.name);
+        // The node forwards; the namespace's kernel must not.
+        in_ns(
+            &ns,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=0",
+                "net.ipv6.conf.all.forwarding=0",
+            ],
+        )?;
+    }
+    // Links.
+    let mut node_ifs: Vec<(String, String)> = Vec::new();
+    for (li, l) in topo.links.iter().enumerate() {
+        let mut ends = Vec::new();
+        for s in [&l.a, &l.b] {
+            let e = match topo.endpoint(s)? {
+                EndpointSpec::Node { node, port } => {
+                    let n = emu.node(&node);
+                    let pid = n.port_id(&port)?;
+                    let mac = n.port_mac(pid).ok_or_else(|| anyhow!("{node}:{port}: no port"))?;
+                    End {
+                        ns: ns_name(&id, &node),
+                        ifname: port,
+                        mac,
+                        node: true,
+                    }
+                }
+                EndpointSpec::Host(h) => End {
+                    ns: ns_name(&id, &h),
+                    ifname: "eth0".into(),
+                    mac: emu.host(&h).mac(),
+                    node: false,
+                },
+            };
+            ends.push(e);
+        }
+        let tmp: Vec<String> = (0..2)
+            .map(|s| format!("wv{:08x}{s}", short_hash(&format!("{id}/{li}"))))
+            .collect();
+        cmd(&["ip", "link", "add", &tmp[0], "type", "veth", "peer", "name", &tmp[1]])?;
+        let mtu = l.mtu.to_string();
+        for (e, t) in ends.iter().zip(&tmp) {
+            if cmd(&["ip", "link", "set", t, "netns", &e.ns]).is_err() {
+                let _ = cmd(&["ip", "link", "del", t]);
+                bail!("cannot move {t} into {}", e.ns);
+            }
+            cmd(&["ip", "-n", &e.ns, "link", "set", t, "name", &e.ifname])?;
+            cmd(&[
+                "ip",
+                "-n",
+                &e.ns,
+                "link",
+                "set",
+                &e.ifname,
+                "address",
+                &mac_str(e.mac),
+                "mtu",
+                &mtu,
+            ])?;
+            if e.node {
+                in_ns(
+                    &e.ns,
+                    &["sysctl", "-qw", &format!("net.ipv6.conf.{}.disable_ipv6=1", e.ifname)],
+                )?;
+                node_ifs.push((e.ns.clone(), e.ifname.clone()));
+            }
+            if have_ethtool {
+                // Frames must leave the kernel whole: checksums filled in,
+                // no segmentation offload (AF_PACKET sees what the wire sees).
+                let _ = in_ns(
+                    &e.ns,
+                    &[
+                        "ethtool", "-K", &e.ifname, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
+                    ],
+                );
+            }
+            cmd(&["ip", "-n", &e.ns, "link", "set", &e.ifname, "up"])?;
+        }
+    }
+    // Hosts: addresses and default routes via their router.
+    for h in &topo.hosts {
+        let ns = ns_name(&id, &h.name);
+        let host = emu.host(&h.name);
+        let mut addrs = Vec::new();
+        // The router's addresses on the host's link.
+        let mut peer: Vec<IpNet> = Vec::new();
+        for l in &topo.links {
+            let (a, b) = (topo.endpoint(&l.a)?, topo.endpoint(&l.b)?);
+            for (x, y) in [(&a, &b), (&b, &a)] {
+                if *x == EndpointSpec::Host(h.name.clone()) {
+                    if let EndpointSpec::Node { node, port } = y {
+                        let n = emu.node(node);
+                        let pid = n.port_id(port)?;
+                        peer.extend(n.addresses().into_iter().filter(|(p, _)| *p == pid).map(|(_, a)| a));
+                    }
+                }
+            }
+        }
+        if let Some(n) = host.net() {
+            cmd(&["ip", "-n", &ns, "addr", "add", &n.to_string(), "dev", "eth0"])?;
+            addrs.push(n.to_string());
+            let gw = h.gateway.map(std::net::IpAddr::V4).or_else(|| {
+                peer.iter()
+                    .find(|a| a.addr().is_ipv4() && IpNet::V4(n).contains(&a.addr()))
+                    .map(|a| a.addr())
+            });
+            if let Some(gw) = gw {
+                cmd(&["ip", "-n", &ns, "route", "add", "default", "via", &gw.to_string()])?;
+            }
+        }
+        if let Some(n) = host.net6() {
+            cmd(&["ip", "-n", &ns, "addr", "add", &n.to_string(), "dev", "eth0", "nodad"])?;
+            addrs.push(n.to_string());
+            let gw = h.gateway6.map(std::net::IpAddr::V6).or_else(|| {
+                peer.iter()
+                    .find(|a| a.addr().is_ipv6() && IpNet::V6(n).contains(&a.addr()))
+                    .map(|a| a.addr())
+            });
+            if let Some(gw) = gw {
+                cmd(&["ip", "-n", &ns, "-6", "route", "add", "default", "via", &gw.to_string()])?;
+            }
+        }
+        st.members.push(Member {
+            name: h.name.clone(),
+            kind: "host".into(),
+            netns: ns,
+            addrs,
+            socket: None,
+        });
+    }
+    // Nodes: punt device, ingress drop, config, process.
+    let exe = std::env::current_exe().context("finding the weft binary")?;
+    let mut started = Vec::new();
+    for n in &topo.nodes {
+        let ns = ns_name(&id, &n.name);
+        let node = emu.node(&n.name);
+        let addrs: Vec<IpNet> = node.addresses().into_iter().map(|(_, a)| a).collect();
+        cmd(&["ip", "-n", &ns, "tuntap", "add", PUNT_TUN, "mode", "tun"])?;
+        for a in &addrs {
+            let host = match a {
+                IpNet::V4(v) => format!("{}/32", v.addr()),
+                IpNet::V6(v) => format!("{}/128", v.addr()),
+            };
+            let mut args = vec!["ip", "-n", &ns, "addr", "add", &host, "dev", PUNT_TUN];
+            if a.addr().is_ipv6() {
+                args.push("nodad");
+            }
+            cmd(&args)?;
+        }
+        cmd(&["ip", "-n", &ns, "link", "set", PUNT_TUN, "up"])?;
+        cmd(&["ip", "-n", &ns, "route", "add", "default", "dev", PUNT_TUN])?;
+        let _ = cmd(&["ip", "-n", &ns, "-6", "route", "add", "default", "dev", PUNT_TUN]);
+        // The kernel of the node's namespace carries the node's addresses
+        // (on the TUN) but must never see the ports' frames: drop them at
+        // netfilter ingress, after AF_PACKET has had its copy.
+        let devs: Vec<String> = node_ifs
+            .iter()
+            .filter(|(s, _)| *s == ns)
+            .map(|(_, i)| format!("\"{i}\""))
+            .collect();
+        if !devs.is_empty() {
+            let rules = format!(
+                "table netdev weft {{\n  chain ports {{ type filter hook ingress devices = {{ {} }} priority 0; policy drop; }}\n}}\n",
+                devs.join(", ")
+            );
+            let f = dir.join(format!("{}.nft", n.name));
+            std::fs::write(&f, rules)?;
+            in_ns(&ns, &["nft", "-f", &f.display().to_string()]).context(
+                "nftables is needed to keep the node namespace's kernel off the ports (apt-get install nftables)",
+            )?;
+        }
+        let socket = dir.join(format!("{}.sock", n.name));
+        let cfg_path = dir.join(format!("{}.toml", n.name));
+        std::fs::write(&cfg_path, node_config(emu, topo_dir, &n.name, &socket)?)?;
+        let log = std::fs::File::create(dir.join(format!("{}.log", n.name)))?;
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &ns])
+            .arg(&exe)
+            .args(["node", "run", "--config"])
+            .arg(&cfg_path)
+            .arg("--socket")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
+        let child = c.spawn().context("starting weft node run")?;
+        started.push((n.name.clone(), socket.clone(), child));
+        st.members.push(Member {
+            name: n.name.clone(),
+            kind: "node".into(),
+            netns: ns,
+            addrs: addrs.iter().map(|a| a.to_string()).collect(),
+            socket: Some(socket),
+        });
+        save(st)?;
+    }
+    // Wait for every node's API socket.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (name, socket, mut child) in started {
+        loop {
+            if socket.exists() {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+                bail!("node {name} exited ({status}):\n{log}");
+            }
+            if Instant::now() > deadline {
+                bail!("node {name} did not come up in 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Not waited for: the node outlives this command; `down` ends it.
+        drop(child);
+    }
+    Ok(())
+}
+
+fn ns_pids(ns: &str) -> Vec<String> {
+    Command::new("ip")
+        .args(["netns", "pids", ns])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Remove everything a run created: processes in its namespaces (TERM, then
+/// KILL), the namespaces (and with them veths and TUNs), the state dir.
+pub fn down(st: &State) {
+    for ns in &st.namespaces {
+        let pids = ns_pids(ns);
+        if !pids.is_empty() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .args(&pids)
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    for ns in &st.namespaces {
+        loop {
+            let pids = ns_pids(ns);
+            if pids.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .args(&pids)
+                    .stderr(Stdio::null())
+                    .status();
+                std::thread::sleep(Duration::from_millis(50));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    for ns in st.namespaces.iter().rev() {
+        if let Err(e) = cmd(&["ip", "netns", "del", ns]) {
+            eprintln!("weft: {e}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(state_dir(&st.id));
+}
+
+/// `weft emu ls`.
+pub fn print_runs(runs: &[State]) {
+    if runs.is_empty() {
+        println!("no netns runs are up");
+        return;
+    }
+    for st in runs {
+        println!("run {}  ({})", st.id, st.topology.display());
+        let rows: Vec<Vec<String>> = st
+            .members
+            .iter()
+            .map(|m| {
+                vec![
+                    m.name.clone(),
+                    m.kind.clone(),
+                    m.netns.clone(),
+                    m.addrs.join(" "),
+                    m.socket.as_ref().map(|s| s.display().to_string()).unwrap_or_default(),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            crate::cli_client::table(&["name", "kind", "netns", "addresses", "api socket"], &rows)
+        );
+    }
+}
+
+/// `weft emu exec NAME -- CMD…`: run CMD in the member's namespace with
+/// `WEFT_SOCKET` set to the node's socket (nodes) and return its exit code.
+pub fn exec(st: &State, name: &str, command: &[String]) -> Result<i32> {
+    let m = st
+        .members
+        .iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| anyhow!("run {} has no node or host {name:?}", st.id))?;
+    if command.is_empty() {
+        bail!("give a command: weft emu exec {name} -- CMD ARGS…");
+    }
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &m.netns]).args(command);
+    if let Some(s) = &m.socket {
+        c.env("WEFT_SOCKET", s);
+    }
+    let status = c.status().context("running ip netns exec")?;
+    Ok(status.code().unwrap_or(1))
+}
