@@ -88,6 +88,27 @@ fn aad(d: &[u8], span: &UdpSpan) -> [u8; 4] {
     [d[span.l4], d[span.l4 + 1], d[span.l4 + 2], d[span.l4 + 3]]
 }
 
+/// The UDP span both directions work on; otherwise the verdict, counted:
+/// non-UDP passes, fragments and inconsistent lengths are dropped (see the
+/// module documentation for why).
+fn udp_span(pkt: &Packet, passed: &mut u64, fragments: &mut u64, malformed: &mut u64) -> Result<UdpSpan, Verdict> {
+    match udp::locate(pkt) {
+        Located::Other => {
+            *passed += 1;
+            Err(Verdict::Continue)
+        }
+        Located::Fragment => {
+            *fragments += 1;
+            Err(Verdict::Drop)
+        }
+        Located::Malformed => {
+            *malformed += 1;
+            Err(Verdict::Drop)
+        }
+        Located::Span(span) => Ok(span),
+    }
+}
+
 fn state_err(class: &str, e: serde_json::Error) -> ElementError {
     ElementError::State(format!("{class}: {e}"))
 }
@@ -210,20 +231,10 @@ impl Element for Encrypt {
     }
 
     fn process(&mut self, _cx: &mut Ctx<'_>, pkt: &mut Packet) -> Verdict {
-        match udp::locate(pkt) {
-            Located::Other => {
-                self.stats.passed += 1;
-                Verdict::Continue
-            }
-            Located::Fragment => {
-                self.stats.fragments += 1;
-                Verdict::Drop
-            }
-            Located::Malformed => {
-                self.stats.malformed += 1;
-                Verdict::Drop
-            }
-            Located::Span(span) => self.seal(pkt, span),
+        let s = &mut self.stats;
+        match udp_span(pkt, &mut s.passed, &mut s.fragments, &mut s.malformed) {
+            Ok(span) => self.seal(pkt, span),
+            Err(v) => v,
         }
     }
 
@@ -321,20 +332,10 @@ impl Decrypt {
 
 impl Element for Decrypt {
     fn process(&mut self, _cx: &mut Ctx<'_>, pkt: &mut Packet) -> Verdict {
-        match udp::locate(pkt) {
-            Located::Other => {
-                self.stats.passed += 1;
-                Verdict::Continue
-            }
-            Located::Fragment => {
-                self.stats.fragments += 1;
-                Verdict::Drop
-            }
-            Located::Malformed => {
-                self.stats.malformed += 1;
-                Verdict::Drop
-            }
-            Located::Span(span) => self.open(pkt, span),
+        let s = &mut self.stats;
+        match udp_span(pkt, &mut s.passed, &mut s.fragments, &mut s.malformed) {
+            Ok(span) => self.open(pkt, span),
+            Err(v) => v,
         }
     }
 
