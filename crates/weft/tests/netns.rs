@@ -42,7 +42,7 @@ a_addr = ["10.0.2.1/24", "2001:db8:2::1/64"]
 #[test]
 fn one_router_ping_traceroute_and_node_local_traffic() {
     require!("one_router", "ping", "traceroute", "socat", "nft");
-    let tmp = Tmp::new("r1");
+    let tmp = TempDir::new("r1");
     let topo = tmp.0.join("one.toml");
     std::fs::write(&topo, ONE_ROUTER).unwrap();
     let net = Net::up(&topo, "one");
@@ -100,7 +100,7 @@ fn three_routers_ping_traceroute_udp_tcp_and_link_flap() {
     assert_eq!(hops(&t), ["10.0.1.1", "10.0.12.2", "10.0.23.3", "10.0.2.2"], "{t}");
 
     // UDP with socat: the receiver gets the exact bytes.
-    let tmp = Tmp::new("l3");
+    let tmp = TempDir::new("l3");
     let got = tmp.0.join("udp.out");
     let rx = net.spawn(
         "h2",
@@ -183,7 +183,7 @@ fn encrypt_decrypt_pair_hides_udp_6060_on_the_middle_link() {
     };
     f("r1", "encrypt");
     f("r3", "decrypt");
-    let tmp = Tmp::new("enc");
+    let tmp = TempDir::new("enc");
     let pcap = tmp.0.join("mid.pcap");
     let mut cap = net.spawn(
         "r2",
@@ -356,7 +356,7 @@ fn three_vxlan_nodes_on_loopback_with_kernel_vxlan_hosts() {
     sh(&["ip", "-n", &u, "link", "set", "ul", "up"]);
     sh(&["ip", "-n", &k, "addr", "add", "192.168.0.2/24", "dev", "kl"]);
     sh(&["ip", "-n", &k, "link", "set", "kl", "up"]);
-    let tmp = Tmp::new("vx");
+    let tmp = TempDir::new("vx");
     // Unprivileged node processes: the socket directory is theirs.
     let _ = Command::new("chmod").args(["777"]).arg(&tmp.0).status();
     let nodes = [

@@ -1,4 +1,5 @@
-//! Shared by the end-to-end tests that run Weft nodes and Linux hosts in
+//! Shared by the tests that run `weft` as child processes (`cli.rs`,
+//! `plugins_code_server.rs`) and the end-to-end tests with Linux hosts in
 //! network namespaces (`netns.rs`, `datarouter_netns.rs`): skipping when not
 //! root, `weft emu run --netns` networks and child processes that clean up
 //! on drop, temporary directories, waiting.
@@ -167,19 +168,22 @@ impl Drop for Proc {
     }
 }
 
-/// A temporary directory, removed on drop.
-pub struct Tmp(pub PathBuf);
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
 
-impl Tmp {
-    pub fn new(tag: &str) -> Tmp {
-        let p = std::env::temp_dir().join(format!("weft-e2e-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let p = std::env::temp_dir().join(format!("weft-test-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&p).unwrap();
-        Tmp(p)
+        TempDir(p)
     }
 }
 
-impl Drop for Tmp {
+impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
