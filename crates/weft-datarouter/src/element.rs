@@ -38,6 +38,7 @@ use crate::lookup::Scratch;
 use crate::rewrite;
 use crate::table::{Miss, Tables};
 use crate::wire::{self, OptionView, RoutingView, TagChain, TagError, Where};
+use crate::Algorithm;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -297,6 +298,15 @@ impl DataRouter {
         }
     }
 
+    /// The fast path's next hop: a table hit without rewrite rules whose
+    /// next hop is not the address the packet arrived for (that would loop
+    /// here) and of the same family as `arrived`.
+    fn fast_next_hop(&mut self, class: u16, alg: Algorithm, string: &[u8], arrived: IpAddr) -> Option<IpAddr> {
+        let e = self.tables.get(class)?.lookup(alg, string, &mut self.scratch)?;
+        let same_family = e.next_hop.is_ipv4() == arrived.is_ipv4();
+        (e.rules.is_empty() && e.next_hop != arrived && same_family).then_some(e.next_hop)
+    }
+
     fn process_v4(&mut self, cx: &mut Ctx<'_>, pkt: &mut Packet, l3: usize, off: usize) -> Verdict {
         let d = pkt.data();
         let ip = &d[l3..];
@@ -315,15 +325,9 @@ impl DataRouter {
             return Verdict::Continue;
         };
         // Fast path: one string, no rules, resolved in place.
-        let fast = match self.tables.get(tag.class) {
-            Some(ct) => match ct.lookup(tag.alg, tag.string, &mut self.scratch) {
-                Some(e) if e.rules.is_empty() && e.next_hop != IpAddr::V4(arrived) => match e.next_hop {
-                    IpAddr::V4(nh) => Some(nh),
-                    IpAddr::V6(_) => None,
-                },
-                _ => None,
-            },
-            None => None,
+        let fast = match self.fast_next_hop(tag.class, tag.alg, tag.string, IpAddr::V4(arrived)) {
+            Some(IpAddr::V4(nh)) => Some(nh),
+            _ => None,
         };
         if let Some(nh) = fast {
             let new_ptr = view.pointer() + (wire::ENTRY_HEADER_LEN + tag.string.len()) as u8;
@@ -421,15 +425,9 @@ impl DataRouter {
             self.c.passed += 1;
             return Verdict::Continue;
         };
-        let fast = match self.tables.get(tag.class) {
-            Some(ct) => match ct.lookup(tag.alg, tag.string, &mut self.scratch) {
-                Some(e) if e.rules.is_empty() && e.next_hop != IpAddr::V6(arrived) => match e.next_hop {
-                    IpAddr::V6(nh) => Some(nh),
-                    IpAddr::V4(_) => None,
-                },
-                _ => None,
-            },
-            None => None,
+        let fast = match self.fast_next_hop(tag.class, tag.alg, tag.string, IpAddr::V6(arrived)) {
+            Some(IpAddr::V6(nh)) => Some(nh),
+            _ => None,
         };
         if let Some(nh) = fast {
             let new_ptr = view.pointer() + (wire::ENTRY_HEADER_LEN + tag.string.len()) as u16;
