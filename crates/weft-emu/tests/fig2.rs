@@ -1,8 +1,6 @@
 //! The PromethOS figure-2 topology: shortest-path IP routing and the walk
-//! the later explicit-path planner must find.
+//! the explicit-path planner (`weft_pbr::plan`) finds on it.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,69 +49,37 @@ fn ping_and_default_path_is_r1_r4_r7() {
     );
 }
 
-/// Small test helper (the real planner comes later): the cheapest walk from
-/// `src` to `dst` that processes at one node of each stage in order, by
-/// Dijkstra over the layered graph (layer k = k stages done). Moving costs
-/// the link cost; processing at a node of stage k costs the node's cost and
-/// moves to layer k+1. Returns (cost, walk with processing nodes repeated
-/// where the walk turns around there).
-fn best_walk(t: &Topology, src: &str, dst: &str, stages: &[&[&str]]) -> (u64, Vec<String>) {
-    let names: Vec<&str> = t.nodes.iter().map(|n| n.name.as_str()).collect();
-    let idx = |s: &str| names.iter().position(|n| *n == s).unwrap();
-    let mut adj = vec![Vec::new(); names.len()];
+/// The topology as the planner's graph: node processing costs, links
+/// between nodes (host links left out) with their costs.
+fn graph(t: &Topology) -> weft_pbr::Graph {
+    let mut g = weft_pbr::Graph::new();
+    for n in &t.nodes {
+        g.add_node(&n.name, n.cost as u64);
+    }
     for l in &t.links {
         if let (Ok(EndpointSpec::Node { node: a, .. }), Ok(EndpointSpec::Node { node: b, .. })) =
             (t.endpoint(&l.a), t.endpoint(&l.b))
         {
-            adj[idx(&a)].push((idx(&b), l.cost as u64));
-            adj[idx(&b)].push((idx(&a), l.cost as u64));
+            g.add_link(&a, &b, l.cost as u64).unwrap();
         }
     }
-    let k = stages.len();
-    let state = |n: usize, layer: usize| layer * names.len() + n;
-    let mut dist = vec![u64::MAX; names.len() * (k + 1)];
-    let mut prev = vec![usize::MAX; dist.len()];
-    let s0 = state(idx(src), 0);
-    dist[s0] = 0;
-    let mut heap = BinaryHeap::from([Reverse((0u64, s0))]);
-    while let Some(Reverse((d, s))) = heap.pop() {
-        if d > dist[s] {
-            continue;
-        }
-        let (n, layer) = (s % names.len(), s / names.len());
-        let mut next: Vec<(usize, u64)> = adj[n].iter().map(|&(m, c)| (state(m, layer), c)).collect();
-        if layer < k && stages[layer].contains(&names[n]) {
-            next.push((state(n, layer + 1), t.nodes[n].cost as u64));
-        }
-        for (s2, c) in next {
-            if d + c < dist[s2] {
-                dist[s2] = d + c;
-                prev[s2] = s;
-                heap.push(Reverse((d + c, s2)));
-            }
-        }
-    }
-    let goal = state(idx(dst), k);
-    let mut walk = Vec::new();
-    let mut s = goal;
-    while s != usize::MAX {
-        let n = names[s % names.len()].to_string();
-        if walk.last() != Some(&n) {
-            walk.push(n);
-        }
-        s = prev[s];
-    }
-    walk.reverse();
-    (dist[goal], walk)
+    g
 }
 
 #[test]
 fn optimal_walk_on_figure_2() {
     let text = std::fs::read_to_string(path()).unwrap();
     let t = Topology::parse(&text, "promethos-fig2.toml").unwrap();
-    let (cost, walk) = best_walk(&t, "R1", "R7", &[&["R2", "R3"], &["R6", "R8"]]);
-    assert_eq!(cost, 10);
-    assert_eq!(walk.join(":"), "R1:R4:R3:R4:R7:R8:R7");
+    let g = graph(&t);
+    let stages = [
+        weft_pbr::Stage::parse("ENCRYPT@R2,R3").unwrap(),
+        weft_pbr::Stage::parse("DECRYPT@R6,R8").unwrap(),
+    ];
+    let w = weft_pbr::plan(&g, "R1", "R7", &stages).unwrap();
+    assert_eq!(w.cost, 10);
+    assert_eq!(w.to_colon_string(), "R1:R4:R3:R4:R7:R8:R7");
+    // ENCRYPT on R3 (hop 2), DECRYPT on R8 (hop 5).
+    assert_eq!(w.processing, vec![2, 5]);
     // Without processing, the plain shortest path costs 2 (R1-R4-R7).
-    assert_eq!(best_walk(&t, "R1", "R7", &[]).0, 2);
+    assert_eq!(weft_pbr::plan(&g, "R1", "R7", &[]).unwrap().cost, 2);
 }
