@@ -321,6 +321,8 @@ pub struct InstanceInfo {
     pub generation: u32,
     /// Filters whose paths include this instance.
     pub filters: Vec<FilterId>,
+    /// Attached at the routing step (see [`Node::attach_resolver`]).
+    pub resolver: bool,
     /// Engine counters.
     pub stats: InstanceStats,
 }
@@ -440,6 +442,8 @@ pub struct Pipeline {
     pub version: u64,
     hooks: [HookTable; 5],
     fib: Fib,
+    /// Instances attached at the routing step, in order.
+    resolvers: Arc<[InstanceId]>,
 }
 
 impl Pipeline {
@@ -537,6 +541,7 @@ pub struct Node {
     instances: Vec<Option<Instance>>,
     filters: Vec<Filter>,
     filter_hits: Vec<u64>,
+    resolvers: Vec<InstanceId>,
     next_filter: u32,
     routes: Fib,
     neigh: Neighbors,
@@ -622,6 +627,7 @@ impl Node {
             instances: vec![None], // ids start at #1, as in PromethOS
             filters: Vec::new(),
             filter_hits: Vec::new(),
+            resolvers: Vec::new(),
             next_filter: 1,
             routes: Fib::default(),
             neigh: Neighbors::default(),
@@ -924,13 +930,16 @@ impl Node {
             .ok_or(NodeError::UnknownInstance(id))
     }
 
-    /// Remove an instance; refused while it is bound to a filter.
+    /// Remove an instance; refused while it is bound to a filter or
+    /// attached at the routing step.
     pub fn remove_instance(&mut self, id: InstanceId) -> Result<(), NodeError> {
         self.inst(id)?;
-        let users = self.filters_of(id);
+        let mut users: Vec<String> = self.filters_of(id).iter().map(|f| f.to_string()).collect();
+        if self.resolvers.contains(&id) {
+            users.push("the routing step".into());
+        }
         if !users.is_empty() {
-            let s: Vec<String> = users.iter().map(|f| f.to_string()).collect();
-            return Err(NodeError::InstanceInUse(id, s.join(", ")));
+            return Err(NodeError::InstanceInUse(id, users.join(", ")));
         }
         self.instances[id.0 as usize] = None;
         Ok(())
@@ -1007,6 +1016,7 @@ impl Node {
                         config: inst.args.redacted(),
                         generation: inst.generation,
                         filters: self.filters_of(id),
+                        resolver: self.resolvers.contains(&id),
                         stats: inst.stats,
                     }
                 })
@@ -1045,6 +1055,37 @@ impl Node {
         inst.generation += 1;
         tracing::info!(node = %self.name, %id, from = %old_class, to = class, keep_state, "instance replaced");
         self.publish();
+        Ok(())
+    }
+
+    // ----- the routing step ------------------------------------------------
+
+    /// Attach instance `id` at the routing step (DESIGN §3 step 4): it sees
+    /// every packet addressed to one of the node's addresses that carries
+    /// IPv4 options or an IPv6 extension header, after PREROUTING and
+    /// before INPUT — a DataRouter resolving the tag at its pointer. If it
+    /// rewrote the destination (and returns `Continue`), the packet is
+    /// routed again to its new destination; if it is still addressed to the
+    /// node it goes to INPUT. Packets without options never reach it, and no
+    /// classifier runs for it: the test is two bytes of the parsed header.
+    /// Attaching twice is a no-op; several resolvers run in attach order.
+    pub fn attach_resolver(&mut self, id: InstanceId) -> Result<(), NodeError> {
+        self.inst(id)?;
+        if !self.resolvers.contains(&id) {
+            self.resolvers.push(id);
+            self.publish();
+        }
+        Ok(())
+    }
+
+    /// Detach a routing-step instance (see [`Node::attach_resolver`]).
+    pub fn detach_resolver(&mut self, id: InstanceId) -> Result<(), NodeError> {
+        self.inst(id)?;
+        let n = self.resolvers.len();
+        self.resolvers.retain(|r| *r != id);
+        if self.resolvers.len() != n {
+            self.publish();
+        }
         Ok(())
     }
 
@@ -1196,6 +1237,7 @@ impl Node {
             }
         }
         p.fib = fib;
+        p.resolvers = Arc::from(self.resolvers.as_slice());
         self.pipeline = Arc::new(p);
     }
 
@@ -1469,7 +1511,15 @@ impl Node {
     /// straight through TTL, MTU and neighbour resolution to its port.
     #[inline]
     fn dispatch(&mut self, pl: &Pipeline, mut pkt: Packet, direct: bool, local: &mut Batch, fwd: &mut Batch) {
-        match self.route(pl, &mut pkt) {
+        let mut r = self.route(pl, &mut pkt);
+        if matches!(r, Ok(RouteKind::Local)) && !pl.resolvers.is_empty() && may_carry_options(&pkt) {
+            pkt = match self.resolve(pl, pkt) {
+                Some(p) => p,
+                None => return,
+            };
+            r = self.route(pl, &mut pkt);
+        }
+        match r {
             Ok(RouteKind::Local) => local.push(pkt),
             Ok(_) if direct => {
                 self.forward_direct(pkt);
@@ -1477,6 +1527,60 @@ impl Node {
             Ok(_) => fwd.push(pkt),
             Err(e) => self.route_failed(e, pkt),
         }
+    }
+
+    /// The routing step's instances over one packet addressed to the node;
+    /// the packet back when they all said `Continue`.
+    fn resolve(&mut self, pl: &Pipeline, mut pkt: Packet) -> Option<Packet> {
+        pkt.clear_dirty();
+        for &id in pl.resolvers.iter() {
+            let Some(Some(inst)) = self.instances.get_mut(id.0 as usize) else {
+                continue;
+            };
+            let before = self.emitted.len();
+            let len = pkt.len() as u64;
+            let v = {
+                let mut cx = Ctx {
+                    now_ns: self.now_ns,
+                    instance: id,
+                    pool: &mut self.pool,
+                    emitted: &mut self.emitted,
+                };
+                inst.element.process(&mut cx, &mut pkt)
+            };
+            inst.stats.batches += 1;
+            inst.stats.packets += 1;
+            inst.stats.bytes += len;
+            inst.stats.emitted += (self.emitted.len() - before) as u64;
+            match v {
+                Verdict::Continue => {}
+                Verdict::Drop => {
+                    inst.stats.dropped += 1;
+                    self.drop_pkt(DropReason::Element, pkt);
+                    return None;
+                }
+                Verdict::Consume => {
+                    inst.stats.consumed += 1;
+                    self.pool.free(pkt);
+                    return None;
+                }
+                Verdict::Redirect(port) => {
+                    inst.stats.redirected += 1;
+                    self.send_raw(port, pkt);
+                    return None;
+                }
+                #[allow(unreachable_patterns)]
+                _ => {}
+            }
+        }
+        if pkt.is_dirty() && pkt.parse().is_err() {
+            self.drop_pkt(DropReason::ElementMalformed, pkt);
+            return None;
+        }
+        // Routed afresh: the destination may have changed.
+        pkt.meta.next_hop = None;
+        pkt.meta.out_port = None;
+        Some(pkt)
     }
 
     /// INPUT for `local`, FORWARD onwards for `fwd`.
@@ -2322,6 +2426,20 @@ impl Node {
         }
         self.s_verdicts = verdicts;
         self.s_chain_keep = keep;
+    }
+}
+
+/// Whether an IP packet may carry what a routing-step resolver reads:
+/// IPv4 options (IHL above 5) or an IPv6 hop-by-hop, routing or
+/// destination-options header.
+#[inline]
+fn may_carry_options(pkt: &Packet) -> bool {
+    let d = pkt.data();
+    let l3 = pkt.meta.l3 as usize;
+    match d.get(l3) {
+        Some(&b) if b >> 4 == 4 => b != 0x45,
+        Some(&b) if b >> 4 == 6 => d.get(l3 + 6).is_some_and(|nh| matches!(nh, 0 | 43 | 60)),
+        _ => false,
     }
 }
 

@@ -339,9 +339,17 @@ impl DataRouter {
             // resolution itself).
             pkt.meta.flow.dst = u32::from(nh) as u128;
             let d = pkt.data_mut_unmarked();
+            // Two fields changed: the header checksum is updated for them
+            // (RFC 1624) rather than summed again over the whole header.
+            let pw = l3 + ((off + 2) & !1);
+            let old_word = u16::from_be_bytes([d[pw], d[pw + 1]]);
             d[l3 + off + 2] = new_ptr;
+            let new_word = u16::from_be_bytes([d[pw], d[pw + 1]]);
             d[l3 + 16..l3 + 20].copy_from_slice(&nh.octets());
-            fix_ipv4_header(&mut d[l3..l3 + ihl]);
+            let hc = u16::from_be_bytes([d[l3 + 10], d[l3 + 11]]);
+            let hc = checksum::update16(hc, old_word, new_word);
+            let hc = checksum::update32(hc, u32::from(arrived), u32::from(nh));
+            d[l3 + 10..l3 + 12].copy_from_slice(&hc.to_be_bytes());
             fix_l4_v4(d, l4, tp, arrived.octets(), nh.octets());
             self.c.resolved += 1;
             self.c.strings += 1;

@@ -7,7 +7,7 @@
 //! | exact | hash map | one hash |
 //! | longest prefix | hash map per distinct key length, longest first | one hash per distinct length ≤ the string's |
 //! | longest suffix | the same over suffixes of the part before the first single `/` | the same |
-//! | longest pattern | one multi-pattern automaton (`regex-automata`, all matches) | one anchored pass over the string |
+//! | longest pattern | one multi-pattern lazy DFA (`regex-automata`, all matches, anchored both ends) | one transition per byte, then one per matching pattern |
 //! | range | B-tree of disjoint ranges by lower bound | one ordered search |
 //! | closest | B-tree of numeric keys per length; text keys scanned by edit distance | ordered search; or *O(n·len²)* |
 //!
@@ -17,7 +17,7 @@
 //! byte nodes for the short keys tags carry.
 
 use ahash::RandomState;
-use regex_automata::{meta, Anchored, Input, MatchKind, PatternSet};
+use regex_automata::{hybrid, Anchored, Input, MatchKind};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
@@ -178,60 +178,81 @@ impl<V> Affix<V> {
 #[error("bad pattern: {0}")]
 pub struct PatternError(pub String);
 
-/// Scratch space a pattern lookup needs (kept by the caller so the hot path
-/// does not allocate).
-#[derive(Debug)]
+/// Scratch space pattern lookups need (kept by the caller so the hot path
+/// does not allocate): one lazy-DFA cache per automaton, for the few
+/// automata (one per class with patterns) a caller meets.
+#[derive(Debug, Default)]
 pub struct Scratch {
-    set: PatternSet,
-    cache: Option<meta::Cache>,
-    generation: u64,
+    caches: Vec<(u64, hybrid::dfa::Cache)>,
 }
 
-impl Default for Scratch {
-    fn default() -> Self {
-        Scratch {
-            set: PatternSet::new(0),
-            cache: None,
-            generation: u64::MAX,
-        }
+/// Caches a [`Scratch`] keeps; beyond this the least recently added goes.
+const SCRATCH_CACHES: usize = 16;
+
+impl Scratch {
+    fn cache_for(&mut self, id: u64, dfa: &hybrid::dfa::DFA) -> &mut hybrid::dfa::Cache {
+        let i = match self.caches.iter().position(|(g, _)| *g == id) {
+            Some(i) => i,
+            None => {
+                if self.caches.len() >= SCRATCH_CACHES {
+                    self.caches.remove(0);
+                }
+                self.caches.push((id, dfa.create_cache()));
+                self.caches.len() - 1
+            }
+        };
+        &mut self.caches[i].1
     }
 }
+
+/// Automaton ids: unique in the process, so a scratch cache is never used
+/// with an automaton it was not made for.
+static AUTOMATON_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Longest pattern: regular expressions matched against the whole string,
 /// all at once by one automaton; of the patterns that match, the longest
 /// (in pattern text) wins, ties to the first added.
+///
+/// The automaton is a lazy DFA over every pattern, each anchored at both
+/// ends, built with "all matches" semantics: after the string's last byte
+/// and the end-of-input transition, the state reached lists exactly the
+/// patterns that match the whole string. A lookup is one transition per
+/// byte plus one per matching pattern, whatever the number of patterns
+/// (the DFA's states are built on first use and cached).
 #[derive(Clone, Debug)]
 pub struct Patterns<V> {
     pats: Vec<(String, V)>,
-    re: Option<meta::Regex>,
-    /// Bumped on every compile so scratch caches are rebuilt.
-    generation: u64,
+    dfa: Option<hybrid::dfa::DFA>,
+    /// A process-unique id of the current automaton (scratch caches are
+    /// keyed by it).
+    id: u64,
 }
 
 impl<V> Default for Patterns<V> {
     fn default() -> Self {
         Patterns {
             pats: Vec::new(),
-            re: None,
-            generation: 0,
+            dfa: None,
+            id: 0,
         }
     }
 }
 
-fn builder() -> meta::Builder {
-    let mut b = meta::Regex::builder();
+fn builder() -> hybrid::dfa::Builder {
+    let mut b = hybrid::dfa::DFA::builder();
     b.syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false))
-        .configure(
-            meta::Regex::config()
-                .match_kind(MatchKind::All)
-                .utf8_empty(false)
-                // Only which patterns match is needed: without capture slots the
-                // fallback engine's cache stays small for thousands of patterns
-                // (with them it is states × patterns × slots).
+        .thompson(
+            regex_automata::nfa::thompson::Config::new()
+                .utf8(false)
+                // Only which patterns match is needed.
                 .which_captures(regex_automata::nfa::thompson::WhichCaptures::None)
-                .hybrid_cache_capacity(16 << 20)
                 // Tables come from operators; still bound what one may cost.
                 .nfa_size_limit(Some(256 << 20)),
+        )
+        .configure(
+            hybrid::dfa::DFA::config()
+                .match_kind(MatchKind::All)
+                .cache_capacity(16 << 20),
         );
     b
 }
@@ -275,19 +296,19 @@ impl<V> Patterns<V> {
 
     /// Build the automaton over every pattern.
     pub fn compile(&mut self) -> Result<(), PatternError> {
-        self.generation += 1;
+        self.id = AUTOMATON_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.pats.is_empty() {
-            self.re = None;
+            self.dfa = None;
             return Ok(());
         }
         let all: Vec<String> = self.pats.iter().map(|(p, _)| anchored(p)).collect();
         match builder().build_many(&all) {
-            Ok(re) => {
-                self.re = Some(re);
+            Ok(dfa) => {
+                self.dfa = Some(dfa);
                 Ok(())
             }
             Err(e) => {
-                self.re = None;
+                self.dfa = None;
                 Err(PatternError(e.to_string()))
             }
         }
@@ -296,20 +317,28 @@ impl<V> Patterns<V> {
     /// The value of the longest pattern matching all of `s`.
     #[inline]
     pub fn lookup(&self, s: &[u8], scratch: &mut Scratch) -> Option<&V> {
-        let re = self.re.as_ref()?;
-        if scratch.generation != self.generation || scratch.set.capacity() != re.pattern_len() {
-            scratch.set = PatternSet::new(re.pattern_len());
-            scratch.cache = Some(re.create_cache());
-            scratch.generation = self.generation;
-        }
-        let cache = scratch.cache.get_or_insert_with(|| re.create_cache());
-        scratch.set.clear();
+        let dfa = self.dfa.as_ref()?;
+        let cache = scratch.cache_for(self.id, dfa);
         let input = Input::new(s).anchored(Anchored::Yes);
-        re.which_overlapping_matches_with(cache, &input, &mut scratch.set);
+        // The lazy DFA fails only when told to give up on a thrashing
+        // cache, which this configuration never is; a failure is a miss.
+        let mut sid = dfa.start_state_forward(cache, &input).ok()?;
+        for &b in s {
+            sid = dfa.next_state(cache, sid, b).ok()?;
+            if sid.is_dead() {
+                return None;
+            }
+        }
+        sid = dfa.next_eoi_state(cache, sid).ok()?;
+        if !sid.is_match() {
+            return None;
+        }
         let mut best: Option<usize> = None;
-        for p in scratch.set.iter() {
-            let i = p.as_usize();
-            if best.is_none_or(|b| self.pats[i].0.len() > self.pats[b].0.len()) {
+        for k in 0..dfa.match_len(cache, sid) {
+            let i = dfa.match_pattern(cache, sid, k).as_usize();
+            if best.is_none_or(|b| {
+                self.pats[i].0.len() > self.pats[b].0.len() || (self.pats[i].0.len() == self.pats[b].0.len() && i < b)
+            }) {
                 best = Some(i);
             }
         }

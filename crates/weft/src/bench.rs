@@ -226,7 +226,20 @@ fn median(v: &mut [f64]) -> f64 {
 /// Run every scenario at every size and print the table.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let mut rows = Vec::new();
-    for &size in &args.sizes {
+    // `--only` narrows every section: the forwarding table runs when one of
+    // its scenarios matches (plus plain, the baseline), the classifier and
+    // wasm-instance figures when their section is named.
+    let wants = |section: &str| {
+        args.only
+            .as_ref()
+            .is_none_or(|o| section.contains(o.as_str()) || o.contains(section))
+    };
+    let main_rows = args
+        .only
+        .as_ref()
+        .is_none_or(|o| scenarios().iter().any(|s| s.name.contains(o.as_str())));
+    let sizes: &[usize] = if main_rows { &args.sizes } else { &[] };
+    for &size in sizes {
         let payload = size.saturating_sub(14 + 20 + 8);
         let frames: Vec<Vec<u8>> = (0..args.flows.max(1))
             .map(|i| {
@@ -298,13 +311,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             }));
         }
     }
-    let cls = classifier_rows(args);
-    let wasm_instances = plugins::figures();
-    let dr_rows = if args
-        .only
-        .as_ref()
-        .is_none_or(|o| "datarouter".contains(o.as_str()) || o.contains("datarouter"))
-    {
+    let cls = if wants("classifier") {
+        classifier_rows(args)
+    } else {
+        Vec::new()
+    };
+    let wasm_instances = if wants("wasm instances") {
+        plugins::figures()
+    } else {
+        None
+    };
+    let dr_rows = if args.only.as_ref().is_none_or(|o| {
+        o.contains("datarouter") || ["exact-hash", "regex", "suffix"].iter().any(|k| k.contains(o.as_str()))
+    }) {
         datarouter::rows(args)?
     } else {
         Vec::new()

@@ -17,8 +17,9 @@
 //!
 //! Entries go to the `datarouter` instance named by `instance` (a label of
 //! an `[[instance]]`), else to the node's only `datarouter` instance; when
-//! there is none, one is created and bound by one PREROUTING filter per
-//! address the node has (`dst = ADDR`), which is what a DataRouter needs.
+//! there is none, one is created and attached at the routing step
+//! ([`Node::attach_resolver`]), which is what a DataRouter needs: it sees
+//! the packets addressed to any of the node's addresses that carry options.
 //! Each entry becomes a control request to that instance, so a bad pattern
 //! is reported at its line.
 
@@ -26,7 +27,7 @@ use super::{Applied, ConfigError, Source};
 use serde::Deserialize;
 use std::net::IpAddr;
 use toml::Spanned;
-use weft_dataplane::{FilterSpec, Hook, InstanceId, Match, Node};
+use weft_dataplane::{InstanceId, Node};
 
 /// The element class `[[droute]]` loads.
 pub const CLASS: &str = "datarouter";
@@ -122,8 +123,9 @@ pub(super) fn apply(
     Ok(())
 }
 
-/// The node's only datarouter instance, or a new one bound at PREROUTING
-/// to each of the node's addresses.
+/// The node's only datarouter instance, or a new one attached at the
+/// routing step (it sees every packet addressed to the node that carries
+/// options, whatever address it was sent to).
 fn find_or_create(node: &mut Node) -> Result<InstanceId, String> {
     let existing: Vec<InstanceId> = node
         .instances()
@@ -137,22 +139,7 @@ fn find_or_create(node: &mut Node) -> Result<InstanceId, String> {
         _ => return Err("several datarouter instances: say which with `instance = \"LABEL\"`".into()),
     }
     let id = node.create_instance(CLASS, "").map_err(|e| e.to_string())?;
-    let specs: Vec<FilterSpec> = node
-        .addresses()
-        .into_iter()
-        .map(|(_, a)| FilterSpec {
-            hook: Some(Hook::Prerouting),
-            m: Match {
-                dst: Some(ipnet::IpNet::from(a.addr())),
-                ..Default::default()
-            },
-            chain: vec![id],
-            position: None,
-        })
-        .collect();
-    if !specs.is_empty() {
-        node.add_filters(specs).map_err(|e| e.to_string())?;
-    }
+    node.attach_resolver(id).map_err(|e| e.to_string())?;
     Ok(id)
 }
 
@@ -185,7 +172,10 @@ addrs = ["10.0.1.1/24", "2001:db8:1::1/64"]
             .filter(|i| i.class == "datarouter")
             .collect();
         assert_eq!(inst.len(), 1);
-        assert_eq!(inst[0].filters.len(), 2, "one PREROUTING filter per address");
+        assert!(
+            inst[0].filters.is_empty() && inst[0].resolver,
+            "attached at the routing step"
+        );
         let ls = node.control(inst[0].id, "class URL ls").unwrap();
         assert!(ls.contains("rewrite copy:prefix,next:strip"), "{ls}");
         let all = node.control(inst[0].id, "ls").unwrap();

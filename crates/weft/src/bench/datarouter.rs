@@ -6,9 +6,9 @@
 //! plain forwarding measured here.
 //!
 //! Tagged packets are addressed to the router (10.0.0.1) and carry one
-//! string that resolves to the host behind the out port; a PREROUTING
-//! filter on `dst 10.0.0.1` binds the `datarouter` instance, as a
-//! DataRouter is configured. Regular-expression tables stop at 10,000
+//! string that resolves to the host behind the out port; the `datarouter`
+//! instance is attached at the routing step, as `[[droute]]` configures a
+//! DataRouter. Regular-expression tables stop at 10,000
 //! patterns: one automaton over a million patterns does not build in
 //! seconds (the paper measured one pattern). A smoke run (`--seconds` below
 //! 0.1) stops at 1,000 entries.
@@ -17,7 +17,7 @@ use super::{median, router, run_once, BenchArgs, DST, SPORT};
 use anyhow::Result;
 use std::net::Ipv4Addr;
 use std::time::Instant;
-use weft_dataplane::{FilterSpec, Hook, Match, Node};
+use weft_dataplane::Node;
 use weft_datarouter::classes::{DNS, MP3};
 use weft_datarouter::wire::udp4_frame;
 use weft_datarouter::{Algorithm, Tag, TagChain};
@@ -118,15 +118,7 @@ fn datarouter(kind: Kind, n: usize) -> Result<(Node, f64)> {
     let t = Instant::now();
     r.control(id, &script(kind, n))?;
     let build = t.elapsed().as_secs_f64();
-    r.add_filter(FilterSpec {
-        hook: Some(Hook::Prerouting),
-        m: Match {
-            dst: Some(ipnet::IpNet::from(std::net::IpAddr::V4(ME))),
-            ..Default::default()
-        },
-        chain: vec![id],
-        position: None,
-    })?;
+    r.attach_resolver(id)?;
     Ok((r, build))
 }
 
@@ -164,6 +156,13 @@ pub fn rows(args: &BenchArgs) -> Result<Vec<serde_json::Value>> {
                 continue;
             }
             let n = if kind == Kind::Regex { n.min(10_000) } else { n };
+            if args
+                .only
+                .as_ref()
+                .is_some_and(|o| !o.contains("datarouter") && !name.contains(o.as_str()))
+            {
+                continue;
+            }
             if out.iter().any(|r| r["scenario"] == name && r["entries"] == n) {
                 continue;
             }
