@@ -25,4 +25,7 @@ pub mod node;
 pub use classifier::Match;
 pub use element::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, EmitTo, InstanceId, Verdict};
 pub use fib::{Route, RouteKind};
-pub use node::{DropReason, FilterId, FilterSpec, Hook, Node, NodeError, PortConfig};
+pub use node::{
+    DropReason, FilterId, FilterSpec, Hook, LabelInfo, LabelOut, Node, NodeError, PortConfig, ETHERTYPE_MPLS,
+    LABEL_TTL, MPLS_UDP_PORT,
+};

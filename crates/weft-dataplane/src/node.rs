@@ -28,13 +28,16 @@ use crate::fib::{Fib, Route, RouteKind};
 use crate::neigh::{Neighbors, Pending, PENDING_MAX, RESOLVE_TIMEOUT_NS, RETRY_NS};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use weft_packet::flow::Family;
 use weft_packet::view::{ParseError, L3};
 use weft_packet::{build, checksum, proto, Batch, Mac, Packet, PacketPool, PortId, BROADCAST_MAC};
+
+mod label;
+pub use label::{LabelInfo, LabelOut, ETHERTYPE_MPLS, FIRST_LABEL, LABEL_TTL, MAX_LABEL, MPLS_UDP_PORT};
 
 /// The pseudo-port of packets the node itself originates.
 pub const LOCAL_PORT: PortId = u16::MAX;
@@ -151,6 +154,14 @@ pub enum DropReason {
     Martian,
     /// An element redirected or emitted to a port that does not exist.
     BadPort,
+    /// A label no visit here holds (explicit paths).
+    UnknownLabel,
+    /// A label stack entry Weft does not take (not bottom of stack, no IP
+    /// inside, too short), or a label that could not be pushed.
+    MalformedLabel,
+    /// The label TTL of an explicit path ran out (a walk longer than its
+    /// hop limit, or a loop).
+    LabelTtlExceeded,
     /// An element left a packet that no longer parses.
     ElementMalformed,
 }
@@ -181,6 +192,9 @@ impl DropReason {
         DropReason::LocalQueueFull,
         DropReason::Martian,
         DropReason::BadPort,
+        DropReason::UnknownLabel,
+        DropReason::MalformedLabel,
+        DropReason::LabelTtlExceeded,
         DropReason::ElementMalformed,
     ];
 
@@ -210,6 +224,9 @@ impl DropReason {
             DropReason::LocalQueueFull => "local-queue-full",
             DropReason::Martian => "martian",
             DropReason::BadPort => "bad-port",
+            DropReason::UnknownLabel => "unknown-label",
+            DropReason::MalformedLabel => "malformed-label",
+            DropReason::LabelTtlExceeded => "label-ttl-exceeded",
             DropReason::ElementMalformed => "element-malformed",
         }
     }
@@ -361,6 +378,8 @@ struct Filter {
     hook: Hook,
     m: Match,
     chain: Vec<InstanceId>,
+    /// A steering filter's visit label (0: an ordinary filter).
+    steer: u32,
 }
 
 /// A filter as listed by [`Node::filters`] (rule order within each hook).
@@ -421,6 +440,15 @@ pub enum NodeError {
     /// The instance is not in that path.
     #[error("instance {0} is not bound to filter {1}")]
     NotBound(InstanceId, FilterId),
+    /// No visit holds that label.
+    #[error("no label {0}")]
+    UnknownLabel(u32),
+    /// A label outside 16..2^20.
+    #[error("label {0} is outside 16..1048575")]
+    BadLabel(u32),
+    /// Every label is in use.
+    #[error("no free label")]
+    LabelsExhausted,
     /// An element refused (configuration, control, state).
     #[error("{0}")]
     Element(#[from] ElementError),
@@ -432,6 +460,8 @@ struct HookTable {
     classifier: Classifier,
     /// Rule index → (filter id, path).
     rules: Vec<(FilterId, Arc<[InstanceId]>)>,
+    /// Rule index → the visit label a steering filter gives its packets.
+    steer: Vec<u32>,
 }
 
 /// The immutable snapshot the data path reads: classifiers and paths per
@@ -444,6 +474,8 @@ pub struct Pipeline {
     fib: Fib,
     /// Instances attached at the routing step, in order.
     resolvers: Arc<[InstanceId]>,
+    /// Explicit-path visits by label.
+    labels: HashMap<u32, label::LabelEntry>,
 }
 
 impl Pipeline {
@@ -542,6 +574,8 @@ pub struct Node {
     filters: Vec<Filter>,
     filter_hits: Vec<u64>,
     resolvers: Vec<InstanceId>,
+    labels: BTreeMap<u32, label::LabelState>,
+    next_label: u32,
     next_filter: u32,
     routes: Fib,
     neigh: Neighbors,
@@ -573,6 +607,7 @@ pub struct Node {
     s_matched: Vec<u32>,
     s_group_pool: Vec<Batch>,
     s_verdicts: Vec<Verdict>,
+    s_label: Batch,
 }
 
 impl fmt::Debug for Node {
@@ -628,6 +663,8 @@ impl Node {
             filters: Vec::new(),
             filter_hits: Vec::new(),
             resolvers: Vec::new(),
+            labels: BTreeMap::new(),
+            next_label: label::FIRST_LABEL,
             next_filter: 1,
             routes: Fib::default(),
             neigh: Neighbors::default(),
@@ -656,6 +693,7 @@ impl Node {
             s_matched: Vec::with_capacity(64),
             s_group_pool: Vec::new(),
             s_verdicts: Vec::with_capacity(64),
+            s_label: Vec::with_capacity(1),
         }
     }
 
@@ -930,13 +968,16 @@ impl Node {
             .ok_or(NodeError::UnknownInstance(id))
     }
 
-    /// Remove an instance; refused while it is bound to a filter or
-    /// attached at the routing step.
+    /// Remove an instance; refused while it is bound to a filter, attached
+    /// at the routing step or used by an explicit-path visit.
     pub fn remove_instance(&mut self, id: InstanceId) -> Result<(), NodeError> {
         self.inst(id)?;
         let mut users: Vec<String> = self.filters_of(id).iter().map(|f| f.to_string()).collect();
         if self.resolvers.contains(&id) {
             users.push("the routing step".into());
+        }
+        if self.labels_use(id) {
+            users.push("an explicit-path visit".into());
         }
         if !users.is_empty() {
             return Err(NodeError::InstanceInUse(id, users.join(", ")));
@@ -1116,6 +1157,7 @@ impl Node {
                 hook,
                 m: spec.m,
                 chain: spec.chain,
+                steer: 0,
             };
             // Position counts rules within the hook.
             let idx = match spec.position {
@@ -1147,6 +1189,8 @@ impl Node {
             .position(|f| f.id == id)
             .ok_or(NodeError::UnknownFilter(id))?;
         self.filters.remove(i);
+        // A steering filter takes its explicit-path visit with it.
+        self.labels.retain(|_, st| st.steering != Some(id));
         self.publish();
         Ok(())
     }
@@ -1222,6 +1266,7 @@ impl Node {
             p.hooks[hook as usize] = HookTable {
                 classifier: Classifier::build(&ms),
                 rules: fs.iter().map(|f| (f.id, Arc::from(f.chain.as_slice()))).collect(),
+                steer: fs.iter().map(|f| f.steer).collect(),
             };
         }
         let mut fib = self.routes.clone();
@@ -1238,6 +1283,17 @@ impl Node {
         }
         p.fib = fib;
         p.resolvers = Arc::from(self.resolvers.as_slice());
+        p.labels = self
+            .labels
+            .iter()
+            .map(|(&l, st)| {
+                let e = label::LabelEntry {
+                    chain: Arc::from(st.chain.as_slice()),
+                    out: st.out.clone(),
+                };
+                (l, e)
+            })
+            .collect();
         self.pipeline = Arc::new(p);
     }
 
@@ -1336,6 +1392,22 @@ impl Node {
         self.local_rx.pop_front()
     }
 
+    /// The first packet delivered to a local listener for which `want` is
+    /// true (a protocol daemon on the node takes its own port's packets and
+    /// leaves the rest, e.g. for the punt interface).
+    pub fn poll_local_where(&mut self, want: impl Fn(&Packet) -> bool) -> Option<LocalPacket> {
+        let i = self.local_rx.iter().position(want)?;
+        self.local_rx.remove(i)
+    }
+
+    /// The FIB's answer for `dst` (longest prefix match), as the data path
+    /// would use it: `(port, next hop, kind)`; for the node's own addresses
+    /// the kind is [`RouteKind::Local`].
+    pub fn lookup_route(&self, dst: IpAddr) -> Option<(PortId, IpAddr, RouteKind)> {
+        let r = self.pipeline.fib.lookup(dst)?;
+        Some((r.port, r.next_hop(dst), r.kind))
+    }
+
     /// Send a packet from the node itself: an Ethernet frame whose MAC
     /// addresses are filled in on output. It takes OUTPUT → routing →
     /// POSTROUTING at the next [`Node::receive`] or [`Node::tick`].
@@ -1425,11 +1497,13 @@ impl Node {
             }
             pkt.meta.out_port = None;
             pkt.meta.next_hop = None;
+            pkt.meta.label = 0;
             pkt.meta.rx_ns = now_ns;
             match h.l3 {
                 L3::Ipv4 { .. } | L3::Ipv6 { .. } if pre_empty => self.dispatch(&pl, pkt, direct, &mut local, &mut fwd),
                 L3::Ipv4 { .. } | L3::Ipv6 { .. } => ip.push(pkt),
                 L3::Arp { op, sha, spa, tpa, .. } => self.handle_arp(port, op, sha, spa, tpa, pkt),
+                L3::Other if pkt.data()[12..14] == ETHERTYPE_MPLS.to_be_bytes() => self.label_in(&pl, pkt),
                 L3::Other => self.drop_pkt(DropReason::UnknownEthertype, pkt),
             }
         }
@@ -1511,7 +1585,16 @@ impl Node {
     /// straight through TTL, MTU and neighbour resolution to its port.
     #[inline]
     fn dispatch(&mut self, pl: &Pipeline, mut pkt: Packet, direct: bool, local: &mut Batch, fwd: &mut Batch) {
+        if pkt.meta.label != 0 {
+            // Steered onto an explicit path at PREROUTING.
+            self.steered(pl, pkt);
+            return;
+        }
         let mut r = self.route(pl, &mut pkt);
+        if matches!(r, Ok(RouteKind::Local)) && !pl.labels.is_empty() && label::is_mpls_udp(&pkt) {
+            self.label_decap(pl, pkt);
+            return;
+        }
         if matches!(r, Ok(RouteKind::Local)) && !pl.resolvers.is_empty() && may_carry_options(&pkt) {
             pkt = match self.resolve(pl, pkt) {
                 Some(p) => p,
@@ -2302,6 +2385,7 @@ impl Node {
                     *h += batch.len() as u64;
                 }
                 self.run_chain(chain, batch);
+                steer(batch, table.steer[r as usize]);
             }
             return;
         }
@@ -2328,6 +2412,7 @@ impl Node {
         for (r, mut b) in groups.drain(..) {
             let chain = table.rules[r].1.clone();
             self.run_chain(&chain, &mut b);
+            steer(&mut b, table.steer[r]);
             rest.append(&mut b);
             self.s_group_pool.push(b);
         }
@@ -2426,6 +2511,16 @@ impl Node {
         }
         self.s_verdicts = verdicts;
         self.s_chain_keep = keep;
+    }
+}
+
+/// Mark a steering filter's packets with its visit label (0: not one).
+#[inline]
+fn steer(batch: &mut Batch, label: u32) {
+    if label != 0 {
+        for p in batch.iter_mut() {
+            p.meta.label = label;
+        }
     }
 }
 

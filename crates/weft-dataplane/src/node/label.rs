@@ -1,0 +1,503 @@
+//! Label switching for explicit paths (PromethOS Path-Based Routing, the
+//! `weft-pbr` crate; `docs/pbr.md` "Data plane").
+//!
+//! A path is a walk of *visits*; a node may hold several visits of one path,
+//! even entered through the same port, because each visit has its own
+//! label, allocated by the node that receives it (downstream allocation):
+//!
+//! * the **first visit** (ingress) is a PREROUTING filter on the path's
+//!   flow (a *steering* filter, [`Node::add_steering`]): matching packets
+//!   run the filter's chain (the visit's plugins), then take the visit's
+//!   [`LabelOut`];
+//! * every **other visit** is a label entry ([`Node::add_label`]): a frame
+//!   arriving with that label (an MPLS label stack entry, RFC 3032, Ethernet
+//!   type 0x8847 on strict hops; MPLS-in-UDP, RFC 7510, UDP port 6635, on
+//!   loose segments) has the label popped, its chain run over the inner IP
+//!   packet, and the entry's [`LabelOut`] applied: swap (push the next
+//!   visit's label and send to the neighbour), tunnel (push it inside UDP to
+//!   the next listed hop, routed by the FIB) or pop (forward the inner packet
+//!   by the FIB: the path's end).
+//!
+//! The IP header is not touched inside the path (RFC 3443 pipe model): the
+//! label's TTL starts at [`LABEL_TTL`] and loses one per visit; a packet
+//! whose label TTL runs out is dropped (`label-ttl-exceeded`). The egress
+//! forwards the inner packet like any router (its TTL loses one there).
+//! Packets on a path skip the FORWARD and POSTROUTING hooks of the visits
+//! after the first; the path's plugins are its chains.
+//!
+//! While in a visit's chain, `meta.label` holds the visit's label in its
+//! low 20 bits and the remaining label TTL in bits 20–27.
+
+use super::{DropReason, FilterId, Node, NodeError, Pipeline, PortId};
+use crate::element::InstanceId;
+use crate::fib::RouteKind;
+use serde::Serialize;
+use std::net::IpAddr;
+use std::sync::Arc;
+use weft_packet::{checksum, proto, Packet};
+
+/// Ethernet type of MPLS unicast (RFC 3032).
+pub const ETHERTYPE_MPLS: u16 = 0x8847;
+/// UDP port of MPLS-in-UDP (RFC 7510).
+pub const MPLS_UDP_PORT: u16 = 6635;
+/// The label TTL a path starts with (also its hop limit).
+pub const LABEL_TTL: u8 = 64;
+/// Labels 0–15 are reserved (RFC 3032); Weft allocates from here.
+pub const FIRST_LABEL: u32 = 16;
+/// Largest label (20 bits).
+pub const MAX_LABEL: u32 = (1 << 20) - 1;
+
+/// What a visit does with a packet after its chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "action")]
+pub enum LabelOut {
+    /// Push `label` (MPLS over Ethernet) and send to `next_hop`, a
+    /// neighbour on `port` (a strict hop).
+    Swap {
+        /// The next visit's label.
+        label: u32,
+        /// The port toward the next visit.
+        port: PortId,
+        /// The next visit's address on that link (resolved by ARP / ND).
+        next_hop: IpAddr,
+    },
+    /// Push `label` inside UDP (MPLS-in-UDP) from `src` to `to`, routed by
+    /// the FIB (a loose segment: routers between forward it as any UDP).
+    Tunnel {
+        /// The next visit's label.
+        label: u32,
+        /// The next listed hop's address.
+        to: IpAddr,
+        /// This node's source address for the tunnel.
+        src: IpAddr,
+    },
+    /// Forward the inner packet by the FIB (the path's last visit).
+    Pop,
+}
+
+/// A visit as listed by [`Node::labels`].
+#[derive(Clone, Debug, Serialize)]
+pub struct LabelInfo {
+    /// The visit's label (for the first visit, an internal one never sent).
+    pub label: u32,
+    /// The first visit's steering filter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steering: Option<FilterId>,
+    /// Instances run at this visit.
+    pub chain: Vec<InstanceId>,
+    /// What happens next.
+    pub out: LabelOut,
+    /// Packets that took this visit.
+    pub packets: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// A visit in the control state.
+#[derive(Clone, Debug)]
+pub(super) struct LabelState {
+    pub(super) chain: Vec<InstanceId>,
+    pub(super) out: LabelOut,
+    pub(super) steering: Option<FilterId>,
+    pub(super) packets: u64,
+    pub(super) bytes: u64,
+}
+
+/// A visit in the published pipeline.
+#[derive(Clone, Debug)]
+pub(super) struct LabelEntry {
+    pub(super) chain: Arc<[InstanceId]>,
+    pub(super) out: LabelOut,
+}
+
+#[inline]
+fn pack(label: u32, ttl: u8) -> u32 {
+    (label & MAX_LABEL) | (ttl as u32) << 20
+}
+
+#[inline]
+fn unpack(m: u32) -> (u32, u8) {
+    (m & MAX_LABEL, (m >> 20) as u8)
+}
+
+impl Node {
+    // ----- control ---------------------------------------------------------
+
+    fn alloc_label(&mut self) -> Result<u32, NodeError> {
+        for _ in FIRST_LABEL..=MAX_LABEL {
+            let l = self.next_label;
+            self.next_label = if l >= MAX_LABEL { FIRST_LABEL } else { l + 1 };
+            if !self.labels.contains_key(&l) {
+                return Ok(l);
+            }
+        }
+        Err(NodeError::LabelsExhausted)
+    }
+
+    fn check_label_target(&self, chain: &[InstanceId], out: &LabelOut) -> Result<(), NodeError> {
+        for id in chain {
+            self.inst(*id)?;
+        }
+        match *out {
+            LabelOut::Swap { label, port, .. } => {
+                if self.ports.get(port as usize).is_none() {
+                    return Err(NodeError::UnknownPort(format!("#{port}")));
+                }
+                if !(FIRST_LABEL..=MAX_LABEL).contains(&label) {
+                    return Err(NodeError::BadLabel(label));
+                }
+            }
+            LabelOut::Tunnel { label, .. } if !(FIRST_LABEL..=MAX_LABEL).contains(&label) => {
+                return Err(NodeError::BadLabel(label));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Add a visit of an explicit path: frames arriving with the returned
+    /// label (allocated here, unique on the node) run `chain` over their
+    /// inner IP packet, then take `out`.
+    pub fn add_label(&mut self, chain: Vec<InstanceId>, out: LabelOut) -> Result<u32, NodeError> {
+        self.check_label_target(&chain, &out)?;
+        let label = self.alloc_label()?;
+        self.labels.insert(
+            label,
+            LabelState {
+                chain,
+                out,
+                steering: None,
+                packets: 0,
+                bytes: 0,
+            },
+        );
+        self.publish();
+        Ok(label)
+    }
+
+    /// Add the first visit of an explicit path: packets matching `m` at
+    /// PREROUTING run `chain` (a filter, listed among the filters), then
+    /// take `out`. Returns the filter and the visit's internal label (the
+    /// handle for [`Node::remove_label`] and [`Node::labels`]).
+    pub fn add_steering(
+        &mut self,
+        m: crate::Match,
+        chain: Vec<InstanceId>,
+        out: LabelOut,
+    ) -> Result<(FilterId, u32), NodeError> {
+        self.check_label_target(&chain, &out)?;
+        let label = self.alloc_label()?;
+        let fid = self.add_filter(super::FilterSpec {
+            hook: Some(super::Hook::Prerouting),
+            m,
+            chain: chain.clone(),
+            position: Some(0),
+        })?;
+        if let Some(f) = self.filters.iter_mut().find(|f| f.id == fid) {
+            f.steer = label;
+        }
+        self.labels.insert(
+            label,
+            LabelState {
+                chain: Vec::new(),
+                out,
+                steering: Some(fid),
+                packets: 0,
+                bytes: 0,
+            },
+        );
+        self.publish();
+        Ok((fid, label))
+    }
+
+    /// Remove a visit (and, for a first visit, its steering filter). The
+    /// instances stay; remove them separately.
+    pub fn remove_label(&mut self, label: u32) -> Result<(), NodeError> {
+        let st = self.labels.remove(&label).ok_or(NodeError::UnknownLabel(label))?;
+        if let Some(fid) = st.steering {
+            self.filters.retain(|f| f.id != fid);
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Every visit held here.
+    pub fn labels(&self) -> Vec<LabelInfo> {
+        self.labels
+            .iter()
+            .map(|(&label, s)| LabelInfo {
+                label,
+                steering: s.steering,
+                chain: match s.steering {
+                    Some(fid) => self
+                        .filters
+                        .iter()
+                        .find(|f| f.id == fid)
+                        .map(|f| f.chain.clone())
+                        .unwrap_or_default(),
+                    None => s.chain.clone(),
+                },
+                out: s.out.clone(),
+                packets: s.packets,
+                bytes: s.bytes,
+            })
+            .collect()
+    }
+
+    /// Whether a label entry uses instance `id`.
+    pub(super) fn labels_use(&self, id: InstanceId) -> bool {
+        self.labels.values().any(|s| s.chain.contains(&id))
+    }
+
+    // ----- data path -------------------------------------------------------
+
+    fn count_label(&mut self, label: u32, len: usize) {
+        if let Some(s) = self.labels.get_mut(&label) {
+            s.packets += 1;
+            s.bytes += len as u64;
+        }
+    }
+
+    /// A frame with an MPLS label stack entry right after the Ethernet
+    /// header: pop it, run the visit's chain, apply its out action.
+    pub(super) fn label_in(&mut self, pl: &Pipeline, mut pkt: Packet) {
+        let d = pkt.data();
+        if d.len() < 14 + 4 + 20 {
+            self.drop_pkt(DropReason::MalformedLabel, pkt);
+            return;
+        }
+        let lse = u32::from_be_bytes([d[14], d[15], d[16], d[17]]);
+        let (label, bottom, ttl) = (lse >> 12, (lse >> 8) & 1 == 1, lse as u8);
+        let Some(entry) = pl.labels.get(&label) else {
+            self.drop_pkt(DropReason::UnknownLabel, pkt);
+            return;
+        };
+        if !bottom {
+            // Weft paths push exactly one entry.
+            self.drop_pkt(DropReason::MalformedLabel, pkt);
+            return;
+        }
+        if ttl <= 1 {
+            self.drop_pkt(DropReason::LabelTtlExceeded, pkt);
+            return;
+        }
+        let ethertype: [u8; 2] = match d[18] >> 4 {
+            4 => [0x08, 0x00],
+            6 => [0x86, 0xdd],
+            _ => {
+                self.drop_pkt(DropReason::MalformedLabel, pkt);
+                return;
+            }
+        };
+        // Pop: the Ethernet addresses move up over the label.
+        let mut macs = [0u8; 12];
+        macs.copy_from_slice(&d[..12]);
+        if pkt.remove_range(0, 4).is_err() {
+            self.drop_pkt(DropReason::MalformedLabel, pkt);
+            return;
+        }
+        let d = pkt.data_mut();
+        d[..12].copy_from_slice(&macs);
+        d[12..14].copy_from_slice(&ethertype);
+        let in_port = pkt.meta.in_port;
+        if let Err(e) = pkt.parse() {
+            self.drop_pkt(DropReason::from_parse(e), pkt);
+            return;
+        }
+        pkt.meta.in_port = in_port;
+        pkt.meta.label = pack(label, ttl - 1);
+        self.count_label(label, pkt.len());
+        let entry = entry.clone();
+        if !entry.chain.is_empty() {
+            let mut one = std::mem::take(&mut self.s_label);
+            one.push(pkt);
+            self.run_chain(&entry.chain, &mut one);
+            let next = one.pop();
+            self.s_label = one;
+            match next {
+                Some(p) => pkt = p,
+                None => return,
+            }
+        }
+        self.label_out(pl, &entry.out, pkt);
+    }
+
+    /// A packet of a steered flow after PREROUTING (the first visit), or a
+    /// visit's packet after its chain.
+    pub(super) fn steered(&mut self, pl: &Pipeline, pkt: Packet) {
+        let (label, _) = unpack(pkt.meta.label);
+        match pl.labels.get(&label) {
+            Some(e) => {
+                let out = e.out.clone();
+                self.count_label(label, pkt.len());
+                self.label_out(pl, &out, pkt);
+            }
+            None => self.drop_pkt(DropReason::UnknownLabel, pkt),
+        }
+    }
+
+    fn label_out(&mut self, pl: &Pipeline, out: &LabelOut, mut pkt: Packet) {
+        let (_, ttl) = unpack(pkt.meta.label);
+        let ttl = if ttl == 0 { LABEL_TTL } else { ttl };
+        pkt.meta.label = 0;
+        match *out {
+            LabelOut::Pop => {
+                pkt.meta.next_hop = None;
+                pkt.meta.out_port = None;
+                match self.route(pl, &mut pkt) {
+                    Ok(RouteKind::Local) => self.deliver_local(pkt),
+                    Ok(_) => self.forward_direct(pkt),
+                    Err(e) => self.route_failed(e, pkt),
+                }
+            }
+            LabelOut::Swap { label, port, next_hop } => {
+                let mtu = self.ports.get(port as usize).map_or(0, |p| p.cfg.mtu as usize);
+                if pkt.len() - 14 + 4 > mtu {
+                    self.drop_pkt(DropReason::MtuExceeded, pkt);
+                    return;
+                }
+                if !push_label(&mut pkt, label, ttl) {
+                    self.drop_pkt(DropReason::MalformedLabel, pkt);
+                    return;
+                }
+                pkt.meta.out_port = Some(port);
+                pkt.meta.next_hop = Some(next_hop);
+                self.resolve_and_send(pkt);
+            }
+            LabelOut::Tunnel { label, to, src } => {
+                if !push_label(&mut pkt, label, ttl) || !encap_udp(&mut pkt, src, to) {
+                    self.drop_pkt(DropReason::MalformedLabel, pkt);
+                    return;
+                }
+                if let Err(e) = pkt.parse() {
+                    self.drop_pkt(DropReason::from_parse(e), pkt);
+                    return;
+                }
+                match self.route(pl, &mut pkt) {
+                    Ok(RouteKind::Local) => self.drop_pkt(DropReason::Martian, pkt),
+                    Ok(_) => {
+                        if let Some(r) = self.mtu_check(&pkt) {
+                            self.drop_pkt(r, pkt);
+                        } else {
+                            self.resolve_and_send(pkt);
+                        }
+                    }
+                    Err(e) => self.route_failed(e, pkt),
+                }
+            }
+        }
+    }
+
+    /// An MPLS-in-UDP datagram addressed to the node: strip the outer IP
+    /// and UDP headers and take the label.
+    pub(super) fn label_decap(&mut self, pl: &Pipeline, mut pkt: Packet) {
+        let l4 = pkt.meta.l4 as usize;
+        let d = pkt.data();
+        if l4 < 14 || d.len() < l4 + 8 + 4 {
+            self.drop_pkt(DropReason::MalformedLabel, pkt);
+            return;
+        }
+        let mut macs = [0u8; 12];
+        macs.copy_from_slice(&d[..12]);
+        // Keep 14 bytes in front of the label: the Ethernet header's place.
+        if pkt.remove_range(0, l4 + 8 - 14).is_err() {
+            self.drop_pkt(DropReason::MalformedLabel, pkt);
+            return;
+        }
+        let d = pkt.data_mut();
+        d[..12].copy_from_slice(&macs);
+        d[12..14].copy_from_slice(&ETHERTYPE_MPLS.to_be_bytes());
+        self.label_in(pl, pkt);
+    }
+}
+
+/// Whether an IP packet addressed to the node is MPLS-in-UDP.
+#[inline]
+pub(super) fn is_mpls_udp(pkt: &Packet) -> bool {
+    pkt.meta.flow.proto == proto::UDP && pkt.meta.flow.dport == MPLS_UDP_PORT
+}
+
+/// Push one label stack entry (bottom of stack) after the Ethernet header.
+fn push_label(pkt: &mut Packet, label: u32, ttl: u8) -> bool {
+    let mut macs = [0u8; 12];
+    match pkt.data().get(..12) {
+        Some(m) => macs.copy_from_slice(m),
+        None => return false,
+    }
+    if pkt.insert_gap(0, 4).is_err() {
+        return false;
+    }
+    let d = pkt.data_mut();
+    d[..12].copy_from_slice(&macs);
+    d[12..14].copy_from_slice(&ETHERTYPE_MPLS.to_be_bytes());
+    let lse = (label << 12) | 1 << 8 | ttl as u32;
+    d[14..18].copy_from_slice(&lse.to_be_bytes());
+    true
+}
+
+/// Wrap an MPLS frame (Ethernet + label + IP) in IP/UDP to `to`:
+/// Ethernet + IP + UDP(6635) + label + IP.
+fn encap_udp(pkt: &mut Packet, src: IpAddr, to: IpAddr) -> bool {
+    let mut macs = [0u8; 12];
+    match pkt.data().get(..12) {
+        Some(m) => macs.copy_from_slice(m),
+        None => return false,
+    }
+    let inner = pkt.len() - 14; // label + IP
+    let (ip_len, ethertype) = match (src, to) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => (20, 0x0800u16),
+        (IpAddr::V6(_), IpAddr::V6(_)) => (40, 0x86dd),
+        _ => return false,
+    };
+    let udp_len = 8 + inner;
+    if udp_len + ip_len > u16::MAX as usize || pkt.insert_gap(14, ip_len + 8).is_err() {
+        return false;
+    }
+    // Entropy for ECMP on the way (RFC 7510 section 3): the inner flow.
+    let sport = 0xc000 | (pkt.meta.flow.sport ^ pkt.meta.flow.dport) & 0x3fff;
+    let d = pkt.data_mut();
+    d[..12].copy_from_slice(&macs);
+    d[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    let ip = 14;
+    let u = ip + ip_len;
+    match (src, to) {
+        (IpAddr::V4(s), IpAddr::V4(t)) => {
+            let h = &mut d[ip..ip + 20];
+            h.fill(0);
+            h[0] = 0x45;
+            h[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+            h[6] = 0x40; // DF: the path's MTU was checked at its ingress
+            h[8] = 64;
+            h[9] = proto::UDP;
+            h[12..16].copy_from_slice(&s.octets());
+            h[16..20].copy_from_slice(&t.octets());
+            let c = checksum::checksum(h);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        (IpAddr::V6(s), IpAddr::V6(t)) => {
+            let h = &mut d[ip..ip + 40];
+            h.fill(0);
+            h[0] = 0x60;
+            h[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+            h[6] = proto::UDP;
+            h[7] = 64;
+            h[8..24].copy_from_slice(&s.octets());
+            h[24..40].copy_from_slice(&t.octets());
+        }
+        _ => return false,
+    }
+    d[u..u + 2].copy_from_slice(&sport.to_be_bytes());
+    d[u + 2..u + 4].copy_from_slice(&MPLS_UDP_PORT.to_be_bytes());
+    d[u + 4..u + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    d[u + 6..u + 8].copy_from_slice(&[0, 0]);
+    if let (IpAddr::V6(s), IpAddr::V6(t)) = (src, to) {
+        // IPv6 UDP needs a checksum (RFC 8200 8.1).
+        let ps = checksum::pseudo_v6(s.octets(), t.octets(), proto::UDP, udp_len as u32);
+        let mut c = checksum::finish(checksum::sum(&d[u..u + udp_len], ps));
+        if c == 0 {
+            c = 0xffff;
+        }
+        d[u + 6..u + 8].copy_from_slice(&c.to_be_bytes());
+    }
+    true
+}

@@ -1,0 +1,271 @@
+//! Explicit-path label switching (node/label.rs): steering at the first
+//! visit, swap, pop, MPLS-in-UDP tunnels on loose segments, a visit's chain
+//! over the inner packet, TTL, and bad labels counted, never fatal.
+
+use std::net::{IpAddr, Ipv4Addr};
+use weft_dataplane::element::{ClassDoc, Ctx, Element, ElementClass, Verdict};
+use weft_dataplane::{LabelOut, Match, Node, NodeError, PortConfig, ETHERTYPE_MPLS, MPLS_UDP_PORT};
+use weft_packet::view::{parse, L3, L4};
+use weft_packet::{build, proto, Batch, Packet};
+
+const M0: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const M1: [u8; 6] = [2, 0, 0, 0, 1, 1];
+const HA: [u8; 6] = [2, 0xaa, 0, 0, 0, 1];
+const HB: [u8; 6] = [2, 0xbb, 0, 0, 0, 1];
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn router() -> Node {
+    let mut n = Node::new("r1");
+    for (name, mac, a) in [("p0", M0, "10.0.0.1/24"), ("p1", M1, "10.0.1.1/24")] {
+        n.add_port(PortConfig {
+            name: name.into(),
+            mac,
+            mtu: 1500,
+            addrs: vec![a.parse().unwrap()],
+        })
+        .unwrap();
+    }
+    n.add_neighbor(1, IpAddr::V4(ip("10.0.1.2")), HB).unwrap();
+    n.add_neighbor(0, IpAddr::V4(ip("10.0.0.2")), HA).unwrap();
+    n
+}
+
+fn rx(n: &mut Node, port: u16, frame: &[u8]) {
+    let mut b: Batch = vec![Packet::from_bytes(frame)];
+    n.receive(1, port, &mut b);
+}
+
+fn tx(n: &mut Node, port: u16) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    n.take_tx(port, &mut out);
+    out.iter().map(|p| p.data().to_vec()).collect()
+}
+
+fn udp(dport: u16, ttl: u8) -> Vec<u8> {
+    build::udp4(
+        HA,
+        M0,
+        ip("10.0.0.2"),
+        ip("10.0.1.2"),
+        5000,
+        dport,
+        ttl,
+        b"secret payload",
+    )
+}
+
+/// The UDP destination port of an IPv4 frame without options.
+fn dport(f: &[u8]) -> u16 {
+    u16::from_be_bytes([f[14 + 20 + 2], f[14 + 20 + 3]])
+}
+
+/// Ethernet + one label stack entry (bottom of stack) + the IP packet of `frame`.
+fn mpls(frame: &[u8], label: u32, ttl: u8) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&M0);
+    f.extend_from_slice(&HA);
+    f.extend_from_slice(&ETHERTYPE_MPLS.to_be_bytes());
+    f.extend_from_slice(&((label << 12) | 1 << 8 | ttl as u32).to_be_bytes());
+    f.extend_from_slice(&frame[14..]);
+    f
+}
+
+/// (label, ttl, inner IP bytes) of an MPLS frame.
+fn unlabel(f: &[u8]) -> (u32, u8, Vec<u8>) {
+    assert_eq!(f[12..14], ETHERTYPE_MPLS.to_be_bytes(), "an MPLS frame");
+    let lse = u32::from_be_bytes([f[14], f[15], f[16], f[17]]);
+    assert_eq!((lse >> 8) & 1, 1, "bottom of stack");
+    (lse >> 12, lse as u8, f[18..].to_vec())
+}
+
+fn steer_6060(n: &mut Node, chain: Vec<weft_dataplane::InstanceId>, out: LabelOut) -> u32 {
+    let m = Match {
+        proto: Some(proto::UDP),
+        dport: Some((6060, 6060)),
+        ..Default::default()
+    };
+    n.add_steering(m, chain, out).unwrap().1
+}
+
+#[test]
+fn first_visit_pushes_and_the_ip_packet_is_untouched() {
+    let mut n = router();
+    steer_6060(
+        &mut n,
+        vec![],
+        LabelOut::Swap {
+            label: 100,
+            port: 1,
+            next_hop: IpAddr::V4(ip("10.0.1.2")),
+        },
+    );
+    let sent = udp(6060, 20);
+    rx(&mut n, 0, &sent);
+    let out = tx(&mut n, 1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0][..6], HB, "to the next visit's MAC");
+    let (label, ttl, inner) = unlabel(&out[0]);
+    assert_eq!((label, ttl), (100, weft_dataplane::LABEL_TTL));
+    assert_eq!(inner, sent[14..], "IP TTL and bytes unchanged inside the path");
+    // Another port is not steered: plain IP, TTL one less.
+    rx(&mut n, 0, &udp(7070, 20));
+    let out = tx(&mut n, 1);
+    let h = parse(&out[0]).unwrap();
+    assert!(matches!(h.l3, L3::Ipv4 { ttl: 19, .. }), "{:?}", h.l3);
+    let info = n.labels();
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0].packets, 1);
+    assert!(info[0].steering.is_some());
+}
+
+#[test]
+fn swap_pop_and_ttl() {
+    let mut n = router();
+    let swap = n
+        .add_label(
+            vec![],
+            LabelOut::Swap {
+                label: 200,
+                port: 1,
+                next_hop: IpAddr::V4(ip("10.0.1.2")),
+            },
+        )
+        .unwrap();
+    let pop = n.add_label(vec![], LabelOut::Pop).unwrap();
+    assert_ne!(swap, pop);
+    let sent = udp(6060, 20);
+    rx(&mut n, 0, &mpls(&sent, swap, 10));
+    let out = tx(&mut n, 1);
+    let (label, ttl, inner) = unlabel(&out[0]);
+    assert_eq!((label, ttl), (200, 9));
+    assert_eq!(inner, sent[14..]);
+
+    rx(&mut n, 0, &mpls(&sent, pop, 10));
+    let out = tx(&mut n, 1);
+    assert_eq!(out[0][..6], HB);
+    let h = parse(&out[0]).unwrap();
+    assert!(
+        matches!(h.l3, L3::Ipv4 { ttl: 19, .. }),
+        "the egress forwards like a router"
+    );
+    assert_eq!(dport(&out[0]), 6060);
+
+    // Label TTL exhausted, unknown label, not bottom of stack, truncated.
+    rx(&mut n, 0, &mpls(&sent, swap, 1));
+    rx(&mut n, 0, &mpls(&sent, 4242, 10));
+    let mut two = mpls(&sent, swap, 10);
+    two[16] &= !1;
+    rx(&mut n, 0, &two);
+    rx(&mut n, 0, &mpls(&sent, swap, 10)[..20]);
+    assert!(tx(&mut n, 1).is_empty());
+    let d = n.drops();
+    assert_eq!(d.get("label-ttl-exceeded"), Some(&1), "{d:?}");
+    assert_eq!(d.get("unknown-label"), Some(&1), "{d:?}");
+    assert_eq!(d.get("malformed-label"), Some(&2), "{d:?}");
+}
+
+#[test]
+fn loose_segments_tunnel_in_udp_and_decapsulate() {
+    let mut n = router();
+    let pop = n.add_label(vec![], LabelOut::Pop).unwrap();
+    let tunnel = n
+        .add_label(
+            vec![],
+            LabelOut::Tunnel {
+                label: 300,
+                to: IpAddr::V4(ip("10.0.1.2")),
+                src: IpAddr::V4(ip("10.0.1.1")),
+            },
+        )
+        .unwrap();
+    let sent = udp(6060, 20);
+    rx(&mut n, 0, &mpls(&sent, tunnel, 10));
+    let out = tx(&mut n, 1);
+    assert_eq!(out.len(), 1);
+    let h = parse(&out[0]).unwrap();
+    assert!(matches!(h.l4, L4::Udp { .. }));
+    assert_eq!(dport(&out[0]), MPLS_UDP_PORT, "MPLS-in-UDP");
+    let udp_at = 14 + 20;
+    let lse = u32::from_be_bytes(out[0][udp_at + 8..udp_at + 12].try_into().unwrap());
+    assert_eq!((lse >> 12, lse as u8), (300, 9));
+    assert_eq!(out[0][udp_at + 12..], sent[14..]);
+
+    // The same encapsulation addressed to this node is taken off.
+    let mut back = out[0].clone();
+    back[udp_at + 8..udp_at + 12].copy_from_slice(&((pop << 12) | 1 << 8 | 9).to_be_bytes());
+    let ip_hdr = build::udp4(
+        HA,
+        M0,
+        ip("10.0.0.2"),
+        ip("10.0.0.1"),
+        49152,
+        MPLS_UDP_PORT,
+        64,
+        &back[udp_at + 8..],
+    );
+    rx(&mut n, 0, &ip_hdr);
+    let out = tx(&mut n, 1);
+    assert_eq!(out.len(), 1, "drops: {:?}", n.drops());
+    assert!(parse(&out[0]).is_ok());
+    assert_eq!(dport(&out[0]), 6060);
+    assert_eq!(out[0][14 + 20 + 8..], sent[14 + 20 + 8..]);
+}
+
+/// Flips every payload byte: a stand-in for an encrypting plugin.
+struct Flip;
+impl Element for Flip {
+    fn process(&mut self, _: &mut Ctx<'_>, pkt: &mut Packet) -> Verdict {
+        let l4 = pkt.meta.l4 as usize + 8;
+        for b in &mut pkt.data_mut()[l4..] {
+            *b ^= 0xff;
+        }
+        Verdict::Continue
+    }
+}
+
+#[test]
+fn a_visit_runs_its_chain_on_the_inner_packet() {
+    let mut n = router();
+    n.add_class(ElementClass::native("flip", ClassDoc::default(), |_| {
+        Ok(Box::new(Flip))
+    }))
+    .unwrap();
+    let f = n.create_instance("flip", "").unwrap();
+    let l = n
+        .add_label(
+            vec![f],
+            LabelOut::Swap {
+                label: 77,
+                port: 1,
+                next_hop: IpAddr::V4(ip("10.0.1.2")),
+            },
+        )
+        .unwrap();
+    let sent = udp(6060, 20);
+    rx(&mut n, 0, &mpls(&sent, l, 10));
+    let out = tx(&mut n, 1);
+    let (_, _, inner) = unlabel(&out[0]);
+    let payload = &inner[20 + 8..];
+    assert_eq!(payload.len(), b"secret payload".len());
+    assert!(payload.iter().zip(b"secret payload").all(|(a, b)| *a == !*b));
+    assert!(matches!(n.remove_instance(f), Err(NodeError::InstanceInUse(..))));
+    n.remove_label(l).unwrap();
+    n.remove_instance(f).unwrap();
+    assert!(matches!(n.remove_label(l), Err(NodeError::UnknownLabel(_))));
+}
+
+#[test]
+fn removing_a_first_visit_removes_its_filter() {
+    let mut n = router();
+    let l = steer_6060(&mut n, vec![], LabelOut::Pop);
+    assert_eq!(n.filters().len(), 1);
+    n.remove_label(l).unwrap();
+    assert!(n.filters().is_empty());
+    let l = steer_6060(&mut n, vec![], LabelOut::Pop);
+    let fid = n.labels()[0].steering.unwrap();
+    n.remove_filter(fid).unwrap();
+    assert!(n.labels().is_empty(), "label {l} went with its filter");
+}
