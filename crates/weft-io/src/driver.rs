@@ -79,9 +79,17 @@ pub trait PortDriver: Send {
     /// when idle (`None`: the runner wakes on its tick only).
     fn fd(&self) -> Option<RawFd>;
     /// The link state now (`None`: the backend has no link to watch).
-    /// Called a few times a second.
+    /// Called a few times a second; drivers also refresh counters kept by
+    /// the kernel here (AF_PACKET's ring drops).
     fn link_up(&mut self) -> Option<bool> {
         None
+    }
+    /// Whether frames wait that [`PortDriver::recv`] can take without a
+    /// system call (a receive ring's next block has been handed over). The
+    /// runner checks it before it sleeps; socket drivers answer `false` and
+    /// rely on their descriptor.
+    fn ready(&self) -> bool {
+        false
     }
     /// Counters.
     fn counters(&self) -> &IoCounters;

@@ -6,7 +6,8 @@
 //! * [`mem`] — in-memory links (emulator, tests, the engine benchmark);
 //! * [`vxlan`] — VXLAN (RFC 7348) over a UDP socket: links between node
 //!   processes on one or many machines, and to Linux `vxlan` devices;
-//! * [`afpacket`] — AF_PACKET on an existing interface (veth, NIC);
+//! * [`afpacket`] — AF_PACKET on an existing interface (veth, NIC), with a
+//!   memory-mapped `TPACKET_V3` receive ring;
 //! * [`tun`] — node-local traffic punted to a kernel TUN interface.
 //!
 //! Socket ports implement [`PortDriver`], which the node runner

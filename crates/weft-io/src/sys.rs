@@ -1,19 +1,24 @@
 //! The few system calls std does not wrap: `recvmmsg` / `sendmmsg`, `poll`,
-//! `AF_PACKET` sockets, socket options, `if_nametoindex`, the TUN ioctl.
+//! `AF_PACKET` sockets and their `TPACKET_V3` receive ring, socket options,
+//! `if_nametoindex`, the TUN ioctl.
 //!
 //! **All of weft-io's `unsafe` is in this module.** Each block is a plain
 //! FFI call whose pointers point into buffers that live on the caller's
 //! stack or in `self` for the duration of the call (the kernel keeps no
 //! pointer after it returns); every return value is checked, and lengths
-//! the kernel reports are clamped to the buffers before slicing. Nothing
-//! here keeps a raw pointer across calls, so the types are `Send`.
+//! the kernel reports are clamped to the buffers before slicing. The one
+//! exception is [`RxRing`], which owns a mapping shared with the kernel:
+//! ownership of each block passes between the two through the block's
+//! status word (acquire / release), and every offset read from the ring is
+//! checked against the block before anything is sliced.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
 use std::io;
-use std::mem::{size_of, zeroed};
+use std::mem::{offset_of, size_of, zeroed};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Most messages one `recvmmsg` / `sendmmsg` call moves.
 pub const MAX_BATCH: usize = 64;
@@ -177,17 +182,6 @@ pub(crate) fn socket_addr_of(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
-/// The packet type (`PACKET_HOST`, `PACKET_OUTGOING`, …) in a
-/// `sockaddr_ll` that `recvmmsg` filled in on an `AF_PACKET` socket.
-pub(crate) fn packet_type_of(s: &libc::sockaddr_storage) -> Option<u8> {
-    if s.ss_family as libc::c_int != libc::AF_PACKET {
-        return None;
-    }
-    // SAFETY: the family says the storage holds a sockaddr_ll.
-    let ll: libc::sockaddr_ll = unsafe { std::ptr::read(s as *const _ as *const libc::sockaddr_ll) };
-    Some(ll.sll_pkttype)
-}
-
 /// Send each of `frames` as one message (prefixed by `prefix`, which may be
 /// empty) with one `sendmmsg` per [`MAX_BATCH`]; to `dest`, or on the bound
 /// / connected socket. Returns how many were sent; stops at the first
@@ -317,19 +311,24 @@ pub(crate) fn if_index(name: &str) -> io::Result<u32> {
 
 const ETH_P_ALL: u16 = 0x0003;
 
-/// A non-blocking raw `AF_PACKET` socket bound to interface `ifindex`,
-/// receiving every protocol.
-pub(crate) fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
+/// A non-blocking raw `AF_PACKET` socket, not yet bound: it receives
+/// nothing until [`packet_bind`] (so no frame lands in the socket queue
+/// before the ring is set up).
+pub(crate) fn packet_socket() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call; the result is checked before use.
     let fd = cvt(unsafe {
         libc::socket(
             libc::AF_PACKET,
             libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            ETH_P_ALL.to_be() as libc::c_int,
+            0,
         )
     })?;
     // SAFETY: `fd` is a fresh descriptor nobody else owns.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Bind an `AF_PACKET` socket to interface `ifindex`, every protocol.
+pub(crate) fn packet_bind(fd: RawFd, ifindex: u32) -> io::Result<()> {
     // SAFETY: plain old data.
     let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
@@ -338,12 +337,240 @@ pub(crate) fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
     // SAFETY: passes a live sockaddr_ll and its size.
     cvt(unsafe {
         libc::bind(
-            owned.as_raw_fd(),
+            fd,
             &sll as *const _ as *const libc::sockaddr,
             size_of::<libc::sockaddr_ll>() as libc::socklen_t,
         )
+    })
+    .map(|_| ())
+}
+
+/// The kernel's `PACKET_STATISTICS` for a `TPACKET_V3` socket since the
+/// last call (reading resets them): `(packets, drops, queue freezes)`.
+/// `drops` are frames the kernel had no room for in the ring.
+pub(crate) fn packet_stats(fd: RawFd) -> io::Result<(u32, u32, u32)> {
+    // SAFETY: plain old data.
+    let mut st: libc::tpacket_stats_v3 = unsafe { zeroed() };
+    let mut len = size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into the live `st`.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            &mut st as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
     })?;
-    Ok(owned)
+    Ok((st.tp_packets, st.tp_drops, st.tp_freeze_q_cnt))
+}
+
+/// One frame in an [`RxRing`] block.
+pub(crate) struct RingFrame<'a> {
+    /// The bytes captured (the whole frame unless it was longer than a block).
+    pub data: &'a [u8],
+    /// The frame's length on the wire.
+    pub len: usize,
+    /// `sll_pkttype`: `PACKET_HOST`, `PACKET_OUTGOING`, ….
+    pub pkttype: u8,
+}
+
+/// Offset of `block_status` in a block: `tpacket_block_desc` is `version`,
+/// `offset_to_priv`, then `hdr.bh1` whose first field is `block_status`.
+const BLOCK_STATUS_OFF: usize = 8;
+
+/// A memory-mapped `TPACKET_V3` receive ring (`PACKET_RX_RING`) on an
+/// `AF_PACKET` socket: `block_nr` blocks of `block_size` bytes, each filled
+/// by the kernel with variable-length frames and handed to user space
+/// whole (status `TP_STATUS_USER`) when full or after the retire timeout;
+/// given back with `TP_STATUS_KERNEL`. Blocks are used in order.
+pub(crate) struct RxRing {
+    map: *mut u8,
+    block_size: usize,
+    block_nr: usize,
+    /// The block being read, how many of its frames are left, and the
+    /// offset (in the block) of the next one.
+    block: usize,
+    left: u32,
+    next: usize,
+    /// Blocks given back early because an offset in them was out of bounds
+    /// (never seen from a correct kernel).
+    pub bad_blocks: u64,
+}
+
+// SAFETY: the mapping is owned by this value alone (no copy of the pointer
+// leaves it) and shared only with the kernel, which synchronises through
+// the block status words; moving it to another thread is sound.
+unsafe impl Send for RxRing {}
+
+impl RxRing {
+    /// Set `fd` to `TPACKET_V3` and map a receive ring on it; blocks are
+    /// retired after `retire_ms` even when not full. `block_size` must be a
+    /// multiple of the page size and of 2048.
+    pub(crate) fn new(fd: RawFd, block_size: usize, block_nr: usize, retire_ms: u32) -> io::Result<RxRing> {
+        const FRAME: usize = 2048; // only the kernel's sanity checks use it in V3
+        setsockopt_int(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_VERSION,
+            libc::tpacket_versions::TPACKET_V3 as libc::c_int,
+        )?;
+        // SAFETY: plain old data.
+        let mut req: libc::tpacket_req3 = unsafe { zeroed() };
+        req.tp_block_size = block_size as libc::c_uint;
+        req.tp_block_nr = block_nr as libc::c_uint;
+        req.tp_frame_size = FRAME as libc::c_uint;
+        req.tp_frame_nr = (block_size / FRAME * block_nr) as libc::c_uint;
+        req.tp_retire_blk_tov = retire_ms;
+        // SAFETY: passes a live tpacket_req3 and its size.
+        cvt(unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_PACKET,
+                libc::PACKET_RX_RING,
+                &req as *const _ as *const libc::c_void,
+                size_of::<libc::tpacket_req3>() as libc::socklen_t,
+            )
+        })?;
+        let len = block_size * block_nr;
+        // SAFETY: maps the ring the kernel just allocated for `fd`; the
+        // result is checked, and the mapping is unmapped in Drop only.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd,
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(RxRing {
+            map: map as *mut u8,
+            block_size,
+            block_nr,
+            block: 0,
+            left: 0,
+            next: 0,
+            bad_blocks: 0,
+        })
+    }
+
+    fn status(&self, block: usize) -> &AtomicU32 {
+        debug_assert!(block < self.block_nr);
+        // SAFETY: `block < block_nr`, so the word is inside the mapping;
+        // blocks start on page boundaries, so it is 4-byte aligned; the
+        // kernel accesses it concurrently, hence the atomic.
+        unsafe { &*(self.map.add(block * self.block_size + BLOCK_STATUS_OFF) as *const AtomicU32) }
+    }
+
+    /// The `u32` at `off` in the current block (0 if out of bounds).
+    fn word(&self, off: usize) -> u32 {
+        if off.saturating_add(4) > self.block_size {
+            return 0;
+        }
+        // SAFETY: `off + 4 <= block_size`, so the read is inside the current
+        // block, which user space owns while it reads it.
+        unsafe { std::ptr::read_unaligned(self.map.add(self.block * self.block_size + off) as *const u32) }
+    }
+
+    /// The `u16` at `off` in the current block (0 if out of bounds).
+    fn half(&self, off: usize) -> u16 {
+        if off.saturating_add(2) > self.block_size {
+            return 0;
+        }
+        // SAFETY: as in `word`, for two bytes.
+        unsafe { std::ptr::read_unaligned(self.map.add(self.block * self.block_size + off) as *const u16) }
+    }
+
+    /// Whether a frame can be read without waiting (the next block has been
+    /// handed to user space, or the current one is not finished).
+    pub(crate) fn ready(&self) -> bool {
+        self.left > 0 || self.status(self.block).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0
+    }
+
+    /// Give the current block back to the kernel and move to the next.
+    fn release(&mut self) {
+        self.status(self.block).store(libc::TP_STATUS_KERNEL, Ordering::Release);
+        self.block = (self.block + 1) % self.block_nr;
+        self.left = 0;
+    }
+
+    /// Hand up to `max` frames to `f`, in order, without a system call.
+    /// Returns how many were handed over. A block goes back to the kernel
+    /// as soon as its last frame has been handed over.
+    pub(crate) fn recv(&mut self, max: usize, mut f: impl FnMut(RingFrame<'_>)) -> usize {
+        // Header fields of tpacket_block_desc.hdr.bh1 and tpacket3_hdr.
+        const NUM_PKTS: usize = BLOCK_STATUS_OFF + 4;
+        const FIRST_PKT: usize = BLOCK_STATUS_OFF + 8;
+        const HDR: usize = size_of::<libc::tpacket3_hdr>();
+        // The sockaddr_ll follows the header, TPACKET_ALIGNed.
+        const SLL: usize = (HDR + libc::TPACKET_ALIGNMENT - 1) & !(libc::TPACKET_ALIGNMENT - 1);
+        const PKTTYPE: usize = SLL + offset_of!(libc::sockaddr_ll, sll_pkttype);
+        let mut n = 0;
+        while n < max {
+            if self.left == 0 {
+                if self.status(self.block).load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
+                    break;
+                }
+                self.left = self.word(NUM_PKTS);
+                self.next = self.word(FIRST_PKT) as usize;
+                if self.left == 0 {
+                    self.release();
+                    continue;
+                }
+            }
+            let off = self.next;
+            if off < FIRST_PKT + 4 || off.saturating_add(PKTTYPE + 1) > self.block_size {
+                self.bad_blocks += 1;
+                self.release();
+                continue;
+            }
+            let next_offset = self.word(off + offset_of!(libc::tpacket3_hdr, tp_next_offset)) as usize;
+            let snaplen = self.word(off + offset_of!(libc::tpacket3_hdr, tp_snaplen)) as usize;
+            let len = self.word(off + offset_of!(libc::tpacket3_hdr, tp_len)) as usize;
+            let mac = self.half(off + offset_of!(libc::tpacket3_hdr, tp_mac)) as usize;
+            let start = off + mac;
+            if mac < PKTTYPE || start.saturating_add(snaplen) > self.block_size {
+                self.bad_blocks += 1;
+                self.release();
+                continue;
+            }
+            let base = self.block * self.block_size;
+            // SAFETY: `off + PKTTYPE < block_size` was checked above, so the
+            // byte is inside the current block, which user space owns.
+            let pkttype = unsafe { *self.map.add(base + off + PKTTYPE) };
+            // SAFETY: `start + snaplen <= block_size` was checked, so the
+            // slice is inside the current block; user space owns the block
+            // (status USER, read with acquire) until `release`, which runs
+            // only after `f` has returned, and the slice does not outlive `f`.
+            let data = unsafe { std::slice::from_raw_parts(self.map.add(base + start), snaplen) };
+            f(RingFrame { data, len, pkttype });
+            n += 1;
+            self.left -= 1;
+            if self.left == 0 {
+                self.release();
+            } else if next_offset == 0 {
+                // A block's frames are chained; 0 before the last is bogus.
+                self.bad_blocks += 1;
+                self.release();
+            } else {
+                self.next = off + next_offset;
+            }
+        }
+        n
+    }
+}
+
+impl Drop for RxRing {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`; no reference
+        // into it outlives `self` (slices handed out live only during `recv`).
+        unsafe { libc::munmap(self.map as *mut libc::c_void, self.block_size * self.block_nr) };
+    }
 }
 
 /// Put the interface into promiscuous mode for as long as the socket lives
