@@ -36,6 +36,8 @@
 //! input; in a URL path use `N`). Errors are `{"error": "..."}` with a 4xx
 //! status and the node's own error text.
 
+mod pbr;
+
 use crate::config::add_filter_with_plugin;
 use crate::config::words::{parse_route_prefix, AddrOrPrefix, MacAddr, PortRange, Proto};
 use crate::plugins::PluginState;
@@ -814,6 +816,8 @@ pub fn router_with_plugins(h: NodeHandle, plugins: PluginState) -> Router {
         .route("/v1/routes", get(routes_ls).post(routes_add).delete(routes_rm))
         .route("/v1/plugins", get(crate::plugins::ls).post(crate::plugins::load))
         .route("/v1/plugins/{name}", delete(crate::plugins::unload))
+        .route("/v1/pbr/paths", get(pbr::ls).post(pbr::create))
+        .route("/v1/pbr/paths/{id}", get(pbr::get).delete(pbr::release))
         .fallback(not_found)
         .with_state(ApiState { node: h, plugins })
 }

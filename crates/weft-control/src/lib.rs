@@ -10,6 +10,8 @@
 //!   cloneable [`runner::NodeHandle`] that sends it commands.
 //! * [`api`] — the HTTP/JSON API (axum) over a Unix socket and optional TCP.
 //! * [`client`] — the API's client, used by the CLI.
+//! * [`pbr`] — the PBR daemon: [`pbr::PbrNode`] drives a `weft_pbr::Agent`
+//!   over the node (explicit paths, labels, plugins on chosen hops).
 //! * [`plugins`] — WebAssembly plugins: the loader behind `weft plugin` and
 //!   on-demand loading of filter plugins.
 //!
@@ -24,6 +26,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod pbr;
 pub mod plugins;
 pub mod runner;
 

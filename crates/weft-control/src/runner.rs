@@ -17,6 +17,10 @@
 //! and a wake-up socket that [`NodeHandle`] writes to after queueing a
 //! command, at most [`TICK`]. Link state is read a few times a second and
 //! reported with [`Node::set_port_up`].
+//!
+//! Protocol [`Daemons`] (the PBR agent) live on the same thread: polled
+//! after each round of receive, before the tick and the punt, so they take
+//! their own node-local packets and their timers run on the node's clock.
 
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
@@ -41,7 +45,7 @@ pub const SPIN: Duration = Duration::from_micros(200);
 /// How often link state is read.
 pub const LINK_POLL: Duration = Duration::from_millis(250);
 
-type Command = Box<dyn FnOnce(&mut Node) + Send>;
+type Command = Box<dyn FnOnce(&mut Node, &mut Daemons) + Send>;
 
 enum Msg {
     Run(Command),
@@ -52,6 +56,45 @@ enum Msg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the node has stopped")]
 pub struct NodeStopped;
+
+/// Error returned by [`NodeHandle::call_pbr`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NoPbr {
+    /// The node thread is gone.
+    #[error("the node has stopped")]
+    Stopped,
+    /// The node does not take part in explicit paths.
+    #[error("PBR is not enabled on this node (add a [pbr] section to its configuration)")]
+    Disabled,
+}
+
+/// Protocol daemons that live on the node's thread beside it (sans-IO
+/// state machines driven with the node's clock after each round of I/O):
+/// today the PBR agent.
+pub struct Daemons {
+    start: Instant,
+    /// The explicit-path daemon, when enabled ([`NodeHandle::enable_pbr`]).
+    pub pbr: Option<crate::pbr::PbrNode>,
+}
+
+impl Daemons {
+    fn new(start: Instant) -> Daemons {
+        Daemons { start, pbr: None }
+    }
+
+    /// Milliseconds on the node thread's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// Let every daemon take its packets, run its timers and send.
+    fn poll(&mut self, node: &mut Node) {
+        let now = self.now_ms();
+        if let Some(p) = self.pbr.as_mut() {
+            p.poll(node, now);
+        }
+    }
+}
 
 /// A port's I/O counters as last published by the runner (twice a second).
 #[derive(Clone, Debug)]
@@ -89,16 +132,50 @@ impl NodeHandle {
         R: Send + 'static,
         F: FnOnce(&mut Node) -> R + Send + 'static,
     {
+        self.call_daemons(move |n, _| f(n)).await
+    }
+
+    /// Run `f` on the node and its daemons between batches.
+    pub async fn call_daemons<R, F>(&self, f: F) -> Result<R, NodeStopped>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Node, &mut Daemons) -> R + Send + 'static,
+    {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.tx
-            .send(Msg::Run(Box::new(move |n: &mut Node| {
+            .send(Msg::Run(Box::new(move |n: &mut Node, d: &mut Daemons| {
                 // The caller may have gone away (a dropped HTTP request); the
                 // command has been applied all the same.
-                let _ = tx.send(f(n));
+                let _ = tx.send(f(n, d));
             })))
             .map_err(|_| NodeStopped)?;
         self.wake();
         rx.await.map_err(|_| NodeStopped)
+    }
+
+    /// Run `f` on the node and its PBR daemon (with the node thread's clock
+    /// in milliseconds).
+    pub async fn call_pbr<R, F>(&self, f: F) -> Result<R, NoPbr>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Node, &mut crate::pbr::PbrNode, u64) -> R + Send + 'static,
+    {
+        self.call_daemons(move |n, d| {
+            let now = d.now_ms();
+            d.pbr.as_mut().map(|p| f(n, p, now)).ok_or(NoPbr::Disabled)
+        })
+        .await
+        .map_err(|_| NoPbr::Stopped)?
+    }
+
+    /// Start the node's PBR daemon (it listens on UDP 7077 from now on).
+    pub async fn enable_pbr(&self, cfg: crate::pbr::PbrConfig) -> Result<(), NodeStopped> {
+        self.call_daemons(move |n, d| {
+            if d.pbr.is_none() {
+                d.pbr = Some(crate::pbr::PbrNode::new(n, cfg));
+            }
+        })
+        .await
     }
 
     /// [`NodeHandle::call`] for blocking code (never from inside an async
@@ -110,7 +187,7 @@ impl NodeHandle {
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.tx
-            .send(Msg::Run(Box::new(move |n: &mut Node| {
+            .send(Msg::Run(Box::new(move |n: &mut Node, _: &mut Daemons| {
                 let _ = tx.send(f(n));
             })))
             .map_err(|_| NodeStopped)?;
@@ -250,16 +327,17 @@ impl Drop for NodeRunner {
 fn run(mut node: Node, rx: mpsc::Receiver<Msg>) -> Node {
     let start = Instant::now();
     let now_ns = |start: Instant| start.elapsed().as_nanos() as u64;
+    let mut daemons = Daemons::new(start);
     tracing::debug!(node = node.name(), "node thread started");
     loop {
         match rx.recv_timeout(TICK) {
             Ok(Msg::Run(cmd)) => {
-                cmd(&mut node);
+                cmd(&mut node, &mut daemons);
                 // Drain what else is queued before the next tick, so a burst
                 // of CLI commands is not paced by the tick.
                 loop {
                     match rx.try_recv() {
-                        Ok(Msg::Run(cmd)) => cmd(&mut node),
+                        Ok(Msg::Run(cmd)) => cmd(&mut node, &mut daemons),
                         Ok(Msg::Stop) | Err(mpsc::TryRecvError::Disconnected) => return node,
                         Err(mpsc::TryRecvError::Empty) => break,
                     }
@@ -268,6 +346,7 @@ fn run(mut node: Node, rx: mpsc::Receiver<Msg>) -> Node {
             Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return node,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
+        daemons.poll(&mut node);
         node.tick(now_ns(start));
     }
 }
@@ -314,6 +393,7 @@ fn run_io(
     io: Arc<Mutex<Vec<PortIo>>>,
 ) -> Node {
     let start = Instant::now();
+    let mut daemons = Daemons::new(start);
     let mut fds: Vec<std::os::fd::RawFd> = ports.iter().filter_map(|(_, d)| d.fd()).collect();
     if let Some(t) = &punt {
         fds.push(t.fd());
@@ -332,7 +412,7 @@ fn run_io(
     loop {
         loop {
             match rx.try_recv() {
-                Ok(Msg::Run(cmd)) => cmd(&mut node),
+                Ok(Msg::Run(cmd)) => cmd(&mut node, &mut daemons),
                 Ok(Msg::Stop) | Err(mpsc::TryRecvError::Disconnected) => {
                     publish_io(&node, &ports, punt.as_ref(), &io);
                     return node;
@@ -352,6 +432,8 @@ fn run_io(
         if let Some(t) = punt.as_mut() {
             work += t.inject(&mut node, IO_BATCH);
         }
+        // Daemons take their packets before the punt takes the rest.
+        daemons.poll(&mut node);
         node.tick(now);
         if let Some(t) = punt.as_mut() {
             t.punt(&mut node);
@@ -382,7 +464,9 @@ fn run_io(
         }
         if work > 0 {
             last_work = t;
-        } else if t.duration_since(last_work) >= SPIN {
+        } else if t.duration_since(last_work) >= SPIN && !ports.iter().any(|(_, d)| d.ready()) {
+            // (A ring block handed over while we spun would make poll(2)
+            // return at once; the check saves the call.)
             if let Err(e) = weft_io::wait_readable(&fds, TICK.as_millis() as i32) {
                 tracing::warn!(error = %e, "poll");
                 std::thread::sleep(Duration::from_millis(1));

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use weft_control::config::NodeConfig;
+use weft_control::pbr::{PathView, PbrConfig, PbrNode};
 use weft_dataplane::{Node, PortConfig};
 use weft_packet::{Batch, PortId};
 
@@ -50,6 +51,8 @@ struct EmuNode {
     ports: Vec<Option<(usize, usize)>>,
     /// Frames sent out of ports with no link.
     unconnected: u64,
+    /// The node's PBR daemon, when enabled ([`Emulator::enable_pbr`]).
+    pbr: Option<PbrNode>,
 }
 
 struct EmuHost {
@@ -226,6 +229,7 @@ impl Emulator {
                 cost: spec.cost,
                 ports,
                 unconnected: 0,
+                pbr: None,
             });
         }
         let node_names: Vec<String> = topo.nodes.iter().map(|n| n.name.clone()).collect();
@@ -584,18 +588,190 @@ impl Emulator {
             .unwrap_or(&[])
     }
 
+    // ----- PBR daemons --------------------------------------------------------
+
+    /// Run a PBR daemon ([`PbrNode`]) on node `name`, driven by the virtual
+    /// clock after every step. Without a seed in `cfg`, one is derived from
+    /// the topology's seed and the node, so runs repeat exactly.
+    pub fn enable_pbr(&mut self, name: &str, mut cfg: PbrConfig) -> Result<(), EmuError> {
+        let i = self
+            .node_index(name)
+            .ok_or_else(|| EmuError::Topology(format!("no node {name:?}")))?;
+        cfg.seed.get_or_insert(self.topo.seed ^ ((i as u64 + 1) << 40) ^ 0x7077);
+        let n = &mut self.nodes[i];
+        n.pbr = Some(PbrNode::new(&mut n.node, cfg));
+        Ok(())
+    }
+
+    /// [`Emulator::enable_pbr`] on every node.
+    pub fn enable_pbr_all(&mut self, cfg: PbrConfig) -> Result<(), EmuError> {
+        for name in self.node_names.clone() {
+            self.enable_pbr(&name, cfg.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Stop node `name`'s PBR daemon without signalling (a crash): what it
+    /// installed on the node goes, its neighbours hear nothing more.
+    pub fn disable_pbr(&mut self, name: &str) {
+        if let Some(i) = self.node_index(name) {
+            let n = &mut self.nodes[i];
+            if let Some(mut p) = n.pbr.take() {
+                p.stop(&mut n.node);
+            }
+        }
+    }
+
+    /// Node `name`'s PBR daemon, if enabled.
+    pub fn pbr(&self, name: &str) -> Option<&PbrNode> {
+        self.node_index(name).and_then(|i| self.nodes[i].pbr.as_ref())
+    }
+
+    fn pbr_parts(&mut self, name: &str) -> Result<(&mut PbrNode, &mut Node, u64), EmuError> {
+        let now = self.now_ns;
+        let i = self
+            .node_index(name)
+            .ok_or_else(|| EmuError::Topology(format!("no node {name:?}")))?;
+        let n = &mut self.nodes[i];
+        let p = n
+            .pbr
+            .as_mut()
+            .ok_or_else(|| EmuError::Topology(format!("node {name} runs no PBR daemon")))?;
+        Ok((p, &mut n.node, now))
+    }
+
+    /// Set up an explicit path from node `name` (now, in virtual time).
+    pub fn pbr_create(&mut self, name: &str, req: weft_pbr::CreateRequest) -> Result<weft_pbr::PathId, EmuError> {
+        let (p, node, now) = self.pbr_parts(name)?;
+        let r = p.create(node, now / 1_000_000, req);
+        node.tick(now);
+        r.map_err(|e| EmuError::Topology(format!("pbr create on {name}: {e}")))
+    }
+
+    /// Release a path node `name` initiated.
+    pub fn pbr_release(&mut self, name: &str, id: weft_pbr::PathId) -> Result<(), EmuError> {
+        let (p, node, now) = self.pbr_parts(name)?;
+        let r = p.release(node, now / 1_000_000, id);
+        node.tick(now);
+        r.map_err(|e| EmuError::Topology(format!("pbr release on {name}: {e}")))
+    }
+
+    /// Ask for a path's per-visit status; the reply lands in
+    /// [`Emulator::pbr_path`]'s `status`.
+    pub fn pbr_request_status(&mut self, name: &str, id: weft_pbr::PathId) -> Result<(), EmuError> {
+        let (p, node, now) = self.pbr_parts(name)?;
+        let r = p.request_status(node, now / 1_000_000, id);
+        node.tick(now);
+        r.map_err(|e| EmuError::Topology(format!("pbr status on {name}: {e}")))
+    }
+
+    /// A path as node `name` sees it.
+    pub fn pbr_path(&self, name: &str, id: weft_pbr::PathId) -> Option<PathView> {
+        self.pbr(name)?.path(id)
+    }
+
+    /// Addresses of a walk of node names, as explicit-path hops: hop *i*
+    /// (strict) is node *i*'s address on a link from node *i − 1*; a loose
+    /// hop, or one with no such link, is the node's first address; hop 0 is
+    /// the first node's address toward hop 1 (of `v6` family each).
+    pub fn hop_addresses(&self, walk: &[&str], loose: &[bool], v6: bool) -> Result<Vec<weft_pbr::Hop>, EmuError> {
+        let fam = |a: &IpNet| a.addr().is_ipv6() == v6;
+        let on_link = |from: usize, to: usize| -> Option<IpAddr> {
+            self.links
+                .iter()
+                .find_map(|l| match l.ends {
+                    [End::Node(a, _), End::Node(b, bp)] if a == from && b == to => Some((b, bp)),
+                    [End::Node(a, ap), End::Node(b, _)] if b == from && a == to => Some((a, ap)),
+                    _ => None,
+                })
+                .and_then(|(n, p)| {
+                    self.nodes[n]
+                        .node
+                        .addresses()
+                        .into_iter()
+                        .find(|(pp, a)| *pp == p && fam(a))
+                        .map(|(_, a)| a.addr())
+                })
+        };
+        let idx: Vec<usize> = walk
+            .iter()
+            .map(|n| {
+                self.node_index(n)
+                    .ok_or_else(|| EmuError::Topology(format!("no node {n:?}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let is_loose = |i: usize| i > 0 && loose.get(i).copied().unwrap_or(false);
+        let mut hops = Vec::with_capacity(walk.len());
+        for i in 0..idx.len() {
+            let any = || {
+                self.nodes[idx[i]]
+                    .node
+                    .addresses()
+                    .into_iter()
+                    .find(|(_, a)| fam(a))
+                    .map(|(_, a)| a.addr())
+            };
+            let addr = if i == 0 {
+                match idx.get(1) {
+                    Some(&n) if !is_loose(1) => on_link(n, idx[0]),
+                    _ => None,
+                }
+                .or_else(any)
+            } else if is_loose(i) {
+                any()
+            } else {
+                on_link(idx[i - 1], idx[i])
+            };
+            let addr = addr.ok_or_else(|| {
+                EmuError::Topology(format!(
+                    "hop {i} ({}): no address on a link from the previous hop",
+                    walk[i]
+                ))
+            })?;
+            hops.push(weft_pbr::Hop {
+                addr,
+                loose: is_loose(i),
+            });
+        }
+        Ok(hops)
+    }
+
     // ----- running -------------------------------------------------------------
 
     /// True when no frame is in flight and no host application has work
     /// left.
     pub fn is_idle(&self) -> bool {
-        self.events.is_empty() && !self.hosts.iter().any(|h| h.host.busy())
+        self.events.is_empty() && !self.hosts.iter().any(|h| h.host.busy()) && !self.pbr_busy()
+    }
+
+    /// A PBR daemon has frames to send or messages not yet acknowledged
+    /// (refresh timers alone do not count: soft state never idles).
+    fn pbr_busy(&self) -> bool {
+        self.nodes
+            .iter()
+            .any(|n| n.pbr.as_ref().is_some_and(|p| p.pending() > 0) || (n.pbr.is_some() && n.node.has_tx()))
     }
 
     fn next_time(&self) -> Option<u64> {
         let ev = self.events.peek().map(|e| e.0.at);
         let host = self.hosts.iter().filter_map(|h| h.host.wake_ns).min();
         let next = match (ev, host) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // PBR daemons: frames waiting to go out now, timers in ms.
+        let pbr = self
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let p = n.pbr.as_ref()?;
+                if n.node.has_tx() {
+                    return Some(self.now_ns);
+                }
+                p.poll_timeout().map(|ms| ms.saturating_mul(1_000_000))
+            })
+            .min();
+        let next = match (next, pbr) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b)?,
         };
@@ -697,6 +873,16 @@ impl Emulator {
             let due = h.host.wake_ns.is_some_and(|w| w <= now);
             if due || (host_rx && !h.host.dev.rx.is_empty()) {
                 h.host.poll(now);
+            }
+        }
+
+        // 3b. PBR daemons: their datagrams, their timers; what they send
+        // goes out in this step.
+        for n in &mut self.nodes {
+            if let Some(p) = n.pbr.as_mut() {
+                if p.poll(&mut n.node, now / 1_000_000) > 0 {
+                    n.node.tick(now);
+                }
             }
         }
 

@@ -12,6 +12,10 @@
 //!   [`weft_dataplane::Node::receive`], node ticks, host timers. Gives access
 //!   to every node handle (to recompose nodes mid-run), every host, link
 //!   counters and captures.
+//! * PBR daemons ([`weft_control::pbr::PbrNode`]) on chosen nodes
+//!   ([`Emulator::enable_pbr`]), driven by the virtual clock after every
+//!   step; explicit paths are created, queried and released by node name
+//!   ([`Emulator::pbr_create`], [`Emulator::pbr_path`], [`Emulator::hop_addresses`]).
 //! * [`host`] — end hosts on smoltcp (real ARP / ND, IPv4 / IPv6, ICMP, UDP,
 //!   TCP) with ping, UDP flows, TCP bulk transfers and traceroute; each
 //!   records what it got.

@@ -83,6 +83,9 @@ async fn run_node(a: RunArgs) -> anyhow::Result<()> {
         NodeRunner::spawn_with_io(node, ports, punt)
     }
     .context("starting the node thread")?;
+    if let Some(p) = &cfg.pbr {
+        runner.handle().enable_pbr(p.get_ref().clone()).await?;
+    }
     match server.tcp_addr() {
         Some(t) => println!("node {} serving on {} (tcp {t})", cfg.name(), socket.display()),
         None => println!("node {} serving on {}", cfg.name(), socket.display()),

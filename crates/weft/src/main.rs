@@ -17,6 +17,7 @@ mod cli_fb;
 mod cli_filter;
 mod cli_instance;
 mod cli_node;
+mod cli_pbr;
 mod cli_plugin;
 mod cli_repo;
 mod cli_route;
@@ -85,6 +86,11 @@ enum Command {
     Send(cli_send::SendArgs),
     /// Receive UDP datagrams and show their DataRouter tags.
     Recv(cli_send::RecvArgs),
+    /// Explicit paths, PromethOS' `pbr`: plan the best walk through
+    /// processing sites, create R1:R4:R3:… with plugins on chosen hops,
+    /// status, release, ls.
+    #[command(subcommand)]
+    Pbr(cli_pbr::PbrCmd),
 }
 
 impl Command {
@@ -115,6 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Droute(a) => cli_droute::run(a, node).await,
         Command::Send(a) => cli_send::send(&a),
         Command::Recv(a) => cli_send::recv(&a),
+        Command::Pbr(c) => cli_pbr::run(c, node).await,
     }
 }
 

@@ -205,6 +205,11 @@ fn node_config(emu: &Emulator, topo_dir: &Path, name: &str, socket: &Path) -> Re
     punt.insert("tun".into(), PUNT_TUN.into());
     punt.insert("tcp".into(), toml::Value::Array(vec![(API_PORT as i64).into()]));
     t.insert("punt".into(), toml::Value::Table(punt));
+    // Every node takes part in explicit paths (`weft pbr`), as PromethOS
+    // routers do.
+    if !t.contains_key("pbr") {
+        t.insert("pbr".into(), toml::Value::Table(toml::Table::new()));
+    }
     let ports: Vec<toml::Value> = node
         .ports()
         .iter()
@@ -618,7 +623,8 @@ pub fn print_runs(runs: &[State]) {
 }
 
 /// `weft emu exec NAME -- CMD…`: run CMD in the member's namespace with
-/// `WEFT_SOCKET` set to the node's socket (nodes) and return its exit code.
+/// `WEFT_SOCKET` set to the node's socket (nodes) and `WEFT_TOPOLOGY` to the
+/// run's topology file, and return its exit code.
 pub fn exec(st: &State, name: &str, command: &[String]) -> Result<i32> {
     let m = st
         .members
@@ -633,6 +639,8 @@ pub fn exec(st: &State, name: &str, command: &[String]) -> Result<i32> {
     if let Some(s) = &m.socket {
         c.env("WEFT_SOCKET", s);
     }
+    // Hop names of `weft pbr` resolve through the run's topology.
+    c.env("WEFT_TOPOLOGY", &st.topology);
     let status = c.status().context("running ip netns exec")?;
     Ok(status.code().unwrap_or(1))
 }

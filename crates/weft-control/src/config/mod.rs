@@ -119,6 +119,12 @@ pub struct NodeConfig {
     /// `[[droute]]`: DataRouter table entries (`droute.rs`).
     #[serde(default, rename = "droute")]
     pub droute: Vec<Spanned<droute::DrouteSection>>,
+    /// `[pbr]`: take part in explicit paths (PromethOS Path-Based Routing):
+    /// the node answers PBR on UDP 7077 and holds visits; see
+    /// [`crate::pbr::PbrConfig`] for the keys (`capacity_bps`,
+    /// `port_capacity_bps`, `max_instances`, `class_map`, …).
+    #[serde(default)]
+    pub pbr: Option<Spanned<crate::pbr::PbrConfig>>,
     #[serde(skip)]
     source: Source,
 }

@@ -1,0 +1,595 @@
+//! `weft pbr`: explicit paths in PromethOS' own words (issue 5,
+//! `docs/pbr.md`).
+//!
+//! ```text
+//! weft pbr plan --from R1 --to R7 --process ENCRYPT@R2,R3 --process DECRYPT@R6,R8
+//! weft pbr create R1:R4:R3:R4:R7:R8:R7 --dport 6060 --plugin R3:ENCRYPT:init --plugin R8:DECRYPT:init
+//! weft pbr status ID | release ID | ls
+//! ```
+//!
+//! Hop names resolve through a topology file (`--topology`, or
+//! `$WEFT_TOPOLOGY`, which `weft emu exec` sets): hop *i* is the address of
+//! node *i* on its link from node *i−1* (the first hop: the node's address
+//! toward the second). Hops may also be written as addresses. `plan` needs
+//! the topology; the others talk to the first hop's node (`--node`).
+
+use crate::cli_client::{client, table};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use ipnet::IpNet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use weft_emu::topology::{EndpointSpec, Topology};
+use weft_pbr::{CreateRequest, FlowSpec, Hop, Plugin, PortRange, Stage};
+
+/// `weft pbr …`
+#[derive(Debug, Subcommand)]
+pub enum PbrCmd {
+    /// Compute the minimum-cost walk through processing sites, in order
+    /// (link costs plus per-node processing costs from the topology), and
+    /// print the `weft pbr create` line that sets it up.
+    Plan(PlanArgs),
+    /// Set up an explicit path from the node you talk to (the first hop);
+    /// prints the path id once every hop committed.
+    Create(CreateArgs),
+    /// Every visit of a path: state, label, plugin instance, counters.
+    Status {
+        /// Path id (as printed by create / ls).
+        id: String,
+    },
+    /// Release a path (only its initiator may).
+    Release {
+        /// Path id.
+        id: String,
+    },
+    /// Paths this node initiated and visits it holds.
+    Ls,
+}
+
+/// `weft pbr plan`
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Topology file (default `$WEFT_TOPOLOGY`).
+    #[arg(long, env = "WEFT_TOPOLOGY")]
+    topology: PathBuf,
+    /// First node.
+    #[arg(long)]
+    from: String,
+    /// Last node.
+    #[arg(long)]
+    to: String,
+    /// A processing stage, in order: CLASS@SITE,SITE… (one of the sites
+    /// runs CLASS).
+    #[arg(long = "process", value_name = "CLASS@SITES")]
+    process: Vec<String>,
+    /// Flow options passed on to the printed create line (e.g. `--dport 6060`).
+    #[arg(last = true)]
+    rest: Vec<String>,
+}
+
+/// `weft pbr create`
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The walk, `R1:R4:R3:…` (names or addresses; a node may repeat).
+    walk: String,
+    /// Topology file for hop names (default `$WEFT_TOPOLOGY`).
+    #[arg(long, env = "WEFT_TOPOLOGY")]
+    topology: Option<PathBuf>,
+    /// Source prefix (or a host's name).
+    #[arg(short = 's', long = "src")]
+    src: Option<String>,
+    /// Destination prefix (or a host's name).
+    #[arg(short = 'd', long = "dst")]
+    dst: Option<String>,
+    /// Protocol: udp, tcp, icmp or a number.
+    #[arg(short = 'p', long = "proto")]
+    proto: Option<String>,
+    /// Source port or range LO-HI.
+    #[arg(long)]
+    sport: Option<String>,
+    /// Destination port or range LO-HI.
+    #[arg(long)]
+    dport: Option<String>,
+    /// A plugin on a hop: HOP:CLASS[:CONFIG] (HOP a name, address or `#INDEX`
+    /// for one visit of a repeated node; a name means its first visit).
+    #[arg(long = "plugin", value_name = "HOP:CLASS:CONFIG")]
+    plugins: Vec<String>,
+    /// Hops reached by a loose segment (comma-separated names or `#INDEX`):
+    /// ordinary routing from the previous hop, tunnelled.
+    #[arg(long, value_delimiter = ',')]
+    loose: Vec<String>,
+    /// Bandwidth to reserve on every link, bits/s (k, M, G suffixes).
+    #[arg(long, default_value = "0")]
+    bandwidth: String,
+    /// Refresh interval (e.g. 5s, 500ms).
+    #[arg(long, default_value = "5s")]
+    refresh: String,
+    /// Do not wait for the path to come up.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+fn load(path: &Path) -> Result<Topology> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Topology::parse(&text, &path.display().to_string()).map_err(|e| anyhow!("{e}"))
+}
+
+/// The topology as a graph of nodes (processing costs) and links (costs).
+pub fn graph(t: &Topology) -> weft_pbr::Graph {
+    let mut g = weft_pbr::Graph::new();
+    for n in &t.nodes {
+        g.add_node(&n.name, n.cost as u64);
+    }
+    for l in &t.links {
+        if let (Ok(EndpointSpec::Node { node: a, .. }), Ok(EndpointSpec::Node { node: b, .. })) =
+            (t.endpoint(&l.a), t.endpoint(&l.b))
+        {
+            // Links between known nodes; a duplicate link keeps the cheaper.
+            let _ = g.add_link(&a, &b, l.cost as u64);
+        }
+    }
+    g
+}
+
+/// `from`'s and `to`'s addresses on the link joining them, of `v6` family.
+fn link_addrs(t: &Topology, from: &str, to: &str, v6: bool) -> Option<(IpAddr, IpAddr)> {
+    for l in &t.links {
+        let (Ok(EndpointSpec::Node { node: a, .. }), Ok(EndpointSpec::Node { node: b, .. })) =
+            (t.endpoint(&l.a), t.endpoint(&l.b))
+        else {
+            continue;
+        };
+        let pick = |addrs: &[IpNet]| addrs.iter().map(|n| n.addr()).find(|a| a.is_ipv6() == v6);
+        let (aa, ba) = (l.a_addr.to_vec(), l.b_addr.to_vec());
+        if a == from && b == to {
+            return Some((pick(&aa)?, pick(&ba)?));
+        }
+        if b == from && a == to {
+            return Some((pick(&ba)?, pick(&aa)?));
+        }
+    }
+    None
+}
+
+/// Any address of node `name` (its first link's), of `v6` family.
+fn node_addr(t: &Topology, name: &str, v6: bool) -> Option<IpAddr> {
+    t.links.iter().find_map(|l| {
+        [(&l.a, &l.a_addr), (&l.b, &l.b_addr)]
+            .into_iter()
+            .find_map(|(e, addrs)| match t.endpoint(e) {
+                Ok(EndpointSpec::Node { node, .. }) if node == name => {
+                    addrs.to_vec().iter().map(|n| n.addr()).find(|a| a.is_ipv6() == v6)
+                }
+                _ => None,
+            })
+    })
+}
+
+/// A host's address (with its prefix) from the topology.
+fn host_net(t: &Topology, name: &str, v6: bool) -> Option<IpNet> {
+    let h = t.hosts.iter().find(|h| h.name == name)?;
+    if v6 {
+        h.addr6.map(IpNet::V6)
+    } else {
+        h.addr.map(IpNet::V4)
+    }
+}
+
+/// Resolve a walk of names / addresses into hops.
+pub fn resolve_walk(t: Option<&Topology>, names: &[&str], loose: &[bool], v6: bool) -> Result<Vec<Hop>> {
+    if let Some(t) = t {
+        if let Some(n) = names
+            .iter()
+            .find(|n| n.parse::<IpAddr>().is_err() && !t.nodes.iter().any(|x| x.name == **n))
+        {
+            bail!("hop {n:?}: no such node in the topology");
+        }
+    }
+    let mut hops = Vec::with_capacity(names.len());
+    for (i, n) in names.iter().enumerate() {
+        let addr = match n.parse::<IpAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                let t = t.ok_or_else(|| anyhow!("hop {n:?} is a name: give --topology (or write addresses)"))?;
+                if i == 0 {
+                    match names.get(1) {
+                        Some(next) if next.parse::<IpAddr>().is_err() && !loose.get(1).copied().unwrap_or(false) => {
+                            match link_addrs(t, n, next, v6) {
+                                Some((a, _)) => Some(a),
+                                None => bail!(
+                                    "hops {n} and {next} are not neighbours: mark {next} --loose to route between them"
+                                ),
+                            }
+                        }
+                        _ => node_addr(t, n, v6),
+                    }
+                } else if loose[i] {
+                    node_addr(t, n, v6)
+                } else {
+                    let prev = names[i - 1];
+                    match link_addrs(t, prev, n, v6) {
+                        Some((_, b)) => Some(b),
+                        None => bail!("hops {prev} and {n} are not neighbours: mark {n} --loose to route between them"),
+                    }
+                }
+                .ok_or_else(|| anyhow!("hop {n:?} has no {} address", if v6 { "IPv6" } else { "IPv4" }))?
+            }
+        };
+        hops.push(Hop {
+            addr,
+            loose: i > 0 && loose[i],
+        });
+    }
+    Ok(hops)
+}
+
+fn parse_ports(s: &str) -> Result<PortRange> {
+    let (lo, hi) = s.split_once('-').unwrap_or((s, s));
+    let lo: u16 = lo.trim().parse().with_context(|| format!("bad port {s:?}"))?;
+    let hi: u16 = hi.trim().parse().with_context(|| format!("bad port {s:?}"))?;
+    if lo > hi {
+        bail!("bad port range {s:?}");
+    }
+    Ok(PortRange { lo, hi })
+}
+
+fn parse_proto(s: &str) -> Result<u8> {
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "udp" => 17,
+        "tcp" => 6,
+        "icmp" => 1,
+        "icmpv6" | "ipv6-icmp" => 58,
+        n => n.parse().with_context(|| format!("bad protocol {s:?}"))?,
+    })
+}
+
+/// `10M` → 10,000,000.
+fn parse_rate(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let (num, mul) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1_000),
+        Some((i, 'm' | 'M')) => (&s[..i], 1_000_000),
+        Some((i, 'g' | 'G')) => (&s[..i], 1_000_000_000),
+        _ => (s, 1),
+    };
+    let v: f64 = num.parse().with_context(|| format!("bad rate {s:?}"))?;
+    Ok((v * mul as f64) as u64)
+}
+
+/// `5s`, `500ms` → milliseconds.
+fn parse_ms(s: &str) -> Result<u32> {
+    let s = s.trim();
+    let (num, mul) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (s, 1000.0)
+    };
+    let v: f64 = num.parse().with_context(|| format!("bad interval {s:?}"))?;
+    if v <= 0.0 {
+        bail!("the refresh interval must be positive");
+    }
+    Ok((v * mul) as u32)
+}
+
+/// Which visit a `--plugin`/`--loose` hop word means.
+fn visit_index(word: &str, names: &[&str]) -> Result<usize> {
+    if let Some(i) = word.strip_prefix('#') {
+        let i: usize = i.parse().with_context(|| format!("bad hop index {word:?}"))?;
+        if i >= names.len() {
+            bail!("hop index {i} is past the walk's {} hops", names.len());
+        }
+        return Ok(i);
+    }
+    names
+        .iter()
+        .position(|n| *n == word)
+        .ok_or_else(|| anyhow!("{word:?} is not on the walk {}", names.join(":")))
+}
+
+/// The request `weft pbr create` sends, from its arguments.
+pub fn create_request(a: &CreateArgs) -> Result<CreateRequest> {
+    let topo = a.topology.as_deref().map(load).transpose()?;
+    let names: Vec<&str> = a.walk.split(':').map(str::trim).collect();
+    if names.len() < 2 || names.iter().any(|n| n.is_empty()) {
+        bail!("a walk is at least two hops, NAME:NAME:…");
+    }
+    let mut loose = vec![false; names.len()];
+    for w in &a.loose {
+        let i = visit_index(w, &names)?;
+        if i == 0 {
+            bail!("the first hop cannot be loose");
+        }
+        loose[i] = true;
+    }
+    let net = |s: &str, v6: bool| -> Result<IpNet> {
+        if let Ok(n) = s.parse::<IpNet>() {
+            return Ok(n);
+        }
+        if let Ok(a) = s.parse::<IpAddr>() {
+            return Ok(IpNet::from(a));
+        }
+        let t = topo
+            .as_ref()
+            .ok_or_else(|| anyhow!("{s:?} is a name: give --topology"))?;
+        let h = host_net(t, s, v6).ok_or_else(|| anyhow!("{s:?}: no such host (or no address of that family)"))?;
+        Ok(IpNet::from(h.addr()))
+    };
+    let v6 = [&a.src, &a.dst]
+        .into_iter()
+        .flatten()
+        .any(|s| s.contains(':') || s.parse::<IpNet>().is_ok_and(|n| n.addr().is_ipv6()));
+    let mut fs = if v6 {
+        FlowSpec {
+            src: "::/0".parse()?,
+            dst: "::/0".parse()?,
+            ..FlowSpec::any_v4()
+        }
+    } else {
+        FlowSpec::any_v4()
+    };
+    if let Some(s) = &a.src {
+        fs.src = net(s, v6)?;
+    }
+    if let Some(d) = &a.dst {
+        fs.dst = net(d, v6)?;
+    }
+    if let Some(p) = &a.sport {
+        fs.sport = parse_ports(p)?;
+    }
+    if let Some(p) = &a.dport {
+        fs.dport = parse_ports(p)?;
+    }
+    fs.protocol = match &a.proto {
+        Some(p) => Some(parse_proto(p)?),
+        // Ports only mean something with a transport: UDP, as PromethOS'
+        // examples use.
+        None if a.sport.is_some() || a.dport.is_some() => Some(17),
+        None => None,
+    };
+    let hops = resolve_walk(topo.as_ref(), &names, &loose, v6)?;
+    let mut plugins = Vec::new();
+    for p in &a.plugins {
+        let mut it = p.splitn(3, ':');
+        let (Some(hop), Some(class)) = (it.next(), it.next()) else {
+            bail!("--plugin {p:?}: write HOP:CLASS[:CONFIG]");
+        };
+        let config = it.next().unwrap_or("").to_string();
+        // "init" is PromethOS' word for "the class's defaults".
+        let config = if config == "init" { String::new() } else { config };
+        plugins.push(Plugin {
+            hop: visit_index(hop, &names)? as u8,
+            class: class.to_string(),
+            config,
+        });
+    }
+    Ok(CreateRequest {
+        hops,
+        flowspec: fs,
+        plugins,
+        bandwidth_bps: parse_rate(&a.bandwidth)?,
+        refresh_ms: parse_ms(&a.refresh)?,
+    })
+}
+
+fn plan(a: &PlanArgs) -> Result<()> {
+    let t = load(&a.topology)?;
+    let g = graph(&t);
+    let stages: Vec<Stage> = a
+        .process
+        .iter()
+        .map(|s| Stage::parse(s).map_err(|e| anyhow!("--process {s:?}: {e}")))
+        .collect::<Result<_>>()?;
+    let w = weft_pbr::plan(&g, &a.from, &a.to, &stages).map_err(|e| anyhow!("{e}"))?;
+    println!("walk {} (cost {})", w.to_colon_string(), w.cost);
+    let mut line = format!("weft pbr create {}", w.to_colon_string());
+    for (s, &i) in stages.iter().zip(&w.processing) {
+        let class = s.class.clone().unwrap_or_else(|| "CLASS".into());
+        // A node visited more than once is named by visit index.
+        let name = &w.hops[i];
+        let first = w.hops.iter().position(|h| h == name) == Some(i);
+        let hop = if first { name.clone() } else { format!("#{i}") };
+        line.push_str(&format!(" --plugin {hop}:{class}:init"));
+    }
+    for r in &a.rest {
+        line.push(' ');
+        line.push_str(r);
+    }
+    println!("{line}");
+    Ok(())
+}
+
+/// Print a path view (the API's JSON) as a table of visits.
+fn print_path(v: &serde_json::Value) {
+    let s = |k: &str| v[k].as_str().map(str::to_string).unwrap_or_else(|| v[k].to_string());
+    println!("path {}  state {}", s("id"), s("state"));
+    if let Some(e) = v.get("error").filter(|e| !e.is_null()) {
+        println!("  {e}");
+    }
+    if let Some(recs) = v["status"].as_array().or_else(|| v["records"].as_array()) {
+        let rows: Vec<Vec<String>> = recs
+            .iter()
+            .map(|r| {
+                let f = |k: &str| match &r[k] {
+                    serde_json::Value::Null => "-".to_string(),
+                    serde_json::Value::String(s) => s.clone(),
+                    x => x.to_string(),
+                };
+                vec![
+                    f("hop"),
+                    f("address"),
+                    f("state"),
+                    f("label"),
+                    f("plugin"),
+                    f("packets"),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(&["hop", "address", "state", "label", "plugin", "packets"], &rows)
+        );
+    }
+}
+
+pub async fn run(c: PbrCmd, node: Option<PathBuf>) -> Result<()> {
+    match c {
+        PbrCmd::Plan(a) => plan(&a),
+        PbrCmd::Create(a) => {
+            let req = create_request(&a)?;
+            let cl = client(node)?;
+            let created: serde_json::Value = cl.post("/v1/pbr/paths", &req).await.context("pbr create")?;
+            let id = created["id"].as_str().unwrap_or_default().to_string();
+            if a.no_wait {
+                println!("{id}");
+                return Ok(());
+            }
+            // Up only when the commit reached us (PromethOS figure 3).
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let v: serde_json::Value = cl.get(&format!("/v1/pbr/paths/{id}")).await?;
+                match v["state"].as_str() {
+                    Some("up") => {
+                        println!("{id}");
+                        return Ok(());
+                    }
+                    Some("pending") if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Some("pending") => bail!("path {id} is not up after 30 s"),
+                    _ => {
+                        print_path(&v);
+                        bail!("path {id} was not set up");
+                    }
+                }
+            }
+        }
+        PbrCmd::Status { id } => {
+            let v: serde_json::Value = client(node)?.get(&format!("/v1/pbr/paths/{id}?status=true")).await?;
+            print_path(&v);
+            Ok(())
+        }
+        PbrCmd::Release { id } => {
+            let _: serde_json::Value = client(node)?
+                .delete::<serde_json::Value, _>(&format!("/v1/pbr/paths/{id}"), None)
+                .await?;
+            Ok(())
+        }
+        PbrCmd::Ls => {
+            let v: Vec<serde_json::Value> = client(node)?.get("/v1/pbr/paths").await?;
+            let rows: Vec<Vec<String>> = v
+                .iter()
+                .map(|p| {
+                    let f = |k: &str| match &p[k] {
+                        serde_json::Value::Null => "-".to_string(),
+                        serde_json::Value::String(s) => s.clone(),
+                        x => x.to_string(),
+                    };
+                    vec![f("id"), f("role"), f("state"), f("walk")]
+                })
+                .collect();
+            println!("{}", table(&["path", "role", "state", "walk"], &rows));
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(subcommand)]
+        c: PbrCmd,
+    }
+
+    fn fig2() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../topologies/promethos-fig2.toml")
+    }
+
+    #[test]
+    fn create_resolves_names_through_the_topology() {
+        let t = fig2();
+        let T { c } = T::parse_from([
+            "t",
+            "create",
+            "R1:R4:R3:R4:R7:R8:R7",
+            "--topology",
+            t.to_str().unwrap(),
+            "--dport",
+            "6060",
+            "--plugin",
+            "R3:ENCRYPT:init",
+            "--plugin",
+            "R8:DECRYPT:key=k",
+            "-d",
+            "h7",
+        ]);
+        let PbrCmd::Create(a) = c else { panic!() };
+        let r = create_request(&a).unwrap();
+        let hops: Vec<String> = r.hops.iter().map(|h| h.addr.to_string()).collect();
+        assert_eq!(
+            hops,
+            [
+                "10.14.0.1",
+                "10.14.0.4",
+                "10.34.0.3",
+                "10.34.0.4",
+                "10.47.0.7",
+                "10.78.0.8",
+                "10.78.0.7"
+            ]
+        );
+        assert_eq!(r.flowspec.dport, PortRange::single(6060));
+        assert_eq!(r.flowspec.protocol, Some(17));
+        assert_eq!(r.flowspec.dst.to_string(), "10.0.7.2/32");
+        assert_eq!((r.plugins[0].hop, r.plugins[0].class.as_str()), (2, "ENCRYPT"));
+        assert_eq!((r.plugins[1].hop, r.plugins[1].config.as_str()), (5, "key=k"));
+        assert_eq!(r.refresh_ms, 5000);
+    }
+
+    #[test]
+    fn bad_walks_are_explained() {
+        let t = fig2();
+        for (walk, extra, want) in [
+            ("R1:R7", vec![], "not neighbours"),
+            ("R1:R9", vec![], "no such node"),
+            ("R1", vec![], "at least two hops"),
+            ("R1:R4", vec!["--plugin", "R5:X"], "not on the walk"),
+            ("R1:R4", vec!["--dport", "9-1"], "bad port range"),
+        ] {
+            let mut args = vec!["t", "create", walk, "--topology", t.to_str().unwrap()];
+            args.extend(extra);
+            let T { c } = T::parse_from(args);
+            let PbrCmd::Create(a) = c else { panic!() };
+            let e = create_request(&a).unwrap_err().to_string();
+            assert!(e.contains(want), "{walk}: {e}");
+        }
+        // Loose hops need no adjacency.
+        let T { c } = T::parse_from([
+            "t",
+            "create",
+            "R1:R7",
+            "--topology",
+            t.to_str().unwrap(),
+            "--loose",
+            "R7",
+        ]);
+        let PbrCmd::Create(a) = c else { panic!() };
+        let r = create_request(&a).unwrap();
+        assert!(r.hops[1].loose && !r.hops[0].loose);
+    }
+
+    #[test]
+    fn rates_and_intervals() {
+        assert_eq!(parse_rate("10M").unwrap(), 10_000_000);
+        assert_eq!(parse_rate("1.5k").unwrap(), 1500);
+        assert_eq!(parse_ms("500ms").unwrap(), 500);
+        assert_eq!(parse_ms("2s").unwrap(), 2000);
+        assert!(parse_ms("0s").is_err());
+    }
+}
