@@ -474,8 +474,9 @@ pub struct Pipeline {
     fib: Fib,
     /// Instances attached at the routing step, in order.
     resolvers: Arc<[InstanceId]>,
-    /// Explicit-path visits by label.
-    labels: HashMap<u32, label::LabelEntry>,
+    /// The node's own addresses (flow-key form): steering filters leave
+    /// packets for the node itself alone.
+    local: Vec<u128>,
 }
 
 impl Pipeline {
@@ -574,7 +575,13 @@ pub struct Node {
     filters: Vec<Filter>,
     filter_hits: Vec<u64>,
     resolvers: Vec<InstanceId>,
-    labels: BTreeMap<u32, label::LabelState>,
+    /// The control state changed since the snapshot was built.
+    stale: bool,
+    /// Explicit-path visits by label. Read by the data path directly,
+    /// not through the snapshot: a path's visits come and go one at a time
+    /// (ten thousand paths would otherwise rebuild ten thousand maps), and
+    /// the node is single-owner, so changes land between batches anyway.
+    labels: HashMap<u32, label::LabelState>,
     next_label: u32,
     next_filter: u32,
     routes: Fib,
@@ -663,7 +670,8 @@ impl Node {
             filters: Vec::new(),
             filter_hits: Vec::new(),
             resolvers: Vec::new(),
-            labels: BTreeMap::new(),
+            stale: false,
+            labels: HashMap::new(),
             next_label: label::FIRST_LABEL,
             next_filter: 1,
             routes: Fib::default(),
@@ -702,7 +710,9 @@ impl Node {
         &self.name
     }
 
-    /// The current pipeline snapshot.
+    /// The pipeline snapshot the data path runs. Control changes are
+    /// published at the next [`Node::receive`] or [`Node::tick`] (changes
+    /// made between two batches coalesce into one snapshot).
     pub fn pipeline(&self) -> Arc<Pipeline> {
         self.pipeline.clone()
     }
@@ -1254,8 +1264,25 @@ impl Node {
         v
     }
 
-    /// Build a new snapshot from the control state and publish it.
+    /// Mark the snapshot out of date: the next batch, tick or route lookup
+    /// builds and publishes a new one, so a burst of control changes
+    /// between two batches (a PBR daemon committing a thousand visits, a
+    /// config file's filters) costs one rebuild, not one per change.
     fn publish(&mut self) {
+        self.stale = true;
+    }
+
+    /// Publish a new snapshot if the control state changed since the last.
+    #[inline]
+    fn flush(&mut self) {
+        if self.stale {
+            self.stale = false;
+            self.publish_now();
+        }
+    }
+
+    /// Build a new snapshot from the control state and publish it.
+    fn publish_now(&mut self) {
         let mut p = Pipeline {
             version: self.pipeline.version + 1,
             ..Default::default()
@@ -1283,15 +1310,19 @@ impl Node {
         }
         p.fib = fib;
         p.resolvers = Arc::from(self.resolvers.as_slice());
-        p.labels = self
-            .labels
+        p.local = self
+            .ports
             .iter()
-            .map(|(&l, st)| {
-                let e = label::LabelEntry {
-                    chain: Arc::from(st.chain.as_slice()),
-                    out: st.out.clone(),
-                };
-                (l, e)
+            .flat_map(|port| {
+                let ll = u128::from(port.link_local);
+                port.cfg
+                    .addrs
+                    .iter()
+                    .map(|a| match a.addr() {
+                        IpAddr::V4(v4) => u32::from(v4) as u128,
+                        IpAddr::V6(v6) => u128::from(v6),
+                    })
+                    .chain(std::iter::once(ll))
             })
             .collect();
         self.pipeline = Arc::new(p);
@@ -1403,7 +1434,8 @@ impl Node {
     /// The FIB's answer for `dst` (longest prefix match), as the data path
     /// would use it: `(port, next hop, kind)`; for the node's own addresses
     /// the kind is [`RouteKind::Local`].
-    pub fn lookup_route(&self, dst: IpAddr) -> Option<(PortId, IpAddr, RouteKind)> {
+    pub fn lookup_route(&mut self, dst: IpAddr) -> Option<(PortId, IpAddr, RouteKind)> {
+        self.flush();
         let r = self.pipeline.fib.lookup(dst)?;
         Some((r.port, r.next_hop(dst), r.kind))
     }
@@ -1459,6 +1491,7 @@ impl Node {
     /// Output frames are queued per port (see [`Node::take_tx`]).
     pub fn receive(&mut self, now_ns: u64, port: PortId, batch: &mut Batch) {
         self.now_ns = now_ns;
+        self.flush();
         let pl = self.pipeline.clone();
         let Some(p) = self.ports.get_mut(port as usize) else {
             for pkt in batch.drain(..) {
@@ -1523,6 +1556,7 @@ impl Node {
     /// elements and the node originated. Call when idle too.
     pub fn tick(&mut self, now_ns: u64) {
         self.now_ns = now_ns;
+        self.flush();
         let pl = self.pipeline.clone();
         let mut expired = Vec::new();
         let mut retry = Vec::new();
@@ -1591,7 +1625,7 @@ impl Node {
             return;
         }
         let mut r = self.route(pl, &mut pkt);
-        if matches!(r, Ok(RouteKind::Local)) && !pl.labels.is_empty() && label::is_mpls_udp(&pkt) {
+        if matches!(r, Ok(RouteKind::Local)) && !self.labels.is_empty() && label::is_mpls_udp(&pkt) {
             self.label_decap(pl, pkt);
             return;
         }
@@ -2384,8 +2418,10 @@ impl Node {
                 if let Some(h) = self.filter_hits.get_mut(fid.0 as usize) {
                     *h += batch.len() as u64;
                 }
-                self.run_chain(chain, batch);
-                steer(batch, table.steer[r as usize]);
+                match table.steer[r as usize] {
+                    0 => self.run_chain(chain, batch),
+                    label => self.run_steering(pl, chain, label, batch),
+                }
             }
             return;
         }
@@ -2411,8 +2447,10 @@ impl Node {
         }
         for (r, mut b) in groups.drain(..) {
             let chain = table.rules[r].1.clone();
-            self.run_chain(&chain, &mut b);
-            steer(&mut b, table.steer[r]);
+            match table.steer[r] {
+                0 => self.run_chain(&chain, &mut b),
+                label => self.run_steering(pl, &chain, label, &mut b),
+            }
             rest.append(&mut b);
             self.s_group_pool.push(b);
         }
@@ -2420,6 +2458,34 @@ impl Node {
         self.s_hook_rest = rest;
         self.s_groups = groups;
         self.s_matched = matched;
+    }
+
+    /// A steering filter's path (the first visit of an explicit path): its
+    /// chain, then the visit's label on every packet — except packets for
+    /// the node itself (its own PBR messages may match a wide flow), which
+    /// pass untouched.
+    fn run_steering(&mut self, pl: &Pipeline, chain: &[InstanceId], label: u32, batch: &mut Batch) {
+        let mut mine = std::mem::take(&mut self.s_label);
+        if batch.iter().any(|p| pl.local.contains(&p.meta.flow.dst)) {
+            // A stable split: per-flow order holds.
+            // (`s_chain_keep` is free: run_chain has not started.)
+            let mut keep = std::mem::take(&mut self.s_chain_keep);
+            for p in batch.drain(..) {
+                if pl.local.contains(&p.meta.flow.dst) {
+                    mine.push(p);
+                } else {
+                    keep.push(p);
+                }
+            }
+            std::mem::swap(batch, &mut keep);
+            self.s_chain_keep = keep;
+        }
+        self.run_chain(chain, batch);
+        for p in batch.iter_mut() {
+            p.meta.label = label;
+        }
+        batch.append(&mut mine);
+        self.s_label = mine;
     }
 
     /// Run a path's instances over a batch, acting on verdicts.
@@ -2511,16 +2577,6 @@ impl Node {
         }
         self.s_verdicts = verdicts;
         self.s_chain_keep = keep;
-    }
-}
-
-/// Mark a steering filter's packets with its visit label (0: not one).
-#[inline]
-fn steer(batch: &mut Batch, label: u32) {
-    if label != 0 {
-        for p in batch.iter_mut() {
-            p.meta.label = label;
-        }
     }
 }
 

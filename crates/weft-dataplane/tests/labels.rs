@@ -269,3 +269,30 @@ fn removing_a_first_visit_removes_its_filter() {
     n.remove_filter(fid).unwrap();
     assert!(n.labels().is_empty(), "label {l} went with its filter");
 }
+
+#[test]
+fn steering_leaves_the_nodes_own_packets_alone() {
+    let mut n = router();
+    // A wide flow: every UDP packet, the node's own (e.g. PBR messages) too.
+    let m = Match {
+        proto: Some(proto::UDP),
+        ..Default::default()
+    };
+    n.add_steering(
+        m,
+        vec![],
+        LabelOut::Swap {
+            label: 100,
+            port: 1,
+            next_hop: IpAddr::V4(ip("10.0.1.2")),
+        },
+    )
+    .unwrap();
+    n.listen(proto::UDP, 7077);
+    let mine = build::udp4(HA, M0, ip("10.0.0.2"), ip("10.0.0.1"), 7077, 7077, 64, b"pbr");
+    rx(&mut n, 0, &mine);
+    assert!(n.poll_local().is_some(), "delivered, not steered: {:?}", n.drops());
+    rx(&mut n, 0, &udp(9, 20));
+    let (label, _, _) = unlabel(&tx(&mut n, 1)[0]);
+    assert_eq!(label, 100, "transit traffic is steered");
+}

@@ -93,21 +93,14 @@ pub struct LabelInfo {
     pub bytes: u64,
 }
 
-/// A visit in the control state.
+/// A visit.
 #[derive(Clone, Debug)]
 pub(super) struct LabelState {
-    pub(super) chain: Vec<InstanceId>,
+    pub(super) chain: Arc<[InstanceId]>,
     pub(super) out: LabelOut,
     pub(super) steering: Option<FilterId>,
     pub(super) packets: u64,
     pub(super) bytes: u64,
-}
-
-/// A visit in the published pipeline.
-#[derive(Clone, Debug)]
-pub(super) struct LabelEntry {
-    pub(super) chain: Arc<[InstanceId]>,
-    pub(super) out: LabelOut,
 }
 
 #[inline]
@@ -164,14 +157,14 @@ impl Node {
         self.labels.insert(
             label,
             LabelState {
-                chain,
+                chain: Arc::from(chain),
                 out,
                 steering: None,
                 packets: 0,
                 bytes: 0,
             },
         );
-        self.publish();
+        // Labels are read by the data path directly: no new snapshot.
         Ok(label)
     }
 
@@ -199,7 +192,7 @@ impl Node {
         self.labels.insert(
             label,
             LabelState {
-                chain: Vec::new(),
+                chain: Arc::from(Vec::new()),
                 out,
                 steering: Some(fid),
                 packets: 0,
@@ -216,14 +209,15 @@ impl Node {
         let st = self.labels.remove(&label).ok_or(NodeError::UnknownLabel(label))?;
         if let Some(fid) = st.steering {
             self.filters.retain(|f| f.id != fid);
+            self.publish();
         }
-        self.publish();
         Ok(())
     }
 
-    /// Every visit held here.
+    /// Every visit held here, by label.
     pub fn labels(&self) -> Vec<LabelInfo> {
-        self.labels
+        let mut v: Vec<LabelInfo> = self
+            .labels
             .iter()
             .map(|(&label, s)| LabelInfo {
                 label,
@@ -235,13 +229,15 @@ impl Node {
                         .find(|f| f.id == fid)
                         .map(|f| f.chain.clone())
                         .unwrap_or_default(),
-                    None => s.chain.clone(),
+                    None => s.chain.to_vec(),
                 },
                 out: s.out.clone(),
                 packets: s.packets,
                 bytes: s.bytes,
             })
-            .collect()
+            .collect();
+        v.sort_by_key(|l| l.label);
+        v
     }
 
     /// Whether a label entry uses instance `id`.
@@ -268,7 +264,7 @@ impl Node {
         }
         let lse = u32::from_be_bytes([d[14], d[15], d[16], d[17]]);
         let (label, bottom, ttl) = (lse >> 12, (lse >> 8) & 1 == 1, lse as u8);
-        let Some(entry) = pl.labels.get(&label) else {
+        let Some((chain, out)) = self.labels.get(&label).map(|e| (e.chain.clone(), e.out.clone())) else {
             self.drop_pkt(DropReason::UnknownLabel, pkt);
             return;
         };
@@ -307,11 +303,10 @@ impl Node {
         pkt.meta.in_port = in_port;
         pkt.meta.label = pack(label, ttl - 1);
         self.count_label(label, pkt.len());
-        let entry = entry.clone();
-        if !entry.chain.is_empty() {
+        if !chain.is_empty() {
             let mut one = std::mem::take(&mut self.s_label);
             one.push(pkt);
-            self.run_chain(&entry.chain, &mut one);
+            self.run_chain(&chain, &mut one);
             let next = one.pop();
             self.s_label = one;
             match next {
@@ -319,14 +314,14 @@ impl Node {
                 None => return,
             }
         }
-        self.label_out(pl, &entry.out, pkt);
+        self.label_out(pl, &out, pkt);
     }
 
     /// A packet of a steered flow after PREROUTING (the first visit), or a
     /// visit's packet after its chain.
     pub(super) fn steered(&mut self, pl: &Pipeline, pkt: Packet) {
         let (label, _) = unpack(pkt.meta.label);
-        match pl.labels.get(&label) {
+        match self.labels.get(&label) {
             Some(e) => {
                 let out = e.out.clone();
                 self.count_label(label, pkt.len());

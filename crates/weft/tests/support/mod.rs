@@ -204,3 +204,139 @@ pub fn hops(out: &str) -> Vec<String> {
         .filter_map(|l| l.split_whitespace().nth(1).map(String::from))
         .collect()
 }
+
+/// tcpdump writing every frame on one interface of a namespace to a file,
+/// until [`NsCapture::frames`] stops it (killed on drop otherwise).
+///
+/// A Weft node's AF_PACKET ports send with `PACKET_QDISC_BYPASS`, which
+/// skips the kernel's capture taps: in a node's namespace tcpdump sees the
+/// frames the node *receives* on a port, not those it sends. Capture a link
+/// at its receiving end.
+pub struct NsCapture {
+    proc: Proc,
+    file: PathBuf,
+}
+
+impl NsCapture {
+    /// Start tcpdump in `net`'s member `name` on `ifname`, writing under
+    /// `dir`; returns once tcpdump says it is listening.
+    pub fn start(net: &Net, name: &str, ifname: &str, dir: &Path) -> NsCapture {
+        let file = dir.join(format!("{name}-{ifname}.pcap"));
+        let mut proc = net.spawn(
+            name,
+            &[
+                "tcpdump",
+                "-Z",
+                "root",
+                "--immediate-mode",
+                "-i",
+                ifname,
+                "-n",
+                "-U",
+                "-w",
+                &file.display().to_string(),
+            ],
+        );
+        let err = proc.0.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                if l.contains("listening on") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(15))
+            .unwrap_or_else(|_| panic!("tcpdump on {name} {ifname} did not start"));
+        NsCapture { proc, file }
+    }
+
+    /// Stop tcpdump (SIGINT flushes the file) and read the frames.
+    pub fn frames(self) -> Vec<Vec<u8>> {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.proc.0.id().to_string()])
+            .status();
+        let _ = self.proc.wait(Duration::from_secs(5));
+        read_pcap(&std::fs::read(&self.file).unwrap())
+    }
+}
+
+/// The frames of a classic pcap file (either byte order, µs or ns stamps,
+/// Ethernet link type).
+pub fn read_pcap(b: &[u8]) -> Vec<Vec<u8>> {
+    assert!(b.len() >= 24, "short pcap file");
+    let le = match b[..4] {
+        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => true,
+        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => false,
+        _ => panic!("not a pcap file: {:02x?}", &b[..4]),
+    };
+    let u32_at = |o: usize| {
+        let w = [b[o], b[o + 1], b[o + 2], b[o + 3]];
+        if le {
+            u32::from_le_bytes(w)
+        } else {
+            u32::from_be_bytes(w)
+        }
+    };
+    assert_eq!(u32_at(20), 1, "pcap link type: Ethernet");
+    let mut v = Vec::new();
+    let mut off = 24;
+    while off + 16 <= b.len() {
+        let incl = u32_at(off + 8) as usize;
+        let data = off + 16;
+        if data + incl > b.len() {
+            break;
+        }
+        v.push(b[data..data + incl].to_vec());
+        off = data + incl;
+    }
+    v
+}
+
+/// Send one UDP datagram with `data` as its payload from `net`'s member
+/// `name` (a Linux host) with socat.
+pub fn socat_send(net: &Net, name: &str, dst: &str, port: u16, data: &[u8]) {
+    let mut c = Command::new("ip");
+    c.args([
+        "netns",
+        "exec",
+        &net.ns(name),
+        "socat",
+        "-u",
+        "-",
+        &format!("UDP-SENDTO:{dst}:{port}"),
+    ])
+    .stdin(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    assert!(child.wait().unwrap().success(), "socat send from {name}");
+}
+
+/// A socat on `net`'s member `name` appending every UDP datagram to `port`
+/// to a file (stopped on drop).
+pub struct UdpSink {
+    _proc: Proc,
+    pub file: PathBuf,
+}
+
+impl UdpSink {
+    pub fn start(net: &Net, name: &str, port: u16, dir: &Path) -> UdpSink {
+        let file = dir.join(format!("{name}-{port}.out"));
+        let proc = net.spawn(
+            name,
+            &[
+                "socat",
+                "-u",
+                &format!("UDP-RECV:{port}"),
+                &format!("CREATE:{}", file.display()),
+            ],
+        );
+        UdpSink { _proc: proc, file }
+    }
+
+    /// The bytes received so far.
+    pub fn got(&self) -> Vec<u8> {
+        std::fs::read(&self.file).unwrap_or_default()
+    }
+}
