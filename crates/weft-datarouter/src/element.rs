@@ -1,8 +1,9 @@
 //! `datarouter` — resolves DataRouter tags of packets addressed to the node.
 //!
-//! Bind it with a PREROUTING filter whose `dst` is one of the node's own
-//! addresses (one instance may sit on several such filters: it then holds
-//! one set of class tables for all of them). For each packet:
+//! Attach it at the node's routing step (`Node::attach_resolver`; what
+//! `[[droute]]` does): it then sees the packets addressed to the node that
+//! carry options, and the node routes a packet again after a rewrite. A
+//! PREROUTING filter on the node's own `dst` works too. For each packet:
 //!
 //! * no tag, or a chain whose pointer is exhausted → `Continue` (the node
 //!   delivers or forwards it as usual);

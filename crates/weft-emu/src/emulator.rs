@@ -723,10 +723,14 @@ impl Emulator {
                 on_link(idx[i - 1], idx[i])
             };
             let addr = addr.ok_or_else(|| {
-                EmuError::Topology(format!(
-                    "hop {i} ({}): no address on a link from the previous hop",
-                    walk[i]
-                ))
+                EmuError::Topology(match i {
+                    0 => format!("hop 0 ({}) has no address of that family", walk[0]),
+                    _ => format!(
+                        "hop {i} ({}) is not a neighbour of {}: mark it loose to route between them",
+                        walk[i],
+                        walk[i - 1]
+                    ),
+                })
             })?;
             hops.push(weft_pbr::Hop {
                 addr,

@@ -268,6 +268,24 @@ impl EndpointSpec {
 }
 
 impl Topology {
+    /// The network as the explicit-path planner's graph: nodes with their
+    /// processing `cost`, links between nodes with theirs (of two links
+    /// joining one pair, the first counts).
+    pub fn pbr_graph(&self) -> weft_pbr::Graph {
+        let mut g = weft_pbr::Graph::new();
+        for n in &self.nodes {
+            g.add_node(&n.name, n.cost as u64);
+        }
+        for l in &self.links {
+            if let (Ok(EndpointSpec::Node { node: a, .. }), Ok(EndpointSpec::Node { node: b, .. })) =
+                (self.endpoint(&l.a), self.endpoint(&l.b))
+            {
+                let _ = g.add_link(&a, &b, l.cost as u64);
+            }
+        }
+        g
+    }
+
     /// Parse topology text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Topology, EmuError> {
         let t: Topology = toml::from_str(text).map_err(|e| {

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use weft_emu::topology::{EndpointSpec, Topology};
+use weft_emu::topology::Topology;
 use weft_emu::Emulator;
 
 fn path() -> PathBuf {
@@ -49,28 +49,11 @@ fn ping_and_default_path_is_r1_r4_r7() {
     );
 }
 
-/// The topology as the planner's graph: node processing costs, links
-/// between nodes (host links left out) with their costs.
-fn graph(t: &Topology) -> weft_pbr::Graph {
-    let mut g = weft_pbr::Graph::new();
-    for n in &t.nodes {
-        g.add_node(&n.name, n.cost as u64);
-    }
-    for l in &t.links {
-        if let (Ok(EndpointSpec::Node { node: a, .. }), Ok(EndpointSpec::Node { node: b, .. })) =
-            (t.endpoint(&l.a), t.endpoint(&l.b))
-        {
-            g.add_link(&a, &b, l.cost as u64).unwrap();
-        }
-    }
-    g
-}
-
 #[test]
 fn optimal_walk_on_figure_2() {
     let text = std::fs::read_to_string(path()).unwrap();
     let t = Topology::parse(&text, "promethos-fig2.toml").unwrap();
-    let g = graph(&t);
+    let g = t.pbr_graph();
     let stages = [
         weft_pbr::Stage::parse("ENCRYPT@R2,R3").unwrap(),
         weft_pbr::Stage::parse("DECRYPT@R6,R8").unwrap(),

@@ -8,7 +8,6 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use weft_control::pbr::{PathState, PbrConfig};
-use weft_emu::topology::{EndpointSpec, Topology};
 use weft_emu::{CapturedFrame, Emulator};
 use weft_pbr::Hop;
 use weft_pbr::{CreateRequest, FlowSpec, PathId, Plugin, PortRange, Reason};
@@ -50,22 +49,6 @@ fn warm(emu: &mut Emulator) {
         |e| e.host("h1").ping_result(p).is_some_and(|r| r.done),
         Duration::from_secs(10)
     ));
-}
-
-/// The topology as the planner's graph.
-fn graph(t: &Topology) -> weft_pbr::Graph {
-    let mut g = weft_pbr::Graph::new();
-    for n in &t.nodes {
-        g.add_node(&n.name, n.cost as u64);
-    }
-    for l in &t.links {
-        if let (Ok(EndpointSpec::Node { node: a, .. }), Ok(EndpointSpec::Node { node: b, .. })) =
-            (t.endpoint(&l.a), t.endpoint(&l.b))
-        {
-            g.add_link(&a, &b, l.cost as u64).unwrap();
-        }
-    }
-    g
 }
 
 fn udp_to(emu: &Emulator, dport: u16) -> FlowSpec {
@@ -173,7 +156,7 @@ fn figure_2_walk_encrypts_between_r3_and_r8() {
         weft_pbr::Stage::parse("ENCRYPT@R2,R3").unwrap(),
         weft_pbr::Stage::parse("DECRYPT@R6,R8").unwrap(),
     ];
-    let w = weft_pbr::plan(&graph(&t), "R1", "R7", &stages).unwrap();
+    let w = weft_pbr::plan(&t.pbr_graph(), "R1", "R7", &stages).unwrap();
     assert_eq!(w.to_colon_string(), "R1:R4:R3:R4:R7:R8:R7");
     assert_eq!(w.processing, vec![2, 5]);
 

@@ -48,8 +48,8 @@ pub async fn run(a: DrouteArgs, node: Option<PathBuf>) -> anyhow::Result<()> {
             match drs.as_slice() {
                 [one] => one.id.trim_start_matches('#').to_string(),
                 [] => bail!(
-                    "the node has no datarouter instance: add one (`weft fb new datarouter`) and bind it at \
-                     PREROUTING to the node's addresses, or load [[droute]] from the node configuration"
+                    "the node is not a DataRouter: give it a [[droute]] section in its configuration (that \
+                     creates the datarouter instance and attaches it at the routing step)"
                 ),
                 _ => bail!(
                     "the node has several datarouter instances ({}); choose one with --instance",

@@ -20,7 +20,8 @@ use ipnet::IpNet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use weft_emu::topology::{EndpointSpec, Topology};
+use weft_emu::topology::Topology;
+use weft_emu::Emulator;
 use weft_pbr::{CreateRequest, FlowSpec, Hop, Plugin, PortRange, Stage};
 
 /// `weft pbr …`
@@ -115,57 +116,6 @@ fn load(path: &Path) -> Result<Topology> {
     Topology::parse(&text, &path.display().to_string()).map_err(|e| anyhow!("{e}"))
 }
 
-/// The topology as a graph of nodes (processing costs) and links (costs).
-pub fn graph(t: &Topology) -> weft_pbr::Graph {
-    let mut g = weft_pbr::Graph::new();
-    for n in &t.nodes {
-        g.add_node(&n.name, n.cost as u64);
-    }
-    for l in &t.links {
-        if let (Ok(EndpointSpec::Node { node: a, .. }), Ok(EndpointSpec::Node { node: b, .. })) =
-            (t.endpoint(&l.a), t.endpoint(&l.b))
-        {
-            // Links between known nodes; a duplicate link keeps the cheaper.
-            let _ = g.add_link(&a, &b, l.cost as u64);
-        }
-    }
-    g
-}
-
-/// `from`'s and `to`'s addresses on the link joining them, of `v6` family.
-fn link_addrs(t: &Topology, from: &str, to: &str, v6: bool) -> Option<(IpAddr, IpAddr)> {
-    for l in &t.links {
-        let (Ok(EndpointSpec::Node { node: a, .. }), Ok(EndpointSpec::Node { node: b, .. })) =
-            (t.endpoint(&l.a), t.endpoint(&l.b))
-        else {
-            continue;
-        };
-        let pick = |addrs: &[IpNet]| addrs.iter().map(|n| n.addr()).find(|a| a.is_ipv6() == v6);
-        let (aa, ba) = (l.a_addr.to_vec(), l.b_addr.to_vec());
-        if a == from && b == to {
-            return Some((pick(&aa)?, pick(&ba)?));
-        }
-        if b == from && a == to {
-            return Some((pick(&ba)?, pick(&aa)?));
-        }
-    }
-    None
-}
-
-/// Any address of node `name` (its first link's), of `v6` family.
-fn node_addr(t: &Topology, name: &str, v6: bool) -> Option<IpAddr> {
-    t.links.iter().find_map(|l| {
-        [(&l.a, &l.a_addr), (&l.b, &l.b_addr)]
-            .into_iter()
-            .find_map(|(e, addrs)| match t.endpoint(e) {
-                Ok(EndpointSpec::Node { node, .. }) if node == name => {
-                    addrs.to_vec().iter().map(|n| n.addr()).find(|a| a.is_ipv6() == v6)
-                }
-                _ => None,
-            })
-    })
-}
-
 /// A host's address (with its prefix) from the topology.
 fn host_net(t: &Topology, name: &str, v6: bool) -> Option<IpNet> {
     let h = t.hosts.iter().find(|h| h.name == name)?;
@@ -176,52 +126,27 @@ fn host_net(t: &Topology, name: &str, v6: bool) -> Option<IpNet> {
     }
 }
 
-/// Resolve a walk of names / addresses into hops.
-pub fn resolve_walk(t: Option<&Topology>, names: &[&str], loose: &[bool], v6: bool) -> Result<Vec<Hop>> {
-    if let Some(t) = t {
-        if let Some(n) = names
+/// Resolve a walk into hops: addresses as they are, or node names through
+/// the topology (hop *i*: node *i*'s address on its link from node *i−1*).
+pub fn resolve_walk(topology: Option<&Path>, names: &[&str], loose: &[bool], v6: bool) -> Result<Vec<Hop>> {
+    let addrs: Vec<Option<IpAddr>> = names.iter().map(|n| n.parse().ok()).collect();
+    if addrs.iter().all(Option::is_some) {
+        return Ok(addrs
             .iter()
-            .find(|n| n.parse::<IpAddr>().is_err() && !t.nodes.iter().any(|x| x.name == **n))
-        {
-            bail!("hop {n:?}: no such node in the topology");
-        }
+            .zip(loose)
+            .enumerate()
+            .map(|(i, (a, l))| Hop {
+                addr: a.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                loose: i > 0 && *l,
+            })
+            .collect());
     }
-    let mut hops = Vec::with_capacity(names.len());
-    for (i, n) in names.iter().enumerate() {
-        let addr = match n.parse::<IpAddr>() {
-            Ok(a) => a,
-            Err(_) => {
-                let t = t.ok_or_else(|| anyhow!("hop {n:?} is a name: give --topology (or write addresses)"))?;
-                if i == 0 {
-                    match names.get(1) {
-                        Some(next) if next.parse::<IpAddr>().is_err() && !loose.get(1).copied().unwrap_or(false) => {
-                            match link_addrs(t, n, next, v6) {
-                                Some((a, _)) => Some(a),
-                                None => bail!(
-                                    "hops {n} and {next} are not neighbours: mark {next} --loose to route between them"
-                                ),
-                            }
-                        }
-                        _ => node_addr(t, n, v6),
-                    }
-                } else if loose[i] {
-                    node_addr(t, n, v6)
-                } else {
-                    let prev = names[i - 1];
-                    match link_addrs(t, prev, n, v6) {
-                        Some((_, b)) => Some(b),
-                        None => bail!("hops {prev} and {n} are not neighbours: mark {n} --loose to route between them"),
-                    }
-                }
-                .ok_or_else(|| anyhow!("hop {n:?} has no {} address", if v6 { "IPv6" } else { "IPv4" }))?
-            }
-        };
-        hops.push(Hop {
-            addr,
-            loose: i > 0 && loose[i],
-        });
+    if addrs.iter().any(Option::is_some) {
+        bail!("write the walk in node names or in addresses, not both");
     }
-    Ok(hops)
+    let path = topology.ok_or_else(|| anyhow!("the walk names nodes: give --topology (or write addresses)"))?;
+    let emu = Emulator::load(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    emu.hop_addresses(names, loose, v6).map_err(|e| anyhow!("{e}"))
 }
 
 fn parse_ports(s: &str) -> Result<PortRange> {
@@ -349,7 +274,7 @@ pub fn create_request(a: &CreateArgs) -> Result<CreateRequest> {
         None if a.sport.is_some() || a.dport.is_some() => Some(17),
         None => None,
     };
-    let hops = resolve_walk(topo.as_ref(), &names, &loose, v6)?;
+    let hops = resolve_walk(a.topology.as_deref(), &names, &loose, v6)?;
     let mut plugins = Vec::new();
     for p in &a.plugins {
         let mut it = p.splitn(3, ':');
@@ -376,7 +301,7 @@ pub fn create_request(a: &CreateArgs) -> Result<CreateRequest> {
 
 fn plan(a: &PlanArgs) -> Result<()> {
     let t = load(&a.topology)?;
-    let g = graph(&t);
+    let g = t.pbr_graph();
     let stages: Vec<Stage> = a
         .process
         .iter()
@@ -556,8 +481,8 @@ mod tests {
     fn bad_walks_are_explained() {
         let t = fig2();
         for (walk, extra, want) in [
-            ("R1:R7", vec![], "not neighbours"),
-            ("R1:R9", vec![], "no such node"),
+            ("R1:R7", vec![], "not a neighbour of R1"),
+            ("R1:R9", vec![], "no node \"R9\""),
             ("R1", vec![], "at least two hops"),
             ("R1:R4", vec!["--plugin", "R5:X"], "not on the walk"),
             ("R1:R4", vec!["--dport", "9-1"], "bad port range"),

@@ -380,88 +380,6 @@ fn droute(class: &str, pattern: &str, dest: &str) -> String {
     format!("[[droute]]\nclass = \"{class}\"\npattern = \"{pattern}\"\ndest = \"{dest}\"\nalg = \"suffix\"\n")
 }
 
-/// tcpdump writing everything on one interface to a file until stopped.
-struct Capture {
-    proc: Proc,
-    file: std::path::PathBuf,
-}
-
-impl Capture {
-    fn start(lab: &Lab, node: &str, ifname: &str) -> Capture {
-        let file = lab.tmp.0.join(format!("{node}-{ifname}.pcap"));
-        // No filter: `udp` would not match IPv6 packets whose UDP header
-        // follows a routing header.
-        let mut proc = lab.spawn(
-            node,
-            &[
-                "tcpdump",
-                "-Z",
-                "root",
-                "--immediate-mode",
-                "-i",
-                ifname,
-                "-n",
-                "-U",
-                "-w",
-                &file.display().to_string(),
-            ],
-        );
-        let err = proc.0.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-                if l.contains("listening on") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(15))
-            .unwrap_or_else(|_| panic!("tcpdump on {node} {ifname} did not start"));
-        Capture { proc, file }
-    }
-
-    /// Stop tcpdump (SIGINT flushes the file) and read the frames.
-    fn stop(self) -> Vec<Vec<u8>> {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.proc.0.id().to_string()])
-            .status();
-        let _ = self.proc.wait(Duration::from_secs(5));
-        pcap_frames(&std::fs::read(&self.file).unwrap())
-    }
-}
-
-/// The frames of a classic pcap file (either byte order, µs or ns stamps).
-fn pcap_frames(b: &[u8]) -> Vec<Vec<u8>> {
-    assert!(b.len() >= 24, "short pcap file");
-    let le = match b[..4] {
-        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => true,
-        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => false,
-        _ => panic!("not a pcap file: {:02x?}", &b[..4]),
-    };
-    let u32_at = |o: usize| {
-        let w = [b[o], b[o + 1], b[o + 2], b[o + 3]];
-        if le {
-            u32::from_le_bytes(w)
-        } else {
-            u32::from_be_bytes(w)
-        }
-    };
-    assert_eq!(u32_at(20), 1, "pcap link type: Ethernet");
-    let mut v = Vec::new();
-    let mut off = 24;
-    while off + 16 <= b.len() {
-        let incl = u32_at(off + 8) as usize;
-        let data = off + 16;
-        if data + incl > b.len() {
-            break;
-        }
-        v.push(b[data..data + incl].to_vec());
-        off = data + incl;
-    }
-    v
-}
-
 /// A tagged UDP datagram found in a captured frame.
 #[derive(Debug)]
 struct Tagged {
@@ -608,9 +526,9 @@ fn linux_router_between_datarouters(f: Family) {
     // L's side toward D1 (what L received) and toward D2 (what L sent), and
     // B's interface (what B's kernel got).
     let caps = [
-        Capture::start(&lab, "l", "eth0"),
-        Capture::start(&lab, "l", "eth1"),
-        Capture::start(&lab, "hb", "eth0"),
+        NsCapture::start_in(&lab.ns("l"), "eth0", &lab.tmp.0),
+        NsCapture::start_in(&lab.ns("l"), "eth1", &lab.tmp.0),
+        NsCapture::start_in(&lab.ns("hb"), "eth0", &lab.tmp.0),
     ];
     let bind = if f == Family::V4 { "0.0.0.0" } else { "::" };
     let port_s = port.to_string();
@@ -656,7 +574,7 @@ fn linux_router_between_datarouters(f: Family) {
     );
     let (ok, out) = rx.wait(Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(500));
-    let [l_in, l_out, at_b] = caps.map(Capture::stop);
+    let [l_in, l_out, at_b] = caps.map(NsCapture::frames);
     assert!(ok, "weft recv on B:\n{out}\nsender: {sent}\n{}", lab.node_logs());
 
     // What the sender put on the wire: the chain, pointer at its first tag.

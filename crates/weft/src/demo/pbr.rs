@@ -10,7 +10,6 @@ use anyhow::{anyhow, bail, Result};
 use std::net::IpAddr;
 use std::time::Duration;
 use weft_control::pbr::{PathState, PbrConfig};
-use weft_emu::topology::EndpointSpec;
 use weft_emu::{CapturedFrame, Emulator};
 use weft_pbr::{CreateRequest, FlowSpec, Plugin, PortRange, Stage};
 
@@ -19,22 +18,6 @@ const PORT: u16 = 6060;
 const OTHER: u16 = 7070;
 const MARK: &[u8] = b"WEFT-PBR";
 const COUNT: usize = 20;
-
-fn graph(emu: &Emulator) -> weft_pbr::Graph {
-    let t = emu.topology();
-    let mut g = weft_pbr::Graph::new();
-    for n in &t.nodes {
-        g.add_node(&n.name, n.cost as u64);
-    }
-    for l in &t.links {
-        if let (Ok(EndpointSpec::Node { node: a, .. }), Ok(EndpointSpec::Node { node: b, .. })) =
-            (t.endpoint(&l.a), t.endpoint(&l.b))
-        {
-            let _ = g.add_link(&a, &b, l.cost as u64);
-        }
-    }
-    g
-}
 
 /// The UDP destination port of an Ethernet/IPv4 frame, and whether it is
 /// labelled (MPLS) instead.
@@ -89,7 +72,7 @@ pub(super) fn run() -> Result<()> {
         "pbr plan --from R1 --to R7 --process ENCRYPT@R2,R3 --process DECRYPT@R6,R8",
     );
     let stages = [Stage::parse("ENCRYPT@R2,R3")?, Stage::parse("DECRYPT@R6,R8")?];
-    let w = weft_pbr::plan(&graph(&emu), "R1", "R7", &stages).map_err(|e| anyhow!("{e}"))?;
+    let w = weft_pbr::plan(&emu.topology().pbr_graph(), "R1", "R7", &stages).map_err(|e| anyhow!("{e}"))?;
     let walk = w.to_colon_string();
     println!(
         "  walk {walk} (cost {}; ENCRYPT at hop {}, DECRYPT at hop {}: R4 and R7 are visited twice)",

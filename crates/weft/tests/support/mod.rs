@@ -221,22 +221,30 @@ impl NsCapture {
     /// Start tcpdump in `net`'s member `name` on `ifname`, writing under
     /// `dir`; returns once tcpdump says it is listening.
     pub fn start(net: &Net, name: &str, ifname: &str, dir: &Path) -> NsCapture {
-        let file = dir.join(format!("{name}-{ifname}.pcap"));
-        let mut proc = net.spawn(
-            name,
-            &[
-                "tcpdump",
-                "-Z",
-                "root",
-                "--immediate-mode",
-                "-i",
-                ifname,
-                "-n",
-                "-U",
-                "-w",
-                &file.display().to_string(),
-            ],
-        );
+        Self::start_in(&net.ns(name), ifname, dir)
+    }
+
+    /// Start tcpdump in network namespace `netns` on `ifname`. No filter:
+    /// `udp` would not match IPv6 packets whose UDP header follows a
+    /// routing header.
+    pub fn start_in(netns: &str, ifname: &str, dir: &Path) -> NsCapture {
+        let name = netns;
+        let file = dir.join(format!("{netns}-{ifname}.pcap"));
+        let mut proc = Proc::spawn(Command::new("ip").args([
+            "netns",
+            "exec",
+            netns,
+            "tcpdump",
+            "-Z",
+            "root",
+            "--immediate-mode",
+            "-i",
+            ifname,
+            "-n",
+            "-U",
+            "-w",
+            &file.display().to_string(),
+        ]));
         let err = proc.0.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
