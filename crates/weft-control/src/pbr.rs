@@ -817,31 +817,28 @@ impl PbrNode {
                     address,
                     reason,
                     text,
-                } => {
-                    self.counters.paths_refused += 1;
-                    let e = HopError {
-                        hop: *hop,
-                        address: *address,
-                        reason: *reason,
-                        text: text.clone(),
-                    };
-                    (*path, Some(PathState::Refused), Some(e))
                 }
-                Event::PathDown {
+                | Event::PathDown {
                     path,
                     hop,
                     address,
                     reason,
                     text,
                 } => {
-                    self.counters.paths_down += 1;
+                    let state = if matches!(ev, Event::Refused { .. }) {
+                        self.counters.paths_refused += 1;
+                        PathState::Refused
+                    } else {
+                        self.counters.paths_down += 1;
+                        PathState::Down
+                    };
                     let e = HopError {
                         hop: *hop,
                         address: *address,
                         reason: *reason,
                         text: text.clone(),
                     };
-                    (*path, Some(PathState::Down), Some(e))
+                    (*path, Some(state), Some(e))
                 }
                 Event::Released { path } => {
                     self.counters.paths_released += 1;
