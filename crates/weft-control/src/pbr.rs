@@ -1366,22 +1366,25 @@ mod tests {
 
     #[test]
     fn a_daemon_on_one_node_sets_up_a_one_hop_path_and_tears_it_down() {
-        let mut n = node();
-        let mut p = PbrNode::new(
-            &mut n,
-            PbrConfig {
-                seed: Some(7),
-                ..PbrConfig::default()
-            },
-        );
-        let req = CreateRequest {
+        let seeded = |n: &mut Node| {
+            PbrNode::new(
+                n,
+                PbrConfig {
+                    seed: Some(7),
+                    ..PbrConfig::default()
+                },
+            )
+        };
+        let one_hop = || CreateRequest {
             hops: vec![Hop::strict(ip("10.0.0.1"))],
             flowspec: FlowSpec::any_v4(),
             plugins: vec![],
             bandwidth_bps: 0,
             refresh_ms: 1000,
         };
-        let id = p.create(&mut n, 0, req).unwrap();
+        let mut n = node();
+        let mut p = seeded(&mut n);
+        let id = p.create(&mut n, 0, one_hop()).unwrap();
         assert_eq!(p.path(id).unwrap().state, PathState::Up);
         assert_eq!(n.labels().len(), 1);
         assert!(matches!(p.poll_event(), Some(Event::PathUp { .. })));
@@ -1394,21 +1397,8 @@ mod tests {
         assert_eq!(j["driver"]["paths_up"], 1);
         // Seeded: the same numbers every time.
         let mut n2 = node();
-        let mut p2 = PbrNode::new(
-            &mut n2,
-            PbrConfig {
-                seed: Some(7),
-                ..PbrConfig::default()
-            },
-        );
-        let req = CreateRequest {
-            hops: vec![Hop::strict(ip("10.0.0.1"))],
-            flowspec: FlowSpec::any_v4(),
-            plugins: vec![],
-            bandwidth_bps: 0,
-            refresh_ms: 1000,
-        };
-        assert_eq!(p2.create(&mut n2, 0, req).unwrap(), id);
+        let mut p2 = seeded(&mut n2);
+        assert_eq!(p2.create(&mut n2, 0, one_hop()).unwrap(), id);
         let e = p2.release(&mut n2, 0, PathId { number: 0, ..id }).unwrap_err();
         assert!(matches!(e, PbrError::UnknownPath(_)));
     }

@@ -614,7 +614,9 @@ pub struct Node {
     s_matched: Vec<u32>,
     s_group_pool: Vec<Batch>,
     s_verdicts: Vec<Verdict>,
-    s_label: Batch,
+    /// A one-packet batch (label visits) or steering's packets for the
+    /// node; never held across another of these uses.
+    s_one: Batch,
 }
 
 impl fmt::Debug for Node {
@@ -701,7 +703,7 @@ impl Node {
             s_matched: Vec::with_capacity(64),
             s_group_pool: Vec::new(),
             s_verdicts: Vec::with_capacity(64),
-            s_label: Vec::with_capacity(1),
+            s_one: Vec::with_capacity(1),
         }
     }
 
@@ -1649,6 +1651,9 @@ impl Node {
     /// The routing step's instances over one packet addressed to the node;
     /// the packet back when they all said `Continue`.
     fn resolve(&mut self, pl: &Pipeline, mut pkt: Packet) -> Option<Packet> {
+        // One packet, one call each: `run_chain` over a one-packet batch
+        // (verdict vector, batch statistics) measured 0.55 → 0.46 of plain
+        // forwarding for hash tags.
         pkt.clear_dirty();
         for &id in pl.resolvers.iter() {
             let Some(Some(inst)) = self.instances.get_mut(id.0 as usize) else {
@@ -2465,7 +2470,7 @@ impl Node {
     /// the node itself (its own PBR messages may match a wide flow), which
     /// pass untouched.
     fn run_steering(&mut self, pl: &Pipeline, chain: &[InstanceId], label: u32, batch: &mut Batch) {
-        let mut mine = std::mem::take(&mut self.s_label);
+        let mut mine = std::mem::take(&mut self.s_one);
         if batch.iter().any(|p| pl.local.contains(&p.meta.flow.dst)) {
             // A stable split: per-flow order holds.
             // (`s_chain_keep` is free: run_chain has not started.)
@@ -2485,7 +2490,7 @@ impl Node {
             p.meta.label = label;
         }
         batch.append(&mut mine);
-        self.s_label = mine;
+        self.s_one = mine;
     }
 
     /// Run a path's instances over a batch, acting on verdicts.

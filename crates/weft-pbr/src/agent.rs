@@ -1078,12 +1078,7 @@ impl Agent {
                         // A restarted node, or state purged: tell upstream
                         // so that it tears down instead of refreshing a hole.
                         self.counters.unknown_path_refresh += 1;
-                        let error = HopError {
-                            hop,
-                            address: dst,
-                            reason: Reason::UnknownPath,
-                            text: "no state for this path".into(),
-                        };
+                        let error = unknown_path(hop, dst);
                         self.send(
                             now,
                             src,
@@ -1101,12 +1096,7 @@ impl Agent {
                     self.status_at(now, key, records, env);
                 } else {
                     self.counters.unknown_visit += 1;
-                    let error = HopError {
-                        hop,
-                        address: dst,
-                        reason: Reason::UnknownPath,
-                        text: "no state for this path".into(),
-                    };
+                    let error = unknown_path(hop, dst);
                     self.send(
                         now,
                         src,
@@ -1513,5 +1503,15 @@ impl Agent {
             Vec::new(),
             OnFail::Nothing,
         );
+    }
+}
+
+/// The error a hop answers for a path (or visit) it holds no state for.
+fn unknown_path(hop: u8, address: IpAddr) -> HopError {
+    HopError {
+        hop,
+        address,
+        reason: Reason::UnknownPath,
+        text: "no state for this path".into(),
     }
 }

@@ -128,7 +128,7 @@ fn host_net(t: &Topology, name: &str, v6: bool) -> Option<IpNet> {
 
 /// Resolve a walk into hops: addresses as they are, or node names through
 /// the topology (hop *i*: node *i*'s address on its link from node *i−1*).
-pub fn resolve_walk(topology: Option<&Path>, names: &[&str], loose: &[bool], v6: bool) -> Result<Vec<Hop>> {
+pub fn resolve_walk(emu: Option<&Emulator>, names: &[&str], loose: &[bool], v6: bool) -> Result<Vec<Hop>> {
     let addrs: Vec<Option<IpAddr>> = names.iter().map(|n| n.parse().ok()).collect();
     if addrs.iter().all(Option::is_some) {
         return Ok(addrs
@@ -144,8 +144,7 @@ pub fn resolve_walk(topology: Option<&Path>, names: &[&str], loose: &[bool], v6:
     if addrs.iter().any(Option::is_some) {
         bail!("write the walk in node names or in addresses, not both");
     }
-    let path = topology.ok_or_else(|| anyhow!("the walk names nodes: give --topology (or write addresses)"))?;
-    let emu = Emulator::load(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let emu = emu.ok_or_else(|| anyhow!("the walk names nodes: give --topology (or write addresses)"))?;
     emu.hop_addresses(names, loose, v6).map_err(|e| anyhow!("{e}"))
 }
 
@@ -216,7 +215,12 @@ fn visit_index(word: &str, names: &[&str]) -> Result<usize> {
 
 /// The request `weft pbr create` sends, from its arguments.
 pub fn create_request(a: &CreateArgs) -> Result<CreateRequest> {
-    let topo = a.topology.as_deref().map(load).transpose()?;
+    // Loaded once: hop names and host names resolve through it.
+    let emu = a
+        .topology
+        .as_deref()
+        .map(|p| Emulator::load(p).map_err(|e| anyhow!("{}: {e}", p.display())))
+        .transpose()?;
     let names: Vec<&str> = a.walk.split(':').map(str::trim).collect();
     if names.len() < 2 || names.iter().any(|n| n.is_empty()) {
         bail!("a walk is at least two hops, NAME:NAME:…");
@@ -236,8 +240,9 @@ pub fn create_request(a: &CreateArgs) -> Result<CreateRequest> {
         if let Ok(a) = s.parse::<IpAddr>() {
             return Ok(IpNet::from(a));
         }
-        let t = topo
+        let t = emu
             .as_ref()
+            .map(Emulator::topology)
             .ok_or_else(|| anyhow!("{s:?} is a name: give --topology"))?;
         let h = host_net(t, s, v6).ok_or_else(|| anyhow!("{s:?}: no such host (or no address of that family)"))?;
         Ok(IpNet::from(h.addr()))
@@ -274,7 +279,7 @@ pub fn create_request(a: &CreateArgs) -> Result<CreateRequest> {
         None if a.sport.is_some() || a.dport.is_some() => Some(17),
         None => None,
     };
-    let hops = resolve_walk(a.topology.as_deref(), &names, &loose, v6)?;
+    let hops = resolve_walk(emu.as_ref(), &names, &loose, v6)?;
     let mut plugins = Vec::new();
     for p in &a.plugins {
         let mut it = p.splitn(3, ':');

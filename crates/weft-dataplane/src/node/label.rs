@@ -304,11 +304,11 @@ impl Node {
         pkt.meta.label = pack(label, ttl - 1);
         self.count_label(label, pkt.len());
         if !chain.is_empty() {
-            let mut one = std::mem::take(&mut self.s_label);
+            let mut one = std::mem::take(&mut self.s_one);
             one.push(pkt);
             self.run_chain(&chain, &mut one);
             let next = one.pop();
-            self.s_label = one;
+            self.s_one = one;
             match next {
                 Some(p) => pkt = p,
                 None => return,
@@ -321,10 +321,11 @@ impl Node {
     /// visit's packet after its chain.
     pub(super) fn steered(&mut self, pl: &Pipeline, pkt: Packet) {
         let (label, _) = unpack(pkt.meta.label);
-        match self.labels.get(&label) {
+        match self.labels.get_mut(&label) {
             Some(e) => {
+                e.packets += 1;
+                e.bytes += pkt.len() as u64;
                 let out = e.out.clone();
-                self.count_label(label, pkt.len());
                 self.label_out(pl, &out, pkt);
             }
             None => self.drop_pkt(DropReason::UnknownLabel, pkt),
