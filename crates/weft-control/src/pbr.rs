@@ -23,12 +23,24 @@
 //! through [`PbrConfig::class_map`] first, then to a registered class of the
 //! same name ignoring case (`encrypt`). An empty configuration (the CLI's
 //! `init`) takes [`PbrConfig::default_config`] for the class, if any.
+//!
+//! **Classes the node lacks** are fetched from a code server when the
+//! daemon has a [`ClassFetcher`] (a node with a `[plugins]` section: the
+//! verifying loader of `weft-repo`). The reservation counts such a class as
+//! obtainable and starts the fetch at once, so the download overlaps the
+//! rest of the setup; the commit waits for it ([`weft_pbr::Env::ready`]:
+//! the agent holds the commit, nothing goes upstream) and goes on when
+//! [`PbrNode::class_fetched`] delivers the class — or refuses with the
+//! loader's reason (`unknown-class` when no code server has it,
+//! `class-rejected` when hash, signature, trusted key or ABI checks fail).
+//! The fetch never runs on the node thread.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use weft_dataplane::{InstanceId, LabelOut, Match, Node};
+use weft_dataplane::element::ClassKind;
+use weft_dataplane::{ElementClass, InstanceId, LabelOut, Match, Node};
 use weft_packet::proto;
 use weft_pbr::{
     Agent, AgentConfig, CreateRequest, Egress, Env, Event, FlowSpec, Hop, HopError, OutLabel, PathId, PbrError, Phase,
@@ -238,12 +250,53 @@ struct Held {
     installed: Option<Installed>,
 }
 
-#[derive(Debug, Default)]
+/// Where a node's PBR daemon gets the plugin classes it lacks (see the
+/// module documentation). Implementations must not block: `fetch` starts
+/// the work; the outcome reaches the daemon on the node thread through
+/// [`PbrNode::class_fetched`], or through [`ClassFetcher::poll`] for
+/// drivers that poll (the emulator).
+pub trait ClassFetcher: Send {
+    /// Start fetching plugin `name` (a valid plugin name, see
+    /// [`weft_repo::package::valid_name`]). Called once per fetch: not again while
+    /// it runs.
+    fn fetch(&mut self, name: &str);
+    /// A finished fetch: the plugin's name and its class, or the refusal a
+    /// commit waiting for it gives. [`PbrNode::poll`] asks every time.
+    fn poll(&mut self) -> Option<(String, Result<ElementClass, Refusal>)> {
+        None
+    }
+}
+
+/// A class fetch, by plugin name.
+#[derive(Clone, Debug)]
+enum Fetch {
+    Running,
+    /// Registered on the node.
+    Done,
+    /// The refusal commits waiting for it give.
+    Failed(Refusal),
+}
+
+/// Fetch counters ([`PbrNode::counters`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FetchStats {
+    /// Fetches started.
+    pub started: u64,
+    /// Classes fetched and registered.
+    pub registered: u64,
+    /// Fetches that failed (not found, network, checks).
+    pub failed: u64,
+}
+
+#[derive(Default)]
 struct EnvState {
     held: HashMap<VisitKey, Held>,
     bw_used: BTreeMap<u16, u64>,
     plugins_held: usize,
     install_failures: u64,
+    fetcher: Option<Box<dyn ClassFetcher>>,
+    fetches: BTreeMap<String, Fetch>,
+    fetch_stats: FetchStats,
 }
 
 impl EnvState {
@@ -313,6 +366,20 @@ fn resolve_class(node: &Node, cfg: &PbrConfig, name: &str) -> Option<String> {
         .find(|n| n.eq_ignore_ascii_case(mapped))
 }
 
+/// The plugin name to fetch for PBR class `name`: the mapped name, as is
+/// or in lower case, if it is a valid plugin name.
+fn fetch_name(cfg: &PbrConfig, name: &str) -> Option<String> {
+    let mapped = cfg
+        .class_map
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .unwrap_or(name);
+    [mapped.to_string(), mapped.to_ascii_lowercase()]
+        .into_iter()
+        .find(|n| weft_repo::package::valid_name(n))
+}
+
 /// FLOWSPEC → the classifier's match. Zero-length prefixes are kept: they
 /// restrict the address family.
 pub fn flowspec_match(fs: &FlowSpec) -> Match {
@@ -353,6 +420,31 @@ impl NodeEnv<'_> {
         let name = self.node.ports().get(port as usize).map(|p| p.cfg.name.clone());
         name.and_then(|n| self.cfg.port_capacity_bps.get(&n).copied())
             .unwrap_or(self.cfg.capacity_bps)
+    }
+
+    /// A class this node lacks: can it be fetched? Starts the fetch when
+    /// none is running.
+    fn obtain(&mut self, class: &str) -> Result<(), Refusal> {
+        let node = self.node.name().to_string();
+        let Some(fetcher) = self.st.fetcher.as_mut() else {
+            return Err(Refusal::new(
+                Reason::UnknownClass,
+                format!("class {class} is not available on {node}, which has no code server to fetch it from"),
+            ));
+        };
+        let Some(name) = fetch_name(self.cfg, class) else {
+            return Err(Refusal::new(
+                Reason::UnknownClass,
+                format!("class {class} is not on {node} and is not a plugin name to fetch"),
+            ));
+        };
+        if !matches!(self.st.fetches.get(&name), Some(Fetch::Running)) {
+            tracing::info!(node = %node, plugin = %name, "pbr: fetching a plugin class from the code server");
+            fetcher.fetch(&name);
+            self.st.fetch_stats.started += 1;
+            self.st.fetches.insert(name, Fetch::Running);
+        }
+        Ok(())
     }
 
     fn create_instances(&mut self, plugins: &[Plugin]) -> Result<Vec<InstanceId>, Refusal> {
@@ -432,15 +524,10 @@ impl Env for NodeEnv<'_> {
     }
 
     fn reserve(&mut self, key: VisitKey, req: &VisitRequest) -> Result<(), Refusal> {
-        if let Some(p) = req
-            .plugins
-            .iter()
-            .find(|p| resolve_class(self.node, self.cfg, &p.class).is_none())
-        {
-            return Err(Refusal::new(
-                Reason::UnknownClass,
-                format!("class {} is not available on {}", p.class, self.node.name()),
-            ));
+        for p in &req.plugins {
+            if resolve_class(self.node, self.cfg, &p.class).is_none() {
+                self.obtain(&p.class)?;
+            }
         }
         let n = req.plugins.len();
         if self.st.plugins_held + n > self.cfg.max_instances {
@@ -489,6 +576,34 @@ impl Env for NodeEnv<'_> {
             },
         );
         Ok(())
+    }
+
+    fn ready(&mut self, _key: VisitKey, req: &VisitRequest) -> Result<bool, Refusal> {
+        for p in &req.plugins {
+            if resolve_class(self.node, self.cfg, &p.class).is_some() {
+                continue;
+            }
+            match fetch_name(self.cfg, &p.class).and_then(|n| self.st.fetches.get(&n)) {
+                Some(Fetch::Running) => return Ok(false),
+                Some(Fetch::Failed(r)) => return Err(r.clone()),
+                Some(Fetch::Done) => {
+                    return Err(Refusal::new(
+                        Reason::InstallFailed,
+                        format!(
+                            "a plugin was fetched for {} but no class of that name registered",
+                            p.class
+                        ),
+                    ))
+                }
+                None => {
+                    // Never fetched (the class went away after the
+                    // reservation): fetch it now.
+                    self.obtain(&p.class)?;
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     }
 
     fn commit(&mut self, key: VisitKey, install: &VisitInstall<'_>) -> Result<Option<u32>, Refusal> {
@@ -731,6 +846,66 @@ impl PbrNode {
         &self.cfg
     }
 
+    /// Fetch classes this node lacks through `f` (without one they are
+    /// refused as `unknown-class` at reservation).
+    pub fn set_fetcher(&mut self, f: Box<dyn ClassFetcher>) {
+        self.env.fetcher = Some(f);
+    }
+
+    /// A fetch started by the daemon finished: register the class (a
+    /// built-in class of the same name is never replaced) or remember why
+    /// it failed, then go on with the commits that waited for it. Returns
+    /// the frames handed to [`Node::send`], as [`PbrNode::poll`].
+    pub fn class_fetched(
+        &mut self,
+        node: &mut Node,
+        now_ms: u64,
+        name: &str,
+        result: Result<ElementClass, Refusal>,
+    ) -> usize {
+        let fetch = match result {
+            Ok(class) => {
+                let builtin = node
+                    .classes()
+                    .into_iter()
+                    .any(|(c, k, _)| c == class.name && k == ClassKind::Native);
+                if builtin {
+                    Fetch::Failed(Refusal::new(
+                        Reason::ClassRejected,
+                        format!("{} is a built-in class; a plugin may not replace it", class.name),
+                    ))
+                } else if class.name != name {
+                    Fetch::Failed(Refusal::new(
+                        Reason::ClassRejected,
+                        format!("asked for plugin {name}, got class {}", class.name),
+                    ))
+                } else {
+                    node.upsert_class(class);
+                    Fetch::Done
+                }
+            }
+            Err(r) => Fetch::Failed(r),
+        };
+        match &fetch {
+            Fetch::Failed(r) => {
+                self.env.fetch_stats.failed += 1;
+                tracing::warn!(node = %node.name(), plugin = %name, error = %r, "pbr: plugin class fetch failed");
+            }
+            _ => {
+                self.env.fetch_stats.registered += 1;
+                tracing::info!(node = %node.name(), plugin = %name, "pbr: plugin class fetched and registered");
+            }
+        }
+        self.env.fetches.insert(name.to_string(), fetch);
+        let mut env = NodeEnv {
+            node,
+            st: &mut self.env,
+            cfg: &self.cfg,
+        };
+        self.agent.resume(now_ms, &mut env);
+        self.flush(node, now_ms)
+    }
+
     /// The agent (read-only: its paths and counters).
     pub fn agent(&self) -> &Agent {
         &self.agent
@@ -740,6 +915,10 @@ impl PbrNode {
     /// agent produced. Returns the number of frames handed to
     /// [`Node::send`] (they leave at the node's next receive or tick).
     pub fn poll(&mut self, node: &mut Node, now_ms: u64) -> usize {
+        let mut sent = 0;
+        while let Some((name, r)) = self.env.fetcher.as_mut().and_then(|f| f.poll()) {
+            sent += self.class_fetched(node, now_ms, &name, r);
+        }
         while let Some(pkt) = node.poll_local_where(is_pbr) {
             self.counters.datagrams_in += 1;
             let (src, dst) = (pkt.meta.flow.src_addr(), pkt.meta.flow.dst_addr());
@@ -770,7 +949,7 @@ impl PbrNode {
             };
             self.agent.handle_timeout(now_ms, &mut env);
         }
-        self.flush(node, now_ms)
+        sent + self.flush(node, now_ms)
     }
 
     fn flush(&mut self, node: &mut Node, now_ms: u64) -> usize {
@@ -1079,6 +1258,7 @@ impl PbrNode {
             "agent": agent,
             "driver": self.counters,
             "install_failures": self.env.install_failures,
+            "class_fetches": self.env.fetch_stats,
             "visits": self.agent.visit_count(),
             "initiated": self.initiated.values().filter(|i| matches!(i.state, PathState::Up | PathState::Pending)).count(),
             "pending_acks": self.agent.pending_count(),

@@ -11,6 +11,7 @@
 use crate::api::{ApiError, Done};
 use crate::config::plugins::{class_name, PluginSettings};
 use crate::config::{ConfigError, NodeConfig};
+use crate::pbr::ClassFetcher;
 use crate::runner::NodeHandle;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
@@ -21,6 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use weft_dataplane::element::ClassKind;
 use weft_dataplane::ElementClass;
+use weft_pbr::{Reason, Refusal};
 use weft_repo::{Loaded, Loader, LoaderConfig, LoaderError, PluginSpec};
 use weft_wasm::WasmHost;
 
@@ -276,12 +278,85 @@ impl Plugins {
         Ok(out)
     }
 
+    /// A [`ClassFetcher`] for the node's PBR daemon: fetches through this
+    /// loader on the runtime `rt` (never on the node thread) and delivers
+    /// the class, or the refusal, to the daemon through `node`.
+    pub fn pbr_fetcher(self: &Arc<Self>, node: NodeHandle, rt: tokio::runtime::Handle) -> RepoFetcher {
+        RepoFetcher {
+            plugins: self.clone(),
+            node,
+            rt,
+        }
+    }
+
     /// Forget `name` after the node removed its class.
     fn forget(&self, name: &str) -> bool {
         self.loaded
             .lock()
             .map(|mut m| m.remove(name).is_some())
             .unwrap_or(false)
+    }
+}
+
+/// The PBR daemon's [`ClassFetcher`] on a running node
+/// ([`Plugins::pbr_fetcher`]).
+#[derive(Debug)]
+pub struct RepoFetcher {
+    plugins: Arc<Plugins>,
+    node: NodeHandle,
+    rt: tokio::runtime::Handle,
+}
+
+/// The refusal a commit waiting for a failed fetch gives: `unknown-class`
+/// when no code server has the plugin or none could be reached,
+/// `class-rejected` when it failed its checks. The text is the loader's,
+/// cut to 200 characters (it travels in the REFUSE message).
+pub fn fetch_refusal(e: &LoaderError) -> Refusal {
+    let reason = match e {
+        LoaderError::Untrusted { .. } | LoaderError::Module { .. } => Reason::ClassRejected,
+        _ => Reason::UnknownClass,
+    };
+    let mut text = e.to_string();
+    if text.len() > 200 {
+        let mut cut = 197;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    Refusal::new(reason, text)
+}
+
+impl ClassFetcher for RepoFetcher {
+    fn fetch(&mut self, name: &str) {
+        let (plugins, node, name) = (self.plugins.clone(), self.node.clone(), name.to_string());
+        self.rt.spawn(async move {
+            let result = match name.parse::<PluginSpec>() {
+                Err(e) => Err(Refusal::new(Reason::UnknownClass, e)),
+                Ok(spec) => match plugins.loader.load(&spec, None).await {
+                    Ok(l) => {
+                        for s in &l.steps {
+                            tracing::info!(plugin = %spec, "{s}");
+                        }
+                        plugins.record(&l);
+                        Ok(l.class.element_class())
+                    }
+                    Err(e) => Err(fetch_refusal(&e)),
+                },
+            };
+            let r = node
+                .call_daemons(move |n, d| {
+                    let now = d.now_ms();
+                    if let Some(p) = d.pbr.as_mut() {
+                        p.class_fetched(n, now, &name, result);
+                    }
+                })
+                .await;
+            if r.is_err() {
+                tracing::debug!("pbr: the node stopped before a class fetch finished");
+            }
+        });
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use weft_control::config::NodeConfig;
-use weft_control::pbr::{PathView, PbrConfig, PbrNode};
+use weft_control::pbr::{ClassFetcher, PathView, PbrConfig, PbrNode};
 use weft_dataplane::{Node, PortConfig};
 use weft_packet::{Batch, PortId};
 
@@ -600,6 +600,15 @@ impl Emulator {
         cfg.seed.get_or_insert(self.topo.seed ^ ((i as u64 + 1) << 40) ^ 0x7077);
         let n = &mut self.nodes[i];
         n.pbr = Some(PbrNode::new(&mut n.node, cfg));
+        Ok(())
+    }
+
+    /// Let node `name`'s PBR daemon fetch the plugin classes it lacks
+    /// through `f` ([`PbrNode::set_fetcher`]); finished fetches are taken
+    /// through [`ClassFetcher::poll`] at every step.
+    pub fn pbr_set_fetcher(&mut self, name: &str, f: Box<dyn ClassFetcher>) -> Result<(), EmuError> {
+        let (p, _, _) = self.pbr_parts(name)?;
+        p.set_fetcher(f);
         Ok(())
     }
 

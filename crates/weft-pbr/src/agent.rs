@@ -132,6 +132,16 @@ pub trait Env {
     /// Phase 1: check and hold (not allocate) what visit `key` needs:
     /// bandwidth on its egress, plugin capacity, classes obtainable.
     fn reserve(&mut self, key: VisitKey, req: &VisitRequest) -> Result<(), Refusal>;
+    /// Phase 2, before [`Env::commit`]: is everything the visit needs here
+    /// (its plugin classes fetched from a code server)? `Ok(false)`: not
+    /// yet — the agent holds the commit (the COMMIT from downstream is
+    /// acknowledged, nothing goes upstream) until the driver calls
+    /// [`Agent::resume`]; the visit's setup lifetime keeps running, so a
+    /// fetch that never ends times out as `setup-timeout`. `Err`: refuse,
+    /// as a failed commit. The default is always ready.
+    fn ready(&mut self, _key: VisitKey, _req: &VisitRequest) -> Result<bool, Refusal> {
+        Ok(true)
+    }
     /// Phase 2: install forwarding state (in label allocated here, out
     /// label from downstream or pop at the last visit, flowspec classifier
     /// at the first), fetch the classes, create, configure and bind the
@@ -387,6 +397,9 @@ pub struct Counters {
     pub refused: u64,
     /// Visits committed here.
     pub committed: u64,
+    /// Commits held because [`Env::ready`] said not yet (a class being
+    /// fetched).
+    pub held_commits: u64,
 }
 
 impl Counters {
@@ -409,6 +422,7 @@ impl Counters {
             ("expired", self.expired),
             ("refused", self.refused),
             ("committed", self.committed),
+            ("held-commits", self.held_commits),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -479,6 +493,8 @@ struct Visit {
     refresh_ms: u64,
     /// `u64::MAX`: never (the initiator, once up).
     expires: u64,
+    /// A commit held until [`Env::ready`] (its out label).
+    waiting: Option<OutLabel>,
 }
 
 #[derive(Clone, Debug)]
@@ -1220,6 +1236,7 @@ impl Agent {
                 auth: c.auth,
                 refresh_ms,
                 expires,
+                waiting: None,
             },
         );
         self.timers.insert((expires, Timer::Expire(key)));
@@ -1241,11 +1258,36 @@ impl Agent {
         Ok(())
     }
 
+    /// Commit the visits whose commit [`Env::ready`] held, now that the
+    /// driver has what they waited for (a fetched class): each is asked
+    /// again, then committed, held again or refused.
+    pub fn resume(&mut self, now_ms: u64, env: &mut dyn Env) {
+        let mut held: Vec<(VisitKey, OutLabel)> = self
+            .visits
+            .iter_mut()
+            .filter_map(|(k, v)| v.waiting.take().map(|o| (*k, o)))
+            .collect();
+        held.sort_by_key(|(k, _)| *k);
+        for (key, out) in held {
+            self.commit_visit(now_ms, key, out, env);
+        }
+    }
+
     /// Phase 2 at one visit: install, then COMMIT upstream (or PathUp).
     fn commit_visit(&mut self, now: u64, key: VisitKey, out: OutLabel, env: &mut dyn Env) {
         let Some(v) = self.visits.get(&key) else { return };
         let (local, refresh_ms) = (v.local, v.refresh_ms);
-        let result = env.commit(key, &VisitInstall { request: &v.req, out });
+        let result = match env.ready(key, &v.req) {
+            Ok(false) => {
+                self.counters.held_commits += 1;
+                if let Some(v) = self.visits.get_mut(&key) {
+                    v.waiting = Some(out);
+                }
+                return;
+            }
+            Ok(true) => env.commit(key, &VisitInstall { request: &v.req, out }),
+            Err(r) => Err(r),
+        };
         let result = match result {
             Ok(None) if key.hop > 0 => Err(Refusal::new(Reason::InstallFailed, "no label allocated")),
             Ok(Some(l)) if !(MIN_LABEL..=MAX_LABEL).contains(&l) => {
@@ -1369,7 +1411,12 @@ impl Agent {
             return;
         }
         self.counters.expired += 1;
-        let (reason, text) = if v.phase == Phase::Reserved {
+        let (reason, text) = if v.waiting.is_some() {
+            (
+                Reason::SetupTimeout,
+                "what the visit needs (a plugin class) did not arrive in time",
+            )
+        } else if v.phase == Phase::Reserved {
             (Reason::SetupTimeout, "no COMMIT from downstream")
         } else {
             (Reason::Timeout, "refreshes stopped")

@@ -540,6 +540,9 @@ pub enum Reason {
     InstallFailed,
     /// 12: the node holds no state for the path.
     UnknownPath,
+    /// 13: the plugin class was fetched but failed its checks (hash,
+    /// signature, trusted key, ABI) or would not compile.
+    ClassRejected,
     /// Any other code.
     Other(u8),
 }
@@ -560,6 +563,7 @@ impl Reason {
             Reason::SetupTimeout => 10,
             Reason::InstallFailed => 11,
             Reason::UnknownPath => 12,
+            Reason::ClassRejected => 13,
             Reason::Other(c) => c,
         }
     }
@@ -579,6 +583,7 @@ impl Reason {
             10 => Reason::SetupTimeout,
             11 => Reason::InstallFailed,
             12 => Reason::UnknownPath,
+            13 => Reason::ClassRejected,
             c => Reason::Other(c),
         }
     }
@@ -598,6 +603,7 @@ impl Reason {
             Reason::SetupTimeout => "setup-timeout",
             Reason::InstallFailed => "install-failed",
             Reason::UnknownPath => "unknown-path",
+            Reason::ClassRejected => "class-rejected",
             Reason::Other(_) => "other",
         }
     }

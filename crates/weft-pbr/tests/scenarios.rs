@@ -604,6 +604,74 @@ fn commit_failure_refuses_and_downstream_purges() {
     assert_eq!(net.live_state(), (0, 0));
 }
 
+/// R3 fetches ENCRYPT from a code server: its commit waits for the fetch
+/// (downstream is committed, nothing goes upstream, the path is not up),
+/// then goes on when the class arrives.
+#[test]
+fn commit_waits_for_a_class_fetch() {
+    let mut net = fig2();
+    net.node_mut("R3").env.fetching.insert("ENCRYPT".into());
+    let id = net
+        .create("R1", &FIG2_WALK, &[(2, "ENCRYPT"), (5, "DECRYPT")], 0, REFRESH_MS)
+        .unwrap();
+    net.run_for(1_500);
+    assert!(net.events.iter().all(|e| !is_up(id)(&e.0, &e.2)), "up before the fetch");
+    let r3 = net.node("R3");
+    assert_eq!(r3.agent.counters().held_commits, 1);
+    assert!(r3.env.committed.keys().all(|k| k.hop != 2), "hop 2 committed early");
+    // Hops 3..6 committed; 0..2 only reserved.
+    let committed: Vec<u8> = installs(&net, id).iter().map(|x| x.0).collect();
+    assert_eq!(committed, vec![3, 4, 5, 6]);
+    net.node_mut("R3").env.fetching.clear();
+    net.resume("R3");
+    assert!(net.run_until_event(1_000, is_up(id)).is_some(), "up after the fetch");
+    assert_eq!(installs(&net, id).len(), 7);
+    // Resuming with nothing held does nothing.
+    net.resume("R3");
+    assert_eq!(net.node("R3").agent.counters().committed, 1);
+}
+
+/// A fetch that fails (say, a bad signature) refuses at that hop; one that
+/// never ends times the setup out. Either way nothing is left.
+#[test]
+fn failed_or_endless_fetch_refuses() {
+    let mut net = fig2();
+    net.node_mut("R3").env.fetching.insert("ENCRYPT".into());
+    let id = net.create("R1", &FIG2_WALK, &[(2, "ENCRYPT")], 0, REFRESH_MS).unwrap();
+    net.run_for(200);
+    let env = &mut net.node_mut("R3").env;
+    env.fetching.clear();
+    env.fetch_failed.insert(
+        "ENCRYPT".into(),
+        Refusal::new(Reason::ClassRejected, "signature does not verify"),
+    );
+    net.resume("R3");
+    let (_, _, e) = net
+        .run_until_event(1_000, |_, e| matches!(e, Event::Refused { .. }))
+        .unwrap();
+    assert!(
+        matches!(&e, Event::Refused { path, hop: 2, reason: Reason::ClassRejected, text, .. }
+            if *path == id && text == "signature does not verify"),
+        "{e:?}"
+    );
+    net.run_for(3 * REFRESH_MS as u64 + 100);
+    assert_eq!(net.live_state(), (0, 0));
+
+    let mut net = fig2();
+    net.node_mut("R3").env.fetching.insert("ENCRYPT".into());
+    let id = net.create("R1", &FIG2_WALK, &[(2, "ENCRYPT")], 0, REFRESH_MS).unwrap();
+    let (node, _, e) = net
+        .run_until_event(10 * REFRESH_MS as u64, |_, e| matches!(e, Event::Refused { .. }))
+        .unwrap();
+    assert_eq!(node, "R1");
+    assert!(
+        matches!(&e, Event::Refused { path, reason: Reason::SetupTimeout, .. } if *path == id),
+        "{e:?}"
+    );
+    net.run_for(3 * REFRESH_MS as u64 + 100);
+    assert_eq!(net.live_state(), (0, 0));
+}
+
 #[test]
 fn duplicates_and_garbage() {
     let mut net = fig2();

@@ -76,7 +76,9 @@ async fn run_node(a: RunArgs) -> anyhow::Result<()> {
         .or_else(|| cfg.api.socket.clone())
         .or_else(|| std::env::var_os("WEFT_SOCKET").map(PathBuf::from))
         .unwrap_or_else(|| default_socket(cfg.name()));
-    let server = ApiServer::bind(&socket, cfg.api.tcp).await?.with_plugins(plugins);
+    let server = ApiServer::bind(&socket, cfg.api.tcp)
+        .await?
+        .with_plugins(plugins.clone());
     let runner = if ports.is_empty() && punt.is_none() {
         NodeRunner::spawn(node)
     } else {
@@ -84,7 +86,14 @@ async fn run_node(a: RunArgs) -> anyhow::Result<()> {
     }
     .context("starting the node thread")?;
     if let Some(p) = &cfg.pbr {
-        runner.handle().enable_pbr(p.get_ref().clone()).await?;
+        let h = runner.handle();
+        h.enable_pbr(p.get_ref().clone()).await?;
+        // Plugin classes a path needs and the node lacks come from the code
+        // servers of [plugins], checked as `weft plugin load` checks them.
+        if let Some(pl) = &plugins {
+            let f = pl.pbr_fetcher(h.clone(), tokio::runtime::Handle::current());
+            h.call_pbr(move |_, pbr, _| pbr.set_fetcher(Box::new(f))).await?;
+        }
     }
     match server.tcp_addr() {
         Some(t) => println!("node {} serving on {} (tcp {t})", cfg.name(), socket.display()),

@@ -336,7 +336,10 @@ fn print_path(v: &serde_json::Value) {
     let s = |k: &str| v[k].as_str().map(str::to_string).unwrap_or_else(|| v[k].to_string());
     println!("path {}  state {}", s("id"), s("state"));
     if let Some(e) = v.get("error").filter(|e| !e.is_null()) {
-        println!("  {e}");
+        match serde_json::from_value::<weft_pbr::HopError>(e.clone()) {
+            Ok(e) => println!("  {e}"),
+            Err(_) => println!("  {e}"),
+        }
     }
     if let Some(recs) = v["status"].as_array().or_else(|| v["records"].as_array()) {
         let rows: Vec<Vec<String>> = recs

@@ -199,6 +199,8 @@ trusted_keys = ["{pubkey}"]
 repos = ["{url}"]
 cache_dir = "{}"
 memory_mib = 32
+
+[pbr]
 "#,
         d.join("cache").display()
     );
@@ -323,6 +325,102 @@ fn node_loads_signed_rust_and_c_plugins_on_demand_from_a_code_server() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("1 instances, 1 filters"), "{out}");
+}
+
+/// Two free UDP ports on loopback.
+fn free_udp_ports() -> (u16, u16) {
+    let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
+}
+
+/// `weft node run` on `config` (written to `dir/NAME.toml`); waits for its
+/// socket.
+fn start_node(dir: &Path, name: &str, config: &str) -> (Proc, PathBuf) {
+    let cfg = dir.join(format!("{name}.toml"));
+    std::fs::write(&cfg, config).unwrap();
+    let socket = dir.join(format!("{name}.sock"));
+    let (node, line) = spawn(&[
+        "node",
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--socket",
+        socket.to_str().unwrap(),
+    ]);
+    assert!(line.contains("serving on"), "{line}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "node {name} did not open its socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (node, socket)
+}
+
+/// An explicit path (`weft pbr create`) whose plugin the first hop lacks:
+/// that node's PBR daemon fetches it from the code server, through the same
+/// checks as `weft plugin load`, during the setup; a tampered one refuses
+/// the path, naming the hop and the failed check. Two node processes
+/// linked by VXLAN on loopback; the emulator's multi-hop version is
+/// `tests/pbr_fetch.rs`.
+#[test]
+fn explicit_path_fetches_its_plugin_from_the_code_server() {
+    let s = setup("plugins-pbr");
+    let (pa, pb) = free_udp_ports();
+    let link = |local: u16, remote: u16, mac: u8, addr: &str| {
+        format!(
+            "\n[[port]]\nname = \"l0\"\nkind = \"vxlan\"\nmac = \"02:00:00:00:09:{mac:02x}\"\nlocal = \"127.0.0.1:{local}\"\nremote = \"127.0.0.1:{remote}\"\nvni = 7077\naddrs = [\"{addr}\"]\n"
+        )
+    };
+    // Node a: the code server and trusted key of `setup`, its own cache.
+    let a_cfg = s
+        .config
+        .replace("name = \"plugins-pbr\"", "name = \"pbr-a\"")
+        .replace("cache\"", "cache-a\"")
+        + &link(pa, pb, 1, "10.9.0.1/24");
+    let b_cfg = format!("[node]\nname = \"pbr-b\"\n\n[pbr]\n{}", link(pb, pa, 2, "10.9.0.2/24"));
+    let (_a, a) = start_node(&s.dir, "pbr-a", &a_cfg);
+    let (_b, _) = start_node(&s.dir, "pbr-b", &b_cfg);
+    let sock = Some(a.as_path());
+    assert!(!ok(sock, &["plugin", "ls"]).contains("wnetmon"));
+
+    let create = |dport: &str, class: &str| {
+        let plugin = format!("10.9.0.1:{class}:init");
+        run(
+            sock,
+            &[
+                "pbr",
+                "create",
+                "10.9.0.1:10.9.0.2",
+                "--dport",
+                dport,
+                "--plugin",
+                &plugin,
+            ],
+        )
+    };
+    let o = create("6060", "WNETMON");
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}{out}", String::from_utf8_lossy(&o.stderr));
+    let id = out.trim();
+    let status = ok(sock, &["pbr", "status", id]);
+    assert!(status.contains("state up") && status.contains("wnetmon#"), "{status}");
+    let ls = ok(sock, &["plugin", "ls"]);
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("wnetmon") && l.contains(&s.netmon_hash)),
+        "{ls}"
+    );
+    ok(sock, &["pbr", "release", id]);
+
+    let o = create("6061", "tampered");
+    let err = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("class-rejected") && err.contains("hash mismatch") && err.contains("hop 0"),
+        "{err}"
+    );
+    assert!(!ok(sock, &["plugin", "ls"]).contains("tampered"));
 }
 
 #[test]

@@ -47,6 +47,10 @@ pub struct SimEnv {
     pub releases: u32,
     pub next_label: u32,
     pub fail_commit: Option<Refusal>,
+    /// Classes being fetched: a commit needing one is held ([`Env::ready`]).
+    pub fetching: HashSet<String>,
+    /// Classes whose fetch failed, with the refusal to give.
+    pub fetch_failed: BTreeMap<String, Refusal>,
 }
 
 impl SimEnv {
@@ -107,6 +111,13 @@ impl Env for SimEnv {
         self.plugins_used += req.plugins.len();
         self.reserved.insert(key, (bw, req.plugins.len()));
         Ok(())
+    }
+
+    fn ready(&mut self, _key: VisitKey, req: &VisitRequest) -> Result<bool, Refusal> {
+        if let Some(r) = req.plugins.iter().find_map(|p| self.fetch_failed.get(&p.class)) {
+            return Err(r.clone());
+        }
+        Ok(!req.plugins.iter().any(|p| self.fetching.contains(&p.class)))
     }
 
     fn commit(&mut self, key: VisitKey, install: &VisitInstall<'_>) -> Result<Option<u32>, Refusal> {
@@ -445,6 +456,14 @@ impl Net {
         let r = n.agent.create(now, req, secret(), &mut n.env);
         self.flush();
         r
+    }
+
+    /// What `node`'s held commits waited for arrived: [`Agent::resume`].
+    pub fn resume(&mut self, node: &str) {
+        let now = self.now;
+        let n = self.node_mut(node);
+        n.agent.resume(now, &mut n.env);
+        self.flush();
     }
 
     /// Visits held by live agents and env state (reservations + installs)
