@@ -33,6 +33,17 @@
 //!   report (read: counters per outcome and reason, entries per class).
 //! * **State:** the tables carry over to a successor (as a `droute`
 //!   script).
+//! * **Resolution cache:** a hit whose entry has no rewrite rules is
+//!   remembered in a direct-mapped cache of 4,096 slots keyed by (class,
+//!   algorithm, string ≤ 32 octets), so a string seen again costs one probe
+//!   whatever the algorithm (a regex automaton walk, suffixes tried one
+//!   length after another, an edit distance…), as the node's route cache
+//!   spares plain forwarding its FIB walk. Exact lookups bypass it: they
+//!   are one hash probe already. Any table
+//!   change (control, [`DataRouter::replace_tables`], state import)
+//!   invalidates it at once (a generation number); a slot taken by another
+//!   string is simply a miss, so colliding strings cost a table lookup,
+//!   never a wrong answer. `report` counts `cache_hits`.
 
 use crate::command;
 use crate::lookup::Scratch;
@@ -89,11 +100,65 @@ pub struct Counters {
     pub icmp_limited: u64,
     /// Malformed tags per reason.
     pub bad: [u64; REASONS.len()],
+    /// Strings answered by the resolution cache.
+    pub cache_hits: u64,
+}
+
+/// Slots of the resolution cache (a power of two).
+const CACHE_SLOTS: usize = 4096;
+/// Longest string the cache keeps.
+const CACHE_KEY: usize = 32;
+
+/// One remembered resolution: a table hit without rewrite rules.
+#[derive(Clone, Copy)]
+struct Slot {
+    /// [`DataRouter`]'s table generation when stored (0: empty).
+    generation: u32,
+    class: u16,
+    alg: u8,
+    len: u8,
+    key: [u8; CACHE_KEY],
+    next_hop: IpAddr,
+}
+
+const EMPTY_SLOT: Slot = Slot {
+    generation: 0,
+    class: 0,
+    alg: 0,
+    len: 0,
+    key: [0; CACHE_KEY],
+    next_hop: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+};
+
+/// The slot of (class, algorithm, string): a multiplicative hash over
+/// 8-octet words (strings here are short; this costs a few cycles).
+#[inline]
+fn cache_slot(class: u16, alg: u8, s: &[u8]) -> usize {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = (class as u64) << 16 | (alg as u64) << 8 | s.len() as u64;
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        h = (h ^ w).wrapping_mul(K).rotate_left(29);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = 0u64;
+        for (i, b) in rest.iter().enumerate() {
+            w |= (*b as u64) << (8 * i);
+        }
+        h = (h ^ w).wrapping_mul(K).rotate_left(29);
+    }
+    (h.wrapping_mul(K) >> (64 - CACHE_SLOTS.trailing_zeros())) as usize
 }
 
 /// The `datarouter` element. See the module documentation.
 pub struct DataRouter {
     tables: Arc<Tables>,
+    /// Bumped whenever `tables` may have changed; never 0.
+    generation: u32,
+    /// The resolution cache (allocated at the first resolution).
+    cache: Vec<Slot>,
     scratch: Scratch,
     max_string: usize,
     unknown: Miss,
@@ -163,6 +228,8 @@ impl DataRouter {
         let (max_string, unknown, icmp_rate) = parse_config(args)?;
         Ok(DataRouter {
             tables: Arc::new(Tables::default()),
+            generation: 1,
+            cache: Vec::new(),
             scratch: Scratch::default(),
             max_string,
             unknown,
@@ -181,6 +248,17 @@ impl DataRouter {
     /// Replace every table at once (built off to the side).
     pub fn replace_tables(&mut self, t: Arc<Tables>) {
         self.tables = t;
+        self.tables_changed();
+    }
+
+    /// Forget every cached resolution.
+    fn tables_changed(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            // Wrapped: slots stored 2^32 changes ago could match again.
+            self.cache.fill(EMPTY_SLOT);
+            self.generation = 1;
+        }
     }
 
     /// The counters.
@@ -302,10 +380,55 @@ impl DataRouter {
     /// The fast path's next hop: a table hit without rewrite rules whose
     /// next hop is not the address the packet arrived for (that would loop
     /// here) and of the same family as `arrived`.
+    /// Cached hits (see the module documentation) are answered without
+    /// the table.
+    #[inline]
     fn fast_next_hop(&mut self, class: u16, alg: Algorithm, string: &[u8], arrived: IpAddr) -> Option<IpAddr> {
+        let usable = |nh: IpAddr| (nh != arrived && nh.is_ipv4() == arrived.is_ipv4()).then_some(nh);
+        // Exact keys are not cached: their table is one hash probe already,
+        // and a cache in front of a million DHT keys mostly misses (it
+        // measured 0.55 → 0.59 of plain forwarding on one hot key, 0.37 →
+        // 0.34 on 16,384 keys round-robin).
+        let cacheable = alg != Algorithm::Exact && string.len() <= CACHE_KEY;
+        let slot = if cacheable {
+            cache_slot(class, alg as u8, string)
+        } else {
+            0
+        };
+        if cacheable {
+            if let Some(s) = self.cache.get(slot) {
+                if s.generation == self.generation
+                    && s.class == class
+                    && s.alg == alg as u8
+                    && s.len as usize == string.len()
+                    && s.key[..string.len()] == *string
+                {
+                    self.c.cache_hits += 1;
+                    return usable(s.next_hop);
+                }
+            }
+        }
         let e = self.tables.get(class)?.lookup(alg, string, &mut self.scratch)?;
-        let same_family = e.next_hop.is_ipv4() == arrived.is_ipv4();
-        (e.rules.is_empty() && e.next_hop != arrived && same_family).then_some(e.next_hop)
+        if !e.rules.is_empty() {
+            return None;
+        }
+        let nh = e.next_hop;
+        if cacheable {
+            if self.cache.is_empty() {
+                self.cache = vec![EMPTY_SLOT; CACHE_SLOTS];
+            }
+            let mut key = [0; CACHE_KEY];
+            key[..string.len()].copy_from_slice(string);
+            self.cache[slot] = Slot {
+                generation: self.generation,
+                class,
+                alg: alg as u8,
+                len: string.len() as u8,
+                key,
+                next_hop: nh,
+            };
+        }
+        usable(nh)
     }
 
     fn process_v4(&mut self, cx: &mut Ctx<'_>, pkt: &mut Packet, l3: usize, off: usize) -> Verdict {
@@ -613,8 +736,9 @@ impl Element for DataRouter {
         }
         let first = r.split_whitespace().next().unwrap_or("");
         if first == "class" || first == "ls" || first.starts_with('#') {
-            return command::execute(Arc::make_mut(&mut self.tables), r)
-                .map_err(|e| ElementError::Control(e.to_string()));
+            let r = command::execute(Arc::make_mut(&mut self.tables), r);
+            self.tables_changed();
+            return r.map_err(|e| ElementError::Control(e.to_string()));
         }
         self.configure(&Args::parse(r))?;
         Ok("ok".into())
@@ -643,6 +767,7 @@ impl Element for DataRouter {
             "rewrite_failed": c.rewrite_failed,
             "icmp_sent": c.icmp_sent,
             "icmp_limited": c.icmp_limited,
+            "cache_hits": c.cache_hits,
             "bad": bad,
             "classes": classes,
         })
@@ -658,7 +783,7 @@ impl Element for DataRouter {
             .ok_or_else(|| ElementError::State("expected a droute script".into()))?;
         let mut t = Tables::default();
         command::execute(&mut t, s).map_err(|e| ElementError::State(e.to_string()))?;
-        self.tables = Arc::new(t);
+        self.replace_tables(Arc::new(t));
         Ok(())
     }
 }

@@ -331,3 +331,107 @@ proptest::proptest! {
         }
     }
 }
+
+fn dns(name: &str, alg: Algorithm) -> Vec<u8> {
+    frame4(&chain(&[Tag::new(DNS, alg, name)]))
+}
+
+fn hits(d: &DataRouter) -> u64 {
+    d.counters().cache_hits
+}
+
+/// The resolution cache answers a string seen before, and every way the
+/// tables change makes it forget at once: add over an entry, rm, flush,
+/// replace_tables, state import. A rule-bearing entry is never cached.
+#[test]
+fn resolution_cache_hits_and_forgets_on_every_table_change() {
+    let f = dns("www.isi.edu", Algorithm::Suffix);
+    let mut d = dr("class DNS add isi.edu 10.0.2.2 alg suffix");
+    assert_eq!(dst4(&run(&mut d, &f).1), Ipv4Addr::new(10, 0, 2, 2));
+    assert_eq!(hits(&d), 0);
+    assert_eq!(dst4(&run(&mut d, &f).1), Ipv4Addr::new(10, 0, 2, 2));
+    assert_eq!(hits(&d), 1);
+
+    // A longer suffix added: the cached answer must not be served.
+    d.control("class DNS add www.isi.edu 10.0.2.3 alg suffix").unwrap();
+    assert_eq!(dst4(&run(&mut d, &f).1), Ipv4Addr::new(10, 0, 2, 3));
+    assert_eq!(hits(&d), 1);
+    assert_eq!(dst4(&run(&mut d, &f).1), Ipv4Addr::new(10, 0, 2, 3));
+    assert_eq!(hits(&d), 2);
+
+    d.control("class DNS rm www.isi.edu alg suffix").unwrap();
+    assert_eq!(dst4(&run(&mut d, &f).1), Ipv4Addr::new(10, 0, 2, 2));
+
+    d.control("class DNS flush").unwrap();
+    let (v, _, _) = run(&mut d, &f);
+    assert_eq!(v, Verdict::Drop, "flushed table still answered");
+
+    let mut t = Tables::default();
+    command::execute(&mut t, "class DNS add edu 10.0.2.4 alg suffix").unwrap();
+    d.replace_tables(Arc::new(t));
+    assert_eq!(dst4(&run(&mut d, &f).1), Ipv4Addr::new(10, 0, 2, 4));
+    assert_eq!(dst4(&run(&mut d, &f).1), Ipv4Addr::new(10, 0, 2, 4));
+    let h = hits(&d);
+
+    d.import_state(serde_json::Value::String(
+        "class DNS add isi.edu 10.0.2.5 alg suffix\n".into(),
+    ))
+    .unwrap();
+    assert_eq!(dst4(&run(&mut d, &f).1), Ipv4Addr::new(10, 0, 2, 5));
+    assert_eq!(hits(&d), h);
+
+    // Entries with rules take the general path every time.
+    let mut d = dr("class DNS add isi.edu 10.0.2.2 alg suffix rewrite delete");
+    for _ in 0..3 {
+        assert_eq!(dst4(&run(&mut d, &f).1), Ipv4Addr::new(10, 0, 2, 2));
+    }
+    assert_eq!(hits(&d), 0);
+    // The same string under another algorithm or class is another key.
+    let mut d = dr("class DNS add isi.edu 10.0.2.2 alg suffix\nclass DNS add www.isi.edu 10.0.2.6 alg exact");
+    assert_eq!(dst4(&run(&mut d, &f).1), Ipv4Addr::new(10, 0, 2, 2));
+    let e = dns("www.isi.edu", Algorithm::Exact);
+    assert_eq!(dst4(&run(&mut d, &e).1), Ipv4Addr::new(10, 0, 2, 6));
+    assert_eq!(dst4(&run(&mut d, &f).1), Ipv4Addr::new(10, 0, 2, 2));
+    assert_eq!(dst4(&run(&mut d, &e).1), Ipv4Addr::new(10, 0, 2, 6));
+    // Exact lookups are not cached (one hash probe already).
+    assert_eq!(hits(&d), 1);
+}
+
+proptest::proptest! {
+    /// With the cache, the element answers exactly as a fresh lookup in
+    /// its tables, whatever the interleaving of table edits and packets
+    /// (few slots' worth of strings, so slots collide and get replaced).
+    #[test]
+    fn resolution_cache_agrees_with_the_tables(
+        ops in proptest::collection::vec((0u8..3, 0usize..40, 0u8..4), 1..200),
+    ) {
+        let name = |i: usize| format!("n{i}.example");
+        let mut d = dr("class DNS miss drop");
+        for (op, i, hop) in ops {
+            match op {
+                0 => {
+                    d.control(&format!("class DNS add {} 10.0.3.{} alg suffix", name(i), hop + 1)).unwrap();
+                }
+                1 => {
+                    let _ = d.control(&format!("class DNS rm {} alg suffix", name(i)));
+                }
+                _ => {
+                    let f = dns(&name(i), Algorithm::Suffix);
+                    let want = d
+                        .tables()
+                        .get(DNS)
+                        .and_then(|t| t.lookup(Algorithm::Suffix, name(i).as_bytes(), &mut Scratch::default()))
+                        .map(|e| e.next_hop);
+                    let (v, out, _) = run(&mut d, &f);
+                    match want {
+                        Some(IpAddr::V4(a)) => {
+                            proptest::prop_assert_eq!(v, Verdict::Continue);
+                            proptest::prop_assert_eq!(dst4(&out), a);
+                        }
+                        _ => proptest::prop_assert_eq!(v, Verdict::Drop),
+                    }
+                }
+            }
+        }
+    }
+}
