@@ -349,14 +349,19 @@ fn uninstall(node: &mut Node, i: Installed) {
     }
 }
 
-/// The class a PBR plugin name means on this node.
-fn resolve_class(node: &Node, cfg: &PbrConfig, name: &str) -> Option<String> {
-    let mapped = cfg
-        .class_map
+/// PBR class `name` through [`PbrConfig::class_map`] (keys match ignoring
+/// case), else as it is.
+fn mapped<'a>(cfg: &'a PbrConfig, name: &'a str) -> &'a str {
+    cfg.class_map
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
-        .unwrap_or(name);
+        .unwrap_or(name)
+}
+
+/// The class a PBR plugin name means on this node.
+fn resolve_class(node: &Node, cfg: &PbrConfig, name: &str) -> Option<String> {
+    let mapped = mapped(cfg, name);
     if node.has_class(mapped) {
         return Some(mapped.to_string());
     }
@@ -369,12 +374,7 @@ fn resolve_class(node: &Node, cfg: &PbrConfig, name: &str) -> Option<String> {
 /// The plugin name to fetch for PBR class `name`: the mapped name, as is
 /// or in lower case, if it is a valid plugin name.
 fn fetch_name(cfg: &PbrConfig, name: &str) -> Option<String> {
-    let mapped = cfg
-        .class_map
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-        .unwrap_or(name);
+    let mapped = mapped(cfg, name);
     [mapped.to_string(), mapped.to_ascii_lowercase()]
         .into_iter()
         .find(|n| weft_repo::package::valid_name(n))

@@ -183,7 +183,6 @@ fn setup(tag: &str) -> Setup {
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
         .to_string();
 
-    let cfg = d.join("n.toml");
     let config = format!(
         r#"
 [node]
@@ -204,22 +203,7 @@ memory_mib = 32
 "#,
         d.join("cache").display()
     );
-    std::fs::write(&cfg, &config).unwrap();
-    let socket = d.join("n.sock");
-    let (node, line) = spawn(&[
-        "node",
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--socket",
-        socket.to_str().unwrap(),
-    ]);
-    assert!(line.contains("serving on"), "{line}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "the node did not open its socket");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (node, socket) = start_node(d, "n", &config);
     let dir_path = dir.0.clone();
     Setup {
         _dir: dir,
