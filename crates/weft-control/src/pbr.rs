@@ -273,9 +273,16 @@ enum Fetch {
     Running,
     /// Registered on the node.
     Done,
-    /// The refusal commits waiting for it give.
-    Failed(Refusal),
+    /// The refusal commits waiting for it give, and when it came (ms):
+    /// reservations refuse with it for [`FETCH_RETRY_MS`], then fetch
+    /// again.
+    Failed(Refusal, u64),
 }
+
+/// How long a failed class fetch is believed: reservations needing the
+/// class are refused at once (the hop is "not obtainable") instead of
+/// asking the code server again for every path.
+pub const FETCH_RETRY_MS: u64 = 10_000;
 
 /// Fetch counters ([`PbrNode::counters`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -297,6 +304,8 @@ struct EnvState {
     fetcher: Option<Box<dyn ClassFetcher>>,
     fetches: BTreeMap<String, Fetch>,
     fetch_stats: FetchStats,
+    /// The daemon's clock at the current call (ms).
+    now_ms: u64,
 }
 
 impl EnvState {
@@ -438,12 +447,17 @@ impl NodeEnv<'_> {
                 format!("class {class} is not on {node} and is not a plugin name to fetch"),
             ));
         };
-        if !matches!(self.st.fetches.get(&name), Some(Fetch::Running)) {
-            tracing::info!(node = %node, plugin = %name, "pbr: fetching a plugin class from the code server");
-            fetcher.fetch(&name);
-            self.st.fetch_stats.started += 1;
-            self.st.fetches.insert(name, Fetch::Running);
+        match self.st.fetches.get(&name) {
+            Some(Fetch::Running) => return Ok(()),
+            Some(Fetch::Failed(r, at)) if self.st.now_ms.saturating_sub(*at) < FETCH_RETRY_MS => {
+                return Err(r.clone());
+            }
+            _ => {}
         }
+        tracing::info!(node = %node, plugin = %name, "pbr: fetching a plugin class from the code server");
+        fetcher.fetch(&name);
+        self.st.fetch_stats.started += 1;
+        self.st.fetches.insert(name, Fetch::Running);
         Ok(())
     }
 
@@ -585,7 +599,7 @@ impl Env for NodeEnv<'_> {
             }
             match fetch_name(self.cfg, &p.class).and_then(|n| self.st.fetches.get(&n)) {
                 Some(Fetch::Running) => return Ok(false),
-                Some(Fetch::Failed(r)) => return Err(r.clone()),
+                Some(Fetch::Failed(r, _)) => return Err(r.clone()),
                 Some(Fetch::Done) => {
                     return Err(Refusal::new(
                         Reason::InstallFailed,
@@ -863,6 +877,7 @@ impl PbrNode {
         name: &str,
         result: Result<ElementClass, Refusal>,
     ) -> usize {
+        self.env.now_ms = now_ms;
         let fetch = match result {
             Ok(class) => {
                 let builtin = node
@@ -870,24 +885,30 @@ impl PbrNode {
                     .into_iter()
                     .any(|(c, k, _)| c == class.name && k == ClassKind::Native);
                 if builtin {
-                    Fetch::Failed(Refusal::new(
-                        Reason::ClassRejected,
-                        format!("{} is a built-in class; a plugin may not replace it", class.name),
-                    ))
+                    Fetch::Failed(
+                        Refusal::new(
+                            Reason::ClassRejected,
+                            format!("{} is a built-in class; a plugin may not replace it", class.name),
+                        ),
+                        now_ms,
+                    )
                 } else if class.name != name {
-                    Fetch::Failed(Refusal::new(
-                        Reason::ClassRejected,
-                        format!("asked for plugin {name}, got class {}", class.name),
-                    ))
+                    Fetch::Failed(
+                        Refusal::new(
+                            Reason::ClassRejected,
+                            format!("asked for plugin {name}, got class {}", class.name),
+                        ),
+                        now_ms,
+                    )
                 } else {
                     node.upsert_class(class);
                     Fetch::Done
                 }
             }
-            Err(r) => Fetch::Failed(r),
+            Err(r) => Fetch::Failed(r, now_ms),
         };
         match &fetch {
-            Fetch::Failed(r) => {
+            Fetch::Failed(r, _) => {
                 self.env.fetch_stats.failed += 1;
                 tracing::warn!(node = %node.name(), plugin = %name, error = %r, "pbr: plugin class fetch failed");
             }
@@ -915,6 +936,7 @@ impl PbrNode {
     /// agent produced. Returns the number of frames handed to
     /// [`Node::send`] (they leave at the node's next receive or tick).
     pub fn poll(&mut self, node: &mut Node, now_ms: u64) -> usize {
+        self.env.now_ms = now_ms;
         let mut sent = 0;
         while let Some((name, r)) = self.env.fetcher.as_mut().and_then(|f| f.poll()) {
             sent += self.class_fetched(node, now_ms, &name, r);
@@ -1068,6 +1090,7 @@ impl PbrNode {
     /// node's addresses). The outcome shows in [`PbrNode::path`] and as an
     /// event once COMMIT or REFUSE comes back.
     pub fn create(&mut self, node: &mut Node, now_ms: u64, req: CreateRequest) -> Result<PathId, PbrError> {
+        self.env.now_ms = now_ms;
         let mut secret = [0u8; weft_pbr::wire::SECRET_LEN];
         if !self.rng.fill(&mut secret) {
             self.counters.no_randomness += 1;
@@ -1104,6 +1127,7 @@ impl PbrNode {
     /// Release a path initiated here: its state here goes at once, RELEASE
     /// travels downstream.
     pub fn release(&mut self, node: &mut Node, now_ms: u64, id: PathId) -> Result<(), PbrError> {
+        self.env.now_ms = now_ms;
         let mut env = NodeEnv {
             node,
             st: &mut self.env,
@@ -1117,6 +1141,7 @@ impl PbrNode {
     /// Ask every visit of a path initiated here for its status; the reply
     /// lands in [`PathView::status`].
     pub fn request_status(&mut self, node: &mut Node, now_ms: u64, id: PathId) -> Result<(), PbrError> {
+        self.env.now_ms = now_ms;
         let mut env = NodeEnv {
             node,
             st: &mut self.env,

@@ -253,4 +253,20 @@ fn a_tampered_or_missing_class_refuses_the_path_at_that_hop() {
         (fetches["started"].as_u64(), fetches["failed"].as_u64()),
         (Some(2), Some(2))
     );
+
+    // The failure is believed for FETCH_RETRY_MS: a new path needing the
+    // class is refused at R7's reservation without asking the code server;
+    // after that the server is asked again.
+    let n = s.asked.lock().unwrap().len();
+    let id = create(emu, "wnothere");
+    assert_eq!(settle(emu, id), PathState::Refused);
+    let e = emu.pbr_path("R1", id).unwrap().error.unwrap();
+    assert_eq!((e.hop, e.reason), (4, Reason::UnknownClass), "{e}");
+    assert_eq!(s.asked.lock().unwrap().len(), n, "asked the code server again at once");
+    emu.run_for(Duration::from_millis(200));
+    assert!(nothing_anywhere(emu));
+    emu.run_for(Duration::from_millis(weft_control::pbr::FETCH_RETRY_MS));
+    let id = create(emu, "wnothere");
+    assert_eq!(settle(emu, id), PathState::Refused);
+    assert_eq!(s.asked.lock().unwrap().len(), n + 1);
 }
