@@ -877,7 +877,6 @@ impl PbrNode {
         name: &str,
         result: Result<ElementClass, Refusal>,
     ) -> usize {
-        self.env.now_ms = now_ms;
         let fetch = match result {
             Ok(class) => {
                 let builtin = node
@@ -918,13 +917,21 @@ impl PbrNode {
             }
         }
         self.env.fetches.insert(name.to_string(), fetch);
-        let mut env = NodeEnv {
+        let (agent, mut env) = self.split(node, now_ms);
+        agent.resume(now_ms, &mut env);
+        self.flush(node, now_ms)
+    }
+
+    /// The agent and the node as its [`Env`], at `now_ms` (the time a
+    /// failed class fetch is judged by).
+    fn split<'a>(&'a mut self, node: &'a mut Node, now_ms: u64) -> (&'a mut Agent, NodeEnv<'a>) {
+        self.env.now_ms = now_ms;
+        let env = NodeEnv {
             node,
             st: &mut self.env,
             cfg: &self.cfg,
         };
-        self.agent.resume(now_ms, &mut env);
-        self.flush(node, now_ms)
+        (&mut self.agent, env)
     }
 
     /// The agent (read-only: its paths and counters).
@@ -936,7 +943,6 @@ impl PbrNode {
     /// agent produced. Returns the number of frames handed to
     /// [`Node::send`] (they leave at the node's next receive or tick).
     pub fn poll(&mut self, node: &mut Node, now_ms: u64) -> usize {
-        self.env.now_ms = now_ms;
         let mut sent = 0;
         while let Some((name, r)) = self.env.fetcher.as_mut().and_then(|f| f.poll()) {
             sent += self.class_fetched(node, now_ms, &name, r);
@@ -954,22 +960,14 @@ impl PbrNode {
                 _ => None,
             };
             if let (Some(src), Some(dst), Some(payload)) = (src, dst, payload) {
-                let mut env = NodeEnv {
-                    node,
-                    st: &mut self.env,
-                    cfg: &self.cfg,
-                };
-                self.agent.handle_datagram(now_ms, src, dst, payload, &mut env);
+                let (agent, mut env) = self.split(node, now_ms);
+                agent.handle_datagram(now_ms, src, dst, payload, &mut env);
             }
             node.recycle(pkt);
         }
         if self.agent.poll_timeout().is_some_and(|t| t <= now_ms) {
-            let mut env = NodeEnv {
-                node,
-                st: &mut self.env,
-                cfg: &self.cfg,
-            };
-            self.agent.handle_timeout(now_ms, &mut env);
+            let (agent, mut env) = self.split(node, now_ms);
+            agent.handle_timeout(now_ms, &mut env);
         }
         sent + self.flush(node, now_ms)
     }
@@ -1090,7 +1088,6 @@ impl PbrNode {
     /// node's addresses). The outcome shows in [`PbrNode::path`] and as an
     /// event once COMMIT or REFUSE comes back.
     pub fn create(&mut self, node: &mut Node, now_ms: u64, req: CreateRequest) -> Result<PathId, PbrError> {
-        self.env.now_ms = now_ms;
         let mut secret = [0u8; weft_pbr::wire::SECRET_LEN];
         if !self.rng.fill(&mut secret) {
             self.counters.no_randomness += 1;
@@ -1102,12 +1099,8 @@ impl PbrNode {
                 text: "no randomness for the path's release secret".into(),
             }));
         }
-        let mut env = NodeEnv {
-            node,
-            st: &mut self.env,
-            cfg: &self.cfg,
-        };
-        let id = self.agent.create(now_ms, req.clone(), secret, &mut env)?;
+        let (agent, mut env) = self.split(node, now_ms);
+        let id = agent.create(now_ms, req.clone(), secret, &mut env)?;
         self.counters.paths_created += 1;
         self.initiated.insert(
             id,
@@ -1127,13 +1120,8 @@ impl PbrNode {
     /// Release a path initiated here: its state here goes at once, RELEASE
     /// travels downstream.
     pub fn release(&mut self, node: &mut Node, now_ms: u64, id: PathId) -> Result<(), PbrError> {
-        self.env.now_ms = now_ms;
-        let mut env = NodeEnv {
-            node,
-            st: &mut self.env,
-            cfg: &self.cfg,
-        };
-        self.agent.release(now_ms, id, &mut env)?;
+        let (agent, mut env) = self.split(node, now_ms);
+        agent.release(now_ms, id, &mut env)?;
         self.flush(node, now_ms);
         Ok(())
     }
@@ -1141,13 +1129,8 @@ impl PbrNode {
     /// Ask every visit of a path initiated here for its status; the reply
     /// lands in [`PathView::status`].
     pub fn request_status(&mut self, node: &mut Node, now_ms: u64, id: PathId) -> Result<(), PbrError> {
-        self.env.now_ms = now_ms;
-        let mut env = NodeEnv {
-            node,
-            st: &mut self.env,
-            cfg: &self.cfg,
-        };
-        self.agent.request_status(now_ms, id, &mut env)?;
+        let (agent, mut env) = self.split(node, now_ms);
+        agent.request_status(now_ms, id, &mut env)?;
         self.flush(node, now_ms);
         Ok(())
     }

@@ -147,6 +147,25 @@ fn payload(i: usize) -> Vec<u8> {
     p
 }
 
+/// h7 listens on the path's port; h1 sends it `n` datagrams 10 ms apart.
+/// What was sent, and the payloads the captured h7–R7 link delivered (the
+/// link must be captured).
+fn send_to_h7(emu: &mut Emulator, n: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let dst = h7(emu);
+    emu.host_mut("h7").udp_bind(PORT).unwrap();
+    let sent: Vec<Vec<u8>> = (0..n).map(payload).collect();
+    for p in &sent {
+        emu.host_mut("h1").udp_send(dst, PORT, p).unwrap();
+        emu.run_for(Duration::from_millis(10));
+    }
+    emu.run_for(Duration::from_millis(100));
+    let got = frames_since(emu, "h7-R7", 1, 0)
+        .iter()
+        .filter_map(|c| udp_payload(&c.frame, PORT).map(<[u8]>::to_vec))
+        .collect();
+    (sent, got)
+}
+
 #[test]
 fn figure_2_walk_encrypts_between_r3_and_r8() {
     let mut emu = fig2();
@@ -430,18 +449,7 @@ fn a_walk_entering_a_node_twice_through_the_same_interface() {
 
     emu.capture("R1-R4").unwrap();
     emu.capture("h7-R7").unwrap();
-    let dst = h7(&emu);
-    emu.host_mut("h7").udp_bind(PORT).unwrap();
-    let sent: Vec<Vec<u8>> = (0..3).map(payload).collect();
-    for p in &sent {
-        emu.host_mut("h1").udp_send(dst, PORT, p).unwrap();
-        emu.run_for(Duration::from_millis(10));
-    }
-    emu.run_for(Duration::from_millis(100));
-    let got: Vec<Vec<u8>> = frames_since(&emu, "h7-R7", 1, 0)
-        .iter()
-        .filter_map(|c| udp_payload(&c.frame, PORT).map(<[u8]>::to_vec))
-        .collect();
+    let (sent, got) = send_to_h7(&mut emu, 3);
     assert_eq!(got, sent);
     // R1 → R4 carried every packet twice (two labels), R4 → R1 once.
     let mpls = |dir| {
@@ -505,18 +513,7 @@ fn a_loose_segment_is_tunnelled_across_a_router_off_the_path() {
     for l in ["R1-R4", "R3-R4", "R4-R7", "h7-R7", "R1-R2"] {
         emu.capture(l).unwrap();
     }
-    let dst = h7(&emu);
-    emu.host_mut("h7").udp_bind(PORT).unwrap();
-    let sent: Vec<Vec<u8>> = (0..4).map(payload).collect();
-    for p in &sent {
-        emu.host_mut("h1").udp_send(dst, PORT, p).unwrap();
-        emu.run_for(Duration::from_millis(10));
-    }
-    emu.run_for(Duration::from_millis(100));
-    let got: Vec<Vec<u8>> = frames_since(&emu, "h7-R7", 1, 0)
-        .iter()
-        .filter_map(|c| udp_payload(&c.frame, PORT).map(<[u8]>::to_vec))
-        .collect();
+    let (sent, got) = send_to_h7(&mut emu, 4);
     assert_eq!(got, sent);
     // MPLS-in-UDP (port 6635) on every segment through R4.
     let tunnelled = |link: &str, dir: u8| {
