@@ -1027,15 +1027,16 @@ impl Node {
     /// The control port: send a request, get the reply.
     ///
     /// Convention shared by all elements: a request whose first word is a
-    /// bare verb (letters only, no `=`, e.g. `reset`) is a command; anything
-    /// else (`131072`, `rate=131072`) is a new configuration, and once the
+    /// bare verb (letters only, no `=`, e.g. `reset`) or a `#` comment (a
+    /// script's first line) is a command; anything else (`131072`, `rate=131072`) is a new configuration, and once the
     /// element accepts it the node records it as the instance's
     /// configuration, so listings show what is in force.
     pub fn control(&mut self, id: InstanceId, request: &str) -> Result<String, NodeError> {
         let inst = self.inst_mut(id)?;
         let reply = inst.element.control(request)?;
         let first = request.split_whitespace().next().unwrap_or("");
-        let is_verb = !first.is_empty() && first.chars().all(|c| c.is_ascii_alphabetic() || c == '-' || c == '_');
+        let is_verb = first.starts_with('#')
+            || !first.is_empty() && first.chars().all(|c| c.is_ascii_alphabetic() || c == '-' || c == '_');
         if !is_verb && !first.is_empty() {
             inst.args = Args::parse(request);
         }

@@ -13,6 +13,9 @@
 //! [[droute]]
 //! class = "MP3"
 //! miss = "icmp"            # drop (default) | icmp
+//!
+//! [[droute]]
+//! file = "tables/mp3.droute"   # a `droute` script: one command a line
 //! ```
 //!
 //! Entries go to the `datarouter` instance named by `instance` (a label of
@@ -21,11 +24,16 @@
 //! ([`Node::attach_resolver`]), which is what a DataRouter needs: it sees
 //! the packets addressed to any of the node's addresses that carry options.
 //! Each entry becomes a control request to that instance, so a bad pattern
-//! is reported at its line.
+//! is reported at its line. A `file` (relative to the configuration file's
+//! directory) holds the lines `weft droute` takes (`class MP3 add 0x1f2e3d4c
+//! 10.0.2.2 alg exact`, `#` comments) and is sent as one request: the way to
+//! load tables of a million entries, which would be a million TOML tables
+//! and requests otherwise; an error names the file and its line.
 
 use super::{Applied, ConfigError, Source};
 use serde::Deserialize;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use toml::Spanned;
 use weft_dataplane::{InstanceId, Node};
 
@@ -36,8 +44,10 @@ pub const CLASS: &str = "datarouter";
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DrouteSection {
-    /// Class alias (`DNS`, `URL`, `MP3`, `WEB`, `IPv4`, `IPv6`) or number.
-    pub class: Spanned<String>,
+    /// Class alias (`DNS`, `URL`, `MP3`, `WEB`, `IPv4`, `IPv6`) or number
+    /// (not with `file`: its lines name their classes).
+    #[serde(default)]
+    pub class: Option<Spanned<String>>,
     /// Pattern (with `dest`).
     #[serde(default)]
     pub pattern: Option<Spanned<String>>,
@@ -53,6 +63,9 @@ pub struct DrouteSection {
     /// The class's miss outcome: `drop` or `icmp`.
     #[serde(default)]
     pub miss: Option<Spanned<String>>,
+    /// A `droute` script to load (alone, or with `instance`).
+    #[serde(default)]
+    pub file: Option<Spanned<PathBuf>>,
     /// The `[[instance]]` label of the datarouter instance.
     #[serde(default)]
     pub instance: Option<Spanned<String>>,
@@ -86,7 +99,24 @@ pub(super) fn apply(
                 }
             },
         };
-        let class = ds.class.get_ref();
+        if let Some(f) = &ds.file {
+            if let Some(other) = [&ds.class, &ds.pattern, &ds.alg, &ds.rewrite, &ds.miss]
+                .into_iter()
+                .flatten()
+                .next()
+            {
+                return Err(src.error(other.span(), "a [[droute]] with `file` takes only `instance`"));
+            }
+            if let Some(x) = &ds.dest {
+                return Err(src.error(x.span(), "a [[droute]] with `file` takes only `instance`"));
+            }
+            load_file(src, f, node, id)?;
+            continue;
+        }
+        let Some(class_s) = &ds.class else {
+            return Err(src.error(d.span(), "a [[droute]] needs `class` (or a `file`)"));
+        };
+        let class = class_s.get_ref();
         let mut reqs = Vec::new();
         match (&ds.pattern, &ds.dest) {
             (Some(p), Some(dest)) => {
@@ -102,7 +132,12 @@ pub(super) fn apply(
             (None, None) if ds.miss.is_some() => {}
             (Some(p), None) => return Err(src.error(p.span(), "`pattern` needs `dest`")),
             (None, Some(x)) => return Err(src.error(x.span(), "`dest` needs `pattern`")),
-            (None, None) => return Err(src.error(d.span(), "a [[droute]] needs `pattern` and `dest`, or `miss`")),
+            (None, None) => {
+                return Err(src.error(
+                    d.span(),
+                    "a [[droute]] needs `pattern` and `dest`, or `miss`, or `file`",
+                ))
+            }
         }
         if let Some(m) = &ds.miss {
             reqs.push((format!("class {class} miss {}", m.get_ref()), m.span()));
@@ -112,7 +147,7 @@ pub(super) fn apply(
                 let msg = e.to_string();
                 // Point at the class when the class is what is wrong.
                 let span = if msg.contains("unknown class") {
-                    ds.class.span()
+                    class_s.span()
                 } else {
                     span
                 };
@@ -120,6 +155,21 @@ pub(super) fn apply(
             })?;
         }
     }
+    Ok(())
+}
+
+/// Send the `droute` script `f` (relative to the configuration file's
+/// directory) to instance `id` as one control request.
+fn load_file(src: &Source, f: &Spanned<PathBuf>, node: &mut Node, id: InstanceId) -> Result<(), ConfigError> {
+    let path = match Path::new(&src.file).parent() {
+        Some(dir) if f.get_ref().is_relative() => dir.join(f.get_ref()),
+        _ => f.get_ref().clone(),
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| src.error(f.span(), format!("cannot read {}: {e}", path.display())))?;
+    // The script's own line numbers ("line N: …") refer to that file.
+    node.control(id, &text)
+        .map_err(|e| src.error(f.span(), format!("{}: {e}", path.display())))?;
     Ok(())
 }
 
@@ -180,6 +230,61 @@ addrs = ["10.0.1.1/24", "2001:db8:1::1/64"]
         assert!(ls.contains("rewrite copy:prefix,next:strip"), "{ls}");
         let all = node.control(inst[0].id, "ls").unwrap();
         assert!(all.contains("MP3"), "{all}");
+    }
+
+    #[test]
+    fn a_droute_file_loads_as_one_script() {
+        let dir = std::env::temp_dir().join(format!("weft-droute-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut script = String::from("# MP3 keys\n");
+        for i in 0..500u32 {
+            script.push_str(&format!(
+                "class MP3 add 0x{:08x} 10.0.1.{} alg exact\n",
+                i * 7919,
+                2 + i % 200
+            ));
+        }
+        script.push_str("class DNS add isi.edu 10.0.1.9 alg suffix\nclass DNS miss icmp\n");
+        std::fs::write(dir.join("t.droute"), &script).unwrap();
+        let cfg_path = dir.join("dr1.toml");
+        let cfg = |file: &str| {
+            let text = format!("{BASE}\n[[droute]]\nfile = \"{file}\"\n");
+            std::fs::write(&cfg_path, text).unwrap();
+            NodeConfig::load(&cfg_path).and_then(|c| c.build().map(|(n, _)| n))
+        };
+        let mut node = cfg("t.droute").unwrap();
+        let id = node.instances().into_iter().find(|i| i.class == "datarouter").unwrap();
+        assert!(id.resolver, "attached at the routing step");
+        let report = node.report(id.id).unwrap();
+        assert_eq!(report["element"]["classes"]["MP3"]["entries"], 500, "{report}");
+        assert_eq!(report["element"]["classes"]["DNS"]["miss"], "icmp", "{report}");
+        // A script that opens with a comment is commands, not the instance's
+        // configuration.
+        assert_eq!(report["config"], "", "{}", report["config"]);
+        let ls = node.control(id.id, "class MP3 ls").unwrap();
+        assert!(ls.contains(&format!("0x{:08x}", 499 * 7919)), "{ls}");
+        // A missing file, and a bad line: the file and the line are named.
+        std::fs::write(
+            dir.join("bad.droute"),
+            "class DNS add a 10.0.1.9 alg suffix\nclass DNS add b nowhere\n",
+        )
+        .unwrap();
+        let missing = cfg("nope.droute").map(|_| ()).unwrap_err().to_string();
+        let bad = cfg("bad.droute").map(|_| ()).unwrap_err().to_string();
+        let with_class = {
+            let text = format!("{BASE}\n[[droute]]\nclass = \"DNS\"\nfile = \"t.droute\"\n");
+            NodeConfig::parse(&text, "x.toml")
+                .and_then(|c| c.build().map(|_| ()))
+                .unwrap_err()
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            missing.contains("nope.droute") && missing.contains("cannot read"),
+            "{missing}"
+        );
+        assert!(bad.contains("bad.droute") && bad.contains("line 2"), "{bad}");
+        assert!(with_class.to_string().contains("takes only `instance`"), "{with_class}");
+        assert_eq!(with_class.line(), Some(11), "points at `class`: {with_class}");
     }
 
     #[test]
