@@ -6,7 +6,7 @@ use clap::Args;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use weft_datarouter::app::{TaggedReceiver, TaggedSender};
-use weft_datarouter::{Tag, TagChain};
+use weft_datarouter::{wire, Tag, TagChain};
 
 /// `weft send --tag DNS:joe.com --tag URL:joe.com/apple DEST PORT`
 #[derive(Debug, Args)]
@@ -29,6 +29,24 @@ pub struct SendArgs {
     /// Milliseconds between datagrams.
     #[arg(long, default_value_t = 100)]
     pub interval_ms: u64,
+    /// Print the whole Ethernet frame as a trafgen(8) packet configuration
+    /// instead of sending it: tagged traffic at line rate for load tests
+    /// (`scripts/bench-netns` uses it). Needs `--from`, `--src-mac`,
+    /// `--dst-mac`.
+    #[arg(long, requires_all = ["from", "src_mac", "dst_mac"])]
+    pub trafgen: bool,
+    /// With `--trafgen`: the frame's source address.
+    #[arg(long)]
+    pub from: Option<IpAddr>,
+    /// With `--trafgen`: the frame's source MAC (`02:00:00:00:00:01`).
+    #[arg(long)]
+    pub src_mac: Option<String>,
+    /// With `--trafgen`: the frame's destination MAC (the first router's).
+    #[arg(long)]
+    pub dst_mac: Option<String>,
+    /// With `--trafgen`: the UDP source port.
+    #[arg(long, default_value_t = 9)]
+    pub sport: u16,
 }
 
 /// `weft recv PORT --show-tags`
@@ -57,6 +75,10 @@ pub fn send(a: &SendArgs) -> anyhow::Result<()> {
         .map(|t| Tag::parse(t).map_err(|e| anyhow::anyhow!(e)))
         .collect::<anyhow::Result<Vec<Tag>>>()?;
     let chain = TagChain::new(tags);
+    if a.trafgen {
+        print!("{}", trafgen(a, &chain)?);
+        return Ok(());
+    }
     let tx = TaggedSender::new(SocketAddr::new(a.dest, a.port), chain.clone()).context("weft send")?;
     for i in 0..a.count {
         if i > 0 {
@@ -74,6 +96,44 @@ pub fn send(a: &SendArgs) -> anyhow::Result<()> {
         chain
     );
     Ok(())
+}
+
+fn mac(s: &str) -> anyhow::Result<[u8; 6]> {
+    let v: Vec<u8> = s
+        .split(':')
+        .map(|x| u8::from_str_radix(x, 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("bad MAC address {s:?} (want 02:00:00:00:00:01)"))?;
+    v.try_into()
+        .map_err(|_| anyhow::anyhow!("bad MAC address {s:?} (want six octets)"))
+}
+
+/// The frame `weft send` would send, as a trafgen packet configuration
+/// (`{ 0x.., … }`, checksums filled in).
+fn trafgen(a: &SendArgs, chain: &TagChain) -> anyhow::Result<String> {
+    let (src_mac, dst_mac) = (
+        mac(a.src_mac.as_deref().unwrap_or(""))?,
+        mac(a.dst_mac.as_deref().unwrap_or(""))?,
+    );
+    let payload = a.data.as_bytes();
+    let frame = match (a.from, a.dest) {
+        (Some(IpAddr::V4(s)), IpAddr::V4(d)) => {
+            wire::udp4_frame(src_mac, dst_mac, s, d, a.sport, a.port, chain, payload)
+        }
+        (Some(IpAddr::V6(s)), IpAddr::V6(d)) => {
+            wire::udp6_frame(src_mac, dst_mac, s, d, a.sport, a.port, chain, payload)
+        }
+        _ => anyhow::bail!("--from and the destination must be of one IP version"),
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = String::from("{\n");
+    for line in frame.chunks(16) {
+        let bytes: Vec<String> = line.iter().map(|b| format!("0x{b:02x}")).collect();
+        out.push_str(&format!("  {},\n", bytes.join(", ")));
+    }
+    // trafgen takes a trailing comma before the brace.
+    out.push_str("}\n");
+    Ok(out)
 }
 
 pub fn recv(a: &RecvArgs) -> anyhow::Result<()> {
@@ -96,4 +156,75 @@ pub fn recv(a: &RecvArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_packet::checksum;
+
+    fn args(dest: &str, from: &str, tags: &[&str]) -> SendArgs {
+        SendArgs {
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            dest: dest.parse().unwrap(),
+            port: 6060,
+            data: "0123456789".into(),
+            count: 1,
+            interval_ms: 0,
+            trafgen: true,
+            from: Some(from.parse().unwrap()),
+            src_mac: Some("02:00:00:00:00:01".into()),
+            dst_mac: Some("02:00:00:00:00:0a".into()),
+            sport: 9,
+        }
+    }
+
+    /// The octets of a `{ 0x.., … }` configuration.
+    fn octets(cfg: &str) -> Vec<u8> {
+        let body = cfg.trim().strip_prefix('{').unwrap().strip_suffix('}').unwrap();
+        body.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| u8::from_str_radix(s.strip_prefix("0x").unwrap(), 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn trafgen_frames_carry_the_tags_with_valid_checksums() {
+        let a = args("10.10.1.1", "10.10.1.2", &["DNS:www.isi.edu", "MP3/exact:0x1f2e3d4c"]);
+        let chain = TagChain::new(a.tags.iter().map(|t| Tag::parse(t).unwrap()).collect());
+        let f = octets(&trafgen(&a, &chain).unwrap());
+        assert_eq!(&f[..12], &[2, 0, 0, 0, 0, 0x0a, 2, 0, 0, 0, 0, 1], "MACs");
+        assert_eq!(&f[12..14], &[0x08, 0x00]);
+        let ihl = (f[14] & 0x0f) as usize * 4;
+        let ip = &f[14..];
+        assert_eq!(checksum::checksum(&ip[..ihl]), 0, "IPv4 header checksum");
+        assert_eq!(&ip[12..20], &[10, 10, 1, 2, 10, 10, 1, 1]);
+        let got = TagChain::parse_v4(&ip[20..ihl]).unwrap();
+        assert_eq!(got.tags, chain.tags);
+        let udp = &ip[ihl..];
+        assert_eq!(&udp[8..], b"0123456789");
+        let ps = checksum::pseudo_v4([10, 10, 1, 2], [10, 10, 1, 1], 17, udp.len() as u16);
+        assert_eq!(checksum::finish(checksum::sum(udp, ps)), 0, "UDP checksum");
+
+        let v6 = args("2001:db8::1", "2001:db8::2", &["DNS:www.isi.edu"]);
+        let f6 = octets(&trafgen(&v6, &chain).unwrap());
+        assert_eq!(&f6[12..14], &[0x86, 0xdd]);
+        assert_eq!(f6[14 + 6], 43, "a routing header follows the IPv6 header");
+    }
+
+    #[test]
+    fn trafgen_refuses_bad_macs_and_mixed_versions() {
+        let chain = TagChain::default();
+        let mixed = args("2001:db8::1", "10.10.1.2", &[]);
+        assert!(trafgen(&mixed, &chain)
+            .unwrap_err()
+            .to_string()
+            .contains("one IP version"));
+        let mut bad = args("10.10.1.1", "10.10.1.2", &[]);
+        bad.src_mac = Some("02:00:00:00:00".into());
+        assert!(trafgen(&bad, &chain).unwrap_err().to_string().contains("bad MAC"));
+        bad.src_mac = Some("02:00:00:00:00:zz".into());
+        assert!(trafgen(&bad, &chain).unwrap_err().to_string().contains("bad MAC"));
+    }
 }
