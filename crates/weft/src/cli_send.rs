@@ -32,7 +32,9 @@ pub struct SendArgs {
     /// Print the whole Ethernet frame as a trafgen(8) packet configuration
     /// instead of sending it: tagged traffic at line rate for load tests
     /// (`scripts/bench-netns` uses it). Needs `--from`, `--src-mac`,
-    /// `--dst-mac`.
+    /// `--dst-mac`. With `--count N`, N frames (trafgen sends them round
+    /// robin), `{i}` in a tag replaced by 1…N and `{x}` by the same as 8 hex
+    /// digits: `--tag 'MP3/exact:0x{x}' --count 16384` sends 16,384 keys.
     #[arg(long, requires_all = ["from", "src_mac", "dst_mac"])]
     pub trafgen: bool,
     /// With `--trafgen`: the frame's source address.
@@ -68,17 +70,20 @@ pub struct RecvArgs {
     pub timeout: Option<f64>,
 }
 
-pub fn send(a: &SendArgs) -> anyhow::Result<()> {
-    let tags = a
-        .tags
+fn chain(tags: &[String]) -> anyhow::Result<TagChain> {
+    let tags = tags
         .iter()
         .map(|t| Tag::parse(t).map_err(|e| anyhow::anyhow!(e)))
         .collect::<anyhow::Result<Vec<Tag>>>()?;
-    let chain = TagChain::new(tags);
+    Ok(TagChain::new(tags))
+}
+
+pub fn send(a: &SendArgs) -> anyhow::Result<()> {
     if a.trafgen {
-        print!("{}", trafgen(a, &chain)?);
+        print!("{}", trafgen(a)?);
         return Ok(());
     }
+    let chain = chain(&a.tags)?;
     let tx = TaggedSender::new(SocketAddr::new(a.dest, a.port), chain.clone()).context("weft send")?;
     for i in 0..a.count {
         if i > 0 {
@@ -108,9 +113,24 @@ fn mac(s: &str) -> anyhow::Result<[u8; 6]> {
         .map_err(|_| anyhow::anyhow!("bad MAC address {s:?} (want six octets)"))
 }
 
+/// `--trafgen`: `--count` frames, `{i}` and `{x}` in the tags replaced by
+/// the frame's number.
+fn trafgen(a: &SendArgs) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for i in 1..=a.count.max(1) {
+        let tags: Vec<String> = a
+            .tags
+            .iter()
+            .map(|t| t.replace("{i}", &i.to_string()).replace("{x}", &format!("{i:08x}")))
+            .collect();
+        out.push_str(&frame_config(a, &chain(&tags)?)?);
+    }
+    Ok(out)
+}
+
 /// The frame `weft send` would send, as a trafgen packet configuration
 /// (`{ 0x.., … }`, checksums filled in).
-fn trafgen(a: &SendArgs, chain: &TagChain) -> anyhow::Result<String> {
+fn frame_config(a: &SendArgs, chain: &TagChain) -> anyhow::Result<String> {
     let (src_mac, dst_mac) = (
         mac(a.src_mac.as_deref().unwrap_or(""))?,
         mac(a.dst_mac.as_deref().unwrap_or(""))?,
@@ -192,8 +212,8 @@ mod tests {
     #[test]
     fn trafgen_frames_carry_the_tags_with_valid_checksums() {
         let a = args("10.10.1.1", "10.10.1.2", &["DNS:www.isi.edu", "MP3/exact:0x1f2e3d4c"]);
-        let chain = TagChain::new(a.tags.iter().map(|t| Tag::parse(t).unwrap()).collect());
-        let f = octets(&trafgen(&a, &chain).unwrap());
+        let chain = chain(&a.tags).unwrap();
+        let f = octets(&trafgen(&a).unwrap());
         assert_eq!(&f[..12], &[2, 0, 0, 0, 0, 0x0a, 2, 0, 0, 0, 0, 1], "MACs");
         assert_eq!(&f[12..14], &[0x08, 0x00]);
         let ihl = (f[14] & 0x0f) as usize * 4;
@@ -208,23 +228,39 @@ mod tests {
         assert_eq!(checksum::finish(checksum::sum(udp, ps)), 0, "UDP checksum");
 
         let v6 = args("2001:db8::1", "2001:db8::2", &["DNS:www.isi.edu"]);
-        let f6 = octets(&trafgen(&v6, &chain).unwrap());
+        let f6 = octets(&trafgen(&v6).unwrap());
         assert_eq!(&f6[12..14], &[0x86, 0xdd]);
         assert_eq!(f6[14 + 6], 43, "a routing header follows the IPv6 header");
     }
 
     #[test]
+    fn trafgen_counts_strings_through_i_and_x() {
+        let mut a = args(
+            "10.10.1.1",
+            "10.10.1.2",
+            &["DNS/suffix:w{i}.isi.edu", "MP3/exact:0x{x}"],
+        );
+        a.count = 300;
+        let s = trafgen(&a).unwrap();
+        let frames: Vec<Vec<u8>> = s.split_inclusive('}').filter(|f| f.contains('{')).map(octets).collect();
+        assert_eq!(frames.len(), 300);
+        for (i, f) in frames.iter().enumerate() {
+            let ihl = (f[14] & 0x0f) as usize * 4;
+            let c = TagChain::parse_v4(&f[34..14 + ihl]).unwrap();
+            assert_eq!(c.tags[0].string, format!("w{}.isi.edu", i + 1).into_bytes());
+            assert_eq!(c.tags[1].string, ((i + 1) as u32).to_be_bytes().to_vec());
+            assert_eq!(checksum::checksum(&f[14..14 + ihl]), 0);
+        }
+    }
+
+    #[test]
     fn trafgen_refuses_bad_macs_and_mixed_versions() {
-        let chain = TagChain::default();
         let mixed = args("2001:db8::1", "10.10.1.2", &[]);
-        assert!(trafgen(&mixed, &chain)
-            .unwrap_err()
-            .to_string()
-            .contains("one IP version"));
+        assert!(trafgen(&mixed).unwrap_err().to_string().contains("one IP version"));
         let mut bad = args("10.10.1.1", "10.10.1.2", &[]);
         bad.src_mac = Some("02:00:00:00:00".into());
-        assert!(trafgen(&bad, &chain).unwrap_err().to_string().contains("bad MAC"));
+        assert!(trafgen(&bad).unwrap_err().to_string().contains("bad MAC"));
         bad.src_mac = Some("02:00:00:00:00:zz".into());
-        assert!(trafgen(&bad, &chain).unwrap_err().to_string().contains("bad MAC"));
+        assert!(trafgen(&bad).unwrap_err().to_string().contains("bad MAC"));
     }
 }

@@ -230,7 +230,8 @@ pub fn rows(args: &BenchArgs) -> Result<Vec<serde_json::Value>> {
 
 /// The rows as a table.
 pub fn print(rows: &[serde_json::Value]) {
-    println!("\nDataRouter (64-byte UDP payload; paper: hash 87%, regex 50% of plain):");
+    println!("\nDataRouter, the engine alone: packets in memory, no I/O (64-byte UDP payload; paper: hash 87%, regex");
+    println!("50% of plain, measured on the wire; as root, `scripts/bench-netns --datarouter` measures that way):");
     println!(
         "{:<34} {:>9} {:>8} {:>8} {:>9}",
         "scenario", "entries", "Mpps", "ratio", "build s"
