@@ -325,6 +325,7 @@ proptest::proptest! {
         let mut o = opt.clone();
         if tag > 0 && o.len() > 2 { o[0] = 0x9e; o[1] %= o.len() as u8 + 1; }
         let f = raw4(&o);
+        d.prefetch(&[Packet::from_bytes(&f)]);
         let (v, out, _) = run(&mut d, &f);
         if v == Verdict::Continue {
             proptest::prop_assert!(weft_packet::view::parse(&out).is_ok());
@@ -393,8 +394,56 @@ fn resolution_cache_hits_and_forgets_on_every_table_change() {
     assert_eq!(dst4(&run(&mut d, &e).1), Ipv4Addr::new(10, 0, 2, 6));
     assert_eq!(dst4(&run(&mut d, &f).1), Ipv4Addr::new(10, 0, 2, 2));
     assert_eq!(dst4(&run(&mut d, &e).1), Ipv4Addr::new(10, 0, 2, 6));
-    // Exact lookups are not cached (one hash probe already).
-    assert_eq!(hits(&d), 1);
+    assert_eq!(hits(&d), 2);
+}
+
+/// Resolving ahead ([`Element::prefetch`]) puts a batch's exact strings
+/// into the cache and changes nothing else; it stops while every string is
+/// found in the cache and starts again at the first that is not; other
+/// algorithms are left to `process`.
+#[test]
+fn resolving_ahead_fills_the_cache_and_stops_while_all_hit() {
+    let key = |i: u8| frame4(&chain(&[Tag::new(MP3, Algorithm::Exact, vec![0x1f, 0x2e, 0x3d, i])]));
+    let mut table = String::from("class DNS add isi.edu 10.0.2.2 alg suffix\n");
+    for i in 0..20 {
+        table.push_str(&format!("class MP3 add 0x1f2e3d{i:02x} 10.0.2.{} alg exact\n", 10 + i));
+    }
+    let mut d = dr(&table);
+    let frames: Vec<Vec<u8>> = (0..4).map(key).collect();
+    let batch: Vec<Packet> = frames.iter().map(|f| Packet::from_bytes(f)).collect();
+    d.prefetch(&batch);
+    assert_eq!((d.counters().resolved, hits(&d)), (0, 0), "nothing processed yet");
+    for (p, f) in batch.iter().zip(&frames) {
+        assert_eq!(p.data(), &f[..], "the frames are untouched");
+    }
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(dst4(&run(&mut d, f).1), Ipv4Addr::new(10, 0, 2, 10 + i as u8));
+    }
+    assert_eq!(hits(&d), 4, "every string was resolved ahead");
+
+    // A suffix string is not resolved ahead.
+    let name = dns("www.isi.edu", Algorithm::Suffix);
+    d.prefetch(&[Packet::from_bytes(&name)]);
+    assert_eq!(dst4(&run(&mut d, &name).1), Ipv4Addr::new(10, 0, 2, 2));
+    assert_eq!(hits(&d), 4);
+
+    // AHEAD_WINDOW hits in a row: looking ahead stops...
+    for _ in 0..AHEAD_WINDOW {
+        run(&mut d, &frames[0]);
+    }
+    let h = hits(&d);
+    d.prefetch(&[Packet::from_bytes(&key(5))]);
+    assert_eq!(dst4(&run(&mut d, &key(5)).1), Ipv4Addr::new(10, 0, 2, 15));
+    assert_eq!(hits(&d), h, "not resolved ahead: looked up in the table");
+    // ...and that miss starts it again.
+    d.prefetch(&[Packet::from_bytes(&key(6))]);
+    assert_eq!(dst4(&run(&mut d, &key(6)).1), Ipv4Addr::new(10, 0, 2, 16));
+    assert_eq!(hits(&d), h + 1);
+
+    // A table change between looking ahead and processing: the new answer.
+    d.prefetch(&[Packet::from_bytes(&key(7))]);
+    d.control("class MP3 add 0x1f2e3d07 10.0.2.99 alg exact").unwrap();
+    assert_eq!(dst4(&run(&mut d, &key(7)).1), Ipv4Addr::new(10, 0, 2, 99));
 }
 
 proptest::proptest! {
