@@ -265,8 +265,8 @@ pub trait Element: Send + 'static {
     ///
     /// Convention: a request starting with a bare verb (letters only, such
     /// as `reset`) or a `#` comment is a command; anything else is a
-    /// configuration, which the
-    /// node records as the instance's configuration when accepted.
+    /// configuration, which the node records as the instance's
+    /// configuration when accepted.
     fn control(&mut self, request: &str) -> Result<String, ElementError> {
         self.configure(&Args::parse(request))?;
         Ok("ok".into())

@@ -1028,9 +1028,10 @@ impl Node {
     ///
     /// Convention shared by all elements: a request whose first word is a
     /// bare verb (letters only, no `=`, e.g. `reset`) or a `#` comment (a
-    /// script's first line) is a command; anything else (`131072`, `rate=131072`) is a new configuration, and once the
-    /// element accepts it the node records it as the instance's
-    /// configuration, so listings show what is in force.
+    /// script's first line) is a command; anything else (`131072`,
+    /// `rate=131072`) is a new configuration, and once the element accepts
+    /// it the node records it as the instance's configuration, so listings
+    /// show what is in force.
     pub fn control(&mut self, id: InstanceId, request: &str) -> Result<String, NodeError> {
         let inst = self.inst_mut(id)?;
         let reply = inst.element.control(request)?;

@@ -476,25 +476,17 @@ impl DataRouter {
         let Some(opt) = d.get(34..14 + (vihl & 0x0f) as usize * 4) else {
             return;
         };
-        if opt.first() != Some(&wire::OPTION_TYPE) {
-            return;
-        }
-        // The entry at the (1-based) pointer: class | alg, length, string.
-        let Some(e) = opt.get(2).and_then(|&p| opt.get((p as usize).max(4) - 1..)) else {
+        let Ok(view) = OptionView::new_checked(opt) else {
             return;
         };
-        let (Some(&hi), Some(&lo), Some(&len)) = (e.first(), e.get(1), e.get(2)) else {
+        let Some(t) = view.current_unvalidated() else {
             return;
         };
-        let alg = Algorithm::Exact;
-        if lo & 7 != alg as u8 {
+        let (class, alg, s) = (t.class, t.alg, t.string);
+        if alg != Algorithm::Exact {
             return;
         }
-        let class = u16::from_be_bytes([hi, lo]) >> 3;
-        let Some((slot, s)) = e
-            .get(3..3 + len as usize)
-            .and_then(|s| Some((Self::slot_of(class, alg, s)?, s)))
-        else {
+        let Some(slot) = Self::slot_of(class, alg, s) else {
             return;
         };
         if s.len() <= self.max_string && self.cached(slot, class, alg, s).is_none() {

@@ -342,6 +342,12 @@ fn entry_at(area: &[u8], off: usize) -> TagRef<'_> {
     }
 }
 
+/// The entry at `off` of `area`, if its header and string lie within it.
+fn entry_get(area: &[u8], off: usize) -> Option<TagRef<'_>> {
+    let len = *area.get(off + 2)? as usize;
+    (off + ENTRY_HEADER_LEN + len <= area.len()).then(|| entry_at(area, off))
+}
+
 /// Iterator over an accepted entries area: (offset within the area, entry).
 #[derive(Clone, Debug)]
 pub struct Entries<'a> {
@@ -352,16 +358,10 @@ pub struct Entries<'a> {
 impl<'a> Iterator for Entries<'a> {
     type Item = (usize, TagRef<'a>);
     fn next(&mut self) -> Option<Self::Item> {
-        if self.off + ENTRY_HEADER_LEN > self.area.len() {
-            return None;
-        }
-        let len = self.area[self.off + 2] as usize;
-        if self.off + ENTRY_HEADER_LEN + len > self.area.len() {
-            return None;
-        }
+        let e = entry_get(self.area, self.off)?;
         let at = self.off;
-        self.off += ENTRY_HEADER_LEN + len;
-        Some((at, entry_at(self.area, at)))
+        self.off += ENTRY_HEADER_LEN + e.string.len();
+        Some((at, e))
     }
 }
 
@@ -448,6 +448,14 @@ impl<T: AsRef<[u8]>> OptionView<T> {
             area: self.entries_bytes(),
             off: 0,
         }
+    }
+    /// The entry the pointer names, if it lies within the option, without
+    /// [`OptionView::check_entries`] (a pointer into the middle of an entry
+    /// reads garbage, an unknown algorithm reads as `long`): for hints
+    /// only, such as resolving ahead.
+    pub fn current_unvalidated(&self) -> Option<TagRef<'_>> {
+        let off = (self.pointer() as usize).checked_sub(field::ENTRIES + 1)?;
+        entry_get(self.entries_bytes(), off)
     }
 }
 

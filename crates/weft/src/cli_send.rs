@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::Args;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+use weft_control::config::words::MacAddr;
 use weft_datarouter::app::{TaggedReceiver, TaggedSender};
 use weft_datarouter::{wire, Tag, TagChain};
 
@@ -103,19 +104,11 @@ pub fn send(a: &SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn mac(s: &str) -> anyhow::Result<[u8; 6]> {
-    let v: Vec<u8> = s
-        .split(':')
-        .map(|x| u8::from_str_radix(x, 16))
-        .collect::<Result<_, _>>()
-        .map_err(|_| anyhow::anyhow!("bad MAC address {s:?} (want 02:00:00:00:00:01)"))?;
-    v.try_into()
-        .map_err(|_| anyhow::anyhow!("bad MAC address {s:?} (want six octets)"))
-}
-
 /// `--trafgen`: `--count` frames, `{i}` and `{x}` in the tags replaced by
 /// the frame's number.
 fn trafgen(a: &SendArgs) -> anyhow::Result<String> {
+    let mac = |m: &Option<String>| -> anyhow::Result<[u8; 6]> { Ok(m.as_deref().unwrap_or("").parse::<MacAddr>()?.0) };
+    let macs = (mac(&a.src_mac)?, mac(&a.dst_mac)?);
     let mut out = String::new();
     for i in 1..=a.count.max(1) {
         let tags: Vec<String> = a
@@ -123,18 +116,14 @@ fn trafgen(a: &SendArgs) -> anyhow::Result<String> {
             .iter()
             .map(|t| t.replace("{i}", &i.to_string()).replace("{x}", &format!("{i:08x}")))
             .collect();
-        out.push_str(&frame_config(a, &chain(&tags)?)?);
+        out.push_str(&frame_config(a, macs, &chain(&tags)?)?);
     }
     Ok(out)
 }
 
 /// The frame `weft send` would send, as a trafgen packet configuration
 /// (`{ 0x.., … }`, checksums filled in).
-fn frame_config(a: &SendArgs, chain: &TagChain) -> anyhow::Result<String> {
-    let (src_mac, dst_mac) = (
-        mac(a.src_mac.as_deref().unwrap_or(""))?,
-        mac(a.dst_mac.as_deref().unwrap_or(""))?,
-    );
+fn frame_config(a: &SendArgs, (src_mac, dst_mac): ([u8; 6], [u8; 6]), chain: &TagChain) -> anyhow::Result<String> {
     let payload = a.data.as_bytes();
     let frame = match (a.from, a.dest) {
         (Some(IpAddr::V4(s)), IpAddr::V4(d)) => {
