@@ -34,12 +34,21 @@
 //!
 //! Instance ids travel as `"#N"` strings (`N` and `class#N` are accepted on
 //! input; in a URL path use `N`). Errors are `{"error": "..."}` with a 4xx
-//! status and the node's own error text.
+//! status and the node's own error text; a principal refused for a missing
+//! right gets `403` with `"missing": RIGHT` too.
+//!
+//! Every request passes the size limits (`weft_http::limits`) and the gate
+//! ([`crate::auth::guard`]) first: who is asking, may it use this noun, and
+//! an audit line for every change. Handlers check the rest of the caller's
+//! rights — prefixes, classes, and that it changes only what it created
+//! ([`weft_dataplane::Owned`]) — with the node's state in hand.
 
 mod pbr;
 
+use crate::auth::{guard, Auth, Caller, Credential, Principal, Refused, Right};
 use crate::config::add_filter_with_plugin;
 use crate::config::words::{parse_route_prefix, AddrOrPrefix, MacAddr, PortRange, Proto};
+use crate::config::ApiSettings;
 use crate::plugins::PluginState;
 use crate::runner::{NodeHandle, NodeStopped};
 use axum::body::Bytes;
@@ -47,6 +56,7 @@ use axum::extract::{FromRef, Path as UrlPath, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+use axum::Extension;
 use axum::{Json, Router};
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
@@ -55,8 +65,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use weft_dataplane::element::ClassKind;
-use weft_dataplane::{ClassDoc, FilterId, FilterSpec, Hook, InstanceId, Match, Node, NodeError, RouteKind};
+use weft_dataplane::{ClassDoc, FilterId, FilterSpec, Hook, InstanceId, Match, Node, NodeError, Owned, RouteKind};
+use weft_http::unix::SocketError;
+use weft_http::{Limits, Listener, Peer, Privileged, ServeStats};
 
 // ----- what travels ----------------------------------------------------------
 
@@ -134,6 +147,9 @@ pub struct FilterView {
     pub chain: Vec<PathEntry>,
     /// Packets matched.
     pub hits: u64,
+    /// The principal that created it (absent: the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// `POST /v1/filters`: a filter spec in the CLI's words, plus PromethOS'
@@ -177,6 +193,18 @@ pub struct FilterRequest {
     /// Rule position within the hook (0 = first); absent: append.
     #[serde(default)]
     pub position: Option<usize>,
+    /// `"all"`: match every packet. Required when no match field is given,
+    /// so that a catch-all is never installed by accident.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub match_all: Option<MatchAll>,
+}
+
+/// The one value of [`FilterRequest::match_all`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchAll {
+    /// Every packet.
+    All,
 }
 
 /// Reply to `POST /v1/filters`.
@@ -223,6 +251,9 @@ pub struct InstanceView {
     pub filters: Vec<FilterId>,
     /// Counters.
     pub stats: InstanceCounters,
+    /// The principal that created it (absent: the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// `POST /v1/instances`.
@@ -369,7 +400,8 @@ const DONE: Done = Done { ok: true };
 
 // ----- errors ---------------------------------------------------------------
 
-/// An error reply: a status and the message sent as `{"error": "..."}`.
+/// An error reply: a status and the message sent as `{"error": "..."}`
+/// (with `"missing": RIGHT` when a principal lacked a right).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
@@ -377,13 +409,31 @@ pub struct ApiError {
     pub status: StatusCode,
     /// What went wrong.
     pub message: String,
+    /// The right a refused principal lacked (403 only).
+    pub missing: Option<String>,
 }
 
 impl ApiError {
-    fn bad(message: impl Into<String>) -> Self {
+    /// An error with `status`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError {
-            status: StatusCode::BAD_REQUEST,
+            status,
             message: message.into(),
+            missing: None,
+        }
+    }
+
+    fn bad(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(e: Refused) -> Self {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            message: e.message,
+            missing: Some(e.missing),
         }
     }
 }
@@ -403,32 +453,50 @@ impl From<NodeError> for ApiError {
             | NodeError::AlreadyBound(..) => StatusCode::CONFLICT,
             _ => StatusCode::BAD_REQUEST,
         };
-        ApiError {
-            status,
-            message: e.to_string(),
-        }
+        ApiError::new(status, e.to_string())
     }
 }
 
 impl From<NodeStopped> for ApiError {
     fn from(e: NodeStopped) -> Self {
-        ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: e.to_string(),
-        }
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
+        let body = match self.missing {
+            Some(m) => serde_json::json!({ "error": self.message, "missing": m }),
+            None => serde_json::json!({ "error": self.message }),
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-fn body<T: DeserializeOwned>(b: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(b).map_err(|e| ApiError::bad(format!("bad request body: {e}")))
+/// A request body: one JSON object. An empty body, an array (serde would
+/// fill a struct's defaulted fields from an empty one) or any other value
+/// is refused with the reason.
+pub(crate) fn body<T: DeserializeOwned>(b: &Bytes) -> Result<T, ApiError> {
+    if b.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad("empty request body: expected a JSON object"));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(b).map_err(|e| ApiError::bad(format!("bad request body: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::bad(format!(
+            "bad request body: expected a JSON object, got {}",
+            match v {
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::Bool(_) => "a boolean",
+                _ => "null",
+            }
+        )));
+    }
+    serde_json::from_value(v).map_err(|e| ApiError::bad(format!("bad request body: {e}")))
 }
 
 fn instance_id(s: &str) -> Result<InstanceId, ApiError> {
@@ -512,6 +580,7 @@ fn filter_views(n: &Node) -> Vec<FilterView> {
                 })
                 .collect(),
             hits: f.hits,
+            owner: f.owner.map(|o| o.to_string()),
         })
         .collect()
 }
@@ -520,7 +589,39 @@ async fn filters_ls(State(h): State<NodeHandle>) -> ApiResult<Vec<FilterView>> {
     Ok(Json(on_node(&h, |n| Ok(filter_views(n))).await?))
 }
 
-fn filter_add(n: &mut Node, req: FilterRequest) -> Result<FilterCreated, ApiError> {
+/// The signer (key id) of plugin class `class`, if it is a loaded plugin.
+fn signer_of(p: &PluginState, class: &str) -> Option<String> {
+    let p = p.as_ref()?;
+    p.loaded().into_iter().find(|i| i.name == class).map(|i| i.signer)
+}
+
+/// Require that `who` may change instance `id` (it created it).
+fn need_instance(n: &Node, who: &Principal, id: InstanceId, what: &str) -> Result<(), ApiError> {
+    who.need(Right::Instance, what)?;
+    let owner = n.owner(Owned::Instance(id))?;
+    Ok(who.need_owner(owner.as_deref(), &format!("instance {id}"))?)
+}
+
+/// Require that `who` may change filter `id`.
+fn need_filter(n: &Node, who: &Principal, id: FilterId) -> Result<(), ApiError> {
+    let owner = n.owner(Owned::Filter(id))?;
+    Ok(who.need_owner(owner.as_deref(), &format!("filter {id}"))?)
+}
+
+/// Record `who` as the owner of what it created (nothing for the operator).
+fn own(n: &mut Node, who: &Principal, what: Owned) -> Result<(), ApiError> {
+    if let Some(o) = who.owner() {
+        n.set_owner(what, Some(o))?;
+    }
+    Ok(())
+}
+
+fn filter_add(
+    n: &mut Node,
+    req: FilterRequest,
+    who: &Principal,
+    signer: Option<String>,
+) -> Result<FilterCreated, ApiError> {
     let hook = match &req.hook {
         Some(h) => h.parse::<Hook>().map_err(ApiError::bad)?,
         None => Hook::Prerouting,
@@ -549,22 +650,48 @@ fn filter_add(n: &mut Node, req: FilterRequest) -> Result<FilterCreated, ApiErro
             "config configures the plugin instance; give a plugin too",
         ));
     }
+    let m = Match {
+        in_port,
+        src: req.src.map(|a| a.0),
+        dst: req.dst.map(|a| a.0),
+        sport: req.sport.map(Into::into),
+        dport: req.dport.map(Into::into),
+        proto: req.proto.map(|p| p.0),
+    };
+    match (m == Match::default(), req.match_all.is_some()) {
+        (true, false) => {
+            return Err(ApiError::bad(
+                "a filter without match fields would match every packet: say \"match\": \"all\" \
+                 (weft filter add --all) if that is meant",
+            ))
+        }
+        (false, true) => {
+            return Err(ApiError::bad(
+                "\"match\": \"all\" and match fields contradict each other: give one or the other",
+            ))
+        }
+        _ => {}
+    }
+    who.need_prefix(Right::Filter, m.dst, "add a filter")?;
+    if let Some(p) = plugin {
+        who.need_class(p, signer.as_deref())?;
+    }
+    for i in &chain {
+        who.need_owner(n.owner(Owned::Instance(*i))?.as_deref(), &format!("instance {i}"))?;
+    }
     let spec = FilterSpec {
         hook: Some(hook),
-        m: Match {
-            in_port,
-            src: req.src.map(|a| a.0),
-            dst: req.dst.map(|a| a.0),
-            sport: req.sport.map(Into::into),
-            dport: req.dport.map(Into::into),
-            proto: req.proto.map(|p| p.0),
-        },
+        m,
         chain,
         position: req.position,
     };
     let config = req.config.as_deref().unwrap_or("");
     let (filter, inst) = add_filter_with_plugin(n, spec, plugin.map(|p| (p, config)))?;
-    tracing::info!(node = n.name(), %filter, instance = ?inst.map(|i| i.to_string()), "filter added");
+    own(n, who, Owned::Filter(filter))?;
+    if let Some(i) = inst {
+        own(n, who, Owned::Instance(i))?;
+    }
+    tracing::info!(node = n.name(), %filter, instance = ?inst.map(|i| i.to_string()), owner = ?who.owner(), "filter added");
     Ok(FilterCreated {
         filter,
         instance: inst.map(|i| i.to_string()),
@@ -572,28 +699,43 @@ fn filter_add(n: &mut Node, req: FilterRequest) -> Result<FilterCreated, ApiErro
     })
 }
 
-async fn filters_add(State(h): State<NodeHandle>, State(p): State<PluginState>, b: Bytes) -> ApiResult<FilterCreated> {
+async fn filters_add(
+    State(h): State<NodeHandle>,
+    State(p): State<PluginState>,
+    Extension(c): Extension<Caller>,
+    b: Bytes,
+) -> ApiResult<FilterCreated> {
     let mut req: FilterRequest = body(&b)?;
     // On-demand loading (PromethOS' one-liner with a plugin the node lacks):
     // fetched and verified here, off the node thread.
     let mut loaded = None;
-    if let (Some(plugin), true, Some(p)) = (&req.plugin, req.autoinstance, &p) {
-        let (class, l) = p.ensure(&h, plugin).await?;
+    if let (Some(plugin), true, Some(pl)) = (&req.plugin, req.autoinstance, &p) {
+        let (class, l) = pl.ensure(&h, plugin, &c.principal).await?;
         req.plugin = Some(class);
         loaded = l;
     }
-    let mut created = on_node(&h, move |n| filter_add(n, req)).await?;
+    let signer = req.plugin.as_deref().and_then(|cl| signer_of(&p, cl));
+    let who = c.principal.clone();
+    let mut created = on_node(&h, move |n| filter_add(n, req, &who, signer)).await?;
     created.loaded = loaded;
     Ok(Json(created))
 }
 
-async fn filters_rm(State(h): State<NodeHandle>, UrlPath(id): UrlPath<String>) -> ApiResult<Done> {
+async fn filters_rm(
+    State(h): State<NodeHandle>,
+    Extension(c): Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Done> {
     let id = id
         .trim()
         .parse::<u32>()
         .map(FilterId)
         .map_err(|_| ApiError::bad(format!("bad filter id {id:?}: expected a number")))?;
-    on_node(&h, move |n| Ok(n.remove_filter(id)?)).await?;
+    on_node(&h, move |n| {
+        need_filter(n, &c.principal, id)?;
+        Ok(n.remove_filter(id)?)
+    })
+    .await?;
     Ok(Json(DONE))
 }
 
@@ -614,6 +756,7 @@ fn instance_views(n: &Node) -> Vec<InstanceView> {
                 redirected: i.stats.redirected,
                 emitted: i.stats.emitted,
             },
+            owner: i.owner.map(|o| o.to_string()),
         })
         .collect()
 }
@@ -622,10 +765,20 @@ async fn instances_ls(State(h): State<NodeHandle>) -> ApiResult<Vec<InstanceView
     Ok(Json(on_node(&h, |n| Ok(instance_views(n))).await?))
 }
 
-async fn instances_new(State(h): State<NodeHandle>, b: Bytes) -> ApiResult<InstanceCreated> {
+async fn instances_new(
+    State(h): State<NodeHandle>,
+    State(p): State<PluginState>,
+    Extension(c): Extension<Caller>,
+    b: Bytes,
+) -> ApiResult<InstanceCreated> {
     let req: InstanceRequest = body(&b)?;
+    let who = c.principal;
+    who.need(Right::Instance, "create instances")?;
+    who.need_class(&req.class, signer_of(&p, &req.class).as_deref())?;
     let id = on_node(&h, move |n| {
-        Ok(n.create_instance(&req.class, req.config.as_deref().unwrap_or(""))?)
+        let id = n.create_instance(&req.class, req.config.as_deref().unwrap_or(""))?;
+        own(n, &who, Owned::Instance(id))?;
+        Ok(id)
     })
     .await?;
     Ok(Json(InstanceCreated {
@@ -633,14 +786,23 @@ async fn instances_new(State(h): State<NodeHandle>, b: Bytes) -> ApiResult<Insta
     }))
 }
 
-async fn instances_rm(State(h): State<NodeHandle>, UrlPath(id): UrlPath<String>) -> ApiResult<Done> {
+async fn instances_rm(
+    State(h): State<NodeHandle>,
+    Extension(c): Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Done> {
     let id = instance_id(&id)?;
-    on_node(&h, move |n| Ok(n.remove_instance(id)?)).await?;
+    on_node(&h, move |n| {
+        need_instance(n, &c.principal, id, "remove instances")?;
+        Ok(n.remove_instance(id)?)
+    })
+    .await?;
     Ok(Json(DONE))
 }
 
 async fn instances_control(
     State(h): State<NodeHandle>,
+    Extension(c): Extension<Caller>,
     UrlPath(id): UrlPath<String>,
     b: Bytes,
 ) -> ApiResult<ControlReply> {
@@ -655,7 +817,16 @@ async fn instances_control(
         Ok(serde_json::Value::String(s)) => s,
         _ => String::from_utf8(b.to_vec()).map_err(|_| ApiError::bad("the request is not UTF-8"))?,
     };
-    let reply = on_node(&h, move |n| Ok(n.control(id, &request)?)).await?;
+    let reply = on_node(&h, move |n| {
+        // DataRouter tables are control requests to a datarouter instance:
+        // the droute right covers them whoever created the instance.
+        let is_table = n.instances().iter().any(|i| i.id == id && i.class == "datarouter");
+        if !(is_table && c.principal.has(Right::Droute)) {
+            need_instance(n, &c.principal, id, "control instances")?;
+        }
+        Ok(n.control(id, &request)?)
+    })
+    .await?;
     Ok(Json(ControlReply { reply }))
 }
 
@@ -664,34 +835,72 @@ async fn instances_report(State(h): State<NodeHandle>, UrlPath(id): UrlPath<Stri
     Ok(Json(on_node(&h, move |n| Ok(n.report(id)?)).await?))
 }
 
-async fn instances_set(State(h): State<NodeHandle>, UrlPath(id): UrlPath<String>, b: Bytes) -> ApiResult<Done> {
+async fn instances_set(
+    State(h): State<NodeHandle>,
+    Extension(c): Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+    b: Bytes,
+) -> ApiResult<Done> {
     let id = instance_id(&id)?;
     let req: SetRequest = body(&b)?;
-    on_node(&h, move |n| Ok(n.set(id, &req.key, &req.value)?)).await?;
+    on_node(&h, move |n| {
+        need_instance(n, &c.principal, id, "set instances")?;
+        Ok(n.set(id, &req.key, &req.value)?)
+    })
+    .await?;
     Ok(Json(DONE))
 }
 
-async fn instances_replace(State(h): State<NodeHandle>, UrlPath(id): UrlPath<String>, b: Bytes) -> ApiResult<Done> {
+async fn instances_replace(
+    State(h): State<NodeHandle>,
+    State(p): State<PluginState>,
+    Extension(c): Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+    b: Bytes,
+) -> ApiResult<Done> {
     let id = instance_id(&id)?;
     let req: ReplaceRequest = body(&b)?;
+    c.principal
+        .need_class(&req.class, signer_of(&p, &req.class).as_deref())?;
     on_node(&h, move |n| {
+        need_instance(n, &c.principal, id, "replace instances")?;
         Ok(n.replace(id, &req.class, req.config.as_deref(), req.keep_state)?)
     })
     .await?;
     Ok(Json(DONE))
 }
 
-async fn instances_bind(State(h): State<NodeHandle>, UrlPath(id): UrlPath<String>, b: Bytes) -> ApiResult<Done> {
+async fn instances_bind(
+    State(h): State<NodeHandle>,
+    Extension(c): Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+    b: Bytes,
+) -> ApiResult<Done> {
     let id = instance_id(&id)?;
     let req: BindRequest = body(&b)?;
-    on_node(&h, move |n| Ok(n.bind(id, req.filter, req.position)?)).await?;
+    on_node(&h, move |n| {
+        need_instance(n, &c.principal, id, "bind instances")?;
+        need_filter(n, &c.principal, req.filter)?;
+        Ok(n.bind(id, req.filter, req.position)?)
+    })
+    .await?;
     Ok(Json(DONE))
 }
 
-async fn instances_unbind(State(h): State<NodeHandle>, UrlPath(id): UrlPath<String>, b: Bytes) -> ApiResult<Done> {
+async fn instances_unbind(
+    State(h): State<NodeHandle>,
+    Extension(c): Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+    b: Bytes,
+) -> ApiResult<Done> {
     let id = instance_id(&id)?;
     let req: UnbindRequest = body(&b)?;
-    on_node(&h, move |n| Ok(n.unbind(id, req.filter)?)).await?;
+    on_node(&h, move |n| {
+        need_instance(n, &c.principal, id, "unbind instances")?;
+        need_filter(n, &c.principal, req.filter)?;
+        Ok(n.unbind(id, req.filter)?)
+    })
+    .await?;
     Ok(Json(DONE))
 }
 
@@ -708,13 +917,15 @@ async fn classes_ls(State(h): State<NodeHandle>) -> ApiResult<Vec<ClassView>> {
 
 async fn classes_add(State(h): State<NodeHandle>, b: Bytes) -> ApiResult<Done> {
     let req: ClassRequest = body(&b)?;
-    // Later issues add plugin classes (wasm) here; today a class comes from
-    // the built-in set.
+    // Plugin classes come through /v1/plugins (signed, from code servers).
     let Some(class) = crate::builtin_classes().into_iter().find(|c| c.name == req.name) else {
-        return Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            message: format!("no built-in class {:?}", req.name),
-        });
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no built-in class {:?} (plugins are loaded with weft plugin load)",
+                req.name
+            ),
+        ));
     };
     on_node(&h, move |n| Ok(n.add_class(class)?)).await?;
     Ok(Json(DONE))
@@ -741,9 +952,10 @@ async fn routes_ls(State(h): State<NodeHandle>) -> ApiResult<Vec<RouteView>> {
     Ok(Json(on_node(&h, |n| Ok(route_views(n))).await?))
 }
 
-async fn routes_add(State(h): State<NodeHandle>, b: Bytes) -> ApiResult<Done> {
+async fn routes_add(State(h): State<NodeHandle>, Extension(c): Extension<Caller>, b: Bytes) -> ApiResult<Done> {
     let req: RouteRequest = body(&b)?;
     let prefix = parse_route_prefix(&req.prefix, req.via).map_err(|e| ApiError::bad(e.to_string()))?;
+    c.principal.need_prefix(Right::Route, Some(prefix), "add a route")?;
     on_node(&h, move |n| {
         let port = match &req.port {
             Some(p) => Some(n.port_id(p)?),
@@ -757,19 +969,16 @@ async fn routes_add(State(h): State<NodeHandle>, b: Bytes) -> ApiResult<Done> {
     Ok(Json(DONE))
 }
 
-async fn routes_rm(State(h): State<NodeHandle>, b: Bytes) -> ApiResult<Done> {
+async fn routes_rm(State(h): State<NodeHandle>, Extension(c): Extension<Caller>, b: Bytes) -> ApiResult<Done> {
     let req: RouteDelete = body(&b)?;
     let prefix = parse_route_prefix(&req.prefix, None).map_err(|e| ApiError::bad(e.to_string()))?;
+    c.principal.need_prefix(Right::Route, Some(prefix), "remove a route")?;
     on_node(&h, move |n| Ok(n.remove_route(prefix)?)).await?;
     Ok(Json(DONE))
 }
 
 async fn not_found() -> ApiError {
-    ApiError {
-        status: StatusCode::NOT_FOUND,
-        message: "no such API path (see /v1/node, /v1/filters, /v1/instances, /v1/classes, /v1/routes, /v1/plugins)"
-            .into(),
-    }
+    ApiError::new(StatusCode::NOT_FOUND, "no such API path (see /v1/node, /v1/filters, /v1/instances, /v1/classes, /v1/routes, /v1/plugins, /v1/pbr/paths)")
 }
 
 /// What the API's handlers share: the node handle and its plugins.
@@ -791,13 +1000,10 @@ impl FromRef<ApiState> for PluginState {
     }
 }
 
-/// The API's routes over a node.
-pub fn router(h: NodeHandle) -> Router {
-    router_with_plugins(h, None)
-}
-
-/// The API's routes over a node with a plugin loader.
-pub fn router_with_plugins(h: NodeHandle, plugins: PluginState) -> Router {
+/// The API's routes over a node, behind the size limits and the gate
+/// ([`crate::auth::guard`]): every request is bounded, identified,
+/// checked for its noun's right and, when it changes something, audited.
+pub fn router(h: NodeHandle, plugins: PluginState, auth: Auth, limits: Limits) -> Router {
     Router::new()
         .route("/v1/node", get(node_get))
         .route("/v1/metrics", get(metrics))
@@ -820,22 +1026,24 @@ pub fn router_with_plugins(h: NodeHandle, plugins: PluginState) -> Router {
         .route("/v1/pbr/paths/{id}", get(pbr::get).delete(pbr::release))
         .fallback(not_found)
         .with_state(ApiState { node: h, plugins })
+        .layer(axum::middleware::from_fn_with_state(auth, guard))
+        .layer(axum::middleware::from_fn_with_state(limits, weft_http::limits::enforce))
 }
 
 // ----- serving --------------------------------------------------------------
 
-/// Error returned by [`ApiServer::bind`] and [`ApiServer::run`].
+/// Error returned by [`ApiServer::bind`].
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// Another process answers on the socket.
-    #[error("{0}: another node is serving on this socket")]
-    InUse(PathBuf),
-    /// Binding or serving failed.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done.
-        what: String,
-        /// Why it failed.
+    /// The Unix socket could not be bound safely.
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    /// The TCP address could not be bound.
+    #[error("binding {addr}: {source}")]
+    Tcp {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
         source: std::io::Error,
     },
 }
@@ -847,36 +1055,33 @@ pub struct ApiServer {
     unix: tokio::net::UnixListener,
     tcp: Option<tokio::net::TcpListener>,
     plugins: PluginState,
+    auth: Auth,
+    limits: Limits,
+    stats: [Arc<ServeStats>; 2],
 }
 
 impl ApiServer {
-    /// Bind the Unix socket (removing a stale socket file that nobody
-    /// answers on) and, if given, the TCP address. Must run inside a tokio
-    /// runtime.
-    pub async fn bind(socket: &Path, tcp: Option<SocketAddr>) -> Result<ApiServer, ServeError> {
-        if socket.exists() {
-            if tokio::net::UnixStream::connect(socket).await.is_ok() {
-                return Err(ServeError::InUse(socket.to_path_buf()));
-            }
-            tracing::info!(socket = %socket.display(), "removing stale socket file");
-            std::fs::remove_file(socket).map_err(|source| ServeError::Io {
-                what: format!("removing stale socket {}", socket.display()),
-                source,
-            })?;
-        }
-        let unix = tokio::net::UnixListener::bind(socket).map_err(|source| ServeError::Io {
-            what: format!("binding {}", socket.display()),
-            source,
-        })?;
-        let tcp = match tcp {
-            Some(a) => Some(
-                tokio::net::TcpListener::bind(a)
+    /// Bind the Unix socket safely (`weft_http::unix::bind`: a private
+    /// directory, mode 0660, the configured group, never over another
+    /// user's socket) and, when configured, the TCP address. Must run
+    /// inside a tokio runtime.
+    pub async fn bind(socket: &Path, settings: &ApiSettings) -> Result<ApiServer, ServeError> {
+        let unix = weft_http::unix::bind(socket, settings.group).await?;
+        let tcp = match settings.tcp {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr)
                     .await
-                    .map_err(|source| ServeError::Io {
-                        what: format!("binding {a}"),
-                        source,
-                    })?,
-            ),
+                    .map_err(|source| ServeError::Tcp { addr, source })?;
+                if !addr.ip().is_loopback()
+                    && !settings
+                        .policy
+                        .principals()
+                        .any(|(_, c)| c.iter().any(|c| matches!(c, Credential::Key(_))))
+                {
+                    tracing::warn!(%addr, "the API listens beyond loopback with bearer tokens only: whoever sees a request on the wire can replay its token; prefer signed requests (docs/security.md)");
+                }
+                Some(l)
+            }
             None => None,
         };
         Ok(ApiServer {
@@ -884,6 +1089,9 @@ impl ApiServer {
             unix,
             tcp,
             plugins: None,
+            auth: Auth::new(settings.policy.clone(), weft_http::unix::euid()),
+            limits: settings.limits,
+            stats: Default::default(),
         })
     }
 
@@ -903,38 +1111,47 @@ impl ApiServer {
         self.tcp.as_ref().and_then(|t| t.local_addr().ok())
     }
 
-    /// Serve until `shutdown` completes, then remove the socket file.
-    pub async fn run(
-        self,
-        h: NodeHandle,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), ServeError> {
-        let app = router_with_plugins(h, self.plugins.clone());
+    /// What the Unix listener (`[0]`) and the TCP listener (`[1]`) did.
+    pub fn stats(&self) -> [Arc<ServeStats>; 2] {
+        self.stats.clone()
+    }
+
+    /// Serve until `shutdown` completes, then remove the socket file. The
+    /// operator (root or the node's own user) on the Unix socket is served
+    /// whatever the connection cap.
+    pub async fn run(self, h: NodeHandle, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let app = router(h, self.plugins.clone(), self.auth.clone(), self.limits);
+        let me = weft_http::unix::euid();
+        let operator: Privileged =
+            Arc::new(move |p: &Peer| matches!(p, Peer::Unix { uid, .. } if *uid == 0 || *uid == me));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let unix = axum::serve(self.unix, app.clone()).with_graceful_shutdown(stopped(stop_rx.clone()));
+        let [su, st] = self.stats;
+        let unix = weft_http::serve(
+            Listener::Unix(self.unix),
+            app.clone(),
+            self.limits,
+            Some(operator),
+            su,
+            stopped(stop_rx.clone()),
+        );
         let tcp = self
             .tcp
-            .map(|t| axum::serve(t, app).with_graceful_shutdown(stopped(stop_rx)));
+            .map(|t| weft_http::serve(Listener::Tcp(t), app, self.limits, None, st, stopped(stop_rx)));
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        let res = match tcp {
+        match tcp {
             Some(tcp) => {
-                let (a, b) = tokio::join!(unix, tcp);
-                a.and(b)
+                tokio::join!(unix, tcp);
             }
             None => unix.await,
-        };
+        }
         if let Err(e) = std::fs::remove_file(&self.socket) {
             tracing::warn!(socket = %self.socket.display(), error = %e, "could not remove the socket file");
         }
-        res.map_err(|source| ServeError::Io {
-            what: "serving the API".into(),
-            source,
-        })
     }
 }

@@ -24,6 +24,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod pbr;

@@ -9,6 +9,7 @@
 //! never stalls the data path.
 
 use crate::api::{ApiError, Done};
+use crate::auth::{Caller, Principal};
 use crate::config::plugins::{class_name, PluginSettings};
 use crate::config::{ConfigError, NodeConfig};
 use crate::pbr::ClassFetcher;
@@ -16,7 +17,7 @@ use crate::runner::NodeHandle;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -124,17 +125,11 @@ fn loader_error(e: LoaderError) -> ApiError {
         LoaderError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     };
-    ApiError {
-        status,
-        message: e.to_string(),
-    }
+    ApiError::new(status, e.to_string())
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
-    ApiError {
-        status: StatusCode::BAD_REQUEST,
-        message: message.into(),
-    }
+    ApiError::new(StatusCode::BAD_REQUEST, message.into())
 }
 
 impl Plugins {
@@ -194,22 +189,37 @@ impl Plugins {
     /// Fetch, verify and compile `spec`, then register it on the node
     /// (replacing an older version of the same plugin: existing instances
     /// keep their code until replaced). A built-in class is never shadowed.
-    pub async fn load(&self, h: &NodeHandle, spec: &PluginSpec, from: Option<&str>) -> Result<PluginLoaded, ApiError> {
+    /// `who` must be allowed the plugin by name, or by its signer — checked
+    /// before anything is fetched when it can be, and always before the
+    /// class reaches the node.
+    pub async fn load(
+        &self,
+        h: &NodeHandle,
+        spec: &PluginSpec,
+        from: Option<&str>,
+        who: &Principal,
+    ) -> Result<PluginLoaded, ApiError> {
         let name = spec.name.clone();
+        if who.signers.is_empty() {
+            who.need_class(&name, None)?;
+        }
         let native = |n: &weft_dataplane::Node, name: &str| {
             n.classes()
                 .into_iter()
                 .any(|(c, k, _)| c == name && k == ClassKind::Native)
         };
-        let refuse = |name: &str| ApiError {
-            status: StatusCode::CONFLICT,
-            message: format!("{name} is a built-in class; publish the plugin under another name"),
+        let refuse = |name: &str| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!("{name} is a built-in class; publish the plugin under another name"),
+            )
         };
         let n2 = name.clone();
         if h.call(move |n| native(n, &n2)).await? {
             return Err(refuse(&name));
         }
         let loaded = self.loader.load(spec, from).await.map_err(loader_error)?;
+        who.need_class(&name, Some(&loaded.signer.0))?;
         let class = loaded.class.element_class();
         let n2 = name.clone();
         let ok = h
@@ -235,7 +245,12 @@ impl Plugins {
     /// On-demand loading: make sure the node has the class `plugin`
     /// (`NAME` or `NAME@HASH`) names, loading it when the node lacks it
     /// (or has another hash). Returns the class name and what was loaded.
-    pub async fn ensure(&self, h: &NodeHandle, plugin: &str) -> Result<(String, Option<PluginLoaded>), ApiError> {
+    pub async fn ensure(
+        &self,
+        h: &NodeHandle,
+        plugin: &str,
+        who: &Principal,
+    ) -> Result<(String, Option<PluginLoaded>), ApiError> {
         let spec: PluginSpec = plugin.parse().map_err(bad)?;
         let (name, want) = (spec.name.clone(), spec.hash.clone());
         let have = h
@@ -252,7 +267,7 @@ impl Plugins {
             .await?;
         let loaded = match have {
             Some(true) => None,
-            _ => Some(self.load(h, &spec, None).await?),
+            _ => Some(self.load(h, &spec, None, who).await?),
         };
         Ok((spec.name, loaded))
     }
@@ -398,9 +413,10 @@ pub(crate) async fn ls(
 pub(crate) async fn load(
     State(h): State<NodeHandle>,
     State(p): State<PluginState>,
+    Extension(c): Extension<Caller>,
     b: Bytes,
 ) -> Result<Json<PluginLoaded>, ApiError> {
-    let req: PluginLoadRequest = serde_json::from_slice(&b).map_err(|e| bad(format!("bad request body: {e}")))?;
+    let req: PluginLoadRequest = crate::api::body(&b)?;
     let p = p.ok_or_else(no_plugins)?;
     let text = match (&req.hash, req.name.contains('@')) {
         (Some(_), true) => return Err(bad("give NAME@HASH or hash, not both")),
@@ -408,22 +424,25 @@ pub(crate) async fn load(
         (None, _) => req.name.clone(),
     };
     let spec: PluginSpec = text.parse().map_err(bad)?;
-    Ok(Json(p.load(&h, &spec, req.from.as_deref()).await?))
+    Ok(Json(p.load(&h, &spec, req.from.as_deref(), &c.principal).await?))
 }
 
 /// `DELETE /v1/plugins/{name}`: refused while instances exist.
 pub(crate) async fn unload(
     State(h): State<NodeHandle>,
     State(p): State<PluginState>,
+    Extension(c): Extension<Caller>,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<Done>, ApiError> {
     let p = p.ok_or_else(no_plugins)?;
     let name = class_name(&name).to_string();
-    if !p.loaded().iter().any(|i| i.name == name) {
-        return Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            message: format!("no plugin {name:?} is loaded (see weft plugin ls)"),
-        });
+    let signer = p.loaded().into_iter().find(|i| i.name == name).map(|i| i.signer);
+    c.principal.need_class(&name, signer.as_deref())?;
+    if signer.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no plugin {name:?} is loaded (see weft plugin ls)"),
+        ));
     }
     let n2 = name.clone();
     h.call(move |n| n.remove_class(&n2)).await?.map_err(ApiError::from)?;

@@ -16,7 +16,8 @@
 //! [`SPIN`] without work it sleeps in `poll(2)` on the ports' descriptors
 //! and a wake-up socket that [`NodeHandle`] writes to after queueing a
 //! command, at most [`TICK`]. Link state is read a few times a second and
-//! reported with [`Node::set_port_up`].
+//! reported with [`Node::set_port_up`]; a read that fails leaves the state
+//! as it was.
 //!
 //! Protocol [`Daemons`] (the PBR agent) live on the same thread: polled
 //! after each round of receive, before the tick and the punt, so they take
@@ -404,6 +405,7 @@ fn run_io(
     let mut out = Vec::with_capacity(IO_BATCH * 2);
     let mut last_work = Instant::now();
     let mut last_link = start - LINK_POLL;
+    let mut link_errors: Option<Instant> = None;
     let mut last_publish = start;
     let mut wake_buf = [0u8; 64];
     for (_, d) in &ports {
@@ -448,7 +450,19 @@ fn run_io(
         if t.duration_since(last_link) >= LINK_POLL {
             last_link = t;
             for (i, (pid, d)) in ports.iter_mut().enumerate() {
-                let Some(up) = d.link_up() else { continue };
+                let up = match d.link_up() {
+                    None => continue,
+                    Some(Ok(up)) => up,
+                    // A failed read says nothing about the link: keep what
+                    // we knew (reporting it down would stop forwarding).
+                    Some(Err(e)) => {
+                        if link_errors.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(10)) {
+                            link_errors = Some(t);
+                            tracing::warn!(node = node.name(), port = %d.describe(), error = %e, "cannot read the link state; keeping the last known");
+                        }
+                        continue;
+                    }
+                };
                 if link[i] != Some(up) {
                     if link[i].is_some() || !up {
                         tracing::warn!(node = node.name(), port = %d.describe(), up, "link {}", if up { "up" } else { "down" });

@@ -1,5 +1,6 @@
 //! The API through its own client, in process: JSON errors with 4xx
-//! statuses, the control port's body forms, TCP beside the Unix socket.
+//! statuses, the control port's body forms (TCP and credentials:
+//! `security.rs`).
 
 use weft_control::api::{ControlReply, FilterCreated, FilterRequest, InstanceView};
 use weft_control::{ApiServer, Client, ClientError, NodeConfig, NodeRunner};
@@ -15,13 +16,12 @@ addrs = ["10.0.0.1/24"]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn api_round_trip() {
-    let (node, _) = NodeConfig::parse(CONFIG, "a1.toml").unwrap().build().unwrap();
+    let cfg = NodeConfig::parse(CONFIG, "a1.toml").unwrap();
+    let (node, _) = cfg.build().unwrap();
     let runner = NodeRunner::spawn(node).unwrap();
-    let sock = std::env::temp_dir().join(format!("weft-api-test-{}.sock", std::process::id()));
-    let server = ApiServer::bind(&sock, Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    assert!(server.tcp_addr().is_some());
+    let sock = std::env::temp_dir().join(format!("weft-api-test-{}/a1.sock", std::process::id()));
+    let server = ApiServer::bind(&sock, &cfg.api_settings().unwrap()).await.unwrap();
+    assert!(server.tcp_addr().is_none(), "no TCP unless configured");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run(runner.handle(), async {
         let _ = stopped.await;
@@ -78,6 +78,6 @@ async fn api_round_trip() {
     assert_eq!(is[0].filters.len(), 1);
 
     let _ = stop.send(());
-    serving.await.unwrap().unwrap();
+    serving.await.unwrap();
     assert!(!sock.exists());
 }

@@ -26,6 +26,6 @@ pub use classifier::Match;
 pub use element::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, EmitTo, InstanceId, Verdict};
 pub use fib::{Route, RouteKind};
 pub use node::{
-    DropReason, FilterId, FilterSpec, Hook, LabelInfo, LabelOut, Node, NodeError, PortConfig, ETHERTYPE_MPLS,
-    LABEL_TTL, MPLS_UDP_PORT,
+    DropReason, FilterId, FilterSpec, Hook, LabelInfo, LabelOut, Node, NodeError, Owned, Owner, PortConfig,
+    ETHERTYPE_MPLS, LABEL_TTL, MPLS_UDP_PORT,
 };

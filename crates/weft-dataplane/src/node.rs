@@ -323,6 +323,22 @@ struct Instance {
     element: Box<dyn Element>,
     stats: InstanceStats,
     generation: u32,
+    owner: Option<Owner>,
+}
+
+/// Who created an instance or a filter, as the control plane tells the
+/// node ([`Node::set_owner`]): a principal's name. `None` is the operator:
+/// what the node's own configuration, its operator and its daemons create.
+/// The engine only keeps it; `weft-control` decides what it allows.
+pub type Owner = Arc<str>;
+
+/// Something a principal can own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owned {
+    /// An instance.
+    Instance(InstanceId),
+    /// A filter.
+    Filter(FilterId),
 }
 
 /// An instance as listed by [`Node::instances`].
@@ -342,6 +358,8 @@ pub struct InstanceInfo {
     pub resolver: bool,
     /// Engine counters.
     pub stats: InstanceStats,
+    /// Who created it (None: the operator).
+    pub owner: Option<Owner>,
 }
 
 /// A filter identifier.
@@ -380,6 +398,7 @@ struct Filter {
     chain: Vec<InstanceId>,
     /// A steering filter's visit label (0: an ordinary filter).
     steer: u32,
+    owner: Option<Owner>,
 }
 
 /// A filter as listed by [`Node::filters`] (rule order within each hook).
@@ -396,6 +415,8 @@ pub struct FilterInfo {
     pub chain: Vec<(InstanceId, String)>,
     /// Packets matched.
     pub hits: u64,
+    /// Who created it (None: the operator).
+    pub owner: Option<Owner>,
 }
 
 /// Error returned by [`Node`] operations.
@@ -961,6 +982,7 @@ impl Node {
             element,
             stats: InstanceStats::default(),
             generation: 0,
+            owner: None,
         }));
         tracing::info!(node = %self.name, %id, class, config = %Args::parse(config).redacted(), "instance created");
         Ok(id)
@@ -1073,6 +1095,7 @@ impl Node {
                         filters: self.filters_of(id),
                         resolver: self.resolvers.contains(&id),
                         stats: inst.stats,
+                        owner: inst.owner.clone(),
                     }
                 })
             })
@@ -1172,6 +1195,7 @@ impl Node {
                 m: spec.m,
                 chain: spec.chain,
                 steer: 0,
+                owner: None,
             };
             // Position counts rules within the hook.
             let idx = match spec.position {
@@ -1193,6 +1217,35 @@ impl Node {
         }
         self.publish();
         Ok(ids)
+    }
+
+    /// Record who created `what` (None: the operator).
+    pub fn set_owner(&mut self, what: Owned, owner: Option<Owner>) -> Result<(), NodeError> {
+        match what {
+            Owned::Instance(id) => self.inst_mut(id)?.owner = owner,
+            Owned::Filter(id) => {
+                self.filters
+                    .iter_mut()
+                    .find(|f| f.id == id)
+                    .ok_or(NodeError::UnknownFilter(id))?
+                    .owner = owner
+            }
+        }
+        Ok(())
+    }
+
+    /// Who created `what` (None: the operator).
+    pub fn owner(&self, what: Owned) -> Result<Option<Owner>, NodeError> {
+        Ok(match what {
+            Owned::Instance(id) => self.inst(id)?.owner.clone(),
+            Owned::Filter(id) => self
+                .filters
+                .iter()
+                .find(|f| f.id == id)
+                .ok_or(NodeError::UnknownFilter(id))?
+                .owner
+                .clone(),
+        })
     }
 
     /// Remove a filter (its instances stay).
@@ -1262,6 +1315,7 @@ impl Node {
                     })
                     .collect(),
                 hits: self.filter_hits.get(f.id.0 as usize).copied().unwrap_or(0),
+                owner: f.owner.clone(),
             })
             .collect();
         v.sort_by_key(|f| f.hook);

@@ -10,10 +10,13 @@
 //!   type as a fallback) and bypasses the qdisc on transmit.
 //! * MTU and MAC come from the interface ([`interface_info`]).
 //! * Link state is read from `/sys/class/net/IF/{operstate,carrier}` a few
-//!   times a second ([`PortDriver::link_up`]); the runner reports changes
-//!   to the node. A vanished interface is a link down, not a crash. The
-//!   kernel's ring drops (`PACKET_STATISTICS`) are read at the same time
-//!   and counted as `ring-full`.
+//!   times a second ([`PortDriver::link_up`]) through descriptors opened
+//!   once, with the port ([`LinkWatch`]): reading needs no new descriptor,
+//!   so a process out of descriptors still knows its links, and a read that
+//!   fails is reported as an error, never as a link down. A vanished
+//!   interface is a link down, not a crash. The kernel's ring drops
+//!   (`PACKET_STATISTICS`) are read at the same time and counted as
+//!   `ring-full`.
 
 use crate::driver::{check_frame_len, IoCounters, LinkInfo, PortDriver};
 use crate::sys::{self, RxRing};
@@ -65,7 +68,54 @@ fn parse_mac(s: &str) -> Option<Mac> {
     parts.next().is_none().then_some(m)
 }
 
-/// Whether the interface is up with a carrier, from sysfs.
+/// An interface's link state from sysfs, through files opened once.
+#[derive(Debug)]
+pub struct LinkWatch {
+    operstate: std::fs::File,
+    carrier: std::fs::File,
+}
+
+impl LinkWatch {
+    /// Open `/sys/class/net/IFNAME/{operstate,carrier}`.
+    pub fn open(ifname: &str) -> io::Result<LinkWatch> {
+        let dir = std::path::Path::new("/sys/class/net").join(ifname);
+        let open = |f: &str| {
+            std::fs::File::open(dir.join(f))
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.join(f).display())))
+        };
+        Ok(LinkWatch {
+            operstate: open("operstate")?,
+            carrier: open("carrier")?,
+        })
+    }
+
+    /// Up with a carrier? Reads the open files again from their start
+    /// (sysfs makes the text anew on every read at offset 0).
+    pub fn read(&self) -> io::Result<bool> {
+        use std::os::unix::fs::FileExt;
+        let read = |f: &std::fs::File| -> io::Result<Option<String>> {
+            let mut b = [0u8; 32];
+            match f.read_at(&mut b, 0) {
+                Ok(n) => Ok(Some(String::from_utf8_lossy(&b[..n]).trim().to_string())),
+                // The interface is gone: its link is down.
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+                // `carrier` of an interface that is administratively down.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(Some(String::new())),
+                Err(e) => Err(e),
+            }
+        };
+        let Some(oper) = read(&self.operstate)? else {
+            return Ok(false);
+        };
+        let Some(carrier) = read(&self.carrier)? else {
+            return Ok(false);
+        };
+        Ok(matches!(oper.as_str(), "up" | "unknown") && carrier == "1")
+    }
+}
+
+/// Whether the interface is up with a carrier, from sysfs (opening the
+/// files: a port keeps a [`LinkWatch`] instead).
 pub fn link_is_up(ifname: &str) -> bool {
     let dir = std::path::Path::new("/sys/class/net").join(ifname);
     let oper = std::fs::read_to_string(dir.join("operstate")).unwrap_or_default();
@@ -78,6 +128,7 @@ pub struct AfPacketPort {
     // Field order: the ring is unmapped before the socket closes.
     rx: RxRing,
     fd: OwnedFd,
+    link: Option<LinkWatch>,
     ifname: String,
     mtu: u16,
     counters: IoCounters,
@@ -111,9 +162,16 @@ impl AfPacketPort {
             tracing::debug!(error = %e, "PACKET_QDISC_BYPASS unsupported");
         }
         sys::grow_buffers(raw, 8 << 20);
+        // sysfs shows the namespace it was mounted in (`ip netns exec`
+        // mounts the right one); where it shows another, the link is not
+        // watched rather than reported down.
+        let link = LinkWatch::open(ifname)
+            .map_err(|e| tracing::warn!(ifname, error = %e, "link state will not be watched"))
+            .ok();
         Ok(AfPacketPort {
             rx,
             fd,
+            link,
             ifname: ifname.to_string(),
             mtu,
             counters: IoCounters::default(),
@@ -180,9 +238,9 @@ impl PortDriver for AfPacketPort {
         Some(self.fd.as_raw_fd())
     }
 
-    fn link_up(&mut self) -> Option<bool> {
+    fn link_up(&mut self) -> Option<io::Result<bool>> {
         self.read_kernel_stats();
-        Some(link_is_up(&self.ifname))
+        self.link.as_ref().map(LinkWatch::read)
     }
 
     fn ready(&self) -> bool {

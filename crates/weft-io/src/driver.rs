@@ -78,10 +78,12 @@ pub trait PortDriver: Send {
     /// A descriptor that becomes readable when frames wait, for sleeping
     /// when idle (`None`: the runner wakes on its tick only).
     fn fd(&self) -> Option<RawFd>;
-    /// The link state now (`None`: the backend has no link to watch).
-    /// Called a few times a second; drivers also refresh counters kept by
-    /// the kernel here (AF_PACKET's ring drops).
-    fn link_up(&mut self) -> Option<bool> {
+    /// The link state now (`None`: the backend has no link to watch;
+    /// `Some(Err)`: it could not be read, and the caller keeps the state it
+    /// knew — a failed read is never a link down). Called a few times a
+    /// second; drivers also refresh counters kept by the kernel here
+    /// (AF_PACKET's ring drops).
+    fn link_up(&mut self) -> Option<std::io::Result<bool>> {
         None
     }
     /// Whether frames wait that [`PortDriver::recv`] can take without a

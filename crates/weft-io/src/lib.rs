@@ -27,4 +27,4 @@ pub mod tun;
 pub mod vxlan;
 
 pub use driver::{Drivers, IoCounters, LinkInfo, PortDriver};
-pub use sys::{wait_readable, MAX_BATCH};
+pub use sys::{raise_nofile, wait_readable, MAX_BATCH};

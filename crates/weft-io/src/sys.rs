@@ -247,6 +247,28 @@ pub(crate) fn send_batch<'a>(
     Ok(sent)
 }
 
+/// Raise this process's soft limit on open descriptors to its hard limit;
+/// returns (old, new) soft limits.
+pub fn raise_nofile() -> io::Result<(u64, u64)> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: passes a pointer to a live rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let old = r.rlim_cur;
+    if r.rlim_cur < r.rlim_max {
+        r.rlim_cur = r.rlim_max;
+        // SAFETY: passes a pointer to a live rlimit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((old, r.rlim_cur))
+}
+
 /// Wait until one of `fds` is readable or `timeout_ms` passes (negative:
 /// forever). Returns whether any is readable.
 pub fn wait_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<bool> {

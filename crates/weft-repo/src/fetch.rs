@@ -12,9 +12,16 @@ use std::time::Duration;
 /// Longest a request may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Largest reply accepted (a module may be up to
-/// [`weft_wasm::verify::MAX_MODULE_BYTES`]).
-pub const MAX_REPLY: usize = weft_wasm::verify::MAX_MODULE_BYTES + 4096;
+/// Largest module accepted ([`weft_wasm::verify::MAX_MODULE_BYTES`]).
+pub const MAX_MODULE: usize = weft_wasm::verify::MAX_MODULE_BYTES;
+/// Largest manifest accepted.
+pub const MAX_MANIFEST: usize = 64 * 1024;
+/// Largest signature file accepted.
+pub const MAX_SIGNATURE: usize = 4096;
+/// Largest error reply read; only [`EXCERPT`] characters of it are quoted.
+pub const MAX_ERROR_REPLY: usize = 4096;
+/// Characters of an error reply quoted in the error.
+pub const EXCERPT: usize = 200;
 
 /// Error of a fetch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,8 +72,21 @@ impl BaseUrl {
     }
 }
 
-/// `GET base + path`: `Ok(Some(body))` on 200, `Ok(None)` on 404.
-pub async fn get(base: &BaseUrl, path: &str) -> Result<Option<Vec<u8>>, FetchError> {
+/// At most [`EXCERPT`] characters of `body`, on one line.
+pub fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out: String = one_line.chars().take(EXCERPT).collect();
+    if one_line.chars().count() > EXCERPT {
+        out.push('…');
+    }
+    out
+}
+
+/// `GET base + path`: `Ok(Some(body))` on 200 (at most `max` bytes, else
+/// an error), `Ok(None)` on 404. Other statuses become an error quoting a
+/// short excerpt of the reply (at most [`MAX_ERROR_REPLY`] bytes are read).
+pub async fn get(base: &BaseUrl, path: &str, max: usize) -> Result<Option<Vec<u8>>, FetchError> {
     let url = format!("{}{path}", base.to_url());
     let e = |m: String| FetchError {
         url: url.clone(),
@@ -88,17 +108,33 @@ pub async fn get(base: &BaseUrl, path: &str) -> Result<Option<Vec<u8>>, FetchErr
             .map_err(|x| e(x.to_string()))?;
         let resp = sender.send_request(req).await.map_err(|x| e(x.to_string()))?;
         let status = resp.status();
-        let body = Limited::new(resp.into_body(), MAX_REPLY)
-            .collect()
-            .await
-            .map_err(|x| e(format!("reading the reply: {x}")))?
-            .to_bytes();
+        let limit = if status == StatusCode::OK { max } else { MAX_ERROR_REPLY };
+        let declared = resp
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if status == StatusCode::OK && declared.is_some_and(|n| n > max as u64) {
+            return Err(e(format!(
+                "the reply is {} bytes; at most {max} are accepted",
+                declared.unwrap_or(0)
+            )));
+        }
+        let body = match Limited::new(resp.into_body(), limit).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(x) if x.is::<http_body_util::LengthLimitError>() && status == StatusCode::OK => {
+                return Err(e(format!("the reply is over {max} bytes")))
+            }
+            // An error reply is quoted in part only: what arrived is enough.
+            Err(x) if x.is::<http_body_util::LengthLimitError>() => Default::default(),
+            Err(x) => return Err(e(format!("reading the reply: {x}"))),
+        };
         drop(sender);
         driver.abort();
         match status {
             StatusCode::OK => Ok(Some(body.to_vec())),
             StatusCode::NOT_FOUND => Ok(None),
-            s => Err(e(format!("{s}: {}", String::from_utf8_lossy(&body).trim()))),
+            s => Err(e(format!("{s}: {}", excerpt(&body)))),
         }
     };
     tokio::time::timeout(TIMEOUT, go)

@@ -44,6 +44,11 @@ impl std::str::FromStr for PluginSpec {
             ));
         }
         if let Some(h) = &hash {
+            if h.is_empty() {
+                return Err(format!(
+                    "{s:?} has an empty hash after @: give NAME, or NAME@ and the sha256"
+                ));
+            }
             if h.len() < 8 || h.len() > 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(format!(
                     "bad hash {h:?} in {s:?}: give the sha256 (or its first 8 or more hex digits)"
@@ -75,6 +80,16 @@ pub enum LoaderError {
     /// A bad repository URL.
     #[error("{0}")]
     BadUrl(String),
+    /// `--from` names a code server that `[plugins] repos` does not list:
+    /// a node fetches only from the servers its operator configured (else
+    /// anyone allowed to load plugins could make the node fetch any URL).
+    #[error("{url} is not one of this node's code servers ([plugins] repos: {repos})")]
+    UnlistedRepo {
+        /// What was asked.
+        url: String,
+        /// What is configured.
+        repos: String,
+    },
     /// No repository has the plugin.
     #[error("plugin {spec} not found in {repos}")]
     NotFound {
@@ -236,7 +251,26 @@ impl Loader {
             }
         }
         let repos: Vec<String> = match from {
-            Some(u) => vec![u.to_string()],
+            Some(u) => {
+                let want = BaseUrl::parse(u).map_err(LoaderError::BadUrl)?;
+                let listed = self
+                    .inner
+                    .cfg
+                    .repos
+                    .iter()
+                    .any(|r| BaseUrl::parse(r).is_ok_and(|b| b == want));
+                if !listed {
+                    return Err(LoaderError::UnlistedRepo {
+                        url: want.to_url(),
+                        repos: if self.inner.cfg.repos.is_empty() {
+                            "none".into()
+                        } else {
+                            self.inner.cfg.repos.join(", ")
+                        },
+                    });
+                }
+                vec![u.to_string()]
+            }
             None => self.inner.cfg.repos.clone(),
         };
         if repos.is_empty() {
@@ -245,16 +279,16 @@ impl Loader {
         let path = |file: &str| format!("/v1/plugins/{spec}/{file}");
         for r in &repos {
             let base = BaseUrl::parse(r).map_err(LoaderError::BadUrl)?;
-            let Some(manifest) = fetch::get(&base, &path("manifest")).await? else {
+            let Some(manifest) = fetch::get(&base, &path("manifest"), fetch::MAX_MANIFEST).await? else {
                 continue;
             };
-            let module = fetch::get(&base, &path("module"))
+            let module = fetch::get(&base, &path("module"), fetch::MAX_MODULE)
                 .await?
                 .ok_or_else(|| LoaderError::NotFound {
                     spec: spec.to_string(),
                     repos: format!("{} (manifest without module)", base.to_url()),
                 })?;
-            let signature = fetch::get(&base, &path("signature")).await?;
+            let signature = fetch::get(&base, &path("signature"), fetch::MAX_SIGNATURE).await?;
             return Ok(Fetched {
                 source: base.to_url(),
                 manifest,

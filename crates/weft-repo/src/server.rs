@@ -11,6 +11,10 @@
 //!
 //! The directory is read on every request, so `weft repo publish` into a
 //! served directory takes effect at once.
+//!
+//! It serves through `weft_http` like the node's API: a cap on concurrent
+//! connections, a header timeout that also closes idle and half-open
+//! connections, size limits with JSON errors.
 
 use crate::store::{self, Select};
 use axum::extract::{Path as UrlPath, State};
@@ -35,7 +39,15 @@ async fn list(State(dir): State<Arc<PathBuf>>) -> Response {
 
 fn file(dir: &Path, spec: &str, sel: Option<Select>, file: &str) -> Response {
     let (name, sel) = match (spec.split_once('@'), sel) {
-        (Some((n, h)), None) => (n, Select::Hash(h.to_string())),
+        (Some((n, h)), None) => {
+            if h.len() < 8 || h.len() > 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad hash {h:?} after @: give the sha256 or its first 8 or more hex digits"),
+                );
+            }
+            (n, Select::Hash(h.to_ascii_lowercase()))
+        }
         (None, Some(s)) => (spec, s),
         (None, None) => (spec, Select::Latest),
         (Some(_), Some(_)) => {
@@ -93,15 +105,33 @@ pub fn router(dir: PathBuf) -> Router {
         .with_state(Arc::new(dir))
 }
 
+/// The code server's bounds: requests are bodiless GETs, so bodies and
+/// heads are small; connections are closed after 10 s without a request.
+pub fn limits() -> weft_http::Limits {
+    weft_http::Limits {
+        max_body: 4096,
+        ..weft_http::Limits::default()
+    }
+}
+
 /// Serve `dir` on `listener` until `shutdown` completes.
 pub async fn serve(
     dir: PathBuf,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(dir))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let l = limits();
+    let app = router(dir).layer(axum::middleware::from_fn_with_state(l, weft_http::limits::enforce));
+    weft_http::serve(
+        weft_http::Listener::Tcp(listener),
+        app,
+        l,
+        None,
+        Default::default(),
+        shutdown,
+    )
+    .await;
+    Ok(())
 }
 
 /// A code server on its own thread (demos, tests); stopped when dropped.

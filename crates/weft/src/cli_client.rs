@@ -1,36 +1,42 @@
-//! What every command that talks to a running node shares: finding its
-//! socket, the client, and plain-text tables.
+//! What every command that talks to a running node shares: finding it, the
+//! client with the caller's credentials, and plain-text tables.
 
 use anyhow::{bail, Context};
 use std::path::PathBuf;
+use std::sync::Arc;
+use weft_control::client::{Credentials, Endpoint};
+use weft_control::config::run_dir;
 use weft_control::Client;
 
-/// Where nodes put their sockets by default (`/tmp/weft-<name>.sock`).
-pub fn default_socket(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("weft-{name}.sock"))
-}
-
-/// The client for `--node PATH` / `$WEFT_SOCKET`; without either, the one
-/// node with a default socket, if there is exactly one.
+/// The client for `--node PATH|http://HOST:PORT` / `$WEFT_SOCKET`; without
+/// either, the one node whose socket is in the default directory
+/// ([`run_dir`]), if there is exactly one. Credentials come from
+/// `$WEFT_TOKEN` (a bearer token) or `$WEFT_KEY` (a secret key file to sign
+/// requests with); on the Unix socket without them the caller is who the
+/// kernel says it is.
 pub fn client(node: Option<PathBuf>) -> anyhow::Result<Client> {
+    let creds = credentials()?;
     if let Some(p) = node {
-        return Ok(Client::new(p));
+        let endpoint = Endpoint::parse(&p.to_string_lossy());
+        if matches!(endpoint, Endpoint::Tcp(_)) && creds.is_none() {
+            bail!("{endpoint} needs credentials: set WEFT_TOKEN or WEFT_KEY (docs/security.md)");
+        }
+        return Ok(Client::with(endpoint, creds));
     }
-    let dir = std::env::temp_dir();
-    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("looking for node sockets in {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("weft-") && n.ends_with(".sock"))
-        })
-        .collect();
+    let dir = run_dir();
+    let mut found: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("looking for node sockets in {}", dir.display())),
+    };
     found.sort();
     match found.len() {
-        1 => Ok(Client::new(found.remove(0))),
+        1 => Ok(Client::with(Endpoint::Unix(found.remove(0)), creds)),
         0 => bail!(
-            "no node selected: give --node PATH or set WEFT_SOCKET (no weft-*.sock in {})",
+            "no node selected: give --node PATH or set WEFT_SOCKET (no node socket in {})",
             dir.display()
         ),
         _ => bail!(
@@ -41,6 +47,21 @@ pub fn client(node: Option<PathBuf>) -> anyhow::Result<Client> {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+    }
+}
+
+/// `$WEFT_TOKEN` or `$WEFT_KEY`, if set.
+fn credentials() -> anyhow::Result<Option<Credentials>> {
+    let token = std::env::var("WEFT_TOKEN").ok().filter(|t| !t.is_empty());
+    let key = std::env::var_os("WEFT_KEY").filter(|k| !k.is_empty());
+    match (token, key) {
+        (Some(_), Some(_)) => bail!("set WEFT_TOKEN or WEFT_KEY, not both"),
+        (Some(t), None) => Ok(Some(Credentials::Token(t.trim().to_string()))),
+        (None, Some(k)) => {
+            let key = weft_repo::SecretKey::read_file(std::path::Path::new(&k)).context("WEFT_KEY")?;
+            Ok(Some(Credentials::Key(Arc::new(key))))
+        }
+        (None, None) => Ok(None),
     }
 }
 

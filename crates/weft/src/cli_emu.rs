@@ -36,6 +36,11 @@ pub enum EmuCmd {
         /// on Ctrl-C / SIGTERM.
         #[arg(long)]
         wait: bool,
+        /// With --netns: nodes also serve their API on TCP 7070 of their
+        /// addresses, to a bearer token made for the run (in api.token of
+        /// the run's directory). Without it the API is on Unix sockets only.
+        #[arg(long, requires = "netns")]
+        api_tcp: bool,
     },
     /// List the netns runs that are up, with their nodes and hosts.
     Ls,
@@ -70,9 +75,10 @@ pub async fn run(cmd: EmuCmd) -> Result<()> {
             netns: true,
             id,
             wait,
+            api_tcp,
             ..
         } => {
-            let st = crate::netns::up(&topology, id)?;
+            let st = crate::netns::up(&topology, id, api_tcp)?;
             crate::netns::print_runs(std::slice::from_ref(&st));
             if !wait {
                 println!(

@@ -4,7 +4,7 @@
 use crate::cli_client::{client, table};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
-use weft_control::api::{Done, FilterCreated, FilterRequest, FilterView};
+use weft_control::api::{Done, FilterCreated, FilterRequest, FilterView, MatchAll};
 use weft_control::config::words::{AddrOrPrefix, PortRange, Proto};
 use weft_dataplane::{Hook, InstanceId};
 
@@ -61,6 +61,10 @@ pub struct AddArgs {
     /// Rule position within the hook (0 = first; default: append).
     #[arg(long, value_name = "N")]
     position: Option<usize>,
+    /// Match every packet: required when no match option is given, so a
+    /// catch-all is never added by accident.
+    #[arg(long, conflicts_with_all = ["proto", "src", "dst", "sport", "dport", "in_port"])]
+    all: bool,
 }
 
 pub async fn run(cmd: FilterCmd, node: Option<PathBuf>) -> anyhow::Result<()> {
@@ -80,6 +84,7 @@ pub async fn run(cmd: FilterCmd, node: Option<PathBuf>) -> anyhow::Result<()> {
                 autoinstance: a.autoinstance,
                 config: a.config,
                 position: a.position,
+                match_all: a.all.then_some(MatchAll::All),
             };
             let r: FilterCreated = c.post("/v1/filters", &req).await?;
             if let Some(l) = &r.loaded {

@@ -1,10 +1,11 @@
 //! `weft node run|check|show`.
 
-use crate::cli_client::{client, default_socket, table};
+use crate::cli_client::{client, table};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use weft_control::api::NodeView;
+use weft_control::config::default_socket;
 use weft_control::plugins::Plugins;
 use weft_control::{ApiServer, NodeConfig, NodeRunner};
 
@@ -28,7 +29,8 @@ pub struct RunArgs {
     #[arg(long, short = 'c', value_name = "FILE")]
     config: PathBuf,
     /// API socket (default: the config's [api] socket, else $WEFT_SOCKET,
-    /// else /tmp/weft-<name>.sock).
+    /// else /run/weft/<name>.sock as root, $XDG_RUNTIME_DIR/weft/<name>.sock
+    /// otherwise).
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
 }
@@ -62,6 +64,7 @@ pub async fn run(cmd: NodeCmd, node: Option<PathBuf>) -> anyhow::Result<()> {
 
 async fn run_node(a: RunArgs) -> anyhow::Result<()> {
     let cfg = NodeConfig::load(&a.config)?;
+    let api = cfg.api_settings()?;
     // Plugins the file names are fetched and verified before the node starts.
     let plugins = Plugins::from_config(&cfg)?;
     let classes = match &plugins {
@@ -76,9 +79,8 @@ async fn run_node(a: RunArgs) -> anyhow::Result<()> {
         .or_else(|| cfg.api.socket.clone())
         .or_else(|| std::env::var_os("WEFT_SOCKET").map(PathBuf::from))
         .unwrap_or_else(|| default_socket(cfg.name()));
-    let server = ApiServer::bind(&socket, cfg.api.tcp)
-        .await?
-        .with_plugins(plugins.clone());
+    raise_fd_limit();
+    let server = ApiServer::bind(&socket, &api).await?.with_plugins(plugins.clone());
     let runner = if ports.is_empty() && punt.is_none() {
         NodeRunner::spawn(node)
     } else {
@@ -99,10 +101,21 @@ async fn run_node(a: RunArgs) -> anyhow::Result<()> {
         Some(t) => println!("node {} serving on {} (tcp {t})", cfg.name(), socket.display()),
         None => println!("node {} serving on {}", cfg.name(), socket.display()),
     }
-    server.run(runner.handle(), shutdown_signal()).await?;
+    server.run(runner.handle(), shutdown_signal()).await;
     tracing::info!(node = cfg.name(), "stopped");
     drop(runner);
     Ok(())
+}
+
+/// Raise the soft limit on open descriptors to the hard limit: the API's
+/// connection caps keep strangers far below either, but a node with many
+/// ports and plugins should not meet the 1,024 default first.
+fn raise_fd_limit() {
+    match weft_io::raise_nofile() {
+        Ok((old, new)) if new > old => tracing::debug!(old, new, "raised the open-file limit"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
 }
 
 /// SIGINT or SIGTERM.

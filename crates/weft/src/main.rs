@@ -22,6 +22,7 @@ mod cli_plugin;
 mod cli_repo;
 mod cli_route;
 mod cli_send;
+mod cli_token;
 mod demo;
 mod netns;
 
@@ -36,8 +37,9 @@ static ALLOC: bench::CountingAlloc = bench::CountingAlloc;
 #[derive(Debug, Parser)]
 #[command(name = "weft", version, about, propagate_version = true)]
 struct Cli {
-    /// The node to talk to: its API socket.
-    #[arg(long, global = true, env = "WEFT_SOCKET", value_name = "PATH")]
+    /// The node to talk to: its API socket, or http://HOST:PORT (then
+    /// WEFT_TOKEN or WEFT_KEY proves who you are; docs/security.md).
+    #[arg(long, global = true, env = "WEFT_SOCKET", value_name = "PATH|URL")]
     node: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -77,8 +79,10 @@ enum Command {
     /// Code servers: sign and publish plugins into a directory, serve it over HTTP.
     #[command(subcommand)]
     Repo(cli_repo::RepoCmd),
-    /// Make an ed25519 key pair for signing plugins; prints the public key.
+    /// Make an ed25519 key pair (signing plugins, signing API requests); prints the public key.
     Keygen(cli_repo::KeygenArgs),
+    /// Make a bearer token for an API principal; prints it, and its token_sha256 line on stderr.
+    Token(cli_token::TokenArgs),
     /// DataRouter class tables on a running node, the paper's `droute`:
     /// class CLASS add PATTERN DEST [alg ALG] [rewrite RULES] | rm | flush | ls.
     Droute(cli_droute::DrouteArgs),
@@ -118,6 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin(c) => cli_plugin::run(c, node).await,
         Command::Repo(c) => cli_repo::run(c).await,
         Command::Keygen(a) => cli_repo::keygen(&a),
+        Command::Token(a) => cli_token::run(&a),
         Command::Droute(a) => cli_droute::run(a, node).await,
         Command::Send(a) => cli_send::send(&a),
         Command::Recv(a) => cli_send::recv(&a),

@@ -6,8 +6,12 @@
 //! namespace with the Linux stack (address, default route via its router).
 //! Routes, MACs and addresses come from building the topology with the
 //! in-process emulator (`weft_emu::Emulator`), so both emulators route
-//! alike. Node-local TCP (the API on port 7070) is punted to a TUN device
-//! in the node's namespace (`docs/ports.md`).
+//! alike. Each node's API listens on its Unix socket only, reached through
+//! `weft emu exec NODE -- weft …`: end hosts cannot reach it. With
+//! `--api-tcp` the API also listens on TCP port 7070 of the node's
+//! addresses (punted to a TUN device in the node's namespace,
+//! `docs/ports.md`) and takes only a bearer token generated for the run,
+//! kept in `api.token` (mode 0600) in the run's directory.
 //!
 //! Everything a run creates is named after its run id (`weft-ID-NAME`
 //! namespaces) and recorded in a state file under `/run/weft-emu/ID/`
@@ -23,8 +27,11 @@ use std::time::{Duration, Instant};
 use weft_emu::topology::{ConfigSource, EndpointSpec};
 use weft_emu::Emulator;
 
-/// TCP port of a netns node's API, reachable on its addresses (punted).
+/// TCP port of a netns node's API with `--api-tcp`, reachable on its
+/// addresses (punted).
 pub const API_PORT: u16 = 7070;
+/// The run's API token file (`--api-tcp`), in its state directory.
+pub const TOKEN_FILE: &str = "api.token";
 /// The punt TUN device in every node namespace.
 const PUNT_TUN: &str = "weft0";
 
@@ -55,6 +62,9 @@ pub struct State {
     pub namespaces: Vec<String>,
     /// Nodes and hosts.
     pub members: Vec<Member>,
+    /// Whether the nodes' APIs also listen on TCP (`--api-tcp`).
+    #[serde(default)]
+    pub api_tcp: bool,
 }
 
 /// Where run states live.
@@ -173,7 +183,13 @@ fn check_id(id: &str) -> Result<()> {
 /// The node config file for `name`: the topology's config for it (its
 /// instances, filters, …) with ports replaced by AF_PACKET ports on the
 /// veths and routes by everything the emulator computed.
-fn node_config(emu: &Emulator, topo_dir: &Path, name: &str, socket: &Path) -> Result<String> {
+fn node_config(
+    emu: &Emulator,
+    topo_dir: &Path,
+    name: &str,
+    socket: &Path,
+    token_sha256: Option<&str>,
+) -> Result<String> {
     let spec = emu
         .topology()
         .nodes
@@ -199,11 +215,27 @@ fn node_config(emu: &Emulator, topo_dir: &Path, name: &str, socket: &Path) -> Re
     t.insert("node".into(), toml::Value::Table(ns));
     let mut api = toml::Table::new();
     api.insert("socket".into(), socket.display().to_string().into());
-    api.insert("tcp".into(), format!("0.0.0.0:{API_PORT}").into());
+    let mut punted = Vec::new();
+    if let Some(hash) = token_sha256 {
+        api.insert("tcp".into(), format!("0.0.0.0:{API_PORT}").into());
+        punted.push(toml::Value::from(API_PORT as i64));
+        let mut p = toml::Table::new();
+        p.insert("name".into(), "emu-run".into());
+        p.insert("token_sha256".into(), hash.into());
+        p.insert("rights".into(), toml::Value::Array(vec!["all".into()]));
+        let list = match t.remove("principal") {
+            Some(toml::Value::Array(a)) => a,
+            _ => Vec::new(),
+        };
+        t.insert(
+            "principal".into(),
+            toml::Value::Array(list.into_iter().chain([toml::Value::Table(p)]).collect()),
+        );
+    }
     t.insert("api".into(), toml::Value::Table(api));
     let mut punt = toml::Table::new();
     punt.insert("tun".into(), PUNT_TUN.into());
-    punt.insert("tcp".into(), toml::Value::Array(vec![(API_PORT as i64).into()]));
+    punt.insert("tcp".into(), toml::Value::Array(punted));
     t.insert("punt".into(), toml::Value::Table(punt));
     // Every node takes part in explicit paths (`weft pbr`), as PromethOS
     // routers do.
@@ -258,7 +290,7 @@ struct End {
 
 /// Bring a topology up on namespaces. On failure everything created so far
 /// is removed.
-pub fn up(topology: &Path, id: Option<String>) -> Result<State> {
+pub fn up(topology: &Path, id: Option<String>, api_tcp: bool) -> Result<State> {
     let id = id.unwrap_or_else(new_id);
     check_id(&id)?;
     if state_dir(&id).join("state.json").exists() {
@@ -273,6 +305,7 @@ pub fn up(topology: &Path, id: Option<String>) -> Result<State> {
     let mut st = State {
         id: id.clone(),
         topology,
+        api_tcp,
         ..State::default()
     };
     save(&st)?;
@@ -454,6 +487,22 @@ fn build(emu: &Emulator, topo_dir: &Path, st: &mut State) -> Result<()> {
     }
     // Nodes: punt device, ingress drop, config, process.
     let exe = std::env::current_exe().context("finding the weft binary")?;
+    let token_sha256 = if st.api_tcp {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let token = weft_control::auth::request::new_token().map_err(|e| anyhow!(e))?;
+        let path = dir.join(TOKEN_FILE);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        writeln!(f, "{token}")?;
+        Some(weft_repo::to_hex(&weft_control::auth::request::token_sha256(&token)))
+    } else {
+        None
+    };
     let mut started = Vec::new();
     for n in &topo.nodes {
         let ns = ns_name(&id, &n.name);
@@ -495,7 +544,10 @@ fn build(emu: &Emulator, topo_dir: &Path, st: &mut State) -> Result<()> {
         }
         let socket = dir.join(format!("{}.sock", n.name));
         let cfg_path = dir.join(format!("{}.toml", n.name));
-        std::fs::write(&cfg_path, node_config(emu, topo_dir, &n.name, &socket)?)?;
+        std::fs::write(
+            &cfg_path,
+            node_config(emu, topo_dir, &n.name, &socket, token_sha256.as_deref())?,
+        )?;
         let log = std::fs::File::create(dir.join(format!("{}.log", n.name)))?;
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &ns])
@@ -619,6 +671,12 @@ pub fn print_runs(runs: &[State]) {
             "{}",
             crate::cli_client::table(&["name", "kind", "netns", "addresses", "api socket"], &rows)
         );
+        if st.api_tcp {
+            println!(
+                "nodes also serve the API on tcp port {API_PORT} of their addresses; bearer token in {}",
+                state_dir(&st.id).join(TOKEN_FILE).display()
+            );
+        }
     }
 }
 

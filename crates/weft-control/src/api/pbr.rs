@@ -29,10 +29,7 @@ impl From<NoPbr> for ApiError {
             NoPbr::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             NoPbr::Disabled => StatusCode::CONFLICT,
         };
-        ApiError {
-            status,
-            message: e.to_string(),
-        }
+        ApiError::new(status, e.to_string())
     }
 }
 
@@ -41,10 +38,7 @@ fn pbr_error(e: PbrError) -> ApiError {
         PbrError::UnknownPath(_) => StatusCode::NOT_FOUND,
         _ => StatusCode::BAD_REQUEST,
     };
-    ApiError {
-        status,
-        message: e.to_string(),
-    }
+    ApiError::new(status, e.to_string())
 }
 
 fn path_id(s: &str) -> Result<PathId, ApiError> {
@@ -90,10 +84,7 @@ pub(super) async fn get(
     Query(q): Query<GetQuery>,
 ) -> ApiResult<PathView> {
     let id = path_id(&id)?;
-    let missing = move || ApiError {
-        status: StatusCode::NOT_FOUND,
-        message: format!("no path {id}"),
-    };
+    let missing = move || ApiError::new(StatusCode::NOT_FOUND, format!("no path {id}"));
     if !q.status {
         return Ok(Json(on_pbr(&h, move |_, p, _| p.path(id).ok_or_else(missing)).await?));
     }

@@ -15,6 +15,7 @@
 pub mod droute;
 pub mod plugins;
 pub mod ports;
+pub mod principals;
 pub mod words;
 
 use crate::config::words::{parse_route_prefix, AddrOrPrefix, MacAddr, PortRange, Proto};
@@ -125,6 +126,10 @@ pub struct NodeConfig {
     /// `port_capacity_bps`, `max_instances`, `class_map`, …).
     #[serde(default)]
     pub pbr: Option<Spanned<crate::pbr::PbrConfig>>,
+    /// `[[principal]]`: who besides the operator may use the API, and
+    /// with which rights (`principals.rs`, `docs/security.md`).
+    #[serde(default, rename = "principal")]
+    pub principals: Vec<Spanned<principals::PrincipalSection>>,
     #[serde(skip)]
     source: Source,
 }
@@ -140,16 +145,50 @@ pub struct NodeSection {
     pub classes: Option<Vec<Spanned<String>>>,
 }
 
-/// `[api]`: where the management API listens.
+/// `[api]`: where the management API listens (`docs/security.md`).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiSection {
-    /// Unix socket path.
+    /// Unix socket path (default: `/run/weft/NAME.sock` as root; see
+    /// [`default_socket`]).
     #[serde(default)]
     pub socket: Option<PathBuf>,
-    /// Optional TCP address, e.g. `127.0.0.1:7070`.
+    /// Group (name or number) of the socket and its directory: its members
+    /// may use the socket (default: the node user's primary group).
     #[serde(default)]
-    pub tcp: Option<SocketAddr>,
+    pub group: Option<Spanned<String>>,
+    /// Also serve the API on TCP, e.g. `127.0.0.1:7070`. Every request on
+    /// it must authenticate as a `[[principal]]` with a key or a token.
+    #[serde(default)]
+    pub tcp: Option<Spanned<SocketAddr>>,
+    /// Concurrent connections per listener (default 64). The operator on
+    /// the Unix socket is always served.
+    #[serde(default)]
+    pub max_connections: Option<Spanned<usize>>,
+}
+
+/// Where a node named `name` puts its API socket when its configuration
+/// and command line say nothing: `$WEFT_RUN_DIR/NAME.sock` if set, else
+/// `/run/weft/NAME.sock` for root, else `$XDG_RUNTIME_DIR/weft/NAME.sock`,
+/// else `/tmp/weft-UID/NAME.sock` — always a directory only its user (and
+/// the socket's group) can enter.
+pub fn default_socket(name: &str) -> PathBuf {
+    run_dir().join(format!("{name}.sock"))
+}
+
+/// The directory of [`default_socket`].
+pub fn run_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("WEFT_RUN_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let uid = weft_http::unix::euid();
+    if uid == 0 {
+        return PathBuf::from("/run/weft");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(x) => PathBuf::from(x).join("weft"),
+        None => std::env::temp_dir().join(format!("weft-{uid}")),
+    }
 }
 
 /// `[[port]]`
@@ -271,6 +310,19 @@ pub struct FilterSection {
     pub config: Option<Spanned<String>>,
 }
 
+/// `[api]` and `[[principal]]`, checked ([`NodeConfig::api_settings`]).
+#[derive(Clone, Debug)]
+pub struct ApiSettings {
+    /// Who may do what.
+    pub policy: crate::auth::Policy,
+    /// The socket's group id.
+    pub group: Option<u32>,
+    /// The TCP address, if any.
+    pub tcp: Option<SocketAddr>,
+    /// Per-listener bounds.
+    pub limits: weft_http::Limits,
+}
+
 /// What [`apply`] created.
 #[derive(Clone, Debug, Default)]
 pub struct Applied {
@@ -305,7 +357,45 @@ impl NodeConfig {
         }
         cfg.source = source;
         cfg.plugin_settings()?;
+        cfg.api_settings()?;
         Ok(cfg)
+    }
+
+    /// The checked `[api]` and `[[principal]]` sections: the policy, the
+    /// socket's group, the connection cap. A TCP listener needs a principal
+    /// that can authenticate over the network.
+    pub fn api_settings(&self) -> Result<ApiSettings, ConfigError> {
+        let src = &self.source;
+        let policy = self.policy()?;
+        if let Some(t) = &self.api.tcp {
+            if !policy.has_network_principals() {
+                return Err(src.error(
+                    t.span(),
+                    format!(
+                        "the API on TCP {} needs authentication: add a [[principal]] with a key or \
+                         token_sha256 (docs/security.md), or remove tcp and use the Unix socket",
+                        t.get_ref()
+                    ),
+                ));
+            }
+        }
+        let group = match &self.api.group {
+            Some(g) => Some(weft_http::unix::group_id(g.get_ref()).map_err(|e| src.error(g.span(), e.to_string()))?),
+            None => None,
+        };
+        let mut limits = weft_http::Limits::default();
+        if let Some(m) = &self.api.max_connections {
+            if !(1..=10_000).contains(m.get_ref()) {
+                return Err(src.error(m.span(), "max_connections must be between 1 and 10000"));
+            }
+            limits.max_connections = *m.get_ref();
+        }
+        Ok(ApiSettings {
+            policy,
+            group,
+            tcp: self.api.tcp.as_ref().map(|t| *t.get_ref()),
+            limits,
+        })
     }
 
     /// The node's name.

@@ -12,6 +12,20 @@ name = "r1"
 [api]
 socket = "/tmp/weft-r1-test.sock"
 tcp = "127.0.0.1:7070"
+group = "0"
+
+[[principal]]
+name = "ops"
+token_sha256 = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
+rights = ["all"]
+
+[[principal]]
+name = "alice"
+key = "2073e3741be0e4f824d67922f7c41c92eaa23e717d95dd7a4787937420e2496a"
+uid = 1001
+rights = ["read", "filter"]
+prefixes = ["10.1.0.0/16"]
+classes = ["counter"]
 
 [[port]]
 name = "eth0"
@@ -67,7 +81,14 @@ config = "131072"
 fn a_good_file_applies() {
     let cfg = NodeConfig::parse(GOOD, "r1.toml").unwrap();
     assert_eq!(cfg.name(), "r1");
-    assert_eq!(cfg.api.tcp, Some("127.0.0.1:7070".parse().unwrap()));
+    let api = cfg.api_settings().unwrap();
+    assert_eq!(api.tcp, Some("127.0.0.1:7070".parse().unwrap()));
+    assert_eq!(api.group, Some(0));
+    let alice = api.policy.by_uid(1001).unwrap();
+    assert_eq!(alice.name, "alice");
+    assert!(alice.has(crate::auth::Right::Filter) && !alice.has(crate::auth::Right::Route));
+    assert_eq!(api.policy.by_token("password").unwrap().name, "ops");
+    assert!(api.policy.by_token("Password").is_none());
     let (node, applied) = cfg.build().unwrap();
 
     let ports = node.ports();
@@ -143,6 +164,35 @@ fn unknown_key() {
         "gateway",
     );
     fails_at("[node]\nname = \"r1\"\n[nod]\n", 3, "nod");
+}
+
+#[test]
+fn api_and_principal_errors_point_at_their_value() {
+    // TCP without a principal that can authenticate over the network.
+    fails_at(
+        "[node]\nname = \"r1\"\n[api]\ntcp = \"0.0.0.0:7070\"\n",
+        4,
+        "needs authentication",
+    );
+    let p = "[node]\nname = \"r1\"\n[[principal]]\nname = \"a\"\n";
+    fails_at(
+        &format!("{p}uid = 7\nrights = [\"read\", \"write\"]\n"),
+        6,
+        "unknown right \"write\"",
+    );
+    fails_at(&format!("{p}rights = [\"read\"]\n"), 4, "no credential");
+    fails_at(&format!("{p}token_sha256 = \"abc\"\nrights = []\n"), 5, "64 hex digits");
+    fails_at(&format!("{p}key = \"00\"\nrights = []\n"), 5, "public key");
+    fails_at(
+        &format!("{p}uid = 7\nrights = []\n[[principal]]\nname = \"b\"\nuid = 7\nrights = []\n"),
+        3,
+        "share a credential",
+    );
+    fails_at(
+        "[node]\nname = \"r1\"\n[api]\ngroup = \"no-such-group-weft\"\n",
+        4,
+        "unknown group",
+    );
 }
 
 #[test]
