@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
     /// Another process answers on the socket.
-    #[error("{0}: another process is serving on this socket")]
+    #[error("{0}: another node or process is serving on this socket")]
     InUse(PathBuf),
     /// The path is somebody else's.
     #[error("{path}: {why}; refusing to use or remove it")]

@@ -32,7 +32,10 @@ fn link_state_survives_descriptor_exhaustion() {
     assert_eq!(exhausted.raw_os_error(), Some(libc::EMFILE));
 
     // Opening the sysfs files now fails: reading that way would say "down".
-    assert!(!link_is_up("lo"), "opening sysfs without descriptors cannot read the link");
+    assert!(
+        !link_is_up("lo"),
+        "opening sysfs without descriptors cannot read the link"
+    );
     // The watch reads through its open files and still says up.
     assert!(watch.read().unwrap(), "the held files still read");
     drop(held);

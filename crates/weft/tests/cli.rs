@@ -42,8 +42,9 @@ fn start_node(dir: &Path) -> NodeProc {
     let cfg = dir.join("t1.toml");
     std::fs::write(&cfg, CONFIG).unwrap();
     let socket = dir.join("t1.sock");
-    // A stale socket file from a crashed node must not stop a new one.
-    std::fs::write(&socket, b"").unwrap();
+    // A stale socket of a crashed node (ours, nobody answering) must not
+    // stop a new one.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
     let mut child = Command::new(WEFT)
         .args(["node", "run", "--config"])
         .arg(&cfg)
@@ -200,7 +201,10 @@ fn operator_drives_a_running_node() {
     ok(&node, &["instance", "rm", "#2"]);
     ok(&node, &["instance", "rm", "#1"]);
     ok(&node, &["fb", "rm", "ratelimit"]);
-    let err = fails(&node, &["filter", "add", "--plugin", "ratelimit", "--autoinstance"]);
+    let err = fails(
+        &node,
+        &["filter", "add", "--all", "--plugin", "ratelimit", "--autoinstance"],
+    );
     assert!(err.contains("unknown class"), "{err}");
     ok(&node, &["fb", "add", "ratelimit"]);
 

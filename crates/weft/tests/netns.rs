@@ -57,29 +57,40 @@ fn one_router_ping_traceroute_and_node_local_traffic() {
     // ICMP to the node's far address: answered by the engine.
     net.ok("h1", &["ping", "-c", "1", "-W", "2", "10.0.2.1"]);
     // TCP to the node's API on its Weft address: punted to the kernel's TCP
-    // through the TUN device, answered by the node's HTTP API.
-    let mut c = Command::new("ip");
-    c.args([
-        "netns",
-        "exec",
-        &net.ns("h1"),
-        "socat",
-        "-t",
-        "5",
-        "-,ignoreeof",
-        "TCP:10.0.1.1:7070",
-    ])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"GET /v1/node HTTP/1.0\r\nHost: r1\r\n\r\n")
-        .unwrap();
-    let out = Proc(child).wait(Duration::from_secs(10)).1;
+    // through the TUN device, answered by the node's HTTP API — which asks
+    // for the run's token (`--api-tcp`; without it nothing listens there).
+    let net = Net::up_with(&topo, "onet", &["--api-tcp"]);
+    let token = net.api_token();
+    let get = |auth: Option<&str>| {
+        let mut c = Command::new("ip");
+        c.args([
+            "netns",
+            "exec",
+            &net.ns("h1"),
+            "socat",
+            "-t",
+            "5",
+            "-,ignoreeof",
+            "TCP:10.0.1.1:7070",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let auth = auth
+            .map(|t| format!("Authorization: Bearer {}\r\n", t.trim()))
+            .unwrap_or_default();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("GET /v1/node HTTP/1.0\r\nHost: r1\r\n{auth}\r\n").as_bytes())
+            .unwrap();
+        Proc(child).wait(Duration::from_secs(10)).1
+    };
+    let out = get(None);
+    assert!(out.contains("401 Unauthorized"), "{out}");
+    let out = get(Some(&token));
     assert!(out.contains("200 OK") && out.contains("\"name\":\"r1\""), "{out}");
 }
 
@@ -357,8 +368,12 @@ fn three_vxlan_nodes_on_loopback_with_kernel_vxlan_hosts() {
     sh(&["ip", "-n", &k, "addr", "add", "192.168.0.2/24", "dev", "kl"]);
     sh(&["ip", "-n", &k, "link", "set", "kl", "up"]);
     let tmp = TempDir::new("vx");
-    // Unprivileged node processes: the socket directory is theirs.
-    let _ = Command::new("chmod").args(["777"]).arg(&tmp.0).status();
+    let setpriv = unsupported(&["setpriv"]).is_none();
+    // Unprivileged node processes: the socket directory is theirs (a node
+    // refuses a directory that others may write to).
+    if setpriv {
+        sh(&["chown", "65534:65534", &tmp.0.display().to_string()]);
+    }
     let nodes = [
         (
             "r1",
@@ -397,7 +412,6 @@ fn three_vxlan_nodes_on_loopback_with_kernel_vxlan_hosts() {
             ),
         ),
     ];
-    let setpriv = unsupported(&["setpriv"]).is_none();
     let mut procs = Vec::new();
     for (name, cfg) in &nodes {
         let path = tmp.0.join(format!("{name}.toml"));

@@ -74,10 +74,16 @@ pub struct Net {
 
 impl Net {
     pub fn up(topology: &Path, tag: &str) -> Net {
+        Net::up_with(topology, tag, &[])
+    }
+
+    /// [`Net::up`] with more `weft emu run` options (`--api-tcp`).
+    pub fn up_with(topology: &Path, tag: &str, options: &[&str]) -> Net {
         let id = run_id(tag);
         let net = Net { id: id.clone() };
         let out = Command::new(WEFT)
             .args(["emu", "run", "--netns", "--id", &id])
+            .args(options)
             .arg(topology)
             .output()
             .unwrap();
@@ -88,6 +94,25 @@ impl Net {
             String::from_utf8_lossy(&out.stderr)
         );
         net
+    }
+
+    /// The run's directory (state, node configs and logs).
+    pub fn dir(&self) -> PathBuf {
+        std::env::var_os("WEFT_EMU_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/run/weft-emu"))
+            .join(&self.id)
+    }
+
+    /// The run's API token (`--api-tcp`).
+    pub fn api_token(&self) -> String {
+        let t = std::fs::read_to_string(self.dir().join("api.token")).unwrap();
+        t.trim().to_string()
+    }
+
+    /// A node's log so far.
+    pub fn log(&self, node: &str) -> String {
+        std::fs::read_to_string(self.dir().join(format!("{node}.log"))).unwrap_or_default()
     }
 
     pub fn ns(&self, name: &str) -> String {
