@@ -246,9 +246,13 @@ pub struct WasmElement {
     inner: Mutex<Inner>,
 }
 
-/// Split host keys from plugin configuration.
+/// Split host keys from plugin configuration: the host reads its keys from
+/// white-space separated words `on_fault=…` / `max_faults=…` (the last of
+/// each wins) and hands the plugin the rest of the text exactly as written
+/// ([`Args::text_without`]): commas, quotes, repeated keys and word order
+/// are the plugin's to interpret.
 fn split_config(args: &Args) -> Result<(OnFault, u32, String), ElementError> {
-    let on_fault = match args.named.get("on_fault").map(String::as_str) {
+    let on_fault = match args.word_value("on_fault") {
         None | Some("drop") => OnFault::Drop,
         Some("pass") => OnFault::Pass,
         Some(v) => {
@@ -257,28 +261,32 @@ fn split_config(args: &Args) -> Result<(OnFault, u32, String), ElementError> {
             )))
         }
     };
-    let max_faults = match args.named.get("max_faults") {
+    let max_faults = match args.word_value("max_faults") {
         None => DEFAULT_MAX_FAULTS,
         Some(v) => v
             .parse()
             .map_err(|_| ElementError::Config(format!("max_faults: cannot parse {v:?}")))?,
     };
-    let mut rest = args.clone();
-    for k in HOST_KEYS {
-        rest.named.remove(*k);
-    }
-    Ok((on_fault, max_faults, rest.to_string()))
+    Ok((on_fault, max_faults, args.text_without(HOST_KEYS)))
 }
 
-fn classify(e: &wasmtime::Error, memory_hit: bool) -> (FaultKind, String) {
+/// The kind of a failed call and what happened, without the kind's name
+/// (the report's `last_fault` reads `KIND: WHAT`, e.g. `trap: wasm
+/// `unreachable` instruction executed`).
+fn classify(e: &wasmtime::Error, memory_hit: bool, memory_cap: usize) -> (FaultKind, String) {
     if memory_hit {
-        return (FaultKind::Memory, "memory cap exceeded".into());
+        return (FaultKind::Memory, format!("grew past the cap of {memory_cap} bytes"));
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => (FaultKind::Budget, "CPU budget exhausted (fuel)".into()),
         Some(Trap::Interrupt) => (FaultKind::Budget, "CPU budget exhausted (epoch deadline)".into()),
-        Some(t) => (FaultKind::Trap, format!("trap: {t}")),
-        None => (FaultKind::Trap, format!("trap: {e}")),
+        // wasmtime's text is "wasm trap: WHAT"; the kind already says trap.
+        Some(t) => {
+            let text = t.to_string();
+            let what = text.strip_prefix("wasm trap: ").unwrap_or(&text);
+            (FaultKind::Trap, what.to_string())
+        }
+        None => (FaultKind::Trap, e.to_string()),
     }
 }
 
@@ -305,7 +313,8 @@ impl Inner {
         st.limiter.hit = false;
     }
 
-    fn record_fault(&mut self, kind: FaultKind, what: String) {
+    /// Count a fault; its text as `last_fault` shows it (`KIND: WHAT`).
+    fn record_fault(&mut self, kind: FaultKind, what: String) -> String {
         match kind {
             FaultKind::Trap => self.faults.trap += 1,
             FaultKind::Budget => self.faults.budget += 1,
@@ -324,8 +333,10 @@ impl Inner {
             self.disabled = true;
             tracing::error!(plugin = class, faults = self.consecutive, on_fault = ?self.on_fault, "plugin disabled after repeated faults");
         }
-        self.last_fault = Some(format!("{}: {what}", kind.name()));
+        let text = format!("{}: {what}", kind.name());
+        self.last_fault = Some(text.clone());
         self.store.data_mut().emits.clear();
+        text
     }
 
     /// Put `msg` where the plugin can read it: the arena when it fits, else
@@ -363,9 +374,8 @@ impl Inner {
         match f.call(&mut self.store, (at as i32, msg.len() as i32)) {
             Ok(status) => Ok((status, std::mem::take(&mut self.store.data_mut().reply))),
             Err(e) => {
-                let (k, what) = classify(&e, self.store.data().limiter.hit);
-                self.record_fault(k, what.clone());
-                Err(what)
+                let (k, what) = classify(&e, self.store.data().limiter.hit, self.store.data().limiter.cap);
+                Err(self.record_fault(k, what))
             }
         }
     }
@@ -380,9 +390,8 @@ impl Inner {
             )),
             Ok(status) => Ok((status, std::mem::take(&mut self.store.data_mut().reply))),
             Err(e) => {
-                let (k, what) = classify(&e, self.store.data().limiter.hit);
-                self.record_fault(k, what.clone());
-                Err(what)
+                let (k, what) = classify(&e, self.store.data().limiter.hit, self.store.data().limiter.cap);
+                Err(self.record_fault(k, what))
             }
         }
     }
@@ -449,7 +458,7 @@ impl Inner {
         let r = self.funcs.process.call(&mut self.store, (arena as i32, n as i32));
         match r {
             Err(e) => {
-                let (k, what) = classify(&e, self.store.data().limiter.hit);
+                let (k, what) = classify(&e, self.store.data().limiter.hit, self.store.data().limiter.cap);
                 self.record_fault(k, what);
                 return Err(());
             }
