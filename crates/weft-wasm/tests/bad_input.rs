@@ -36,7 +36,8 @@ fn refused_modules_say_which_check_failed() {
     assert!(matches!(e, LoadError::Malformed(_)), "{e}");
     assert!(e.to_string().starts_with("malformed module: "), "{e}");
     let e = h.load_class("x", b"not wasm at all").unwrap_err();
-    assert!(matches!(e, LoadError::Malformed(_)), "{e}");
+    assert!(matches!(e, LoadError::NotWasm(_)), "{e}");
+    assert!(e.to_string().starts_with("not a WebAssembly module: "), "{e}");
 
     let e = h
         .load_class("x", &minimal(r#"(import "weft" "xyz" (func))"#, 1))
@@ -125,6 +126,11 @@ fn memory_growth_past_the_cap_is_a_fault() {
     assert!(send(&mut n, 0, &[frame(PLUGIN_PORT, b"grow")]).is_empty());
     let w = wasm_report(&n, i);
     assert_eq!(w["fault_kinds"]["memory"], 1, "{w}");
+    assert_eq!(
+        w["last_fault"],
+        format!("memory: grew past the cap of {} bytes", 4 << 20),
+        "{w}"
+    );
     assert!(w["memory_bytes"].as_u64().unwrap() <= 4 << 20);
     other_traffic_flows(&mut n);
 }
@@ -150,7 +156,8 @@ fn panic_traps_and_the_policy_applies() {
     );
     let w = wasm_report(&n, drop_i);
     assert_eq!(w["fault_kinds"]["trap"], 1, "{w}");
-    assert!(w["last_fault"].as_str().unwrap().starts_with("trap: "), "{w}");
+    // One prefix naming the kind, then wasmtime's description.
+    assert_eq!(w["last_fault"], "trap: wasm `unreachable` instruction executed", "{w}");
     // A good batch afterwards is processed normally.
     assert_eq!(send(&mut n, 0, &[frame(PLUGIN_PORT, b"fine")]).len(), 1);
     assert_eq!(plugin_report(&n, drop_i)["packets"], 1);
