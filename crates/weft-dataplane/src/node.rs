@@ -319,6 +319,9 @@ pub struct InstanceStats {
 
 struct Instance {
     class: String,
+    /// The class's code when the instance was made: a newer version of a
+    /// plugin registered under the same name leaves it running this one.
+    code: ClassKind,
     args: Args,
     element: Box<dyn Element>,
     stats: InstanceStats,
@@ -332,7 +335,10 @@ pub struct InstanceInfo {
     pub id: InstanceId,
     /// Class name.
     pub class: String,
-    /// Current configuration.
+    /// The code it runs: native, or the WebAssembly module (by hash) its
+    /// class had when the instance was created or last replaced.
+    pub code: ClassKind,
+    /// Current configuration, as written (secrets redacted).
     pub config: String,
     /// How many times the instance was replaced.
     pub generation: u32,
@@ -957,6 +963,7 @@ impl Node {
         let id = InstanceId(self.instances.len() as u32);
         self.instances.push(Some(Instance {
             class: class.to_string(),
+            code: cls.kind.clone(),
             args,
             element,
             stats: InstanceStats::default(),
@@ -1016,9 +1023,15 @@ impl Node {
     }
 
     /// LANA's `set key=value` on an instance.
+    /// A plugin reads its configuration as written, where a comma belongs
+    /// to a value, so only white-space separated words are replaced there
+    /// ([`Args::with_word`]); native elements read commas as separators.
     pub fn set(&mut self, id: InstanceId, key: &str, value: &str) -> Result<(), NodeError> {
         let inst = self.inst_mut(id)?;
-        let args = inst.args.with(key, value);
+        let args = match inst.code {
+            ClassKind::Wasm { .. } => inst.args.with_word(key, value),
+            _ => inst.args.with(key, value),
+        };
         inst.element.configure(&args)?;
         inst.args = args;
         Ok(())
@@ -1068,6 +1081,7 @@ impl Node {
                     InstanceInfo {
                         id,
                         class: inst.class.clone(),
+                        code: inst.code.clone(),
                         config: inst.args.redacted(),
                         generation: inst.generation,
                         filters: self.filters_of(id),
@@ -1105,6 +1119,7 @@ impl Node {
             }
         }
         let old_class = std::mem::replace(&mut inst.class, class.to_string());
+        inst.code = cls.kind.clone();
         inst.element = fresh;
         inst.args = args;
         inst.generation += 1;
