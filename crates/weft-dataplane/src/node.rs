@@ -168,7 +168,8 @@ pub enum DropReason {
 
 impl DropReason {
     const COUNT: usize = DropReason::ElementMalformed as usize + 1;
-    const ALL: [DropReason; DropReason::COUNT] = [
+    /// Every reason, in counter order (metrics list each, zeros too).
+    pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::TruncatedEthernet,
         DropReason::TruncatedArp,
         DropReason::TruncatedIpv4,
@@ -1366,65 +1367,6 @@ impl Node {
     /// ICMP errors sent.
     pub fn icmp_errors_sent(&self) -> u64 {
         self.icmp_sent
-    }
-
-    /// All counters in Prometheus text exposition format.
-    pub fn metrics_text(&self) -> String {
-        use std::fmt::Write;
-        let mut s = String::new();
-        let n = &self.name;
-        let _ = writeln!(s, "# HELP weft_drops_total Packets dropped by the node, by reason.");
-        let _ = writeln!(s, "# TYPE weft_drops_total counter");
-        for r in DropReason::ALL {
-            let _ = writeln!(
-                s,
-                "weft_drops_total{{node=\"{n}\",reason=\"{}\"}} {}",
-                r.as_str(),
-                self.drops[r as usize]
-            );
-        }
-        let _ = writeln!(s, "# TYPE weft_port_packets_total counter");
-        let _ = writeln!(s, "# TYPE weft_port_bytes_total counter");
-        for p in &self.ports {
-            let pn = &p.cfg.name;
-            let st = p.stats;
-            let _ = writeln!(
-                s,
-                "weft_port_packets_total{{node=\"{n}\",port=\"{pn}\",dir=\"rx\"}} {}",
-                st.rx_packets
-            );
-            let _ = writeln!(
-                s,
-                "weft_port_packets_total{{node=\"{n}\",port=\"{pn}\",dir=\"tx\"}} {}",
-                st.tx_packets
-            );
-            let _ = writeln!(
-                s,
-                "weft_port_bytes_total{{node=\"{n}\",port=\"{pn}\",dir=\"rx\"}} {}",
-                st.rx_bytes
-            );
-            let _ = writeln!(
-                s,
-                "weft_port_bytes_total{{node=\"{n}\",port=\"{pn}\",dir=\"tx\"}} {}",
-                st.tx_bytes
-            );
-        }
-        let _ = writeln!(s, "# TYPE weft_instance_packets_total counter");
-        for i in self.instances() {
-            let _ = writeln!(
-                s,
-                "weft_instance_packets_total{{node=\"{n}\",instance=\"{}\",class=\"{}\"}} {}",
-                i.id, i.class, i.stats.packets
-            );
-            let _ = writeln!(
-                s,
-                "weft_instance_dropped_total{{node=\"{n}\",instance=\"{}\",class=\"{}\"}} {}",
-                i.id, i.class, i.stats.dropped
-            );
-        }
-        let _ = writeln!(s, "# TYPE weft_icmp_errors_sent_total counter");
-        let _ = writeln!(s, "weft_icmp_errors_sent_total{{node=\"{n}\"}} {}", self.icmp_sent);
-        s
     }
 
     // ----- local stack API ---------------------------------------------------
