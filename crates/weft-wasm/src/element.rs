@@ -825,3 +825,130 @@ fn from_hex(s: &str) -> Option<Vec<u8>> {
         .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::{HOST_IMPORTS, PLUGIN_EXPORTS};
+
+    /// Parameter and result type names.
+    type Sig = (Vec<String>, Vec<String>);
+
+    /// `(params) -> results` as type names: `(ptr: i32, len: i32) -> i32`
+    /// gives `(["i32", "i32"], ["i32"])`.
+    fn parse_sig(sig: &str) -> Sig {
+        let sig = sig.trim().trim_matches('`');
+        let (params, results) = sig.split_once("->").unwrap_or((sig, ""));
+        let list = |s: &str| -> Vec<String> {
+            s.trim()
+                .trim_start_matches('(')
+                .trim_end_matches(')')
+                .split(',')
+                .map(|p| p.rsplit(':').next().unwrap_or(p).trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect()
+        };
+        (list(params), list(results))
+    }
+
+    /// The rows of the first table after `heading` in docs/plugin-abi.md:
+    /// its cells, backticks kept.
+    fn doc_table(heading: &str) -> Vec<Vec<String>> {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/plugin-abi.md")).unwrap();
+        let at = doc
+            .find(heading)
+            .unwrap_or_else(|| panic!("{heading:?} in docs/plugin-abi.md"));
+        doc[at..]
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+            .map(|l| l.trim_matches('|').split(" | ").map(|c| c.trim().to_string()).collect())
+            .collect()
+    }
+
+    fn names(v: &[wasmtime::ValType]) -> Vec<String> {
+        v.iter().map(|t| t.to_string()).collect()
+    }
+
+    #[test]
+    fn abi_tables_match_the_host() {
+        // Imports: the doc, the verifier's list and the linker agree.
+        let doc: Vec<(String, Sig)> = doc_table("## Imports")
+            .iter()
+            .map(|r| (r[0].trim_matches('`').to_string(), parse_sig(&r[1])))
+            .collect();
+        let verifier: Vec<(String, Sig)> = HOST_IMPORTS
+            .iter()
+            .map(|(n, p, r)| {
+                let s = |v: &[wasmparser::ValType]| v.iter().map(|t| t.to_string()).collect();
+                (n.to_string(), (s(p), s(r)))
+            })
+            .collect();
+        let sorted = |mut v: Vec<_>| {
+            v.sort();
+            v
+        };
+        let engine = wasmtime::Engine::default();
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        link_host_functions(&mut linker).unwrap();
+        let mut store = Store::new(
+            &engine,
+            HostState {
+                limiter: Limiter { cap: 0, hit: false },
+                memory: None,
+                now_ns: 0,
+                reply: Vec::new(),
+                reply_truncated: false,
+                emits: Vec::new(),
+                emits_rejected: 0,
+                logs_left: 0,
+                logs_dropped: 0,
+                counters: [0; COUNTERS],
+                class: "t".into(),
+            },
+        );
+        let defs: Vec<(String, String, wasmtime::Extern)> = linker
+            .iter(&mut store)
+            .map(|(m, n, e)| (m.to_string(), n.to_string(), e))
+            .collect();
+        let linked: Vec<(String, Sig)> = defs
+            .into_iter()
+            .map(|(m, n, e)| {
+                assert_eq!(m, abi::IMPORT_MODULE);
+                let ty = e.into_func().expect("host functions only").ty(&store);
+                (
+                    n,
+                    (
+                        names(&ty.params().collect::<Vec<_>>()),
+                        names(&ty.results().collect::<Vec<_>>()),
+                    ),
+                )
+            })
+            .collect();
+        let doc = sorted(doc);
+        assert_eq!(doc.len(), 5, "{doc:?}");
+        assert_eq!(
+            doc,
+            sorted(verifier),
+            "docs/plugin-abi.md imports vs verify::HOST_IMPORTS"
+        );
+        assert_eq!(doc, sorted(linked), "docs/plugin-abi.md imports vs the linker");
+
+        // Exports: the doc and the verifier agree, required flags too.
+        let rows = doc_table("## Exports");
+        assert_eq!(rows[0][0], "`memory`");
+        let doc: Vec<(String, Sig, bool)> = rows[1..]
+            .iter()
+            .map(|r| (r[0].trim_matches('`').to_string(), parse_sig(&r[1]), r[2] == "yes"))
+            .collect();
+        let verifier: Vec<(String, Sig, bool)> = PLUGIN_EXPORTS
+            .iter()
+            .map(|(n, p, r, req)| {
+                let s = |v: &[wasmparser::ValType]| v.iter().map(|t| t.to_string()).collect();
+                (n.to_string(), (s(p), s(r)), *req)
+            })
+            .collect();
+        assert_eq!(doc, verifier, "docs/plugin-abi.md exports vs verify::PLUGIN_EXPORTS");
+    }
+}
