@@ -217,3 +217,48 @@ fn repeated_faults_disable_the_instance() {
     assert_eq!(send(&mut n, 0, &[frame(PLUGIN_PORT, b"fine")]).len(), 1);
     assert_eq!(plugin_report(&n, i)["packets"], 1);
 }
+
+/// A report is the plugin's bytes parsed as JSON and serialised again; bytes
+/// that are not JSON become an error object, and a plugin without
+/// `weft_report` reports null (docs/plugin-abi.md, "Where the report
+/// appears").
+#[test]
+fn a_report_that_is_not_json_is_shown_as_an_error() {
+    let h = host();
+    let mut n = node();
+    let reporting = |text: &str| {
+        wat::parse_str(format!(
+            r#"(module (import "weft" "reply" (func $reply (param i32 i32)))
+            (memory (export "memory") 4)
+            (data (i32.const 2000) "{}")
+            (func (export "weft_abi_version") (result i32) i32.const 1)
+            (func (export "weft_alloc") (param i32) (result i32) i32.const 4096)
+            (func (export "weft_init") (param i32 i32) (result i32) i32.const 0)
+            (func (export "weft_process") (param i32 i32) (result i32) i32.const 0)
+            (func (export "weft_report") (result i32) i32.const 2000 i32.const {} call $reply i32.const 0))"#,
+            text.replace('"', "\\\""),
+            text.len()
+        ))
+        .unwrap()
+    };
+    for (class, module) in [
+        ("notjson", reporting("nope")),
+        ("spaced", reporting("{ \"b\" : 1 , \"a\" : [ 2 ] }")),
+        ("silent", minimal("", 1)),
+    ] {
+        n.upsert_class(h.load_class(class, &module).unwrap().element_class());
+    }
+    let i = n.create_instance("notjson", "").unwrap();
+    let r = plugin_report(&n, i);
+    assert!(r["error"].as_str().unwrap().starts_with("report is not JSON: "), "{r}");
+    let i = n.create_instance("spaced", "").unwrap();
+    assert_eq!(plugin_report(&n, i), serde_json::json!({"a": [2], "b": 1}));
+    assert_eq!(
+        serde_json::to_string(&plugin_report(&n, i)).unwrap(),
+        r#"{"a":[2],"b":1}"#,
+        "the same value, not the same bytes"
+    );
+    let i = n.create_instance("silent", "").unwrap();
+    assert!(plugin_report(&n, i).is_null());
+    other_traffic_flows(&mut n);
+}
