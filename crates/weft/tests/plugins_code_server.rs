@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::{Proc, TempDir, WEFT};
+use support::{unsupported, Proc, TempDir, WEFT};
 use weft_repo::{store, Manifest, SecretKey};
 
 /// Spawn `weft ARGS`; its first stdout line.
@@ -595,4 +595,123 @@ fn node_refuses_tampered_unsigned_unknown_key_and_wrong_abi_plugins() {
     );
     // The good plugin still loads afterwards.
     ok(sock, &["plugin", "load", &format!("wnetmon@{hash_prefix}")]);
+}
+
+/// docs/code-server.md and docs/topology.md: a `weft emu run --netns` node
+/// has its own network namespace, whose loopback is not the machine's, so
+/// a code server on the machine's 127.0.0.1 is out of its reach; run the
+/// server in the node's namespace (`ip netns exec weft-ID-NODE weft repo
+/// serve DIR`) — the repository directory is shared, namespaces share the
+/// file system — and the node fetches from its own loopback.
+#[test]
+fn netns_node_fetches_from_a_code_server_in_its_own_namespace() {
+    require!("netns_node_fetches_from_a_code_server_in_its_own_namespace", "nft");
+    let plugins = weft_wasm::plugins::ensure_built().expect("plugins/build.sh builds the example plugins");
+    let dir = TempDir::new("plugins-netns");
+    let d = &dir.0;
+    let key = d.join("key");
+    let repo = d.join("repo");
+    let pubkey = ok(None, &["keygen", "--out", key.to_str().unwrap()])
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    let echo = plugins.join("echo.wasm");
+    ok(
+        None,
+        &[
+            "repo",
+            "publish",
+            echo.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--name",
+            "wecho",
+            "--dir",
+            repo.to_str().unwrap(),
+        ],
+    );
+    let topo = d.join("one.toml");
+    std::fs::write(
+        &topo,
+        format!(
+            r#"
+[[node]]
+name = "r1"
+[node.config.plugins]
+trusted_keys = ["{pubkey}"]
+repos = ["http://127.0.0.1:7080"]
+cache_dir = "{}"
+
+[[host]]
+name = "h1"
+addr = "10.0.1.2/24"
+
+[[link]]
+a = "r1:eth0"
+b = "h1"
+a_addr = "10.0.1.1/24"
+"#,
+            d.join("cache").display()
+        ),
+    )
+    .unwrap();
+    let net = support::Net::up(&topo, "pcs");
+
+    // The machine's loopback is not the node's.
+    let (_outside, line) = spawn(&["repo", "serve", repo.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let o = net.exec("r1", &[WEFT, "plugin", "load", "wecho", "--from", &url]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains(&format!("{url}/v1/plugins/wecho/manifest: cannot connect")),
+        "a server on the machine's loopback answered the node, or another error: {err}"
+    );
+
+    // A server in the node's namespace, on the URL its config names.
+    let _inside = net.spawn(
+        "r1",
+        &[
+            WEFT,
+            "repo",
+            "serve",
+            repo.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:7080",
+        ],
+    );
+    let mut loaded = String::new();
+    support::wait_until("the node's code server", Duration::from_secs(15), || {
+        let o = net.exec("r1", &[WEFT, "plugin", "load", "wecho"]);
+        loaded = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        o.status.success()
+    });
+    assert!(
+        loaded.contains("signature ok") && loaded.contains("loaded wecho"),
+        "{loaded}"
+    );
+    let out = net.weft(
+        "r1",
+        &[
+            "filter",
+            "add",
+            "-p",
+            "udp",
+            "--dport",
+            "6060",
+            "--plugin",
+            "wecho",
+            "--autoinstance",
+            "--config",
+            "a,b",
+        ],
+    );
+    let id = out.lines().next().unwrap();
+    let r: serde_json::Value = serde_json::from_str(&net.weft("r1", &["instance", "report", id])).unwrap();
+    assert_eq!(r["element"]["plugin"]["config"], "a,b", "{r}");
 }
