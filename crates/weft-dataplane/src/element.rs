@@ -567,6 +567,30 @@ mod tests {
         assert_eq!(a.text(), "a,block=1 block=3");
     }
 
+    proptest::proptest! {
+        /// Any text: no panic; removing words keeps every other word in
+        /// order; `with`/`with_word` leave exactly one `key=value` word
+        /// of that key, last; redaction shows no secret value.
+        #[test]
+        fn text_operations_on_any_text(t in "[a-z=, \t\n\"'é]{0,40}", v in "[a-z0-9]{1,4}") {
+            let a = Args::parse(&t);
+            let keep = |w: &&str| !w.starts_with("on_fault=") && !w.starts_with("k=");
+            let cut = a.text_without(&["on_fault", "k"]);
+            proptest::prop_assert_eq!(
+                cut.split_whitespace().collect::<Vec<_>>(),
+                t.split_whitespace().filter(keep).collect::<Vec<_>>()
+            );
+            for b in [a.with("k", &v), a.with_word("k", &v)] {
+                let kv = format!("k={v}");
+                let last = b.text().split_whitespace().last();
+                proptest::prop_assert_eq!(last, Some(kv.as_str()));
+                proptest::prop_assert_eq!(b.get("k", usize::MAX), Some(v.as_str()));
+            }
+            let r = Args::parse(&format!("{t} key=SECRET,x psk=\"SE CRET\"")).redacted();
+            proptest::prop_assert!(!r.contains("SECRET") && !r.contains("SE CRET"), "{}", r);
+        }
+    }
+
     #[test]
     fn instance_id_parse() {
         assert_eq!("#3".parse::<InstanceId>().unwrap(), InstanceId(3));
