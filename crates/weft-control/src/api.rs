@@ -554,9 +554,9 @@ async fn node_get(State(h): State<NodeHandle>) -> ApiResult<NodeView> {
 }
 
 async fn metrics(State(h): State<NodeHandle>) -> Result<Response, ApiError> {
-    let mut text = on_node(&h, |n| Ok(n.metrics_text())).await?;
-    text.push_str(&h.io_metrics_text());
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+    let counters = on_node(&h, |n| Ok(crate::metrics::NodeCounters::of(n))).await?;
+    let text = crate::metrics::render(counters, h.io_counters());
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }
 
 fn filter_views(n: &Node) -> Vec<FilterView> {

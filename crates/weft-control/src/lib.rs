@@ -27,6 +27,7 @@ pub mod api;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod metrics;
 pub mod pbr;
 pub mod plugins;
 pub mod runner;

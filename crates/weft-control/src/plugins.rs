@@ -42,14 +42,27 @@ pub struct PluginInfo {
     pub source: String,
 }
 
-/// `GET /v1/plugins`: a plugin and its instances.
+/// `GET /v1/plugins`: one version of a plugin and the instances running it.
+///
+/// Loading a new version registers it for new instances; instances made
+/// before keep running the old code until `weft fb replace` moves them.
+/// So a plugin has a row for its current version and one for each older
+/// version that instances still run (an older version no instance runs
+/// is not listed; the node remembers it, a few bytes, until unload).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PluginView {
     /// The plugin.
     #[serde(flatten)]
     pub info: PluginInfo,
-    /// Its instances (`#N`).
+    /// The version new instances of the class get.
+    #[serde(default = "yes")]
+    pub current: bool,
+    /// The instances (`#N`) running this version.
     pub instances: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `POST /v1/plugins`.
@@ -90,7 +103,9 @@ pub enum PluginsError {
 #[derive(Debug)]
 pub struct Plugins {
     loader: Loader,
-    loaded: Mutex<BTreeMap<String, PluginInfo>>,
+    /// Per name, the versions loaded, oldest first (a reload moves a
+    /// version last); the node's class says which one is current.
+    loaded: Mutex<BTreeMap<String, Vec<PluginInfo>>>,
 }
 
 /// The API's view of the node's plugins (None: no `[plugins]` section).
@@ -173,16 +188,26 @@ impl Plugins {
             source: l.source.clone(),
         };
         if let Ok(mut m) = self.loaded.lock() {
-            m.insert(info.name.clone(), info.clone());
+            let v = m.entry(info.name.clone()).or_default();
+            v.retain(|i| i.sha256 != info.sha256);
+            v.push(info.clone());
         }
         info
     }
 
-    /// The plugins loaded so far.
+    /// The plugins loaded so far: the latest version loaded of each.
     pub fn loaded(&self) -> Vec<PluginInfo> {
         self.loaded
             .lock()
-            .map(|m| m.values().cloned().collect())
+            .map(|m| m.values().filter_map(|v| v.last().cloned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every version loaded so far, by name, oldest first.
+    fn versions(&self) -> Vec<PluginInfo> {
+        self.loaded
+            .lock()
+            .map(|m| m.values().flatten().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -389,19 +414,26 @@ pub(crate) async fn ls(
     let Some(p) = p else {
         return Ok(Json(Vec::new()));
     };
-    let loaded = p.loaded();
-    let views = h
+    let versions = p.versions();
+    let views: Vec<PluginView> = h
         .call(move |n| {
             let inst = n.instances();
-            loaded
+            let classes = n.classes();
+            let runs = |code: &ClassKind, sha: &str| matches!(code, ClassKind::Wasm { hash } if hash == sha);
+            versions
                 .into_iter()
-                .map(|info| PluginView {
-                    instances: inst
+                .filter_map(|info| {
+                    let current = classes.iter().any(|(c, k, _)| *c == info.name && runs(k, &info.sha256));
+                    let instances: Vec<String> = inst
                         .iter()
-                        .filter(|i| i.class == info.name)
+                        .filter(|i| i.class == info.name && runs(&i.code, &info.sha256))
                         .map(|i| i.id.to_string())
-                        .collect(),
-                    info,
+                        .collect();
+                    (current || !instances.is_empty()).then_some(PluginView {
+                        info,
+                        current,
+                        instances,
+                    })
                 })
                 .collect()
         })

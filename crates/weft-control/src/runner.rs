@@ -207,40 +207,6 @@ impl NodeHandle {
     pub fn io_counters(&self) -> Vec<PortIo> {
         self.io.lock().map(|v| v.clone()).unwrap_or_default()
     }
-
-    /// [`NodeHandle::io_counters`] in Prometheus text format.
-    pub fn io_metrics_text(&self) -> String {
-        use std::fmt::Write;
-        let io = self.io_counters();
-        let mut s = String::new();
-        if io.is_empty() {
-            return s;
-        }
-        let _ = writeln!(s, "# HELP weft_io_packets_total Frames moved by port drivers.");
-        let _ = writeln!(s, "# TYPE weft_io_packets_total counter");
-        for p in &io {
-            let (n, k) = (&p.port, p.kind);
-            let c = &p.counters;
-            let _ = writeln!(
-                s,
-                "weft_io_packets_total{{port=\"{n}\",kind=\"{k}\",dir=\"rx\"}} {}",
-                c.rx_packets
-            );
-            let _ = writeln!(
-                s,
-                "weft_io_packets_total{{port=\"{n}\",kind=\"{k}\",dir=\"tx\"}} {}",
-                c.tx_packets
-            );
-        }
-        let _ = writeln!(s, "# HELP weft_io_drops_total Frames port drivers dropped, by reason.");
-        let _ = writeln!(s, "# TYPE weft_io_drops_total counter");
-        for p in &io {
-            for (r, v) in &p.counters.drops {
-                let _ = writeln!(s, "weft_io_drops_total{{port=\"{}\",reason=\"{r}\"}} {v}", p.port);
-            }
-        }
-        s
-    }
 }
 
 /// Owns a node's thread. Dropping it stops the thread.

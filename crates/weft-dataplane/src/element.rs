@@ -97,21 +97,88 @@ pub enum ElementError {
 /// Configuration arguments: PromethOS' `--config "65536"` (positional words)
 /// and LANA's `key=value` pairs, from one string.
 ///
-/// Words are separated by white space or commas; a word with `=` is a named
-/// argument. `"65536"` → positional `["65536"]`; `"rate=65536 burst=1500"` →
-/// named `rate`, `burst`.
+/// Two readings of the same text. **Native elements** read the parsed
+/// form: words are separated by white space or commas, a word with `=` is a
+/// named argument (`"65536"` → positional `["65536"]`; `"rate=65536,
+/// burst=1500"` → named `rate`, `burst`; a repeated key keeps its last
+/// value). **WebAssembly plugins** receive the [text as written](Args::text),
+/// byte for byte, less the host's own keys ([`Args::text_without`]), and
+/// listings show that text: a plugin configured `block=5001,5002` gets
+/// exactly `block=5001,5002`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Args {
     /// Positional words in order.
     pub positional: Vec<String>,
     /// Named `key=value` arguments.
     pub named: BTreeMap<String, String>,
+    /// The configuration as written.
+    #[serde(default)]
+    text: String,
+}
+
+/// Keys whose values listings and logs never show.
+const SECRET_KEYS: &[&str] = &["key", "secret", "password", "psk"];
+
+/// The words of `s` with their byte ranges: runs of characters that are
+/// not white space (nor commas, with `commas`).
+fn words(s: &str, commas: bool) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let sep = move |c: char| c.is_whitespace() || commas && c == ',';
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let start = at + s[at..].find(|c: char| !sep(c))?;
+        let end = s[start..].find(sep).map_or(s.len(), |e| start + e);
+        at = end;
+        Some((start, end))
+    })
+}
+
+/// `text` less its words `KEY=…` for `keys` (see [`Args::text_without`]).
+fn cut(t: &str, keys: &[&str], commas: bool) -> String {
+    let all: Vec<(usize, usize)> = words(t, commas).collect();
+    let drop = |&(s, e): &(usize, usize)| t[s..e].split_once('=').is_some_and(|(k, _)| keys.contains(&k));
+    let kept: Vec<usize> = (0..all.len()).filter(|&i| !drop(&all[i])).collect();
+    let (Some(&first), Some(&last)) = (kept.first(), kept.last()) else {
+        return String::new();
+    };
+    let mut out = String::with_capacity(t.len());
+    // What precedes the first word, as written.
+    out.push_str(&t[..all[0].0.min(all[first].0)]);
+    for (n, &i) in kept.iter().enumerate() {
+        let (s, e) = all[i];
+        out.push_str(&t[s..e]);
+        if n + 1 < kept.len() {
+            // The separator that followed this word in the text.
+            out.push_str(&t[e..all[i + 1].0]);
+        }
+    }
+    // What follows the last word, as written.
+    if last == all.len() - 1 {
+        out.push_str(&t[all[last].1..]);
+    }
+    out
+}
+
+/// `text` with `key=value` appended as a word after `cut`.
+fn appended(mut text: String, key: &str, value: &str) -> String {
+    text.truncate(text.trim_end().len());
+    if !text.trim_start().is_empty() {
+        text.push(' ');
+    } else {
+        text.clear();
+    }
+    text.push_str(key);
+    text.push('=');
+    text.push_str(value);
+    text
 }
 
 impl Args {
     /// Parse a configuration string.
     pub fn parse(s: &str) -> Args {
-        let mut a = Args::default();
+        let mut a = Args {
+            text: s.to_string(),
+            ..Args::default()
+        };
         for w in s
             .split(|c: char| c.is_whitespace() || c == ',')
             .filter(|w| !w.is_empty())
@@ -124,6 +191,31 @@ impl Args {
             }
         }
         a
+    }
+
+    /// The configuration exactly as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The value of the last white-space separated word `key=VALUE` of the
+    /// text (commas do not separate here): how the host reads its own keys
+    /// out of a plugin's configuration without interpreting the rest.
+    pub fn word_value(&self, key: &str) -> Option<&str> {
+        words(&self.text, false)
+            .filter_map(|(s, e)| self.text[s..e].split_once('='))
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+            .last()
+    }
+
+    /// The text as written less every white-space separated word `KEY=…`
+    /// whose key is in `keys`; the white space that separated a removed
+    /// word from its neighbours closes up (`"a on_fault=pass b"` → `"a
+    /// b"`), and nothing else changes: commas, quotes, repeated keys and
+    /// the order of words stay as written.
+    pub fn text_without(&self, keys: &[&str]) -> String {
+        cut(&self.text, keys, false)
     }
 
     /// The named argument `key`, else positional word `pos`.
@@ -146,45 +238,67 @@ impl Args {
         }
     }
 
-    /// The arguments as text with secret values (`key=`, `secret=`,
+    /// The text as written with secret values (`key=`, `secret=`,
     /// `password=`, `psk=`) replaced by `<redacted>`: what listings and
     /// reports show, so a key given to `encrypt` never leaves the node.
+    ///
+    /// A secret starts after `KEY=` at the start of the text or after white
+    /// space or a comma (wherever either reading sees a word start), and
+    /// runs to the next white space — past commas, so a comma-separated
+    /// tail is hidden too — or, when it opens with a quote, to the matching
+    /// quote.
     pub fn redacted(&self) -> String {
-        let mut a = self.clone();
-        for (k, v) in a.named.iter_mut() {
-            if matches!(k.as_str(), "key" | "secret" | "password" | "psk") {
-                *v = "<redacted>".into();
+        let t = &self.text;
+        let mut out = String::with_capacity(t.len());
+        let mut i = 0;
+        let mut word_start = true;
+        while i < t.len() {
+            let rest = &t[i..];
+            if word_start {
+                if let Some(k) = SECRET_KEYS
+                    .iter()
+                    .find(|k| rest.starts_with(*k) && rest[k.len()..].starts_with('='))
+                {
+                    out.push_str(k);
+                    out.push_str("=<redacted>");
+                    let v = &rest[k.len() + 1..];
+                    let len = match v.chars().next() {
+                        Some(q @ ('"' | '\'')) => v[1..].find(q).map_or(v.len(), |e| e + 2),
+                        _ => v.find(char::is_whitespace).unwrap_or(v.len()),
+                    };
+                    i += k.len() + 1 + len;
+                    word_start = false;
+                    continue;
+                }
             }
+            let Some(c) = rest.chars().next() else { break };
+            out.push(c);
+            word_start = c.is_whitespace() || c == ',';
+            i += c.len_utf8();
         }
-        a.to_string()
+        out
     }
 
-    /// Apply `key=value` on top of these arguments (LANA's `set`).
+    /// Apply `key=value` on top of these arguments (LANA's `set`), in the
+    /// parsed reading: every `key=…` of the text (a word between white
+    /// space or commas) goes, with its separator, and `key=value` is
+    /// appended (`"rate=1,burst=2"` → `"burst=2 rate=5"`).
     pub fn with(&self, key: &str, value: &str) -> Args {
-        let mut a = self.clone();
-        a.named.insert(key.to_string(), value.to_string());
-        a
+        Args::parse(&appended(cut(&self.text, &[key], true), key, value))
+    }
+
+    /// [`Args::with`] in the text-as-written reading of WebAssembly
+    /// plugins: only white-space separated words `key=…` go (a comma is
+    /// part of a value: `"block=5001,5002 x"` → `"x block=6000"`).
+    pub fn with_word(&self, key: &str, value: &str) -> Args {
+        Args::parse(&appended(cut(&self.text, &[key], false), key, value))
     }
 }
 
+/// The text as written.
 impl fmt::Display for Args {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for p in &self.positional {
-            if !first {
-                f.write_str(" ")?;
-            }
-            first = false;
-            f.write_str(p)?;
-        }
-        for (k, v) in &self.named {
-            if !first {
-                f.write_str(" ")?;
-            }
-            first = false;
-            write!(f, "{k}={v}")?;
-        }
-        Ok(())
+        f.write_str(&self.text)
     }
 }
 
@@ -388,6 +502,93 @@ mod tests {
         assert!(Args::parse("rate=x").get_parsed::<u32>("rate", 0).is_err());
         assert_eq!(Args::parse("a b=c").to_string(), "a b=c");
         assert_eq!(Args::parse("key=00ff x=1").redacted(), "key=<redacted> x=1");
+    }
+
+    #[test]
+    fn the_text_is_kept_as_written() {
+        // The parsed form splits at commas, sorts and collapses keys; the
+        // text does none of that.
+        let a = Args::parse("block=5001,5002 b=2 b=1");
+        assert_eq!(a.text(), "block=5001,5002 b=2 b=1");
+        assert_eq!(a.get("block", 9), Some("5001"));
+        assert_eq!(a.positional, vec!["5002"]);
+        assert_eq!(a.get("b", 9), Some("1"));
+        assert_eq!(a.to_string(), "block=5001,5002 b=2 b=1");
+    }
+
+    #[test]
+    fn text_without_removes_whole_words_and_closes_up() {
+        let w = |s: &str| Args::parse(s).text_without(&["on_fault", "max_faults"]);
+        assert_eq!(w("a on_fault=pass b"), "a b");
+        assert_eq!(w("on_fault=pass a"), "a");
+        assert_eq!(w("a on_fault=pass"), "a");
+        assert_eq!(w("a on_fault=pass max_faults=2"), "a");
+        assert_eq!(w("on_fault=pass max_faults=2"), "");
+        assert_eq!(
+            w("  x=\"1, 2\"\ton_fault=drop  y=3,y=4 y=5\n"),
+            "  x=\"1, 2\"\ty=3,y=4 y=5\n"
+        );
+        assert_eq!(
+            w("a,on_fault=pass b"),
+            "a,on_fault=pass b",
+            "only white space separates host words"
+        );
+        assert_eq!(w(""), "");
+        let a = Args::parse("max_faults=1 on_fault=drop x max_faults=5");
+        assert_eq!(a.word_value("max_faults"), Some("5"), "the last one");
+        assert_eq!(a.word_value("on_fault"), Some("drop"));
+        assert_eq!(a.word_value("x"), None);
+    }
+
+    #[test]
+    fn redaction_hides_secrets_in_either_reading() {
+        let r = |s: &str| Args::parse(s).redacted();
+        assert_eq!(r("x=1,key=00ff,y=2 z=3"), "x=1,key=<redacted> z=3");
+        assert_eq!(r("psk=\"a b\" n=1"), "psk=<redacted> n=1");
+        assert_eq!(r("monkey=1 key=2"), "monkey=1 key=<redacted>");
+        assert_eq!(r("secret='x"), "secret=<redacted>");
+        assert_eq!(r("passwords=1"), "passwords=1");
+    }
+
+    #[test]
+    fn set_replaces_the_key_in_the_text() {
+        // The parsed reading: commas separate.
+        let a = Args::parse("x rate=2 burst=3,rate=4").with("rate", "9");
+        assert_eq!(a.text(), "x burst=3 rate=9");
+        assert_eq!(a.get("rate", 9), Some("9"));
+        assert_eq!(Args::parse("rate=1,burst=2").with("rate", "5").text(), "burst=2 rate=5");
+        assert_eq!(Args::parse("a, rate=1, b").with("rate", "5").text(), "a, b rate=5");
+        assert_eq!(Args::parse("").with("k", "v").text(), "k=v");
+        assert_eq!(Args::parse("  ").with("k", "v").text(), "k=v");
+        // The text-as-written reading: a comma belongs to the value.
+        let a = Args::parse("block=5001,5002 x").with_word("block", "6000");
+        assert_eq!(a.text(), "x block=6000");
+        let a = Args::parse("a,block=1 block=2").with_word("block", "3");
+        assert_eq!(a.text(), "a,block=1 block=3");
+    }
+
+    proptest::proptest! {
+        /// Any text: no panic; removing words keeps every other word in
+        /// order; `with`/`with_word` leave exactly one `key=value` word
+        /// of that key, last; redaction shows no secret value.
+        #[test]
+        fn text_operations_on_any_text(t in "[a-z=, \t\n\"'é]{0,40}", v in "[a-z0-9]{1,4}") {
+            let a = Args::parse(&t);
+            let keep = |w: &&str| !w.starts_with("on_fault=") && !w.starts_with("k=");
+            let cut = a.text_without(&["on_fault", "k"]);
+            proptest::prop_assert_eq!(
+                cut.split_whitespace().collect::<Vec<_>>(),
+                t.split_whitespace().filter(keep).collect::<Vec<_>>()
+            );
+            for b in [a.with("k", &v), a.with_word("k", &v)] {
+                let kv = format!("k={v}");
+                let last = b.text().split_whitespace().last();
+                proptest::prop_assert_eq!(last, Some(kv.as_str()));
+                proptest::prop_assert_eq!(b.get("k", usize::MAX), Some(v.as_str()));
+            }
+            let r = Args::parse(&format!("{t} key=SECRET,x psk=\"SE CRET\"")).redacted();
+            proptest::prop_assert!(!r.contains("SECRET") && !r.contains("SE CRET"), "{}", r);
+        }
     }
 
     #[test]

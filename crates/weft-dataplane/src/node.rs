@@ -168,7 +168,8 @@ pub enum DropReason {
 
 impl DropReason {
     const COUNT: usize = DropReason::ElementMalformed as usize + 1;
-    const ALL: [DropReason; DropReason::COUNT] = [
+    /// Every reason, in counter order (metrics list each, zeros too).
+    pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::TruncatedEthernet,
         DropReason::TruncatedArp,
         DropReason::TruncatedIpv4,
@@ -319,6 +320,9 @@ pub struct InstanceStats {
 
 struct Instance {
     class: String,
+    /// The class's code when the instance was made: a newer version of a
+    /// plugin registered under the same name leaves it running this one.
+    code: ClassKind,
     args: Args,
     element: Box<dyn Element>,
     stats: InstanceStats,
@@ -348,7 +352,10 @@ pub struct InstanceInfo {
     pub id: InstanceId,
     /// Class name.
     pub class: String,
-    /// Current configuration.
+    /// The code it runs: native, or the WebAssembly module (by hash) its
+    /// class had when the instance was created or last replaced.
+    pub code: ClassKind,
+    /// Current configuration, as written (secrets redacted).
     pub config: String,
     /// How many times the instance was replaced.
     pub generation: u32,
@@ -978,6 +985,7 @@ impl Node {
         let id = InstanceId(self.instances.len() as u32);
         self.instances.push(Some(Instance {
             class: class.to_string(),
+            code: cls.kind.clone(),
             args,
             element,
             stats: InstanceStats::default(),
@@ -1038,9 +1046,15 @@ impl Node {
     }
 
     /// LANA's `set key=value` on an instance.
+    /// A plugin reads its configuration as written, where a comma belongs
+    /// to a value, so only white-space separated words are replaced there
+    /// ([`Args::with_word`]); native elements read commas as separators.
     pub fn set(&mut self, id: InstanceId, key: &str, value: &str) -> Result<(), NodeError> {
         let inst = self.inst_mut(id)?;
-        let args = inst.args.with(key, value);
+        let args = match inst.code {
+            ClassKind::Wasm { .. } => inst.args.with_word(key, value),
+            _ => inst.args.with(key, value),
+        };
         inst.element.configure(&args)?;
         inst.args = args;
         Ok(())
@@ -1090,6 +1104,7 @@ impl Node {
                     InstanceInfo {
                         id,
                         class: inst.class.clone(),
+                        code: inst.code.clone(),
                         config: inst.args.redacted(),
                         generation: inst.generation,
                         filters: self.filters_of(id),
@@ -1128,6 +1143,7 @@ impl Node {
             }
         }
         let old_class = std::mem::replace(&mut inst.class, class.to_string());
+        inst.code = cls.kind.clone();
         inst.element = fresh;
         inst.args = args;
         inst.generation += 1;
@@ -1405,65 +1421,6 @@ impl Node {
     /// ICMP errors sent.
     pub fn icmp_errors_sent(&self) -> u64 {
         self.icmp_sent
-    }
-
-    /// All counters in Prometheus text exposition format.
-    pub fn metrics_text(&self) -> String {
-        use std::fmt::Write;
-        let mut s = String::new();
-        let n = &self.name;
-        let _ = writeln!(s, "# HELP weft_drops_total Packets dropped by the node, by reason.");
-        let _ = writeln!(s, "# TYPE weft_drops_total counter");
-        for r in DropReason::ALL {
-            let _ = writeln!(
-                s,
-                "weft_drops_total{{node=\"{n}\",reason=\"{}\"}} {}",
-                r.as_str(),
-                self.drops[r as usize]
-            );
-        }
-        let _ = writeln!(s, "# TYPE weft_port_packets_total counter");
-        let _ = writeln!(s, "# TYPE weft_port_bytes_total counter");
-        for p in &self.ports {
-            let pn = &p.cfg.name;
-            let st = p.stats;
-            let _ = writeln!(
-                s,
-                "weft_port_packets_total{{node=\"{n}\",port=\"{pn}\",dir=\"rx\"}} {}",
-                st.rx_packets
-            );
-            let _ = writeln!(
-                s,
-                "weft_port_packets_total{{node=\"{n}\",port=\"{pn}\",dir=\"tx\"}} {}",
-                st.tx_packets
-            );
-            let _ = writeln!(
-                s,
-                "weft_port_bytes_total{{node=\"{n}\",port=\"{pn}\",dir=\"rx\"}} {}",
-                st.rx_bytes
-            );
-            let _ = writeln!(
-                s,
-                "weft_port_bytes_total{{node=\"{n}\",port=\"{pn}\",dir=\"tx\"}} {}",
-                st.tx_bytes
-            );
-        }
-        let _ = writeln!(s, "# TYPE weft_instance_packets_total counter");
-        for i in self.instances() {
-            let _ = writeln!(
-                s,
-                "weft_instance_packets_total{{node=\"{n}\",instance=\"{}\",class=\"{}\"}} {}",
-                i.id, i.class, i.stats.packets
-            );
-            let _ = writeln!(
-                s,
-                "weft_instance_dropped_total{{node=\"{n}\",instance=\"{}\",class=\"{}\"}} {}",
-                i.id, i.class, i.stats.dropped
-            );
-        }
-        let _ = writeln!(s, "# TYPE weft_icmp_errors_sent_total counter");
-        let _ = writeln!(s, "weft_icmp_errors_sent_total{{node=\"{n}\"}} {}", self.icmp_sent);
-        s
     }
 
     // ----- local stack API ---------------------------------------------------

@@ -246,9 +246,13 @@ pub struct WasmElement {
     inner: Mutex<Inner>,
 }
 
-/// Split host keys from plugin configuration.
+/// Split host keys from plugin configuration: the host reads its keys from
+/// white-space separated words `on_fault=…` / `max_faults=…` (the last of
+/// each wins) and hands the plugin the rest of the text exactly as written
+/// ([`Args::text_without`]): commas, quotes, repeated keys and word order
+/// are the plugin's to interpret.
 fn split_config(args: &Args) -> Result<(OnFault, u32, String), ElementError> {
-    let on_fault = match args.named.get("on_fault").map(String::as_str) {
+    let on_fault = match args.word_value("on_fault") {
         None | Some("drop") => OnFault::Drop,
         Some("pass") => OnFault::Pass,
         Some(v) => {
@@ -257,28 +261,32 @@ fn split_config(args: &Args) -> Result<(OnFault, u32, String), ElementError> {
             )))
         }
     };
-    let max_faults = match args.named.get("max_faults") {
+    let max_faults = match args.word_value("max_faults") {
         None => DEFAULT_MAX_FAULTS,
         Some(v) => v
             .parse()
             .map_err(|_| ElementError::Config(format!("max_faults: cannot parse {v:?}")))?,
     };
-    let mut rest = args.clone();
-    for k in HOST_KEYS {
-        rest.named.remove(*k);
-    }
-    Ok((on_fault, max_faults, rest.to_string()))
+    Ok((on_fault, max_faults, args.text_without(HOST_KEYS)))
 }
 
-fn classify(e: &wasmtime::Error, memory_hit: bool) -> (FaultKind, String) {
+/// The kind of a failed call and what happened, without the kind's name
+/// (the report's `last_fault` reads `KIND: WHAT`, e.g. `trap: wasm
+/// `unreachable` instruction executed`).
+fn classify(e: &wasmtime::Error, memory_hit: bool, memory_cap: usize) -> (FaultKind, String) {
     if memory_hit {
-        return (FaultKind::Memory, "memory cap exceeded".into());
+        return (FaultKind::Memory, format!("grew past the cap of {memory_cap} bytes"));
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => (FaultKind::Budget, "CPU budget exhausted (fuel)".into()),
         Some(Trap::Interrupt) => (FaultKind::Budget, "CPU budget exhausted (epoch deadline)".into()),
-        Some(t) => (FaultKind::Trap, format!("trap: {t}")),
-        None => (FaultKind::Trap, format!("trap: {e}")),
+        // wasmtime's text is "wasm trap: WHAT"; the kind already says trap.
+        Some(t) => {
+            let text = t.to_string();
+            let what = text.strip_prefix("wasm trap: ").unwrap_or(&text);
+            (FaultKind::Trap, what.to_string())
+        }
+        None => (FaultKind::Trap, e.to_string()),
     }
 }
 
@@ -305,7 +313,8 @@ impl Inner {
         st.limiter.hit = false;
     }
 
-    fn record_fault(&mut self, kind: FaultKind, what: String) {
+    /// Count a fault; its text as `last_fault` shows it (`KIND: WHAT`).
+    fn record_fault(&mut self, kind: FaultKind, what: String) -> String {
         match kind {
             FaultKind::Trap => self.faults.trap += 1,
             FaultKind::Budget => self.faults.budget += 1,
@@ -324,8 +333,10 @@ impl Inner {
             self.disabled = true;
             tracing::error!(plugin = class, faults = self.consecutive, on_fault = ?self.on_fault, "plugin disabled after repeated faults");
         }
-        self.last_fault = Some(format!("{}: {what}", kind.name()));
+        let text = format!("{}: {what}", kind.name());
+        self.last_fault = Some(text.clone());
         self.store.data_mut().emits.clear();
+        text
     }
 
     /// Put `msg` where the plugin can read it: the arena when it fits, else
@@ -363,9 +374,8 @@ impl Inner {
         match f.call(&mut self.store, (at as i32, msg.len() as i32)) {
             Ok(status) => Ok((status, std::mem::take(&mut self.store.data_mut().reply))),
             Err(e) => {
-                let (k, what) = classify(&e, self.store.data().limiter.hit);
-                self.record_fault(k, what.clone());
-                Err(what)
+                let (k, what) = classify(&e, self.store.data().limiter.hit, self.store.data().limiter.cap);
+                Err(self.record_fault(k, what))
             }
         }
     }
@@ -380,9 +390,8 @@ impl Inner {
             )),
             Ok(status) => Ok((status, std::mem::take(&mut self.store.data_mut().reply))),
             Err(e) => {
-                let (k, what) = classify(&e, self.store.data().limiter.hit);
-                self.record_fault(k, what.clone());
-                Err(what)
+                let (k, what) = classify(&e, self.store.data().limiter.hit, self.store.data().limiter.cap);
+                Err(self.record_fault(k, what))
             }
         }
     }
@@ -449,7 +458,7 @@ impl Inner {
         let r = self.funcs.process.call(&mut self.store, (arena as i32, n as i32));
         match r {
             Err(e) => {
-                let (k, what) = classify(&e, self.store.data().limiter.hit);
+                let (k, what) = classify(&e, self.store.data().limiter.hit, self.store.data().limiter.cap);
                 self.record_fault(k, what);
                 return Err(());
             }
@@ -815,4 +824,131 @@ fn from_hex(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::{HOST_IMPORTS, PLUGIN_EXPORTS};
+
+    /// Parameter and result type names.
+    type Sig = (Vec<String>, Vec<String>);
+
+    /// `(params) -> results` as type names: `(ptr: i32, len: i32) -> i32`
+    /// gives `(["i32", "i32"], ["i32"])`.
+    fn parse_sig(sig: &str) -> Sig {
+        let sig = sig.trim().trim_matches('`');
+        let (params, results) = sig.split_once("->").unwrap_or((sig, ""));
+        let list = |s: &str| -> Vec<String> {
+            s.trim()
+                .trim_start_matches('(')
+                .trim_end_matches(')')
+                .split(',')
+                .map(|p| p.rsplit(':').next().unwrap_or(p).trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect()
+        };
+        (list(params), list(results))
+    }
+
+    /// The rows of the first table after `heading` in docs/plugin-abi.md:
+    /// its cells, backticks kept.
+    fn doc_table(heading: &str) -> Vec<Vec<String>> {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/plugin-abi.md")).unwrap();
+        let at = doc
+            .find(heading)
+            .unwrap_or_else(|| panic!("{heading:?} in docs/plugin-abi.md"));
+        doc[at..]
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+            .map(|l| l.trim_matches('|').split(" | ").map(|c| c.trim().to_string()).collect())
+            .collect()
+    }
+
+    fn names(v: &[wasmtime::ValType]) -> Vec<String> {
+        v.iter().map(|t| t.to_string()).collect()
+    }
+
+    #[test]
+    fn abi_tables_match_the_host() {
+        // Imports: the doc, the verifier's list and the linker agree.
+        let doc: Vec<(String, Sig)> = doc_table("## Imports")
+            .iter()
+            .map(|r| (r[0].trim_matches('`').to_string(), parse_sig(&r[1])))
+            .collect();
+        let verifier: Vec<(String, Sig)> = HOST_IMPORTS
+            .iter()
+            .map(|(n, p, r)| {
+                let s = |v: &[wasmparser::ValType]| v.iter().map(|t| t.to_string()).collect();
+                (n.to_string(), (s(p), s(r)))
+            })
+            .collect();
+        let sorted = |mut v: Vec<_>| {
+            v.sort();
+            v
+        };
+        let engine = wasmtime::Engine::default();
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        link_host_functions(&mut linker).unwrap();
+        let mut store = Store::new(
+            &engine,
+            HostState {
+                limiter: Limiter { cap: 0, hit: false },
+                memory: None,
+                now_ns: 0,
+                reply: Vec::new(),
+                reply_truncated: false,
+                emits: Vec::new(),
+                emits_rejected: 0,
+                logs_left: 0,
+                logs_dropped: 0,
+                counters: [0; COUNTERS],
+                class: "t".into(),
+            },
+        );
+        let defs: Vec<(String, String, wasmtime::Extern)> = linker
+            .iter(&mut store)
+            .map(|(m, n, e)| (m.to_string(), n.to_string(), e))
+            .collect();
+        let linked: Vec<(String, Sig)> = defs
+            .into_iter()
+            .map(|(m, n, e)| {
+                assert_eq!(m, abi::IMPORT_MODULE);
+                let ty = e.into_func().expect("host functions only").ty(&store);
+                (
+                    n,
+                    (
+                        names(&ty.params().collect::<Vec<_>>()),
+                        names(&ty.results().collect::<Vec<_>>()),
+                    ),
+                )
+            })
+            .collect();
+        let doc = sorted(doc);
+        assert_eq!(doc.len(), 5, "{doc:?}");
+        assert_eq!(
+            doc,
+            sorted(verifier),
+            "docs/plugin-abi.md imports vs verify::HOST_IMPORTS"
+        );
+        assert_eq!(doc, sorted(linked), "docs/plugin-abi.md imports vs the linker");
+
+        // Exports: the doc and the verifier agree, required flags too.
+        let rows = doc_table("## Exports");
+        assert_eq!(rows[0][0], "`memory`");
+        let doc: Vec<(String, Sig, bool)> = rows[1..]
+            .iter()
+            .map(|r| (r[0].trim_matches('`').to_string(), parse_sig(&r[1]), r[2] == "yes"))
+            .collect();
+        let verifier: Vec<(String, Sig, bool)> = PLUGIN_EXPORTS
+            .iter()
+            .map(|(n, p, r, req)| {
+                let s = |v: &[wasmparser::ValType]| v.iter().map(|t| t.to_string()).collect();
+                (n.to_string(), (s(p), s(r)), *req)
+            })
+            .collect();
+        assert_eq!(doc, verifier, "docs/plugin-abi.md exports vs verify::PLUGIN_EXPORTS");
+    }
 }

@@ -61,6 +61,9 @@ pub enum LoadError {
         /// The limit.
         limit: usize,
     },
+    /// Not WebAssembly at all: the bytes do not start with `\0asm`.
+    #[error("not a WebAssembly module: it starts with {0} instead of 00 61 73 6d (\"\\0asm\")")]
+    NotWasm(String),
     /// Not a valid WebAssembly module.
     #[error("malformed module: {0}")]
     Malformed(String),
@@ -165,6 +168,13 @@ fn sig(params: &[ValType], results: &[ValType]) -> String {
     format!("({}) -> ({})", l(params), l(results))
 }
 
+/// wasmparser's error as one line: some of its messages embed multi-line
+/// debug output (byte arrays), which must not reach an operator's terminal
+/// or a log line as ten lines.
+fn malformed(e: wasmparser::BinaryReaderError) -> LoadError {
+    LoadError::Malformed(e.to_string().split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
 /// Verify a module's bytes against plugin ABI v1 without running any of it.
 /// See the module documentation for the checks.
 pub fn verify_module(bytes: &[u8]) -> Result<ModuleInfo, LoadError> {
@@ -174,9 +184,16 @@ pub fn verify_module(bytes: &[u8]) -> Result<ModuleInfo, LoadError> {
             limit: MAX_MODULE_BYTES,
         });
     }
-    let types = Validator::new()
-        .validate_all(bytes)
-        .map_err(|e| LoadError::Malformed(e.to_string()))?;
+    if !bytes.starts_with(b"\0asm") {
+        let head: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        let head = if head.is_empty() {
+            "nothing (an empty file)".to_string()
+        } else {
+            head.join(" ")
+        };
+        return Err(LoadError::NotWasm(head));
+    }
+    let types = Validator::new().validate_all(bytes).map_err(malformed)?;
     let types = types.as_ref();
     let Some(imports) = types.core_imports() else {
         return Err(LoadError::Malformed("a component, not a core module".into()));
@@ -278,7 +295,7 @@ pub fn verify_module(bytes: &[u8]) -> Result<ModuleInfo, LoadError> {
 
 /// The constant `weft_abi_version` returns, read from its code.
 fn abi_version_constant(bytes: &[u8], imported_funcs: u32) -> Result<i32, LoadError> {
-    let bad = |e: wasmparser::BinaryReaderError| LoadError::Malformed(e.to_string());
+    let bad = malformed;
     let mut func_index = None;
     let mut body_index = 0u32;
     for payload in Parser::new(0).parse_all(bytes) {
@@ -341,6 +358,19 @@ mod tests {
     fn refuses_each_failed_check_by_name() {
         let e = verify_module(b"\0asm\x01\0\0\0garbage").unwrap_err();
         assert!(matches!(e, LoadError::Malformed(_)), "{e}");
+        assert!(!e.to_string().contains('\n'), "{e}");
+        let e = verify_module(b"\0asm\x02\0\0\0").unwrap_err();
+        assert!(
+            matches!(e, LoadError::Malformed(_)) && !e.to_string().contains('\n'),
+            "{e}"
+        );
+        let e = verify_module(b"hello world\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "not a WebAssembly module: it starts with 68 65 6c 6c instead of 00 61 73 6d (\"\\0asm\")"
+        );
+        let e = verify_module(b"").unwrap_err();
+        assert!(e.to_string().contains("starts with nothing (an empty file)"), "{e}");
         let e = verify_module(&module(r#"(import "weft" "xyz" (func))"#, 1)).unwrap_err();
         assert_eq!(e.to_string().split(':').next(), Some("unknown import `weft.xyz`"));
         let e = verify_module(&module(r#"(import "wasi_snapshot_preview1" "fd_write" (func))"#, 1)).unwrap_err();

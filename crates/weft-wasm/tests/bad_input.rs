@@ -36,7 +36,8 @@ fn refused_modules_say_which_check_failed() {
     assert!(matches!(e, LoadError::Malformed(_)), "{e}");
     assert!(e.to_string().starts_with("malformed module: "), "{e}");
     let e = h.load_class("x", b"not wasm at all").unwrap_err();
-    assert!(matches!(e, LoadError::Malformed(_)), "{e}");
+    assert!(matches!(e, LoadError::NotWasm(_)), "{e}");
+    assert!(e.to_string().starts_with("not a WebAssembly module: "), "{e}");
 
     let e = h
         .load_class("x", &minimal(r#"(import "weft" "xyz" (func))"#, 1))
@@ -125,6 +126,11 @@ fn memory_growth_past_the_cap_is_a_fault() {
     assert!(send(&mut n, 0, &[frame(PLUGIN_PORT, b"grow")]).is_empty());
     let w = wasm_report(&n, i);
     assert_eq!(w["fault_kinds"]["memory"], 1, "{w}");
+    assert_eq!(
+        w["last_fault"],
+        format!("memory: grew past the cap of {} bytes", 4 << 20),
+        "{w}"
+    );
     assert!(w["memory_bytes"].as_u64().unwrap() <= 4 << 20);
     other_traffic_flows(&mut n);
 }
@@ -150,7 +156,8 @@ fn panic_traps_and_the_policy_applies() {
     );
     let w = wasm_report(&n, drop_i);
     assert_eq!(w["fault_kinds"]["trap"], 1, "{w}");
-    assert!(w["last_fault"].as_str().unwrap().starts_with("trap: "), "{w}");
+    // One prefix naming the kind, then wasmtime's description.
+    assert_eq!(w["last_fault"], "trap: wasm `unreachable` instruction executed", "{w}");
     // A good batch afterwards is processed normally.
     assert_eq!(send(&mut n, 0, &[frame(PLUGIN_PORT, b"fine")]).len(), 1);
     assert_eq!(plugin_report(&n, drop_i)["packets"], 1);
@@ -209,4 +216,49 @@ fn repeated_faults_disable_the_instance() {
     assert_eq!(n.control(i, "wasm.enable").unwrap(), "ok");
     assert_eq!(send(&mut n, 0, &[frame(PLUGIN_PORT, b"fine")]).len(), 1);
     assert_eq!(plugin_report(&n, i)["packets"], 1);
+}
+
+/// A report is the plugin's bytes parsed as JSON and serialised again; bytes
+/// that are not JSON become an error object, and a plugin without
+/// `weft_report` reports null (docs/plugin-abi.md, "Where the report
+/// appears").
+#[test]
+fn a_report_that_is_not_json_is_shown_as_an_error() {
+    let h = host();
+    let mut n = node();
+    let reporting = |text: &str| {
+        wat::parse_str(format!(
+            r#"(module (import "weft" "reply" (func $reply (param i32 i32)))
+            (memory (export "memory") 4)
+            (data (i32.const 2000) "{}")
+            (func (export "weft_abi_version") (result i32) i32.const 1)
+            (func (export "weft_alloc") (param i32) (result i32) i32.const 4096)
+            (func (export "weft_init") (param i32 i32) (result i32) i32.const 0)
+            (func (export "weft_process") (param i32 i32) (result i32) i32.const 0)
+            (func (export "weft_report") (result i32) i32.const 2000 i32.const {} call $reply i32.const 0))"#,
+            text.replace('"', "\\\""),
+            text.len()
+        ))
+        .unwrap()
+    };
+    for (class, module) in [
+        ("notjson", reporting("nope")),
+        ("spaced", reporting("{ \"b\" : 1 , \"a\" : [ 2 ] }")),
+        ("silent", minimal("", 1)),
+    ] {
+        n.upsert_class(h.load_class(class, &module).unwrap().element_class());
+    }
+    let i = n.create_instance("notjson", "").unwrap();
+    let r = plugin_report(&n, i);
+    assert!(r["error"].as_str().unwrap().starts_with("report is not JSON: "), "{r}");
+    let i = n.create_instance("spaced", "").unwrap();
+    assert_eq!(plugin_report(&n, i), serde_json::json!({"a": [2], "b": 1}));
+    assert_eq!(
+        serde_json::to_string(&plugin_report(&n, i)).unwrap(),
+        r#"{"a":[2],"b":1}"#,
+        "the same value, not the same bytes"
+    );
+    let i = n.create_instance("silent", "").unwrap();
+    assert!(plugin_report(&n, i).is_null());
+    other_traffic_flows(&mut n);
 }

@@ -1,6 +1,7 @@
 //! Each example plugin (Rust and C) as a class in a real node, bound by a
 //! filter, processing real frames; several instances of one class; and
-//! replacement under traffic with state carried over.
+//! replacement under traffic with state carried over; a plugin's
+//! configuration reaching it exactly as written.
 
 mod common;
 use common::*;
@@ -128,6 +129,64 @@ fn rewrite_rewrites_and_fixes_the_udp_checksum() {
         n.create_instance("wrewrite", "from=ab to=abc").is_err(),
         "unequal lengths refused"
     );
+}
+
+/// What `echo` was configured with, and its last control request.
+fn echoed(n: &weft_dataplane::Node, i: weft_dataplane::InstanceId) -> (String, String) {
+    let r = plugin_report(n, i);
+    let s = |k: &str| r[k].as_str().unwrap_or_else(|| panic!("no {k} in {r}")).to_string();
+    (s("config"), s("control"))
+}
+
+#[test]
+fn a_plugin_receives_its_configuration_as_written_less_the_host_keys() {
+    // Unmetered: this test is about text, and a loaded machine can stretch
+    // a call past the 5 ms epoch budget (a fault would hide the report).
+    let h = weft_wasm::WasmHost::new(weft_wasm::HostConfig {
+        budget: weft_wasm::Budget::Unmetered,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut n = node();
+    load(&mut n, &h, "echo", "echo");
+    // Commas, quotes, repeated keys, bare words after pairs, odd spacing:
+    // the node's own parsing would split, sort and collapse all of these.
+    let written = "block=5001,5002 msg=\"a, b\"  b=2 b=1 zeta 'q' on_fault=pass alpha max_faults=7";
+    let i = n.create_instance("echo", written).unwrap();
+    let (cfg, _) = echoed(&n, i);
+    assert_eq!(cfg, "block=5001,5002 msg=\"a, b\"  b=2 b=1 zeta 'q' alpha");
+    let w = wasm_report(&n, i);
+    assert_eq!(
+        (w["on_fault"].as_str(), w["max_faults"].as_u64()),
+        (Some("pass"), Some(7)),
+        "{w}"
+    );
+    // Listings show what was written (the host keys too: they are part of
+    // the instance's configuration).
+    let listed = n.instances().into_iter().find(|x| x.id == i).unwrap().config;
+    assert_eq!(listed, written);
+    // A new configuration reaches the plugin through `weft_control`, as written.
+    n.configure(i, "x=1,2\ty on_fault=drop").unwrap();
+    assert_eq!(echoed(&n, i).1, "x=1,2\ty");
+    assert_eq!(wasm_report(&n, i)["on_fault"], "drop");
+    // LANA's `set`: that key's words replaced, the rest as written.
+    n.set(i, "y", "3").unwrap();
+    assert_eq!(echoed(&n, i).1, "x=1,2\ty y=3");
+    n.configure(i, "block=5001,5002 y=3").unwrap();
+    n.set(i, "block", "6000").unwrap();
+    assert_eq!(echoed(&n, i).1, "y=3 block=6000", "the whole list is the value");
+    n.set(i, "max_faults", "0").unwrap();
+    assert_eq!(echoed(&n, i).1, "y=3 block=6000");
+    assert_eq!(wasm_report(&n, i)["max_faults"], 0);
+    // Replacement with a configuration: `weft_init` of the new instance.
+    n.replace(i, "echo", Some("k=v,v k=w"), false).unwrap();
+    assert_eq!(echoed(&n, i).0, "k=v,v k=w");
+    // Only host words are the host's: a host key inside a comma list is
+    // the plugin's text, and a bad host value is refused by the host.
+    let j = n.create_instance("echo", "a,on_fault=pass").unwrap();
+    assert_eq!(echoed(&n, j).0, "a,on_fault=pass");
+    let e = n.create_instance("echo", "on_fault=pass,x").unwrap_err();
+    assert!(e.to_string().contains("on_fault must be pass or drop"), "{e}");
 }
 
 #[test]

@@ -17,7 +17,7 @@ pub enum PluginCmd {
         #[arg(long, value_name = "URL")]
         from: Option<String>,
     },
-    /// List loaded plugins: name, version, hash, signer key id, instances.
+    /// List loaded plugins: name, version, hash, signer key id, instances; an older version still run by instances has its own row, marked (old).
     #[command(alias = "list")]
     Ls,
     /// Unregister a plugin class (refused while instances of it exist).
@@ -58,7 +58,13 @@ pub async fn run(cmd: PluginCmd, node: Option<PathBuf>) -> anyhow::Result<()> {
                 .map(|p| {
                     vec![
                         p.info.name.clone(),
-                        p.info.version.clone(),
+                        // Instances made before a newer version was loaded
+                        // keep running theirs: that version's own row.
+                        if p.current {
+                            p.info.version.clone()
+                        } else {
+                            format!("{} (old)", p.info.version)
+                        },
                         p.info.sha256.clone(),
                         p.info.signer.clone(),
                         if p.instances.is_empty() {

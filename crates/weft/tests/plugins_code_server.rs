@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::{Proc, TempDir, WEFT};
+use support::{unsupported, Proc, TempDir, WEFT};
 use weft_repo::{store, Manifest, SecretKey};
 
 /// Spawn `weft ARGS`; its first stdout line.
@@ -143,10 +143,12 @@ fn setup(tag: &str) -> Setup {
             repo_s,
         ],
     );
+    // One sentence, not the parser's debug dump of the magic bytes.
     assert!(
-        err.contains("refusing to publish junk") && err.contains("malformed"),
+        err.contains("refusing to publish junk") && err.contains("not a WebAssembly module: it starts with 23 20"),
         "{err}"
     );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     let listed = store::list(&repo).unwrap();
     let hash = |n: &str| listed.iter().find(|m| m.name == n).unwrap().sha256.clone();
     let (netmon_hash, ccounter_hash) = (hash("wnetmon"), hash("c-counter"));
@@ -311,6 +313,140 @@ fn node_loads_signed_rust_and_c_plugins_on_demand_from_a_code_server() {
     assert!(out.contains("1 instances, 1 filters"), "{out}");
 }
 
+/// `weft repo publish FILE --name NAME --version VERSION` into the setup's
+/// repository (served at once: the server reads the directory per request).
+fn publish(s: &Setup, file: &str, name: &str, version: &str) -> String {
+    let plugins = weft_wasm::plugins::ensure_built().unwrap();
+    let f = plugins.join(file);
+    let (key, repo) = (s.dir.join("key"), s.dir.join("repo"));
+    ok(
+        None,
+        &[
+            "repo",
+            "publish",
+            f.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--name",
+            name,
+            "--version",
+            version,
+            "--dir",
+            repo.to_str().unwrap(),
+        ],
+    );
+    let listed = store::list(&repo).unwrap();
+    let m = listed.iter().find(|m| m.name == name && m.version == version).unwrap();
+    m.sha256.clone()
+}
+
+/// The `plugin ls` rows of `name`.
+fn plugin_rows(sock: Option<&Path>, name: &str) -> Vec<String> {
+    ok(sock, &["plugin", "ls"])
+        .lines()
+        .filter(|l| l.split_whitespace().next() == Some(name))
+        .map(String::from)
+        .collect()
+}
+
+/// Loading a new version registers it for new instances; instances made
+/// before keep the old code until replaced, and `plugin ls` lists each
+/// version with the instances that run it.
+#[test]
+fn plugin_ls_lists_each_version_with_the_instances_running_it() {
+    let s = setup("plugins-versions");
+    let sock = Some(s.socket.as_path());
+    let h1 = publish(&s, "counter.wasm", "wcount", "1.0");
+    let h2 = publish(&s, "counter_v2.wasm", "wcount", "2.0");
+    ok(sock, &["plugin", "load", &format!("wcount@{h1}")]);
+    let add = |dport: &str| {
+        let out = ok(
+            sock,
+            &[
+                "filter",
+                "add",
+                "-p",
+                "udp",
+                "--dport",
+                dport,
+                "--plugin",
+                "wcount",
+                "--autoinstance",
+            ],
+        );
+        out.lines().next().unwrap().to_string()
+    };
+    assert_eq!(add("7001"), "#1");
+    let rows = plugin_rows(sock, "wcount");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        rows[0].contains(" 1.0 ") && rows[0].contains(&h1) && rows[0].ends_with("#1"),
+        "{rows:?}"
+    );
+
+    // Version 2 (the latest) for new instances; #1 keeps version 1.
+    ok(sock, &["plugin", "load", "wcount"]);
+    assert_eq!(add("7002"), "#2");
+    let rows = plugin_rows(sock, "wcount");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let row = |h: &str| {
+        rows.iter()
+            .find(|r| r.contains(h))
+            .unwrap_or_else(|| panic!("{h} in {rows:?}"))
+    };
+    assert!(row(&h1).contains("1.0 (old)") && row(&h1).ends_with("#1"), "{rows:?}");
+    assert!(row(&h2).contains(" 2.0 ") && row(&h2).ends_with("#2"), "{rows:?}");
+    // The instances' own reports agree (version 2 adds "version": 2).
+    let report =
+        |id: &str| -> serde_json::Value { serde_json::from_str(&ok(sock, &["instance", "report", id])).unwrap() };
+    assert!(report("#1")["element"]["plugin"].get("version").is_none());
+    assert_eq!(report("#2")["element"]["plugin"]["version"], 2);
+    assert_eq!(report("#1")["element"]["wasm"]["hash"], h1.as_str());
+
+    // Moving #1 to the current version leaves no instance on version 1.
+    ok(sock, &["fb", "replace", "#1", "wcount"]);
+    assert_eq!(report("#1")["element"]["plugin"]["version"], 2);
+    let rows = plugin_rows(sock, "wcount");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0].contains(&h2) && rows[0].ends_with("#1,#2"), "{rows:?}");
+}
+
+/// A plugin's configuration reaches it as written through the CLI, and its
+/// report appears under `.element.plugin` of `instance report`.
+#[test]
+fn a_plugin_configured_through_the_cli_receives_the_text_as_written() {
+    let s = setup("plugins-config");
+    let sock = Some(s.socket.as_path());
+    publish(&s, "echo.wasm", "wecho", "1");
+    let written = "block=5001,5002 note=\"a, b\" b=2 b=1 on_fault=pass";
+    let out = ok(
+        sock,
+        &[
+            "filter",
+            "add",
+            "-p",
+            "udp",
+            "--dport",
+            "6060",
+            "--plugin",
+            "wecho",
+            "--autoinstance",
+            "--config",
+            written,
+        ],
+    );
+    let id = out.lines().next().unwrap().to_string();
+    let r: serde_json::Value = serde_json::from_str(&ok(sock, &["instance", "report", &id])).unwrap();
+    assert_eq!(
+        r["element"]["plugin"]["config"], "block=5001,5002 note=\"a, b\" b=2 b=1",
+        "{r}"
+    );
+    assert_eq!(r["element"]["wasm"]["on_fault"], "pass", "{r}");
+    assert_eq!(r["config"], written, "the instance's configuration as written: {r}");
+    let ls = ok(sock, &["instance", "ls"]);
+    assert!(ls.contains(written), "{ls}");
+}
+
 /// Two free UDP ports on loopback.
 fn free_udp_ports() -> (u16, u16) {
     let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -459,4 +595,123 @@ fn node_refuses_tampered_unsigned_unknown_key_and_wrong_abi_plugins() {
     );
     // The good plugin still loads afterwards.
     ok(sock, &["plugin", "load", &format!("wnetmon@{hash_prefix}")]);
+}
+
+/// docs/code-server.md and docs/topology.md: a `weft emu run --netns` node
+/// has its own network namespace, whose loopback is not the machine's, so
+/// a code server on the machine's 127.0.0.1 is out of its reach; run the
+/// server in the node's namespace (`ip netns exec weft-ID-NODE weft repo
+/// serve DIR`) — the repository directory is shared, namespaces share the
+/// file system — and the node fetches from its own loopback.
+#[test]
+fn netns_node_fetches_from_a_code_server_in_its_own_namespace() {
+    require!("netns_node_fetches_from_a_code_server_in_its_own_namespace", "nft");
+    let plugins = weft_wasm::plugins::ensure_built().expect("plugins/build.sh builds the example plugins");
+    let dir = TempDir::new("plugins-netns");
+    let d = &dir.0;
+    let key = d.join("key");
+    let repo = d.join("repo");
+    let pubkey = ok(None, &["keygen", "--out", key.to_str().unwrap()])
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    let echo = plugins.join("echo.wasm");
+    ok(
+        None,
+        &[
+            "repo",
+            "publish",
+            echo.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--name",
+            "wecho",
+            "--dir",
+            repo.to_str().unwrap(),
+        ],
+    );
+    let topo = d.join("one.toml");
+    std::fs::write(
+        &topo,
+        format!(
+            r#"
+[[node]]
+name = "r1"
+[node.config.plugins]
+trusted_keys = ["{pubkey}"]
+repos = ["http://127.0.0.1:7080"]
+cache_dir = "{}"
+
+[[host]]
+name = "h1"
+addr = "10.0.1.2/24"
+
+[[link]]
+a = "r1:eth0"
+b = "h1"
+a_addr = "10.0.1.1/24"
+"#,
+            d.join("cache").display()
+        ),
+    )
+    .unwrap();
+    let net = support::Net::up(&topo, "pcs");
+
+    // The machine's loopback is not the node's.
+    let (_outside, line) = spawn(&["repo", "serve", repo.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let o = net.exec("r1", &[WEFT, "plugin", "load", "wecho", "--from", &url]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains(&format!("{url}/v1/plugins/wecho/manifest: cannot connect")),
+        "a server on the machine's loopback answered the node, or another error: {err}"
+    );
+
+    // A server in the node's namespace, on the URL its config names.
+    let _inside = net.spawn(
+        "r1",
+        &[
+            WEFT,
+            "repo",
+            "serve",
+            repo.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:7080",
+        ],
+    );
+    let mut loaded = String::new();
+    support::wait_until("the node's code server", Duration::from_secs(15), || {
+        let o = net.exec("r1", &[WEFT, "plugin", "load", "wecho"]);
+        loaded = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        o.status.success()
+    });
+    assert!(
+        loaded.contains("signature ok") && loaded.contains("loaded wecho"),
+        "{loaded}"
+    );
+    let out = net.weft(
+        "r1",
+        &[
+            "filter",
+            "add",
+            "-p",
+            "udp",
+            "--dport",
+            "6060",
+            "--plugin",
+            "wecho",
+            "--autoinstance",
+            "--config",
+            "a,b",
+        ],
+    );
+    let id = out.lines().next().unwrap();
+    let r: serde_json::Value = serde_json::from_str(&net.weft("r1", &["instance", "report", id])).unwrap();
+    assert_eq!(r["element"]["plugin"]["config"], "a,b", "{r}");
 }
