@@ -503,7 +503,7 @@ fn icmp_errors_share_one_limiter() {
     let a6: Ipv6Addr = "2001:db8::2".parse().unwrap();
     let me6: Ipv6Addr = "2001:db8::1".parse().unwrap();
     let closed = |i: u64| {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             build::udp4(HA, M0, ip("10.0.0.2"), ip("10.0.0.1"), 5000, 9, 64, b"x")
         } else {
             build::udp6(HA, M0, a6, me6, 5000, 9, 64, b"x")
@@ -564,8 +564,8 @@ fn icmp_errors_share_one_limiter() {
     })
     .unwrap();
     let mut answered = 0;
-    for i in 0..300 {
-        let f = if i % 3 == 0 {
+    for i in 0..300u64 {
+        let f = if i.is_multiple_of(3) {
             build::udp4(HA, M0, ip("10.0.0.2"), ip("10.0.0.1"), 5000, 7, 64, b"x")
         } else {
             closed(i)

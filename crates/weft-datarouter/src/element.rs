@@ -9,7 +9,9 @@
 //!   delivers or forwards it as usual);
 //! * a malformed tag → dropped, counted per reason, and an ICMP parameter
 //!   problem (IPv4 type 12 code 0; ICMPv6 type 4 code 0) pointing at the
-//!   offending octet is sent to the source (RFC 1812 4.3.2.? / RFC 8200 4);
+//!   offending octet is sent to the source (RFC 1812 4.3.2.6 / RFC 4443
+//!   3.4) — never about an ICMP error or a later fragment, and only as the
+//!   node's one ICMP error limiter allows (`[node] icmp_rate`);
 //! * the string at the pointer is looked up in its class's table with the
 //!   tag's algorithm. A hit rewrites the destination address to the entry's
 //!   next hop, applies the entry's rules, advances the pointer, fixes the
@@ -25,11 +27,13 @@
 //!
 //! * **Configuration:** `[max_string=N]` (longest string accepted, default
 //!   255: bounds the cost of `closest` and patterns per packet),
-//!   `[unknown=drop|icmp]` (tags of classes with no table), `[icmp_rate=N]`
-//!   (ICMP errors per second, default 100, burst 10).
+//!   `[unknown=drop|icmp]` (tags of classes with no table). ICMP errors are
+//!   limited by the node, not here (`icmp_rate=` is refused with a pointer
+//!   to `[node] icmp_rate`).
 //! * **Ports:** one in, one out.
 //! * **Handlers:** control `class CLASS add|rm|flush|ls|miss …` and `ls`
-//!   (write; see [`crate::command`]), control `reset` (write: counters),
+//!   (write; see [`crate::command`]; `flush` keeps the class and its miss
+//!   outcome), control `reset` (write: counters),
 //!   report (read: counters per outcome and reason, entries per class).
 //! * **State:** the tables carry over to a successor (as a `droute`
 //!   script).
@@ -895,10 +899,7 @@ pub fn script(t: &Tables) -> String {
     let mut s = String::new();
     for (c, ct) in t.classes() {
         let name = crate::class_name(c);
-        s.push_str(&format!(
-            "class {name} miss {}\n",
-            if ct.miss == Miss::Icmp { "icmp" } else { "drop" }
-        ));
+        s.push_str(&format!("class {name} miss {}\n", ct.miss));
         for r in ct.rows(usize::MAX) {
             let rules = if r.entry.rules.is_empty() {
                 String::new()

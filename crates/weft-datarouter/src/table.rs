@@ -41,6 +41,16 @@ pub enum Miss {
     Icmp,
 }
 
+impl std::fmt::Display for Miss {
+    /// The word `droute class CLASS miss` takes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Miss::Drop => "drop",
+            Miss::Icmp => "icmp",
+        })
+    }
+}
+
 impl std::str::FromStr for Miss {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

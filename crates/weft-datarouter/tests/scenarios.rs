@@ -570,8 +570,8 @@ fn one_icmp_budget_for_bad_tags_and_closed_ports() {
     let before = errors_to_h1(&e).len() as u64;
     let start = e.now_ns();
     let mut last = start;
-    for i in 0..300 {
-        let f = if i % 2 == 0 { &bad_tag } else { &closed };
+    for i in 0..300u32 {
+        let f = if i.is_multiple_of(2) { &bad_tag } else { &closed };
         e.host_mut("h1").send_raw_ip(&f[14..]).unwrap();
         last = e.now_ns();
         e.run_for(Duration::from_millis(1));
