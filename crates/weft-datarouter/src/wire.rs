@@ -1584,4 +1584,27 @@ mod tests {
             TagError::Truncated
         );
     }
+
+    proptest::proptest! {
+        /// Arbitrary bytes as an IPv4 or IPv6 packet: the walks never
+        /// panic, and every extension header they report lies inside the
+        /// packet, in order.
+        #[test]
+        fn walks_never_panic(mut ip in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), v6 in proptest::prelude::any::<bool>()) {
+            if let Some(b) = ip.first_mut() {
+                *b = if v6 { 0x60 | (*b & 0x0f) } else { 0x40 | (*b & 0x0f) };
+            }
+            let _ = upper_layer(&ip);
+            let _ = locate(&ip);
+            let _ = read_chain(&ip);
+            if let Some(walk) = ExtHeaders::new(&ip) {
+                let mut end = 40;
+                for h in walk.flatten() {
+                    proptest::prop_assert_eq!(h.off, end);
+                    proptest::prop_assert!(h.off + h.bytes.len() <= ip.len());
+                    end = h.off + h.bytes.len();
+                }
+            }
+        }
+    }
 }
