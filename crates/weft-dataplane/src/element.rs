@@ -18,6 +18,7 @@
 //! read-only reporting port) and [`Element::configure`] (LANA's `set
 //! key=value`, and whole reconfiguration).
 
+use crate::icmp_limit::IcmpLimiter;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -310,6 +311,8 @@ pub struct Ctx<'a> {
     pub instance: InstanceId,
     pub(crate) pool: &'a mut PacketPool,
     pub(crate) emitted: &'a mut Vec<(EmitTo, Packet)>,
+    /// The node's ICMP error limiter (none outside a node: no limit).
+    pub(crate) icmp: Option<&'a mut IcmpLimiter>,
 }
 
 impl<'a> Ctx<'a> {
@@ -326,6 +329,27 @@ impl<'a> Ctx<'a> {
             instance,
             pool,
             emitted,
+            icmp: None,
+        }
+    }
+
+    /// The same context, with `limiter` answering
+    /// [`Ctx::icmp_error_allowed`] (as the node's does inside a node).
+    pub fn with_icmp_limiter(mut self, limiter: &'a mut IcmpLimiter) -> Self {
+        self.icmp = Some(limiter);
+        self
+    }
+
+    /// Ask before originating an ICMP or ICMPv6 error: `true` takes a
+    /// token from the node's one ICMP error limiter
+    /// ([`crate::icmp_limit`]), which the engine's own errors pass too;
+    /// `false` means the node's budget is spent and the error must not be
+    /// sent. Outside a node (a context made by [`Ctx::new`] alone) every
+    /// error is allowed.
+    pub fn icmp_error_allowed(&mut self) -> bool {
+        match self.icmp.as_deref_mut() {
+            Some(l) => l.allow(self.now_ns),
+            None => true,
         }
     }
 

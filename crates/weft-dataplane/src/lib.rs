@@ -5,6 +5,8 @@
 //! * [`classifier`] — filters on the 6-tuple, matched in rule order with a
 //!   lookup that does not grow linearly with the rule count.
 //! * [`fib`] — longest-prefix-match routes for IPv4 and IPv6.
+//! * [`icmp_limit`] — the node's one ICMP error limiter, which the engine's
+//!   errors and elements' errors all pass.
 //! * [`neigh`] — ARP / neighbour discovery cache.
 //! * [`node`] — [`Node`], the node handle and the data path over one
 //!   immutable [`node::Pipeline`] snapshot.
@@ -19,12 +21,14 @@ pub mod classifier;
 pub mod element;
 pub mod fib;
 pub mod fuzzing;
+pub mod icmp_limit;
 pub mod neigh;
 pub mod node;
 
 pub use classifier::Match;
 pub use element::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, EmitTo, InstanceId, Verdict};
 pub use fib::{Route, RouteKind};
+pub use icmp_limit::IcmpLimiter;
 pub use node::{
     DropReason, FilterId, FilterSpec, Hook, LabelInfo, LabelOut, Node, NodeError, Owned, Owner, PortConfig,
     ETHERTYPE_MPLS, LABEL_TTL, MPLS_UDP_PORT,

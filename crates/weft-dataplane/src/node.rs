@@ -25,6 +25,7 @@ use crate::element::{
     Args, ClassDoc, ClassKind, Ctx, Element, ElementClass, ElementError, EmitTo, InstanceId, Verdict,
 };
 use crate::fib::{Fib, Route, RouteKind};
+use crate::icmp_limit::IcmpLimiter;
 use crate::neigh::{Neighbors, Pending, PENDING_MAX, RESOLVE_TIMEOUT_NS, RETRY_NS};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -584,10 +585,6 @@ fn code_kind(c: u8) -> RouteKind {
 /// A packet the node delivered to a local listener (see [`Node::listen`]).
 pub type LocalPacket = Packet;
 
-/// ICMP error rate limit (Linux's `icmp_ratelimit` default: one per ms with a
-/// burst of 50).
-const ICMP_RATE_PER_S: u64 = 1000;
-const ICMP_BURST: u64 = 50;
 /// Node-local receive queue bound.
 const LOCAL_QUEUE_MAX: usize = 4096;
 /// Bound on originate → output → emit rounds in one batch (an element in
@@ -622,9 +619,9 @@ pub struct Node {
     originate: Batch,
     local_rx: VecDeque<LocalPacket>,
     listeners: Vec<(u8, u16)>,
-    icmp_tokens: u64,
-    icmp_last_ns: u64,
-    icmp_sent: u64,
+    /// Every ICMP error the node sends, the engine's and its elements',
+    /// takes a token here (`icmp_rate`, `icmp_burst`).
+    icmp: IcmpLimiter,
     now_ns: u64,
     route_cache: Vec<CacheSlot>,
     flow_cache: Vec<FlowSlot>,
@@ -714,9 +711,7 @@ impl Node {
             originate: Vec::new(),
             local_rx: VecDeque::new(),
             listeners: Vec::new(),
-            icmp_tokens: ICMP_BURST,
-            icmp_last_ns: 0,
-            icmp_sent: 0,
+            icmp: IcmpLimiter::default(),
             now_ns: 0,
             route_cache: vec![CacheSlot::default(); ROUTE_CACHE_SLOTS],
             flow_cache: vec![FlowSlot::default(); FLOW_CACHE_SLOTS],
@@ -1418,9 +1413,27 @@ impl Node {
         self.drops[r as usize]
     }
 
-    /// ICMP errors sent.
+    /// ICMP errors sent, by the engine and by elements.
     pub fn icmp_errors_sent(&self) -> u64 {
-        self.icmp_sent
+        self.icmp.sent()
+    }
+
+    /// ICMP errors not sent because the node's limiter was empty.
+    pub fn icmp_errors_limited(&self) -> u64 {
+        self.icmp.limited()
+    }
+
+    /// Limit every ICMP error the node sends (the engine's and its
+    /// elements') to `rate` per second with bursts of `burst`
+    /// ([`crate::icmp_limit`]; defaults 1000 and 50, Linux's). A rate of 0
+    /// sends none.
+    pub fn set_icmp_rate(&mut self, rate: u64, burst: u64) {
+        self.icmp.set(rate, burst);
+    }
+
+    /// The ICMP error limit: (per second, burst).
+    pub fn icmp_rate(&self) -> (u64, u64) {
+        (self.icmp.rate(), self.icmp.burst())
     }
 
     // ----- local stack API ---------------------------------------------------
@@ -1695,6 +1708,7 @@ impl Node {
                     instance: id,
                     pool: &mut self.pool,
                     emitted: &mut self.emitted,
+                    icmp: Some(&mut self.icmp),
                 };
                 inst.element.process(&mut cx, &mut pkt)
             };
@@ -2286,10 +2300,14 @@ impl Node {
             }
             Family::None => return,
         }
-        if !self.icmp_allowed() {
+        let in_port = pkt.meta.in_port;
+        let has_source = match f.family {
+            Family::V4 => self.source_v4(in_port).is_some(),
+            _ => self.source_v6(in_port).is_some(),
+        };
+        if !has_source || !self.icmp.allow(self.now_ns) {
             return;
         }
-        let in_port = pkt.meta.in_port;
         let frame = match f.family {
             Family::V4 => {
                 let Some(me) = self.source_v4(in_port) else { return };
@@ -2324,22 +2342,7 @@ impl Node {
                 )
             }
         };
-        self.icmp_sent += 1;
         self.send(&frame);
-    }
-
-    fn icmp_allowed(&mut self) -> bool {
-        let elapsed = self.now_ns.saturating_sub(self.icmp_last_ns);
-        let add = elapsed.saturating_mul(ICMP_RATE_PER_S) / 1_000_000_000;
-        if add > 0 {
-            self.icmp_tokens = (self.icmp_tokens + add).min(ICMP_BURST);
-            self.icmp_last_ns = self.now_ns;
-        }
-        if self.icmp_tokens == 0 {
-            return false;
-        }
-        self.icmp_tokens -= 1;
-        true
     }
 
     fn source_v4(&self, port: PortId) -> Option<Ipv4Addr> {
@@ -2545,6 +2548,7 @@ impl Node {
                     instance: id,
                     pool: &mut self.pool,
                     emitted: &mut self.emitted,
+                    icmp: Some(&mut self.icmp),
                 };
                 inst.element.process_batch(&mut cx, pkts, &mut verdicts);
             }

@@ -478,3 +478,109 @@ fn rule_order_first_match_wins_and_position_inserts() {
     assert_eq!(out.len(), 1);
     assert_eq!(parse(&out[0]).unwrap().flow.dport, 8);
 }
+
+/// An element that asks the node for an ICMP error token on every packet
+/// (as the DataRouter does before it answers) and drops the packet.
+struct AsksForIcmp(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl Element for AsksForIcmp {
+    fn process(&mut self, cx: &mut Ctx<'_>, _pkt: &mut Packet) -> Verdict {
+        if cx.icmp_error_allowed() {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Verdict::Drop
+    }
+}
+
+/// Issue 13 item 9: every ICMP error the node sends passes one limiter,
+/// `icmp_rate` per second with bursts of `icmp_burst`: the engine's port
+/// unreachables (300 UDP datagrams to a closed port, IPv4 and IPv6), and an
+/// element's errors, which share the same budget.
+#[test]
+fn icmp_errors_share_one_limiter() {
+    const MS: u64 = 1_000_000;
+    let (rate, burst) = (100, 10);
+    let a6: Ipv6Addr = "2001:db8::2".parse().unwrap();
+    let me6: Ipv6Addr = "2001:db8::1".parse().unwrap();
+    let closed = |i: u64| {
+        if i.is_multiple_of(2) {
+            build::udp4(HA, M0, ip("10.0.0.2"), ip("10.0.0.1"), 5000, 9, 64, b"x")
+        } else {
+            build::udp6(HA, M0, a6, me6, 5000, 9, 64, b"x")
+        }
+    };
+    let unreachables = |out: &[Vec<u8>]| {
+        out.iter()
+            .filter(|f| {
+                matches!(
+                    parse(f).unwrap().l4,
+                    L4::Icmp { typ: 3, code: 3, .. } | L4::Icmpv6 { typ: 1, code: 4, .. }
+                )
+            })
+            .count() as u64
+    };
+    // Without a limit set: Linux's defaults.
+    let mut n = router();
+    assert_eq!(n.icmp_rate(), (1000, 50));
+    n.add_neighbor(0, IpAddr::V4(ip("10.0.0.2")), HA).unwrap();
+    n.add_neighbor(0, IpAddr::V6(a6), HA).unwrap();
+    n.set_icmp_rate(rate, burst);
+    // 300 datagrams, one a millisecond: 0.299 s from first to last.
+    let mut answered = 0;
+    for i in 0..300 {
+        rx(&mut n, 1_000 * MS + i * MS, 0, &[closed(i)]);
+        answered += unreachables(&tx(&mut n, 0));
+    }
+    let most = burst + rate * 299 / 1000;
+    assert!(
+        answered <= most && answered + 1 >= most,
+        "{answered} port unreachables to 300 datagrams; the limit allows {most}"
+    );
+    assert_eq!(n.icmp_errors_sent(), answered);
+    assert_eq!(n.icmp_errors_limited(), 300 - answered);
+    assert_eq!(n.drop_count(DropReason::NoListener), 300);
+
+    // An element's errors take tokens from the same bucket.
+    let mut n = router();
+    n.add_neighbor(0, IpAddr::V4(ip("10.0.0.2")), HA).unwrap();
+    n.add_neighbor(0, IpAddr::V6(a6), HA).unwrap();
+    n.set_icmp_rate(rate, burst);
+    let yes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let y = yes.clone();
+    n.add_class(ElementClass::native("asks", ClassDoc::default(), move |_| {
+        Ok(Box::new(AsksForIcmp(y.clone())))
+    }))
+    .unwrap();
+    let e = n.create_instance("asks", "").unwrap();
+    n.add_filter(FilterSpec {
+        hook: Some(Hook::Prerouting),
+        m: Match {
+            proto: Some(17),
+            dport: Some((7, 7)),
+            ..Default::default()
+        },
+        chain: vec![e],
+        position: None,
+    })
+    .unwrap();
+    let mut answered = 0;
+    for i in 0..300u64 {
+        let f = if i.is_multiple_of(3) {
+            build::udp4(HA, M0, ip("10.0.0.2"), ip("10.0.0.1"), 5000, 7, 64, b"x")
+        } else {
+            closed(i)
+        };
+        rx(&mut n, 1_000 * MS + i * MS, 0, &[f]);
+        answered += unreachables(&tx(&mut n, 0));
+    }
+    let by_element = yes.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        by_element > 0 && answered > 0,
+        "{by_element} by the element, {answered} by the engine"
+    );
+    assert!(
+        by_element + answered <= most && by_element + answered + 1 >= most,
+        "{by_element} + {answered} errors; the limit allows {most}"
+    );
+    assert_eq!(n.icmp_errors_sent(), by_element + answered);
+}

@@ -206,7 +206,7 @@ fn ls(tables: &Tables, class: Option<u16>) -> String {
             for (c, t) in tables.classes() {
                 let n = t.counts();
                 out.push_str(&format!(
-                    "{:<6} {:>7}  {:>4} {:>5} {:>5} {:>6} {:>6} {:>7}  {:?}\n",
+                    "{:<6} {:>7}  {:>4} {:>5} {:>5} {:>6} {:>6} {:>7}  {}\n",
                     crate::class_name(c),
                     t.len(),
                     n[0],

@@ -9,7 +9,9 @@
 //!   delivers or forwards it as usual);
 //! * a malformed tag → dropped, counted per reason, and an ICMP parameter
 //!   problem (IPv4 type 12 code 0; ICMPv6 type 4 code 0) pointing at the
-//!   offending octet is sent to the source (RFC 1812 4.3.2.? / RFC 8200 4);
+//!   offending octet is sent to the source (RFC 1812 4.3.2.6 / RFC 4443
+//!   3.4) — never about an ICMP error or a later fragment, and only as the
+//!   node's one ICMP error limiter allows (`[node] icmp_rate`);
 //! * the string at the pointer is looked up in its class's table with the
 //!   tag's algorithm. A hit rewrites the destination address to the entry's
 //!   next hop, applies the entry's rules, advances the pointer, fixes the
@@ -25,11 +27,13 @@
 //!
 //! * **Configuration:** `[max_string=N]` (longest string accepted, default
 //!   255: bounds the cost of `closest` and patterns per packet),
-//!   `[unknown=drop|icmp]` (tags of classes with no table), `[icmp_rate=N]`
-//!   (ICMP errors per second, default 100, burst 10).
+//!   `[unknown=drop|icmp]` (tags of classes with no table). ICMP errors are
+//!   limited by the node, not here (`icmp_rate=` is refused with a pointer
+//!   to `[node] icmp_rate`).
 //! * **Ports:** one in, one out.
 //! * **Handlers:** control `class CLASS add|rm|flush|ls|miss …` and `ls`
-//!   (write; see [`crate::command`]), control `reset` (write: counters),
+//!   (write; see [`crate::command`]; `flush` keeps the class and its miss
+//!   outcome), control `reset` (write: counters),
 //!   report (read: counters per outcome and reason, entries per class).
 //! * **State:** the tables carry over to a successor (as a `droute`
 //!   script).
@@ -53,7 +57,7 @@ use crate::command;
 use crate::lookup::Scratch;
 use crate::rewrite;
 use crate::table::{Miss, Tables};
-use crate::wire::{self, OptionView, RoutingView, TagChain, TagError, Where};
+use crate::wire::{self, OptionView, RoutingView, TagChain, TagError, Upper, Where};
 use crate::Algorithm;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -63,10 +67,12 @@ use weft_dataplane::element::Access;
 use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, EmitTo, Verdict};
 use weft_packet::{build, checksum, proto, Packet};
 
-/// Counter names for bad input, in [`TagError::reason`] order.
-const REASONS: [&str; 10] = [
+/// Counter names for bad input: the reasons docs/datarouter.md lists, each
+/// a [`TagError::reason`]. [`TagError::NotDataRouter`] is not among them:
+/// the element is only shown options and routing headers of DataRouter's
+/// own type ([`wire::locate`]); packets with others are `passed`.
+const REASONS: [&str; 9] = [
     "truncated",
-    "not-datarouter",
     "pointer-past-end",
     "bad-pointer",
     "length-overrun",
@@ -78,7 +84,12 @@ const REASONS: [&str; 10] = [
 ];
 
 fn reason_index(e: &TagError) -> usize {
-    REASONS.iter().position(|r| *r == e.reason()).unwrap_or(0)
+    let r = match e {
+        // Cannot happen (see REASONS); counted with the nearest reason.
+        TagError::NotDataRouter => "truncated",
+        e => e.reason(),
+    };
+    REASONS.iter().position(|x| *x == r).unwrap_or(0)
 }
 
 /// What the element counted.
@@ -100,7 +111,8 @@ pub struct Counters {
     pub rewrite_failed: u64,
     /// ICMP errors sent.
     pub icmp_sent: u64,
-    /// ICMP errors not sent (rate limit).
+    /// ICMP errors not sent: the node's ICMP error limiter was empty
+    /// (`[node] icmp_rate`, shared with the engine's own errors).
     pub icmp_limited: u64,
     /// Malformed tags per reason.
     pub bad: [u64; REASONS.len()],
@@ -173,19 +185,21 @@ pub struct DataRouter {
     scratch: Scratch,
     max_string: usize,
     unknown: Miss,
-    icmp_rate: u64,
-    icmp_tokens: u64,
-    icmp_last_ns: u64,
     c: Counters,
 }
 
-const ICMP_BURST: u64 = 10;
-
-fn parse_config(args: &Args) -> Result<(usize, Miss, u64), ElementError> {
+fn parse_config(args: &Args) -> Result<(usize, Miss), ElementError> {
     for k in args.named.keys() {
-        if !matches!(k.as_str(), "max_string" | "unknown" | "icmp_rate") {
+        if k == "icmp_rate" {
+            return Err(ElementError::Config(
+                "datarouter: icmp_rate is the node's now, for every ICMP error it sends: `icmp_rate = N` in the \
+                 configuration's [node] table"
+                    .into(),
+            ));
+        }
+        if !matches!(k.as_str(), "max_string" | "unknown") {
             return Err(ElementError::Config(format!(
-                "datarouter: unknown key {k:?} (max_string, unknown, icmp_rate)"
+                "datarouter: unknown key {k:?} (max_string, unknown)"
             )));
         }
     }
@@ -201,8 +215,7 @@ fn parse_config(args: &Args) -> Result<(usize, Miss, u64), ElementError> {
         Some(u) => u.parse::<Miss>().map_err(ElementError::Config)?,
         None => Miss::Drop,
     };
-    let rate = args.get_parsed::<u64>("icmp_rate", usize::MAX)?.unwrap_or(100);
-    Ok((max_string.min(wire::MAX_STRING), unknown, rate))
+    Ok((max_string.min(wire::MAX_STRING), unknown))
 }
 
 /// The class, for the node to register.
@@ -213,7 +226,7 @@ pub fn class() -> ElementClass {
             summary: "DataRouter: resolve string tags (IPv4 option 0x9e, IPv6 routing type 253) of packets addressed \
                       to the node in per-class tables; rewrite the destination to the next hop"
                 .into(),
-            config: "[max_string=N] [unknown=drop|icmp] [icmp_rate=N]; tables through control".into(),
+            config: "[max_string=N] [unknown=drop|icmp]; tables through control".into(),
             handlers: vec![
                 (
                     "class CLASS add PATTERN DEST [alg ALG] [rewrite RULES] | rm | flush | ls | miss drop|icmp; ls"
@@ -236,7 +249,7 @@ pub fn class() -> ElementClass {
 impl DataRouter {
     /// A DataRouter with empty tables.
     pub fn new(args: &Args) -> Result<DataRouter, ElementError> {
-        let (max_string, unknown, icmp_rate) = parse_config(args)?;
+        let (max_string, unknown) = parse_config(args)?;
         Ok(DataRouter {
             tables: Arc::new(Tables::default()),
             generation: 1,
@@ -245,9 +258,6 @@ impl DataRouter {
             scratch: Scratch::default(),
             max_string,
             unknown,
-            icmp_rate,
-            icmp_tokens: ICMP_BURST,
-            icmp_last_ns: 0,
             c: Counters::default(),
         })
     }
@@ -278,59 +288,73 @@ impl DataRouter {
         &self.c
     }
 
-    fn icmp_allowed(&mut self, now: u64) -> bool {
-        let add = now.saturating_sub(self.icmp_last_ns).saturating_mul(self.icmp_rate) / 1_000_000_000;
-        if add > 0 {
-            self.icmp_tokens = (self.icmp_tokens + add).min(ICMP_BURST);
-            self.icmp_last_ns = now;
-        }
-        if self.icmp_tokens == 0 {
-            self.c.icmp_limited += 1;
-            return false;
-        }
-        self.icmp_tokens -= 1;
-        true
-    }
-
-    /// Send an ICMP error about the packet at `ip` (IP header onwards).
+    /// Send an ICMP error about the packet at `ip` (IP header onwards), if
+    /// the node's ICMP error limiter allows it. Never about an ICMP error
+    /// (RFC 1122 3.2.2, RFC 4443 2.4(e)): the upper-layer protocol is found
+    /// by walking IPv6's extension headers ([`wire::upper_layer`]), since
+    /// the IPv6 header names the DataRouter routing header (43), not what
+    /// follows it. Nor about a later fragment (RFC 1812 4.3.2.7; the tag is
+    /// in every fragment, the first one is answered), nor to a source that
+    /// is not one host.
     fn icmp(&mut self, cx: &mut Ctx<'_>, ip: &[u8], typ: u8, code: u8, rest: [u8; 4]) {
         let v6 = ip.first().is_some_and(|b| b >> 4 == 6);
-        if v6 {
-            if ip.len() < 40 {
-                return;
-            }
-            let src = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[8..24]).unwrap_or([0; 16]));
-            let me = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[24..40]).unwrap_or([0; 16]));
-            if src.is_unspecified() || src.is_multicast() || ip[6] == proto::ICMPV6 {
-                // (An ICMPv6 message behind a DataRouter header is not looked into.)
-                return;
-            }
-            if !self.icmp_allowed(cx.now_ns) {
-                return;
-            }
-            let quote = &ip[..ip.len().min(1280 - 48)];
-            let f = build::icmp6([0; 6], [0; 6], me, src, build::DEFAULT_TTL, typ, code, rest, quote);
-            let p = cx.alloc(&f);
-            cx.emit(EmitTo::Route, p);
-        } else {
-            if ip.len() < 20 {
-                return;
-            }
-            let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-            let me = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-            let ihl = (ip[0] & 0x0f) as usize * 4;
-            let is_icmp_error = ip[9] == proto::ICMP && ip.get(ihl).is_some_and(|t| !matches!(t, 0 | 8 | 13 | 14));
-            if src.is_unspecified() || src.is_multicast() || src.is_broadcast() || is_icmp_error {
-                return;
-            }
-            if !self.icmp_allowed(cx.now_ns) {
-                return;
-            }
-            let quote = &ip[..ip.len().min(576 - 28)];
-            let f = build::icmp4([0; 6], [0; 6], me, src, build::DEFAULT_TTL, typ, code, rest, quote);
-            let p = cx.alloc(&f);
-            cx.emit(EmitTo::Route, p);
+        let answer = match wire::upper_layer(ip) {
+            // A missing type octet counts as an error's (as Linux does).
+            Upper::At {
+                proto: proto::ICMPV6,
+                off,
+            } if v6 => ip.get(off).is_some_and(|t| *t >= 128),
+            Upper::At {
+                proto: proto::ICMP,
+                off,
+            } if !v6 => ip
+                .get(off)
+                .is_some_and(|t| matches!(t, 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18)),
+            Upper::At { .. } => true,
+            Upper::LaterFragment => false,
+            // An IPv6 extension header chain cut short holds no
+            // upper-layer header, so no ICMPv6 error (Linux answers it
+            // too); an IPv4 header this short never gets here.
+            Upper::Unknown => v6,
+        };
+        if !answer {
+            return;
         }
+        let (src, me) = match v6 {
+            true if ip.len() >= 40 => {
+                let a = |r: std::ops::Range<usize>| IpAddr::from(<[u8; 16]>::try_from(&ip[r]).unwrap_or([0; 16]));
+                (a(8..24), a(24..40))
+            }
+            false if ip.len() >= 20 => (
+                IpAddr::from([ip[12], ip[13], ip[14], ip[15]]),
+                IpAddr::from([ip[16], ip[17], ip[18], ip[19]]),
+            ),
+            _ => return,
+        };
+        let one_host = match src {
+            IpAddr::V4(a) => !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()),
+            IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
+        };
+        if !one_host {
+            return;
+        }
+        if !cx.icmp_error_allowed() {
+            self.c.icmp_limited += 1;
+            return;
+        }
+        let frame = match (me, src) {
+            (IpAddr::V6(me), IpAddr::V6(src)) => {
+                let quote = &ip[..ip.len().min(1280 - 48)];
+                build::icmp6([0; 6], [0; 6], me, src, build::DEFAULT_TTL, typ, code, rest, quote)
+            }
+            (IpAddr::V4(me), IpAddr::V4(src)) => {
+                let quote = &ip[..ip.len().min(576 - 28)];
+                build::icmp4([0; 6], [0; 6], me, src, build::DEFAULT_TTL, typ, code, rest, quote)
+            }
+            _ => return,
+        };
+        let p = cx.alloc(&frame);
+        cx.emit(EmitTo::Route, p);
         self.c.icmp_sent += 1;
     }
 
@@ -794,9 +818,9 @@ impl Element for DataRouter {
                 self.c.passed += 1;
                 Verdict::Continue
             }
-            Where::Malformed(e) => {
+            Where::Malformed { off, error } => {
                 let ip = d[l3..].to_vec();
-                self.bad(cx, &ip, 20, e)
+                self.bad(cx, &ip, off, error)
             }
             Where::V4 { off } => self.process_v4(cx, pkt, l3, off),
             Where::V6 { off, .. } => self.process_v6(cx, pkt, l3, off),
@@ -804,10 +828,9 @@ impl Element for DataRouter {
     }
 
     fn configure(&mut self, args: &Args) -> Result<(), ElementError> {
-        let (m, u, r) = parse_config(args)?;
+        let (m, u) = parse_config(args)?;
         self.max_string = m;
         self.unknown = u;
-        self.icmp_rate = r;
         Ok(())
     }
 
@@ -876,10 +899,7 @@ pub fn script(t: &Tables) -> String {
     let mut s = String::new();
     for (c, ct) in t.classes() {
         let name = crate::class_name(c);
-        s.push_str(&format!(
-            "class {name} miss {}\n",
-            if ct.miss == Miss::Icmp { "icmp" } else { "drop" }
-        ));
+        s.push_str(&format!("class {name} miss {}\n", ct.miss));
         for r in ct.rows(usize::MAX) {
             let rules = if r.entry.rules.is_empty() {
                 String::new()

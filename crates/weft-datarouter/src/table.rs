@@ -41,6 +41,16 @@ pub enum Miss {
     Icmp,
 }
 
+impl std::fmt::Display for Miss {
+    /// The word `droute class CLASS miss` takes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Miss::Drop => "drop",
+            Miss::Icmp => "icmp",
+        })
+    }
+}
+
 impl std::str::FromStr for Miss {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -341,9 +351,21 @@ impl Tables {
         self.classes.get_mut(class as usize)?.as_deref_mut()
     }
 
-    /// Drop a class's table.
+    /// Empty a class's table, keeping the class and its miss outcome (as
+    /// `iptables -F` keeps a chain's policy): a table reloaded by `flush`
+    /// then `add` must not answer differently meanwhile. `false` when the
+    /// class has no table.
     pub fn flush(&mut self, class: u16) -> bool {
-        self.classes.get_mut(class as usize).and_then(|s| s.take()).is_some()
+        match self.get_mut(class) {
+            Some(t) => {
+                *t = ClassTable {
+                    miss: t.miss,
+                    ..ClassTable::default()
+                };
+                true
+            }
+            None => false,
+        }
     }
 
     /// Classes with tables, in order.
@@ -425,7 +447,18 @@ mod tests {
         assert_eq!(ts.get(1).unwrap().miss, Miss::Icmp);
         assert!(ts.get(2).is_none());
         assert!(ts.get_or_create(9000).is_err());
+        let p = Pattern::parse("joe.com", Algorithm::Suffix).unwrap();
+        ts.get_or_create(1)
+            .unwrap()
+            .add(Algorithm::Suffix, &p, e("10.0.0.1"))
+            .unwrap();
         assert!(ts.flush(1));
-        assert_eq!(ts.classes().count(), 0);
+        assert!(!ts.flush(2));
+        let t = ts.get(1).expect("flush keeps the class");
+        assert_eq!((t.len(), t.miss), (0, Miss::Icmp), "and its miss outcome");
+        assert!(t
+            .lookup(Algorithm::Suffix, b"joe.com", &mut Scratch::default())
+            .is_none());
+        assert_eq!(ts.classes().count(), 1);
     }
 }

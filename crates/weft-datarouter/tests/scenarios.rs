@@ -444,3 +444,156 @@ fn mp3_hash_exact_match_around_a_chord_ring() {
     let id = n0.instances()[0].id;
     assert_eq!(n0.report(id).unwrap()["element"]["miss"], 1);
 }
+
+// ----- issue 13, items 7–9 ----------------------------------------------------
+
+const H1_6: &str = "2001:db8:1::2";
+const DR1_6: &str = "2001:db8:1::1";
+
+/// ICMP / ICMPv6 errors (type, code) dr1 sent back to h1.
+fn errors_to_h1(e: &Emulator) -> Vec<(u8, u8)> {
+    e.captured("h1-dr1")
+        .iter()
+        .filter(|c| c.dir == 1)
+        .filter_map(|c| match weft_packet::view::parse(&c.frame).ok()?.l4 {
+            weft_packet::L4::Icmp { typ, code, .. } if !matches!(typ, 0 | 8) => Some((typ, code)),
+            weft_packet::L4::Icmpv6 { typ, code, .. } if typ < 128 => Some((typ, code)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An ICMPv6 message of type `typ` from h1 to dr1 behind the routing
+/// header `rh` (whose next header is set to ICMPv6 here).
+fn icmp6_with_tag(mut rh: Vec<u8>, typ: u8) -> Vec<u8> {
+    let quoted = weft_packet::build::udp6(
+        [0; 6],
+        [0; 6],
+        DR1_6.parse().unwrap(),
+        H1_6.parse().unwrap(),
+        7,
+        9,
+        64,
+        b"q",
+    );
+    let mut f = weft_packet::build::icmp6(
+        [0; 6],
+        [0; 6],
+        H1_6.parse().unwrap(),
+        DR1_6.parse().unwrap(),
+        64,
+        typ,
+        0,
+        [0; 4],
+        &quoted[14..],
+    );
+    rh[0] = 58;
+    f[20] = wire::NEXT_HEADER_ROUTING;
+    f.splice(54..54, rh);
+    let plen = (f.len() - 54) as u16;
+    f[18..20].copy_from_slice(&plen.to_be_bytes());
+    f
+}
+
+/// Item 7: h1 sends dr1 ICMPv6 errors whose DataRouter routing header is
+/// bad: dr1 drops and counts them, and answers none (RFC 4443 2.4(e));
+/// the same header on an echo request is answered with a parameter
+/// problem.
+#[test]
+fn icmpv6_errors_with_a_bad_tag_get_no_answer() {
+    let mut e = emu();
+    let c = TagChain::new(vec![Tag::new(DNS, Algorithm::Suffix, "joe.com")]);
+    let mut rh = c.ipv6_header(58).unwrap();
+    rh[4..6].copy_from_slice(&200u16.to_be_bytes()); // pointer past the end
+    for typ in [1, 2, 3, 4, 1, 2, 3, 4] {
+        e.host_mut("h1")
+            .send_raw_ip(&icmp6_with_tag(rh.clone(), typ)[14..])
+            .unwrap();
+    }
+    assert!(e.run_until_idle(Duration::from_secs(5)));
+    assert_eq!(errors_to_h1(&e), vec![]);
+    assert_eq!(report(&e, "dr1")["bad"]["pointer-past-end"], 8);
+    e.host_mut("h1").send_raw_ip(&icmp6_with_tag(rh, 128)[14..]).unwrap();
+    assert!(e.run_until_idle(Duration::from_secs(5)));
+    assert_eq!(errors_to_h1(&e), vec![(4, 0)]);
+    assert_eq!(report(&e, "dr1")["icmp_sent"], 1);
+}
+
+/// Item 8, as docs/datarouter.md now says: an IPv6 routing header that
+/// runs past the packet's end never reaches the element; the node drops
+/// it while parsing (`truncated-ipv6`) and sends nothing, as Linux does.
+#[test]
+fn truncated_ipv6_routing_header_is_dropped_by_the_node() {
+    let mut e = emu();
+    let c = TagChain::new(vec![Tag::new(DNS, Algorithm::Suffix, "joe.com")]);
+    let mut f = udp6_frame(
+        [0; 6],
+        [0; 6],
+        H1_6.parse().unwrap(),
+        DR1_6.parse().unwrap(),
+        1,
+        PORT,
+        &c,
+        b"x",
+    )
+    .unwrap();
+    f[54 + 1] = 9; // 80 octets, past the end of the packet
+    e.host_mut("h1").send_raw_ip(&f[14..]).unwrap();
+    assert!(e.run_until_idle(Duration::from_secs(5)));
+    assert_eq!(e.node("dr1").drop_count(weft_dataplane::DropReason::TruncatedIpv6), 1);
+    assert_eq!(errors_to_h1(&e), vec![]);
+    let r = report(&e, "dr1");
+    assert!(r["bad"].as_object().unwrap().values().all(|v| v == 0), "{r}");
+}
+
+/// Item 9: dr1's port unreachables and its DataRouter's parameter problems
+/// come out of one budget, `[node] icmp_rate` a second with bursts of
+/// `icmp_burst`: 300 packets a millisecond apart, every other one a bad
+/// tag, the others UDP to a closed port.
+#[test]
+fn one_icmp_budget_for_bad_tags_and_closed_ports() {
+    let mut e = emu();
+    let (rate, burst) = (100, 10);
+    e.node_mut("dr1").set_icmp_rate(rate, burst);
+    let c = TagChain::new(vec![Tag::new(DNS, Algorithm::Suffix, "joe.com")]);
+    let mut bad_tag = udp4_frame([0; 6], [0; 6], a4("10.0.1.2"), a4("10.0.1.1"), 1, PORT, &c, b"x").unwrap();
+    bad_tag[14 + 22] = 60; // pointer past the end
+    bad_tag[24..26].copy_from_slice(&[0, 0]);
+    let hl = ((bad_tag[14] & 0x0f) as usize) * 4;
+    let cs = checksum::checksum(&bad_tag[14..14 + hl]);
+    bad_tag[24..26].copy_from_slice(&cs.to_be_bytes());
+    let closed = weft_packet::build::udp4([0; 6], [0; 6], a4("10.0.1.2"), a4("10.0.1.1"), 1, 9, 64, b"x");
+    // Let ARP settle first, so that the replies are not held back.
+    e.host_mut("h1").send_raw_ip(&closed[14..]).unwrap();
+    assert!(e.run_until_idle(Duration::from_secs(5)));
+    e.run_for(Duration::from_secs(2)); // the bucket is full again
+    let before = errors_to_h1(&e).len() as u64;
+    let start = e.now_ns();
+    let mut last = start;
+    for i in 0..300u32 {
+        let f = if i.is_multiple_of(2) { &bad_tag } else { &closed };
+        e.host_mut("h1").send_raw_ip(&f[14..]).unwrap();
+        last = e.now_ns();
+        e.run_for(Duration::from_millis(1));
+    }
+    assert!(e.run_until_idle(Duration::from_secs(5)));
+    let errs = errors_to_h1(&e);
+    let answered = errs.len() as u64 - before;
+    let most = burst + rate * (last - start + 1_000_000) / 1_000_000_000;
+    assert!(
+        answered <= most && answered + 2 >= most,
+        "{answered} errors to 300 packets; the limit allows {most}"
+    );
+    assert!(errs.contains(&(3, 3)) && errs.contains(&(12, 0)), "{errs:?}");
+    let r = report(&e, "dr1");
+    let by_element = r["icmp_sent"].as_u64().unwrap();
+    assert_eq!(e.node("dr1").icmp_errors_sent(), before + answered);
+    assert_eq!(
+        r["icmp_sent"].as_u64().unwrap() + r["icmp_limited"].as_u64().unwrap(),
+        150
+    );
+    assert!(
+        by_element > 0 && by_element < answered,
+        "{by_element} of {answered} by the element"
+    );
+}

@@ -416,3 +416,39 @@ chain = ["c"]
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// docs/datarouter.md, "Configuring the element" (issue 13 item 10): the
+/// commands it gives for `max_string` and `unknown=`, and `flush`, which
+/// keeps the class and its miss outcome.
+#[test]
+fn datarouter_settings_as_documented() {
+    let dir = TempDir::new("drset");
+    let node = start_node(&dir.0);
+    let id = ok(&node, &["fb", "new", "datarouter"]).trim().to_string();
+    // `fb set` changes the keys given and keeps the others.
+    ok(&node, &["fb", "set", &id, "max_string=64", "unknown=icmp"]);
+    assert_eq!(report(&node, &id)["config"], "max_string=64 unknown=icmp");
+    ok(&node, &["fb", "set", &id, "max_string=32"]);
+    assert_eq!(report(&node, &id)["config"], "max_string=32 unknown=icmp");
+    // `instance ctl` with keys is a whole new configuration.
+    ok(&node, &["instance", "ctl", &id, "unknown=drop"]);
+    assert_eq!(report(&node, &id)["config"], "unknown=drop");
+    let err = fails(&node, &["fb", "set", &id, "icmp_rate=10"]);
+    assert!(err.contains("[node]"), "{err}");
+    // flush empties the class; the class and its miss outcome stay.
+    ok(
+        &node,
+        &["droute", "class", "DNS", "add", "joe.com", "10.0.1.9", "alg", "suffix"],
+    );
+    ok(&node, &["droute", "class", "DNS", "miss", "icmp"]);
+    ok(&node, &["droute", "class", "DNS", "flush"]);
+    let ls = ok(&node, &["droute", "ls"]);
+    let row = ls
+        .lines()
+        .find(|l| l.starts_with("DNS"))
+        .unwrap_or_else(|| panic!("{ls}"));
+    assert!(
+        row.split_whitespace().nth(1) == Some("0") && row.ends_with("icmp"),
+        "{ls}"
+    );
+}

@@ -15,6 +15,12 @@
 //!   exhausted chain; tcpdump on both of L's interfaces shows that L
 //!   forwarded the tagged packet unchanged but for TTL / hop limit (and the
 //!   IPv4 header checksum), and on B's interface what arrived there.
+//! * `bad_tags_in_icmp_errors_get_no_answer_v4` / `_v6` (issue 13): host
+//!   A's kernel sends D1 ICMP errors with a bad tag through a raw socket;
+//!   A receives no parameter problem but for the echo request among them.
+//! * `closed_port_answers_are_limited_by_icmp_rate` (issue 13): 300 UDP
+//!   datagrams from A to a closed port of D1 (`icmp_rate = 10`): the port
+//!   unreachables A receives stay within the budget.
 //!
 //! Needs root and `ip netns`; otherwise it prints `SKIP:` and passes.
 
@@ -185,6 +191,51 @@ impl Lab {
         Proc::spawn(Command::new("ip").args(["netns", "exec", &self.ns(name)]).args(args))
     }
 
+    /// `weft ARGS` against node `n`'s API socket.
+    fn weft(&self, n: &str, args: &[&str]) -> String {
+        let sock = self.tmp.0.join(format!("{n}.sock"));
+        let mut v = vec![WEFT, "--node", sock.to_str().unwrap()];
+        v.extend_from_slice(args);
+        sh(&v)
+    }
+
+    /// The report of node `n`'s datarouter instance (`.element`).
+    fn datarouter_report(&self, n: &str) -> serde_json::Value {
+        let ls = self.weft(n, &["instance", "ls"]);
+        let id = ls
+            .lines()
+            .find_map(|l| l.split_whitespace().next()?.strip_prefix("datarouter"))
+            .unwrap_or_else(|| panic!("no datarouter instance on {n}:\n{ls}"));
+        let r: serde_json::Value = serde_json::from_str(&self.weft(n, &["instance", "report", id])).unwrap();
+        r["element"].clone()
+    }
+
+    /// Send the IP packet `ip` (header and all) from host `name` through
+    /// its kernel: a raw socket of protocol 255 (IPPROTO_RAW: the header
+    /// is ours) by socat.
+    fn send_raw(&self, name: &str, dst: &str, ip: &[u8]) {
+        let family = if ip[0] >> 4 == 6 { "IP6-SENDTO" } else { "IP4-SENDTO" };
+        let dst = if family == "IP6-SENDTO" {
+            format!("[{dst}]")
+        } else {
+            dst.to_string()
+        };
+        let mut c = Command::new("ip");
+        c.args([
+            "netns",
+            "exec",
+            &self.ns(name),
+            "socat",
+            "-u",
+            "-",
+            &format!("{family}:{dst}:255"),
+        ])
+        .stdin(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), ip).unwrap();
+        assert!(child.wait().unwrap().success(), "socat raw send from {name}");
+    }
+
     fn node_logs(&self) -> String {
         ["d1", "d2"]
             .iter()
@@ -199,7 +250,8 @@ impl Lab {
     /// address on the L–D2 link; D2 resolves `URL` `joe.com` (suffix) to B.
     /// D1 has a route only to the L–D2 link (via L); L has only its
     /// connected networks and kernel forwarding on, nothing else.
-    fn up(tag: &str, f: Family) -> Lab {
+    /// `d1_node` is added to D1's `[node]` table (e.g. `icmp_rate = 10`).
+    fn up(tag: &str, f: Family, d1_node: &str) -> Lab {
         let id = run_id(tag);
         let mut lab = Lab {
             id,
@@ -308,7 +360,7 @@ impl Lab {
         );
         // The DataRouters.
         let d1 = format!(
-            "[node]\nname = \"d1\"\n{}{}{}{}{}",
+            "[node]\nname = \"d1\"\n{d1_node}\n{}{}{}{}{}",
             port("eth0", &both(1, 1)),
             port("eth1", &both(2, 1)),
             route("10.1.3.0/24", &addr(Family::V4, 2, 2)),
@@ -518,7 +570,7 @@ fn chain_tags(c: &TagChain) -> Vec<String> {
 fn linux_router_between_datarouters(f: Family) {
     let name = format!("linux_router_between_datarouters_{f:?}");
     require!(name, "tcpdump", "nft", "ethtool");
-    let lab = Lab::up(if f == Family::V4 { "drl4" } else { "drl6" }, f);
+    let lab = Lab::up(if f == Family::V4 { "drl4" } else { "drl6" }, f, "");
     let (d1, d2, hb) = (addr(f, 1, 1), addr(f, 3, 2), addr(f, 4, 2));
     let port = 7000;
     let data = format!("weft DataRouter {f:?} across a Linux router \u{2713} 0123456789");
@@ -645,4 +697,171 @@ fn linux_router_between_datarouters_v4() {
 #[test]
 fn linux_router_between_datarouters_v6() {
     linux_router_between_datarouters(Family::V6);
+}
+
+// ----- issue 13: ICMP errors from a DataRouter node -------------------------
+
+/// An ICMP (v4) or ICMPv6 message of type `typ` from host A to D1 carrying
+/// a DataRouter tag whose pointer is past its end: the IP packet.
+fn icmp_with_bad_tag(f: Family, typ: u8) -> Vec<u8> {
+    use weft_packet::build;
+    let (a, d1) = (addr(f, 1, 2), addr(f, 1, 1));
+    let chain = TagChain::new(vec![weft_datarouter::Tag::new(
+        weft_datarouter::classes::DNS,
+        weft_datarouter::Algorithm::Suffix,
+        "joe.com",
+    )]);
+    match f {
+        Family::V6 => {
+            let (a, d1) = (a.parse().unwrap(), d1.parse().unwrap());
+            let quoted = build::udp6([0; 6], [0; 6], d1, a, 7000, 9, 64, b"quoted");
+            let mut p = build::icmp6([0; 6], [0; 6], a, d1, 64, typ, 0, [0; 4], &quoted[14..]).split_off(14);
+            let mut rh = chain.ipv6_header(58).unwrap();
+            rh[4..6].copy_from_slice(&200u16.to_be_bytes()); // pointer past the end
+            p[6] = 43;
+            p.splice(40..40, rh);
+            let plen = (p.len() - 40) as u16;
+            p[4..6].copy_from_slice(&plen.to_be_bytes());
+            p
+        }
+        Family::V4 => {
+            let (a, d1) = (a.parse().unwrap(), d1.parse().unwrap());
+            let quoted = build::udp4([0; 6], [0; 6], d1, a, 7000, 9, 64, b"quoted");
+            let mut p = build::icmp4([0; 6], [0; 6], a, d1, 64, typ, 0, [0; 4], &quoted[14..]).split_off(14);
+            let mut opt = chain.ipv4_options().unwrap();
+            opt[2] = 60; // pointer past the end
+            p.splice(20..20, opt.iter().copied());
+            let ihl = 20 + opt.len();
+            p[0] = 0x40 | (ihl / 4) as u8;
+            let total = p.len() as u16;
+            p[2..4].copy_from_slice(&total.to_be_bytes());
+            p[10..12].copy_from_slice(&[0, 0]);
+            let c = weft_packet::checksum::checksum(&p[..ihl]);
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+            p
+        }
+    }
+}
+
+/// Issue 13 item 7: a real Linux host (A's kernel, through a raw socket)
+/// sends D1 ICMP errors carrying a bad DataRouter tag, then an echo request
+/// carrying the same tag. D1 drops and counts all of them, and answers the
+/// echo request alone with a parameter problem: never an ICMP error about
+/// an ICMP error (RFC 1122 3.2.2; RFC 4443 2.4(e) — in IPv6 the upper
+/// layer sits behind the routing header). Checked on A's own interface.
+fn bad_tags_in_icmp_errors_get_no_answer(f: Family) {
+    let name = format!("bad_tags_in_icmp_errors_get_no_answer_{f:?}");
+    require!(name, "tcpdump", "nft", "ethtool", "socat");
+    let lab = Lab::up(if f == Family::V4 { "dri4" } else { "dri6" }, f, "");
+    let d1 = addr(f, 1, 1);
+    let cap = NsCapture::start_in(&lab.ns("ha"), "eth0", &lab.tmp.0);
+    let errors: &[u8] = if f == Family::V4 {
+        &[3, 4, 5, 11, 12]
+    } else {
+        &[1, 2, 3, 4]
+    };
+    for typ in errors.iter().chain(errors) {
+        lab.send_raw("ha", &d1, &icmp_with_bad_tag(f, *typ));
+    }
+    let echo = if f == Family::V4 { 8 } else { 128 };
+    lab.send_raw("ha", &d1, &icmp_with_bad_tag(f, echo));
+    std::thread::sleep(Duration::from_secs(1));
+    let frames = cap.frames();
+    let problems: Vec<Vec<u8>> = frames
+        .iter()
+        .filter(|fr| match weft_packet::view::parse(fr).map(|h| (h.flow.src, h.l4)) {
+            Ok((src, weft_packet::L4::Icmp { typ: 12, .. })) => {
+                src == u32::from(d1.parse::<std::net::Ipv4Addr>().unwrap()) as u128
+            }
+            Ok((src, weft_packet::L4::Icmpv6 { typ: 4, .. })) => {
+                src == u128::from(d1.parse::<std::net::Ipv6Addr>().unwrap())
+            }
+            _ => false,
+        })
+        .cloned()
+        .collect();
+    let r = lab.datarouter_report("d1");
+    assert_eq!(
+        r["bad"]["pointer-past-end"].as_u64(),
+        Some(2 * errors.len() as u64 + 1),
+        "every tagged packet reached D1's DataRouter: {r}\n{}",
+        lab.node_logs()
+    );
+    assert_eq!(
+        problems.len(),
+        1,
+        "parameter problems at A: {problems:02x?}\nreport: {r}"
+    );
+    // The one answer is about the echo request, pointing at the pointer.
+    let p = weft_packet::view::parse(&problems[0]).unwrap();
+    let off = p.l4_off().unwrap();
+    let (pointer, quoted_type) = match f {
+        Family::V4 => (problems[0][off + 4] as usize, problems[0][off + 8 + 36]),
+        Family::V6 => (
+            u32::from_be_bytes(problems[0][off + 4..off + 8].try_into().unwrap()) as usize,
+            problems[0][off + 8 + 40 + 24],
+        ),
+    };
+    assert_eq!(quoted_type, echo, "the quoted packet is the echo request");
+    assert_eq!(
+        pointer,
+        if f == Family::V4 { 22 } else { 44 },
+        "pointer at the tag's pointer"
+    );
+    assert_eq!(r["icmp_sent"], 1, "{r}");
+}
+
+#[test]
+fn bad_tags_in_icmp_errors_get_no_answer_v4() {
+    bad_tags_in_icmp_errors_get_no_answer(Family::V4);
+}
+
+#[test]
+fn bad_tags_in_icmp_errors_get_no_answer_v6() {
+    bad_tags_in_icmp_errors_get_no_answer(Family::V6);
+}
+
+/// Issue 13 item 9: host A's kernel sends 300 UDP datagrams to a closed
+/// port of D1, configured with `icmp_rate = 10` and `icmp_burst = 5`. The
+/// port unreachables A receives stay within that budget: at most the burst
+/// plus the rate over the whole time the test watched (they used to pass a
+/// fixed 1000/s limiter: ~270 answers to 300).
+#[test]
+fn closed_port_answers_are_limited_by_icmp_rate() {
+    let name = "closed_port_answers_are_limited_by_icmp_rate";
+    require!(name, "tcpdump", "nft", "ethtool", "ping");
+    let (rate, burst) = (10.0, 5u64);
+    let lab = Lab::up("dricmp", Family::V4, "icmp_rate = 10\nicmp_burst = 5");
+    let d1 = addr(Family::V4, 1, 1);
+    // Neighbours first (an echo reply is not an error: no token).
+    lab.exec("ha", &["ping", "-c", "1", "-W", "5", &d1]);
+    let cap = NsCapture::start_in(&lab.ns("ha"), "eth0", &lab.tmp.0);
+    let t0 = std::time::Instant::now();
+    lab.exec(
+        "ha",
+        &[
+            "bash",
+            "-c",
+            &format!("for i in $(seq 300); do echo x > /dev/udp/{d1}/9; done"),
+        ],
+    );
+    let sending = t0.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let frames = cap.frames();
+    let watched = t0.elapsed().as_secs_f64();
+    let from_d1 = u32::from(d1.parse::<std::net::Ipv4Addr>().unwrap()) as u128;
+    let answers = frames
+        .iter()
+        .filter(|fr| {
+            weft_packet::view::parse(fr)
+                .is_ok_and(|h| h.flow.src == from_d1 && matches!(h.l4, weft_packet::L4::Icmp { typ: 3, code: 3, .. }))
+        })
+        .count() as u64;
+    let most = burst + (rate * watched).floor() as u64;
+    eprintln!("{answers} port unreachables to 300 datagrams sent in {sending:?}, watched {watched:.2} s, limit {most}");
+    assert!(
+        (burst..=most).contains(&answers),
+        "{answers} port unreachables to 300 datagrams in {watched:.2} s; icmp_rate 10, burst 5 allow {burst}..={most}\n{}",
+        lab.node_logs()
+    );
 }

@@ -86,10 +86,14 @@ pub(super) fn apply(
     for d in sections {
         let ds = d.get_ref();
         let id = match &ds.instance {
-            Some(l) => *applied
-                .instances
-                .get(l.get_ref())
-                .ok_or_else(|| src.error(l.span(), format!("instance {:?} is not defined", l.get_ref())))?,
+            Some(l) => {
+                let id = *applied
+                    .instances
+                    .get(l.get_ref())
+                    .ok_or_else(|| src.error(l.span(), format!("instance {:?} is not defined", l.get_ref())))?;
+                attach_unless_bound(node, id).map_err(|m| src.error(l.span(), m))?;
+                id
+            }
             None => match auto {
                 Some(i) => i,
                 None => {
@@ -171,6 +175,19 @@ fn load_file(src: &Source, f: &Spanned<PathBuf>, node: &mut Node, id: InstanceId
     node.control(id, &text)
         .map_err(|e| src.error(f.span(), format!("{}: {e}", path.display())))?;
     Ok(())
+}
+
+/// Attach the `[[instance]]` a `[[droute]]` names at the routing step,
+/// unless a filter binds it or it is attached already: an instance that no
+/// packet reaches would hold tables for nothing (this is how a DataRouter
+/// gets its configuration, `max_string=` and `unknown=`, from the file).
+fn attach_unless_bound(node: &mut Node, id: InstanceId) -> Result<(), String> {
+    let info = node.instances().into_iter().find(|i| i.id == id);
+    match info {
+        Some(i) if i.class != CLASS => Err(format!("instance {id} is a {:?}, not a {CLASS:?}", i.class)),
+        Some(i) if i.filters.is_empty() && !i.resolver => node.attach_resolver(id).map_err(|e| e.to_string()),
+        _ => Ok(()),
+    }
 }
 
 /// The node's only datarouter instance, or a new one attached at the
@@ -285,6 +302,77 @@ addrs = ["10.0.1.1/24", "2001:db8:1::1/64"]
         assert!(bad.contains("bad.droute") && bad.contains("line 2"), "{bad}");
         assert!(with_class.to_string().contains("takes only `instance`"), "{with_class}");
         assert_eq!(with_class.line(), Some(11), "points at `class`: {with_class}");
+    }
+
+    /// The way docs/datarouter.md gives to configure the DataRouter from
+    /// the file (`max_string=`, `unknown=`): an `[[instance]]` named by
+    /// `[[droute]] instance`, which is then attached at the routing step
+    /// (unless a filter binds it) and answers tags as configured.
+    #[test]
+    fn a_named_instance_is_configured_and_attached() {
+        let text = format!(
+            r#"{BASE}
+[[instance]]
+name = "dr"
+class = "datarouter"
+config = "max_string=16 unknown=icmp"
+
+[[droute]]
+instance = "dr"
+class = "DNS"
+pattern = "joe.com"
+dest = "10.0.1.9"
+alg = "suffix"
+"#
+        );
+        let (node, applied) = NodeConfig::parse(&text, "dr1.toml").unwrap().build().unwrap();
+        let id = applied.instances["dr"];
+        let info = node.instances().into_iter().find(|i| i.id == id).unwrap();
+        assert!(info.resolver, "attached at the routing step");
+        let r = node.report(id).unwrap();
+        assert_eq!(r["config"], "max_string=16 unknown=icmp", "{r}");
+        assert_eq!(r["element"]["classes"]["DNS"]["entries"], 1, "{r}");
+        // Bound by a filter: left so. Not a datarouter: an error.
+        let bound = format!(
+            r#"{BASE}
+[[instance]]
+name = "dr"
+class = "datarouter"
+
+[[filter]]
+dst = "10.0.1.1"
+chain = ["dr"]
+
+[[droute]]
+instance = "dr"
+class = "DNS"
+miss = "icmp"
+"#
+        );
+        let (node, applied) = NodeConfig::parse(&bound, "dr1.toml").unwrap().build().unwrap();
+        let info = node
+            .instances()
+            .into_iter()
+            .find(|i| i.id == applied.instances["dr"])
+            .unwrap();
+        assert!(!info.resolver && info.filters.len() == 1, "{info:?}");
+        let counter = format!(
+            r#"{BASE}
+[[instance]]
+name = "c"
+class = "counter"
+
+[[droute]]
+instance = "c"
+class = "DNS"
+miss = "icmp"
+"#
+        );
+        let e = NodeConfig::parse(&counter, "dr1.toml")
+            .and_then(|c| c.build().map(|_| ()))
+            .unwrap_err();
+        assert!(e.to_string().contains(r#"not a "datarouter""#), "{e}");
+        assert_eq!(e.line(), Some(15), "{e}");
     }
 
     #[test]

@@ -143,6 +143,13 @@ pub struct NodeSection {
     /// Built-in classes to register at start; absent: all of them.
     #[serde(default)]
     pub classes: Option<Vec<Spanned<String>>>,
+    /// ICMP errors the node sends per second, the engine's and its
+    /// elements' together (default 1000, Linux's `icmp_msgs_per_sec`).
+    #[serde(default)]
+    pub icmp_rate: Option<Spanned<u64>>,
+    /// ICMP errors the node may send at once (default 50).
+    #[serde(default)]
+    pub icmp_burst: Option<Spanned<u64>>,
 }
 
 /// `[api]`: where the management API listens (`docs/security.md`).
@@ -426,6 +433,21 @@ impl NodeConfig {
 pub fn apply(cfg: &NodeConfig, node: &mut Node) -> Result<Applied, ConfigError> {
     let src = &cfg.source;
     let at = |span: Range<usize>, e: &dyn std::fmt::Display| src.error(span, e.to_string());
+
+    let (rate, burst) = node.icmp_rate();
+    let limit = |v: &Option<Spanned<u64>>, default: u64| match v {
+        Some(v) if *v.get_ref() > weft_dataplane::icmp_limit::MAX => Err(at(
+            v.span(),
+            &format!(
+                "at most {} (ICMP errors per second or at once)",
+                weft_dataplane::icmp_limit::MAX
+            ),
+        )),
+        Some(v) => Ok(*v.get_ref()),
+        None => Ok(default),
+    };
+    let (rate, burst) = (limit(&cfg.node.icmp_rate, rate)?, limit(&cfg.node.icmp_burst, burst)?);
+    node.set_icmp_rate(rate, burst);
 
     let builtins = crate::builtin_classes();
     match &cfg.node.classes {

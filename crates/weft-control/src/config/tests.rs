@@ -267,3 +267,22 @@ fn other_semantic_errors_point_at_their_line() {
     fails_at("[node]\nname = \"r1\"\n[[port]]\nname = \"eth0\"\n", 3, "mac");
     fails_at("[node]\nname = \"r1\"\n[[port]\n", 3, "");
 }
+
+/// `[node] icmp_rate` / `icmp_burst` set the node's one ICMP error limiter
+/// (issue 13 item 9); absent, Linux's defaults; too large, an error at the
+/// value.
+#[test]
+fn icmp_rate_and_burst() {
+    let (n, _) = build(HEAD).unwrap();
+    assert_eq!(n.icmp_rate(), (1000, 50));
+    let text = HEAD.replace("name = \"r1\"\n", "name = \"r1\"\nicmp_rate = 10\nicmp_burst = 3\n");
+    let (n, _) = build(&text).unwrap();
+    assert_eq!(n.icmp_rate(), (10, 3));
+    let text = HEAD.replace("name = \"r1\"\n", "name = \"r1\"\nicmp_rate = 5\n");
+    assert_eq!(build(&text).unwrap().0.icmp_rate(), (5, 50));
+    fails_at(
+        &HEAD.replace("name = \"r1\"\n", "name = \"r1\"\nicmp_burst = 2000000\n"),
+        3,
+        "at most",
+    );
+}

@@ -183,13 +183,19 @@ fn raw4(opt: &[u8]) -> Vec<u8> {
     f
 }
 
+/// The count of malformed tags for `reason`, read from the report.
+fn bad(d: &DataRouter, reason: &str) -> u64 {
+    d.report()["bad"][reason]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {reason:?} in the report"))
+}
+
 fn bad_case(opt: &[u8], reason: &str, pointer: u8) {
     let mut d = dr("class DNS add joe.com 10.0.2.2 alg suffix");
     let f = raw4(opt);
     let (v, _, em) = run(&mut d, &f);
     assert_eq!(v, Verdict::Drop, "{reason}");
-    let i = REASONS.iter().position(|r| *r == reason).unwrap();
-    assert_eq!(d.counters().bad[i], 1, "{reason}: {:?}", d.counters());
+    assert_eq!(bad(&d, reason), 1, "{reason}: {:?}", d.counters());
     assert_eq!(em.len(), 1, "{reason}");
     let icmp = &em[0][34..];
     assert_eq!((icmp[0], icmp[1], icmp[4]), (12, 0, pointer), "{reason}");
@@ -221,7 +227,7 @@ fn bad_oversized_string() {
     let f = frame4(&chain(&[Tag::new(DNS, Algorithm::Suffix, "www.joe.com")]));
     let (v, _, em) = run(&mut d, &f);
     assert_eq!((v, em.len()), (Verdict::Drop, 1));
-    assert_eq!(d.counters().bad[5], 1);
+    assert_eq!(bad(&d, "oversized-string"), 1);
 }
 
 #[test]
@@ -257,15 +263,28 @@ fn bad_too_many_tags() {
     f[18..20].copy_from_slice(&plen.to_be_bytes());
     let (v, _, em) = run(&mut d, &f);
     assert_eq!(v, Verdict::Drop);
-    assert_eq!(d.counters().bad[7], 1);
+    assert_eq!(bad(&d, "too-many-tags"), 1);
     let icmp = &em[0][54..];
     assert_eq!((icmp[0], icmp[1]), (4, 0));
 }
 
 #[test]
 fn bad_options_around_the_tag() {
-    // A record-route option whose length runs past the header.
+    // A record-route option whose length runs past the header: the
+    // pointer is at its length octet, wherever it stands.
     bad_case(&[0x07, 30, 4], "truncated", 21);
+    bad_case(&[0x01, 0x07, 30, 4], "truncated", 22);
+}
+
+/// Issue 13 item 8: an option of length 41 (more than 40 octets never fit)
+/// is `too-long`, not `truncated`, and answered with a parameter problem
+/// pointing at its length octet.
+#[test]
+fn bad_too_long_option() {
+    bad_case(&[0x9e, 41, 4], "too-long", 21);
+    bad_case(&[0x01, 0x9e, 255, 4], "too-long", 22);
+    // 40 octets, but the header holds fewer: truncated.
+    bad_case(&[0x9e, 40, 4], "truncated", 21);
 }
 
 #[test]
@@ -483,4 +502,287 @@ proptest::proptest! {
             }
         }
     }
+}
+
+// ----- never an ICMP error about an ICMP error (issue 13 item 7) ------------
+
+const ME6: &str = "fd00::1";
+const SRC6: &str = "fd00::2";
+
+/// A DataRouter routing header naming `next`, for the chain `DNS:joe.com`.
+fn routing_header(next: u8) -> Vec<u8> {
+    chain(&[Tag::new(DNS, Algorithm::Suffix, "joe.com")])
+        .ipv6_header(next)
+        .unwrap()
+}
+
+/// An ICMPv6 message of type `typ` from SRC6 to ME6 behind the extension
+/// headers `exts` (kind, octets; each one's next-header octet is set here).
+fn icmp6_behind(exts: &[(u8, Vec<u8>)], typ: u8) -> Vec<u8> {
+    let quoted = weft_packet::build::udp6(
+        [2; 6],
+        [4; 6],
+        ME6.parse().unwrap(),
+        SRC6.parse().unwrap(),
+        7,
+        9,
+        64,
+        b"q",
+    );
+    let mut f = weft_packet::build::icmp6(
+        [2; 6],
+        [4; 6],
+        SRC6.parse().unwrap(),
+        ME6.parse().unwrap(),
+        64,
+        typ,
+        0,
+        [0; 4],
+        &quoted[14..],
+    );
+    let mut at = 54;
+    let mut nh_at = 20;
+    for (kind, bytes) in exts {
+        f[nh_at] = *kind;
+        f.splice(at..at, bytes.iter().copied());
+        nh_at = at;
+        at += bytes.len();
+    }
+    f[nh_at] = proto::ICMPV6;
+    let plen = (f.len() - 54) as u16;
+    f[18..20].copy_from_slice(&plen.to_be_bytes());
+    f
+}
+
+/// An ICMP (v4) message of type `typ` to R whose options are `opt`.
+fn icmp4_with(opt: &[u8], typ: u8, fragment_offset: u16) -> Vec<u8> {
+    let quoted = weft_packet::build::udp4([2; 6], [4; 6], R, A, 7, 9, 64, b"q");
+    let mut f = weft_packet::build::icmp4([2; 6], [4; 6], A, R, 64, typ, 0, [0; 4], &quoted[14..]);
+    let mut o = opt.to_vec();
+    o.resize(opt.len().div_ceil(4) * 4, 0);
+    f.splice(34..34, o.iter().copied());
+    let ihl = 20 + o.len();
+    f[14] = 0x40 | (ihl / 4) as u8;
+    let total = (f.len() - 14) as u16;
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    f[20..22].copy_from_slice(&fragment_offset.to_be_bytes());
+    fix_ipv4_header(&mut f[14..14 + ihl]);
+    f
+}
+
+/// ICMPv6 destination unreachable (1), packet too big (2), time exceeded
+/// (3) and parameter problem (4) carrying a bad DataRouter routing header
+/// are dropped and counted, never answered — also behind a hop-by-hop
+/// header, and on a miss with `icmp`; an echo request with the same bad
+/// header is answered, with the pointer at the offending octet.
+#[test]
+fn icmpv6_errors_with_a_bad_tag_are_never_answered() {
+    let mut bad_rh = routing_header(0);
+    bad_rh[3] = 1; // segments left
+    let hbh = vec![0, 0, 1, 4, 0, 0, 0, 0]; // next header, length, PadN
+    for exts in [vec![(43, bad_rh.clone())], vec![(0, hbh.clone()), (43, bad_rh.clone())]] {
+        let rh_at = 40 + if exts.len() == 2 { 8 } else { 0 };
+        let mut d = dr("class DNS add joe.com fd00:2::2 alg suffix");
+        for typ in 1..=4 {
+            let (v, _, em) = run(&mut d, &icmp6_behind(&exts, typ));
+            assert_eq!(v, Verdict::Drop, "type {typ}");
+            assert!(em.is_empty(), "answered an ICMPv6 error of type {typ}: {em:02x?}");
+        }
+        assert_eq!(bad(&d, "segments-left"), 4);
+        assert_eq!(d.counters().icmp_sent, 0);
+        // Informational messages are answered.
+        let (v, _, em) = run(&mut d, &icmp6_behind(&exts, 128));
+        assert_eq!((v, em.len()), (Verdict::Drop, 1));
+        let h = weft_packet::view::parse(&em[0]).unwrap();
+        assert!(matches!(h.l4, weft_packet::L4::Icmpv6 { typ: 4, code: 0, .. }), "{h:?}");
+        let off = h.l4_off().unwrap();
+        assert_eq!(
+            u32::from_be_bytes(em[0][off + 4..off + 8].try_into().unwrap()) as usize,
+            rh_at + 3,
+            "pointer at segments left"
+        );
+    }
+    // A miss with `icmp`: unreachable for a datagram, nothing for an error.
+    let mut d = dr("class DNS add other.org fd00:2::2 alg suffix\nclass DNS miss icmp");
+    let exts = vec![(43, routing_header(0))];
+    let (v, _, em) = run(&mut d, &icmp6_behind(&exts, 1));
+    assert_eq!((v, em.len(), d.counters().miss), (Verdict::Drop, 0, 1));
+    let (v, _, em) = run(&mut d, &icmp6_behind(&exts, 128));
+    assert_eq!((v, em.len(), d.counters().miss), (Verdict::Drop, 1, 2));
+}
+
+/// IPv4 was right before the fix; kept so: ICMP errors with a bad tag are
+/// not answered, echo requests are, and so is a tagged UDP datagram; a
+/// later fragment (the option is copied into every fragment) is not.
+#[test]
+fn icmp_errors_and_later_fragments_with_a_bad_tag_are_never_answered() {
+    let bad_opt = [0x9e, 6, 8, 0x00, 0x0c, 1]; // pointer past the end
+    let mut d = dr("class DNS add joe.com 10.0.2.2 alg suffix");
+    for typ in [3, 4, 5, 11, 12] {
+        let (v, _, em) = run(&mut d, &icmp4_with(&bad_opt, typ, 0));
+        assert_eq!((v, em.len()), (Verdict::Drop, 0), "type {typ}");
+    }
+    let (v, _, em) = run(&mut d, &icmp4_with(&bad_opt, 8, 0));
+    assert_eq!((v, em.len()), (Verdict::Drop, 1));
+    assert_eq!(bad(&d, "pointer-past-end"), 6);
+    // Fragments: the first is answered, later ones are not.
+    let mut first = raw4(&bad_opt);
+    first[20] = 0x20; // more fragments, offset 0
+    fix_ipv4_header(&mut first[14..42]);
+    let (_, _, em) = run(&mut d, &first);
+    assert_eq!(em.len(), 1, "first fragment");
+    let mut later = raw4(&bad_opt);
+    later[20..22].copy_from_slice(&0x0002u16.to_be_bytes()); // offset 16 octets
+    fix_ipv4_header(&mut later[14..42]);
+    let (v, _, em) = run(&mut d, &later);
+    assert_eq!((v, em.len()), (Verdict::Drop, 0), "later fragment");
+    assert_eq!(d.counters().icmp_sent, 2);
+}
+
+/// The element asks the node's one ICMP error limiter
+/// ([`Ctx::icmp_error_allowed`]) before it answers, and counts what the
+/// limiter refused (issue 13 item 9); `icmp_rate` is no longer its own.
+#[test]
+fn icmp_answers_pass_the_nodes_limiter() {
+    let mut d = dr("class DNS add joe.com 10.0.2.2 alg suffix");
+    let f = raw4(&[0x9e, 6, 8, 0x00, 0x0c, 1]);
+    let mut limiter = weft_dataplane::IcmpLimiter::new(100, 3);
+    let mut pool = PacketPool::with_buffers(4);
+    let mut emitted = Vec::new();
+    for i in 0..10u64 {
+        let mut pkt = Packet::from_bytes(&f);
+        pkt.parse().unwrap();
+        let mut cx =
+            Ctx::new(1_000_000_000 + i, InstanceId(1), &mut pool, &mut emitted).with_icmp_limiter(&mut limiter);
+        assert_eq!(d.process(&mut cx, &mut pkt), Verdict::Drop);
+    }
+    assert_eq!(emitted.len(), 3);
+    assert_eq!((d.counters().icmp_sent, d.counters().icmp_limited), (3, 7));
+    assert_eq!((limiter.sent(), limiter.limited()), (3, 7));
+    let e = DataRouter::new(&Args::parse("icmp_rate=5")).err().unwrap().to_string();
+    assert!(e.contains("[node]"), "{e}");
+}
+
+// ----- what the doc promises (issue 13 items 8 and 10) ---------------------
+
+/// The reasons docs/datarouter.md's table lists, in its order.
+fn documented_reasons() -> Vec<String> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/datarouter.md")).unwrap();
+    let table = doc
+        .split("| reason | meaning |")
+        .nth(1)
+        .expect("the reasons table in docs/datarouter.md");
+    table
+        .lines()
+        .skip(2)
+        .map_while(|l| l.trim().strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next().map(String::from))
+        .collect()
+}
+
+/// The report's `bad` counters are exactly the reasons the doc lists, and
+/// each can be counted (every one is reached by a packet in the tests
+/// above: `bad_*`, `bad_too_long_option`, the ICMPv6 ones).
+#[test]
+fn report_reasons_are_the_documented_ones() {
+    let doc = documented_reasons();
+    let d = dr("ls");
+    let r = d.report();
+    let mut report: Vec<String> = r["bad"].as_object().unwrap().keys().cloned().collect();
+    let mut want = doc.clone();
+    report.sort();
+    want.sort();
+    assert_eq!(report, want, "report counters vs docs/datarouter.md");
+    assert_eq!(doc, REASONS, "the doc lists them in the report's order");
+}
+
+/// One frame per pair of faults: which reason wins, as docs/datarouter.md
+/// says ("When several things are wrong").
+#[test]
+fn which_reason_wins() {
+    let cases: &[(&[u8], &str, u8)] = &[
+        // Another option malformed before ours, ours too long as well.
+        (&[0x07, 1, 0x9e, 41, 4], "truncated", 21),
+        // Too long beats a bad pointer.
+        (&[0x9e, 41, 1], "too-long", 21),
+        // A pointer past the end beats a bad entry.
+        (&[0x9e, 7, 9, 0x00, 0x0f, 1, b'a'], "pointer-past-end", 22),
+        // A pointer before the first entry beats a bad entry.
+        (&[0x9e, 7, 2, 0x00, 0x0f, 9, b'a'], "bad-pointer", 22),
+        // The first bad entry decides: an unknown algorithm before an overrun.
+        (
+            &[0x9e, 10, 4, 0x00, 0x0f, 1, b'a', 0x00, 0x0c, 9],
+            "unknown-algorithm",
+            24,
+        ),
+        // Within an entry, the algorithm before the length.
+        (&[0x9e, 7, 4, 0x00, 0x0f, 9, b'a'], "unknown-algorithm", 24),
+        // A bad entry beats a pointer inside an entry.
+        (&[0x9e, 10, 5, 0x00, 0x0c, 1, b'a', 0x00, 0x0c, 9], "length-overrun", 29),
+    ];
+    for (opt, reason, pointer) in cases {
+        bad_case(opt, reason, *pointer);
+    }
+    // IPv6: segments left before the data length, and both before entries.
+    let mut rh = routing_header(17);
+    rh[3] = 1;
+    rh[6..8].copy_from_slice(&900u16.to_be_bytes());
+    rh[10] = 0xff;
+    let mut d = dr("ls");
+    let f = {
+        let mut f = udp6_frame(
+            [2; 6],
+            [4; 6],
+            SRC6.parse().unwrap(),
+            ME6.parse().unwrap(),
+            1,
+            2,
+            &chain(&[Tag::new(DNS, Algorithm::Suffix, "joe.com")]),
+            b"x",
+        )
+        .unwrap();
+        f[54..54 + rh.len()].copy_from_slice(&rh);
+        f
+    };
+    let (v, _, em) = run(&mut d, &f);
+    assert_eq!((v, em.len(), bad(&d, "segments-left")), (Verdict::Drop, 1, 1));
+    rh[3] = 0;
+    let mut f2 = f.clone();
+    f2[54..54 + rh.len()].copy_from_slice(&rh);
+    run(&mut d, &f2);
+    assert_eq!(bad(&d, "length-overrun"), 1, "{:?}", d.counters());
+}
+
+/// `flush` empties a class but keeps it and its miss outcome: a tag of the
+/// class is then a `miss` answered as the class says, not an unknown
+/// class (issue 13 item 10).
+#[test]
+fn flush_keeps_the_class_and_its_miss_outcome() {
+    let mut d = dr("class DNS add joe.com 10.0.2.2 alg suffix\nclass DNS miss icmp");
+    let f = dns("joe.com", Algorithm::Suffix);
+    assert_eq!(run(&mut d, &f).0, Verdict::Continue);
+    d.control("class DNS flush").unwrap();
+    let (v, _, em) = run(&mut d, &f);
+    assert_eq!((v, em.len()), (Verdict::Drop, 1), "miss icmp still in force");
+    assert_eq!((d.counters().miss, d.counters().unknown_class), (1, 0));
+    assert_eq!(d.report()["classes"]["DNS"]["entries"], 0);
+    assert_eq!(d.report()["classes"]["DNS"]["miss"], "icmp");
+    assert!(d.control("ls").unwrap().contains("DNS"));
+}
+
+/// `max_string` and `unknown=` as the doc says to set them: a new
+/// configuration through control replaces both (keys not given return to
+/// their defaults); `Node::set` (`weft fb set`) changes one key.
+#[test]
+fn max_string_and_unknown_through_configuration() {
+    let mut d = dr("class DNS add joe.com 10.0.2.2 alg suffix");
+    let long = dns("www.joe.com", Algorithm::Suffix);
+    assert_eq!(run(&mut d, &long).0, Verdict::Continue);
+    d.control("max_string=4 unknown=icmp").unwrap();
+    assert_eq!(run(&mut d, &long).0, Verdict::Drop);
+    assert_eq!(bad(&d, "oversized-string"), 1);
+    let (v, _, em) = run(&mut d, &frame4(&chain(&[Tag::new(99, Algorithm::Exact, "a")])));
+    assert_eq!((v, em.len()), (Verdict::Drop, 1), "unknown=icmp");
+    d.control("unknown=icmp").unwrap();
+    assert_eq!(run(&mut d, &long).0, Verdict::Continue, "max_string back to 255");
 }
