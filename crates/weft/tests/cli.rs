@@ -425,11 +425,12 @@ fn datarouter_settings_as_documented() {
     let dir = TempDir::new("drset");
     let node = start_node(&dir.0);
     let id = ok(&node, &["fb", "new", "datarouter"]).trim().to_string();
-    // `fb set` changes the keys given and keeps the others.
+    // `fb set` changes the keys given (each moves to the end) and keeps the
+    // others.
     ok(&node, &["fb", "set", &id, "max_string=64", "unknown=icmp"]);
     assert_eq!(report(&node, &id)["config"], "max_string=64 unknown=icmp");
     ok(&node, &["fb", "set", &id, "max_string=32"]);
-    assert_eq!(report(&node, &id)["config"], "max_string=32 unknown=icmp");
+    assert_eq!(report(&node, &id)["config"], "unknown=icmp max_string=32");
     // `instance ctl` with keys is a whole new configuration.
     ok(&node, &["instance", "ctl", &id, "unknown=drop"]);
     assert_eq!(report(&node, &id)["config"], "unknown=drop");

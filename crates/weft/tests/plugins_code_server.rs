@@ -632,6 +632,14 @@ fn netns_node_fetches_from_a_code_server_in_its_own_namespace() {
             repo.to_str().unwrap(),
         ],
     );
+    // A server on the machine's loopback, listed in the node's config (a
+    // node fetches only from the servers its config lists).
+    let (_outside, line) = spawn(&["repo", "serve", repo.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
     let topo = d.join("one.toml");
     std::fs::write(
         &topo,
@@ -641,7 +649,7 @@ fn netns_node_fetches_from_a_code_server_in_its_own_namespace() {
 name = "r1"
 [node.config.plugins]
 trusted_keys = ["{pubkey}"]
-repos = ["http://127.0.0.1:7080"]
+repos = ["http://127.0.0.1:7080", "{url}"]
 cache_dir = "{}"
 
 [[host]]
@@ -660,12 +668,6 @@ a_addr = "10.0.1.1/24"
     let net = support::Net::up(&topo, "pcs");
 
     // The machine's loopback is not the node's.
-    let (_outside, line) = spawn(&["repo", "serve", repo.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
     let o = net.exec("r1", &[WEFT, "plugin", "load", "wecho", "--from", &url]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
