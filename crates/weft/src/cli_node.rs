@@ -77,7 +77,13 @@ async fn run_node(a: RunArgs) -> anyhow::Result<()> {
     let socket = a
         .socket
         .or_else(|| cfg.api.socket.clone())
-        .or_else(|| std::env::var_os("WEFT_SOCKET").map(PathBuf::from))
+        // (A URL there names a node to talk to, not a socket to serve.)
+        .or_else(|| {
+            std::env::var("WEFT_SOCKET")
+                .ok()
+                .filter(|v| !v.is_empty() && !v.starts_with("http://"))
+                .map(PathBuf::from)
+        })
         .unwrap_or_else(|| default_socket(cfg.name()));
     raise_fd_limit();
     let server = ApiServer::bind(&socket, &api).await?.with_plugins(plugins.clone());
