@@ -174,9 +174,37 @@ impl Nonces {
     }
 }
 
+/// The fuzz target `api_authorization`: any bytes as an `Authorization`
+/// value (and, after a NUL, a body) — parsed and checked against a policy
+/// key, a typed error or a verdict, never a panic.
+pub fn fuzz_authorization(data: &[u8]) {
+    let (head, body) = match data.iter().position(|&b| b == 0) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    let Ok(text) = std::str::from_utf8(head) else { return };
+    let rest = text.strip_prefix(SCHEME).map(str::trim_start).unwrap_or(text);
+    if let Ok(s) = parse_signed(rest) {
+        let msg = signing_message("POST", "/v1/filters", s.ts, &s.nonce, body);
+        let _ = Nonces::default().check(&s, &msg, s.ts);
+    }
+    let _ = token_sha256(text);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Any text as an authorization: no panic (the fuzz target's body).
+        #[test]
+        fn any_authorization_is_an_error_or_a_verdict(t in ".{0,300}", b in proptest::collection::vec(0u8.., 0..64)) {
+            let mut data = t.into_bytes();
+            data.push(0);
+            data.extend(b);
+            fuzz_authorization(&data);
+        }
+    }
 
     #[test]
     fn sign_parse_verify_and_replay() {
