@@ -49,14 +49,7 @@ impl Node {
         let cfg = dir.join(format!("{name}.toml"));
         std::fs::write(&cfg, config).unwrap();
         let log = dir.join(format!("{name}.log"));
-        let mut c = match prefix.split_first() {
-            Some((p, rest)) => {
-                let mut c = Command::new(p);
-                c.args(rest).arg(WEFT);
-                c
-            }
-            None => Command::new(WEFT),
-        };
+        let mut c = weft_through(prefix);
         c.args(["node", "run", "--config"])
             .arg(&cfg)
             .arg("--socket")
@@ -88,15 +81,24 @@ impl Node {
 
     /// `weft ARGS` against this node, through `prefix`.
     fn weft(&self, prefix: &[&str], args: &[&str]) -> Output {
-        let mut c = match prefix.split_first() {
-            Some((p, rest)) => {
-                let mut c = Command::new(p);
-                c.args(rest).arg(WEFT);
-                c
-            }
-            None => Command::new(WEFT),
-        };
-        c.args(args).env("WEFT_SOCKET", &self.socket).output().unwrap()
+        weft_through(prefix)
+            .args(args)
+            .env("WEFT_SOCKET", &self.socket)
+            .output()
+            .unwrap()
+    }
+}
+
+/// `weft`, run through `prefix` (a program and its arguments, e.g.
+/// setpriv as another user) when one is given.
+fn weft_through(prefix: &[&str]) -> Command {
+    match prefix.split_first() {
+        Some((p, rest)) => {
+            let mut c = Command::new(p);
+            c.args(rest).arg(WEFT);
+            c
+        }
+        None => Command::new(WEFT),
     }
 }
 
