@@ -60,11 +60,18 @@ impl Display for MacAddr {
     }
 }
 
-/// An IP protocol: `udp`, `tcp`, `icmp`, `icmpv6` or a number 0–255.
+/// An IP protocol: `udp`, `tcp`, `icmp`, `icmpv6`, `esp` or a number 0–255.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Proto(pub u8);
 
-const PROTO_NAMES: [(&str, u8); 5] = [("icmp", 1), ("tcp", 6), ("udp", 17), ("icmpv6", 58), ("ipv6-icmp", 58)];
+const PROTO_NAMES: [(&str, u8); 6] = [
+    ("icmp", 1),
+    ("tcp", 6),
+    ("udp", 17),
+    ("esp", 50),
+    ("icmpv6", 58),
+    ("ipv6-icmp", 58),
+];
 
 impl Proto {
     /// The protocol's name, if it has one.
@@ -88,7 +95,7 @@ impl FromStr for Proto {
         }
         l.parse::<u8>()
             .map(Proto)
-            .map_err(|_| WordError(format!("bad protocol {s:?}: expected udp, tcp, icmp, icmpv6 or 0-255")))
+            .map_err(|_| WordError(format!("bad protocol {s:?}: expected udp, tcp, icmp, icmpv6, esp or 0-255")))
     }
 }
 
