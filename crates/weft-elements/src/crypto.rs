@@ -173,7 +173,10 @@ fn parse_config(class: &str, args: &Args, outer: bool) -> Result<Config, Element
     let addr = |k: &str| -> Result<Option<IpAddr>, ElementError> {
         args.named
             .get(k)
-            .map(|v| v.parse::<IpAddr>().map_err(|_| err(format!("{k}={v:?}: not an address"))))
+            .map(|v| {
+                v.parse::<IpAddr>()
+                    .map_err(|_| err(format!("{k}={v:?}: not an address")))
+            })
             .transpose()
     };
     let outer = match (addr("src")?, addr("dst")?) {
@@ -361,7 +364,13 @@ impl Encrypt {
             d[ip.l3 - 2..ip.l3].copy_from_slice(&ethertype(outer_v6));
         }
         let (head, rest) = d.split_at_mut(inner);
-        write_outer(&mut head[ip.l3..ip.l3 + hl], &rest[..ip.len], ip.v6, self.outer, esp_len);
+        write_outer(
+            &mut head[ip.l3..ip.l3 + hl],
+            &rest[..ip.len],
+            ip.v6,
+            self.outer,
+            esp_len,
+        );
         let next = if ip.v6 { esp::NEXT_IPV6 } else { esp::NEXT_IPV4 };
         let iv = self.iv.unwrap_or(0);
         if let Err(e) = self
@@ -404,7 +413,14 @@ fn write_outer(h: &mut [u8], inner: &[u8], inner_v6: bool, outer: Option<(IpAddr
         let mut t = [0u8; 4];
         s.copy_from_slice(&inner[12..16]);
         t.copy_from_slice(&inner[16..20]);
-        (inner[8], inner[1], [inner[4], inner[5]], [0; 3], IpAddr::from(s), IpAddr::from(t))
+        (
+            inner[8],
+            inner[1],
+            [inner[4], inner[5]],
+            [0; 3],
+            IpAddr::from(s),
+            IpAddr::from(t),
+        )
     };
     let (src, dst) = outer.unwrap_or((src, dst));
     h.fill(0);
@@ -872,7 +888,10 @@ mod tests {
         }
         let hl = if v6 { 40 } else { 20 };
         let e = esp::EspPacket::new_checked(&sealed[14 + hl..]).unwrap();
-        assert_eq!(format!("{:#010x}", e.spi()), enc.report()["spi"].as_str().unwrap().to_string());
+        assert_eq!(
+            format!("{:#010x}", e.spi()),
+            enc.report()["spi"].as_str().unwrap().to_string()
+        );
         assert_eq!(e.seq(), 1);
         // Nothing of the inner packet after its first octets shows: not
         // the payload, not the ports.
@@ -910,7 +929,10 @@ mod tests {
     #[test]
     fn wire_bytes() {
         let f = v4(4000, 6060, SECRET);
-        let mut enc = make("encrypt", "key=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f spi=0x01020304");
+        let mut enc = make(
+            "encrypt",
+            "key=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f spi=0x01020304",
+        );
         let (_, a) = run(enc.as_mut(), &f);
         let (_, b) = run(enc.as_mut(), &f);
         // Outer IPv4: version/IHL, total length, DF, protocol 50.
@@ -1014,7 +1036,11 @@ mod tests {
         let sealed: Vec<Vec<u8>> = (0..200).map(|i| run(enc.as_mut(), &v4(1, 2, &[i as u8])).1).collect();
         let mut dec = make("decrypt", &format!("{KEY} esn=no"));
         assert_eq!(run(dec.as_mut(), &sealed[199]).0, Verdict::Continue);
-        assert_eq!(run(dec.as_mut(), &sealed[72]).0, Verdict::Continue, "seq 73: the window's left edge");
+        assert_eq!(
+            run(dec.as_mut(), &sealed[72]).0,
+            Verdict::Continue,
+            "seq 73: the window's left edge"
+        );
         assert_eq!(run(dec.as_mut(), &sealed[71]).0, Verdict::Drop);
         assert_eq!(dec.report()["too_old"], 1);
         // An ESN receiver does not open a 32-bit sender's packets.
@@ -1054,7 +1080,10 @@ mod tests {
         let h = view::parse(&sealed).unwrap();
         assert_eq!(h.ethertype, 0x86dd);
         assert_eq!(h.flow.proto, 50);
-        assert_eq!(h.flow.src, u128::from("2001:db8:34::3".parse::<std::net::Ipv6Addr>().unwrap()));
+        assert_eq!(
+            h.flow.src,
+            u128::from("2001:db8:34::3".parse::<std::net::Ipv6Addr>().unwrap())
+        );
         assert!(!contains(&sealed, &A4.octets()), "the inner source is hidden");
         let (v, opened) = run(make("decrypt", KEY).as_mut(), &sealed);
         assert_eq!((v, opened), (Verdict::Continue, f));
@@ -1127,7 +1156,10 @@ mod tests {
         assert_eq!(salted.report()["spi"], plain.report()["spi"]);
         let spi = make("encrypt", &format!("{KEY} spi=4096"));
         assert_eq!(spi.report()["spi"], "0x00001000");
-        assert_eq!(make("decrypt", &format!("{KEY} spi=0x1000")).report()["spi"], "0x00001000");
+        assert_eq!(
+            make("decrypt", &format!("{KEY} spi=0x1000")).report()["spi"],
+            "0x00001000"
+        );
         // The report never shows the key.
         for e in [plain, make("decrypt", KEY)] {
             assert!(!e.report().to_string().contains("0a0b0c"));

@@ -309,7 +309,14 @@ impl Sa {
     /// Seal `esp` in place: it is exactly [`esp_len`]`(payload_len)` octets
     /// with the payload at [`HEADER_LEN`]; header, padding, trailer and ICV
     /// are written here. `iv` must never repeat under this key.
-    pub fn seal(&self, seq: u64, iv: [u8; 8], next_header: u8, payload_len: usize, esp: &mut [u8]) -> Result<(), EspError> {
+    pub fn seal(
+        &self,
+        seq: u64,
+        iv: [u8; 8],
+        next_header: u8,
+        payload_len: usize,
+        esp: &mut [u8],
+    ) -> Result<(), EspError> {
         if esp.len() != esp_len(payload_len) {
             return Err(EspError::Truncated);
         }
@@ -507,7 +514,10 @@ pub fn fuzz_esp(data: &[u8]) {
         }
     }
 
-    let key = format!("key={}", FUZZ_KEYMAT.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let key = format!(
+        "key={}",
+        FUZZ_KEYMAT.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
     let (Ok(mut enc), Ok(mut dec)) = (Encrypt::new(&Args::parse(&key)), Decrypt::new(&Args::parse(&key))) else {
         panic!("the fuzz key configures");
     };
@@ -538,7 +548,11 @@ pub fn fuzz_esp(data: &[u8]) {
                 "encrypt made a frame that does not parse as ESP"
             );
             let mut d = Decrypt::new(&Args::parse(&key)).unwrap_or_else(|_| panic!("configures"));
-            assert_eq!(d.process(&mut cx, &mut p), Verdict::Continue, "decrypt refused what encrypt sealed");
+            assert_eq!(
+                d.process(&mut cx, &mut p),
+                Verdict::Continue,
+                "decrypt refused what encrypt sealed"
+            );
             let want_len = match h.l3 {
                 weft_packet::view::L3::Ipv4 { total_len, .. } => 14 + total_len as usize,
                 weft_packet::view::L3::Ipv6 { payload_len, .. } => 14 + 40 + payload_len as usize,
@@ -624,7 +638,10 @@ mod tests {
         assert_eq!(esn.open(5, &mut b), Err(EspError::Auth));
         // ring wipes the buffer of a packet that fails: no plaintext is
         // ever exposed.
-        assert!(!b.windows(8).any(|w| w == &INNER[..8]), "nothing is decrypted unless the ICV verifies");
+        assert!(
+            !b.windows(8).any(|w| w == &INNER[..8]),
+            "nothing is decrypted unless the ICV verifies"
+        );
     }
 
     #[test]
@@ -647,8 +664,14 @@ mod tests {
     #[test]
     fn malformed_packets() {
         let sa = Sa::new(&KEYMAT, 0x0102_0304, false);
-        assert_eq!(EspPacket::new_checked(&ESP[..MIN_LEN - 1]).err(), Some(EspError::Truncated));
-        assert_eq!(EspPacket::new_checked(&ESP[..ESP.len() - 1]).err(), Some(EspError::Misaligned));
+        assert_eq!(
+            EspPacket::new_checked(&ESP[..MIN_LEN - 1]).err(),
+            Some(EspError::Truncated)
+        );
+        assert_eq!(
+            EspPacket::new_checked(&ESP[..ESP.len() - 1]).err(),
+            Some(EspError::Misaligned)
+        );
         let mut b = ESP;
         b[3] = 5;
         assert_eq!(sa.open(5, &mut b), Err(EspError::Spi(0x0102_0305)));
@@ -674,9 +697,21 @@ mod tests {
             icv.copy_from_slice(tag.as_ref());
             b
         };
-        assert_eq!(sa.open(9, &mut raw(&[0x45, 9, 3, 4])), Err(EspError::Padding), "pad length past the payload");
-        assert_eq!(sa.open(9, &mut raw(&[0x45, 7, 2, 4])), Err(EspError::Padding), "padding not 1, 2");
-        assert_eq!(sa.open(9, &mut raw(&[0x45, 0x46, 0, 6])), Err(EspError::NextHeader(6)), "transport mode TCP");
+        assert_eq!(
+            sa.open(9, &mut raw(&[0x45, 9, 3, 4])),
+            Err(EspError::Padding),
+            "pad length past the payload"
+        );
+        assert_eq!(
+            sa.open(9, &mut raw(&[0x45, 7, 2, 4])),
+            Err(EspError::Padding),
+            "padding not 1, 2"
+        );
+        assert_eq!(
+            sa.open(9, &mut raw(&[0x45, 0x46, 0, 6])),
+            Err(EspError::NextHeader(6)),
+            "transport mode TCP"
+        );
         assert_eq!(sa.open(9, &mut raw(&[1, 2, 2, NEXT_NONE])), Err(EspError::Dummy));
         assert_eq!(sa.open(9, &mut raw(&[0x60, 0x00, 0, NEXT_IPV6])), Ok((2, NEXT_IPV6)));
         // A wrongly sized buffer is refused, not sealed.

@@ -334,7 +334,10 @@ fn plan(a: &PlanArgs) -> Result<()> {
 /// Print a path view (the API's JSON) as a table of visits.
 fn print_path(v: &serde_json::Value) {
     let s = |k: &str| v[k].as_str().map(str::to_string).unwrap_or_else(|| v[k].to_string());
-    println!("path {}  state {}", s("id"), s("state"));
+    match v["mtu"].as_u64() {
+        Some(m) => println!("path {}  state {}  mtu {m}", s("id"), s("state")),
+        None => println!("path {}  state {}", s("id"), s("state")),
+    }
     if let Some(e) = v.get("error").filter(|e| !e.is_null()) {
         match serde_json::from_value::<weft_pbr::HopError>(e.clone()) {
             Ok(e) => println!("  {e}"),

@@ -166,7 +166,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         "r2",
         "filter add --hook prerouting -p udp -s 10.0.1.2 --dport 6060 --plugin ratelimit --autoinstance --config 65536",
     );
-    let (rl, f_rl) = filter(emu.node_mut("r2"), video_match(), ("ratelimit", "65536"))?;
+    let (rl, _) = filter(emu.node_mut("r2"), video_match(), ("ratelimit", "65536"))?;
     println!("  {rl}");
     cmd("r2", "filter ls");
     for fi in emu.node("r2").filters() {

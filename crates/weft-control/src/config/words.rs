@@ -93,9 +93,11 @@ impl FromStr for Proto {
         if let Some((_, n)) = PROTO_NAMES.iter().find(|(name, _)| *name == l) {
             return Ok(Proto(*n));
         }
-        l.parse::<u8>()
-            .map(Proto)
-            .map_err(|_| WordError(format!("bad protocol {s:?}: expected udp, tcp, icmp, icmpv6, esp or 0-255")))
+        l.parse::<u8>().map(Proto).map_err(|_| {
+            WordError(format!(
+                "bad protocol {s:?}: expected udp, tcp, icmp, icmpv6, esp or 0-255"
+            ))
+        })
     }
 }
 
