@@ -521,6 +521,8 @@ async fn filters_ls(State(h): State<NodeHandle>) -> ApiResult<Vec<FilterView>> {
 }
 
 fn filter_add(n: &mut Node, req: FilterRequest) -> Result<FilterCreated, ApiError> {
+    crate::config::words::check_ports(req.proto.map(|p| p.0), req.sport.is_some() || req.dport.is_some())
+        .map_err(ApiError::bad)?;
     let hook = match &req.hook {
         Some(h) => h.parse::<Hook>().map_err(ApiError::bad)?,
         None => Hook::Prerouting,

@@ -217,3 +217,19 @@ fn other_semantic_errors_point_at_their_line() {
     fails_at("[node]\nname = \"r1\"\n[[port]]\nname = \"eth0\"\n", 3, "mac");
     fails_at("[node]\nname = \"r1\"\n[[port]\n", 3, "");
 }
+
+#[test]
+fn ports_need_their_protocol() {
+    // As iptables refuses `--dport` without `-p`.
+    fails_at(
+        &format!("{HEAD}[[filter]]\ndport = 6060\nplugin = \"counter\"\nautoinstance = true\n"),
+        7,
+        "need the protocol named",
+    );
+    fails_at(
+        &format!("{HEAD}[[filter]]\nproto = \"icmp\"\nsport = \"1-9\"\n"),
+        7,
+        "tcp and udp only, not icmp",
+    );
+    build(&format!("{HEAD}[[filter]]\nproto = \"tcp\"\ndport = 6060\n")).unwrap();
+}
