@@ -327,6 +327,12 @@ impl NsCapture {
         NsCapture { proc, file }
     }
 
+    /// The pcap file being written (it stays after [`NsCapture::frames`],
+    /// for tshark).
+    pub fn file(&self) -> PathBuf {
+        self.file.clone()
+    }
+
     /// Stop tcpdump (SIGINT flushes the file) and read the frames.
     pub fn frames(self) -> Vec<Vec<u8>> {
         let _ = Command::new("kill")
@@ -367,6 +373,23 @@ pub fn read_pcap(b: &[u8]) -> Vec<Vec<u8>> {
         off = data + incl;
     }
     v
+}
+
+/// What tshark decodes in a pcap file: one row per frame matching the
+/// display filter `filter`, the `fields` in order (Wireshark's own
+/// dissectors: an independent reading of what is on the wire).
+pub fn tshark_fields(file: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut c = Command::new("tshark");
+    c.arg("-r").arg(file).args(["-Y", filter, "-T", "fields"]);
+    for f in fields {
+        c.args(["-e", f]);
+    }
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "tshark: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(String::from).collect())
+        .collect()
 }
 
 /// Send one UDP datagram with `data` as its payload from `net`'s member
