@@ -43,6 +43,10 @@
 //! [`ReplayWindow::check`], which return an [`EspError`] and never panic
 //! ([`fuzz_esp`] is the fuzz target `esp_decap` and a property test).
 
+// The AEAD is `ring`'s ChaCha20-Poly1305 (assembly per CPU): the pure-Rust
+// `chacha20poly1305` 0.11 measured 1.5 µs per 64-byte packet here (its AVX2
+// intrinsics were not inlined), `ring` about 0.2 µs; both implement RFC 8439,
+// which RFC 7634 uses unchanged (appendix A's example is a test below).
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 
 mod field {
@@ -162,7 +166,7 @@ impl<T: AsRef<[u8]>> EspPacket<T> {
         if len < MIN_LEN {
             return Err(EspError::Truncated);
         }
-        if (len - HEADER_LEN - ICV_LEN) % 4 != 0 {
+        if !(len - HEADER_LEN - ICV_LEN).is_multiple_of(4) {
             return Err(EspError::Misaligned);
         }
         Ok(())
@@ -482,7 +486,7 @@ pub fn fuzz_esp(data: &[u8]) {
     // The view over outside bytes.
     if let Ok(p) = EspPacket::new_checked(data) {
         assert_eq!(HEADER_LEN + p.ciphertext().len() + ICV_LEN, data.len());
-        assert_eq!(p.ciphertext().len() % 4, 0);
+        assert!(p.ciphertext().len().is_multiple_of(4));
         let _ = (p.spi(), p.seq(), p.iv(), p.icv());
     }
     // Opening under an SA, with the window in front.

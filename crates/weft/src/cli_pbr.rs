@@ -318,10 +318,7 @@ fn plugin_config(class: &str) -> (String, Option<String>) {
     match weft_elements::classes().into_iter().find(|c| c.name == lower) {
         Some(c) => match c.create(&weft_dataplane::Args::default()) {
             Ok(_) => ("init".into(), None),
-            Err(_) => (
-                "CONFIG".into(),
-                Some(format!("# CONFIG for {class}: {}", c.doc.config)),
-            ),
+            Err(_) => ("CONFIG".into(), Some(format!("# CONFIG for {class}: {}", c.doc.config))),
         },
         None => (
             "init".into(),
@@ -560,9 +557,17 @@ mod tests {
             ("R1:R4", vec!["--plugin", "R5:X"], "not on the walk"),
             ("R1:R4", vec!["-p", "udp", "--dport", "9-1"], "bad port range"),
             // As iptables: no port without its protocol, and none for ICMP.
-            ("R1:R4", vec!["--dport", "6060"], "need the protocol named: -p tcp or -p udp"),
+            (
+                "R1:R4",
+                vec!["--dport", "6060"],
+                "need the protocol named: -p tcp or -p udp",
+            ),
             ("R1:R4", vec!["--sport", "1-9"], "need the protocol named"),
-            ("R1:R4", vec!["-p", "icmp", "--dport", "1"], "tcp and udp only, not icmp"),
+            (
+                "R1:R4",
+                vec!["-p", "icmp", "--dport", "1"],
+                "tcp and udp only, not icmp",
+            ),
         ] {
             let mut args = vec!["t", "create", walk, "--topology", t.to_str().unwrap()];
             args.extend(extra);
@@ -596,14 +601,31 @@ mod tests {
         }
         let create = lines.last().unwrap().strip_prefix("weft ").unwrap();
         script.push_str(&format!("set -- {create}\nprintf '%s\\n' \"$@\"\n"));
-        let out = std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{script}");
-        String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect()
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
     }
 
     fn plan_of(process: &[&str], rest: &[&str]) -> Vec<String> {
         let t = fig2();
-        let mut args = vec!["t", "plan", "--topology", t.to_str().unwrap(), "--from", "R1", "--to", "R7"];
+        let mut args = vec![
+            "t",
+            "plan",
+            "--topology",
+            t.to_str().unwrap(),
+            "--from",
+            "R1",
+            "--to",
+            "R7",
+        ];
         for p in process {
             args.extend(["--process", p]);
         }
@@ -663,7 +685,10 @@ mod tests {
         assert!(create.contains("--plugin R3:RATELIMIT:CONFIG"), "{lines:?}");
         assert!(create.contains("--plugin R8:COUNTER:init"), "{lines:?}");
         assert!(create.contains("--plugin \"#6:counter:init\""), "{lines:?}");
-        assert!(lines.iter().any(|l| l.starts_with("# CONFIG for RATELIMIT: RATE")), "{lines:?}");
+        assert!(
+            lines.iter().any(|l| l.starts_with("# CONFIG for RATELIMIT: RATE")),
+            "{lines:?}"
+        );
         assert!(!lines.iter().any(|l| l.starts_with("KEY=")));
         let argv = shell_argv(&lines);
         assert!(argv.contains(&"#6:counter:init".to_string()), "{argv:?}");

@@ -97,7 +97,10 @@ fn status_answers_for_released_and_refused_paths() {
         assert!(!st.contains("initiated here"), "{st}");
     }
     let st = ok(&a, &["pbr", "status", &refused]);
-    assert!(st.contains("hop 1 (10.9.0.2): unknown-class"), "the refusal is shown: {st}");
+    assert!(
+        st.contains("hop 1 (10.9.0.2): unknown-class"),
+        "the refusal is shown: {st}"
+    );
     // The released path keeps the last STATUS reply taken while it was up.
     let st = ok(&a, &["pbr", "status", &up]);
     assert!(st.contains("committed"), "{st}");
@@ -118,7 +121,18 @@ fn ports_without_a_protocol_are_refused_as_iptables_does() {
     let need = "need the protocol named: -p tcp or -p udp";
 
     // filter add
-    let out = fails(&n, &["filter", "add", "--dport", "6060", "--plugin", "counter", "--autoinstance"]);
+    let out = fails(
+        &n,
+        &[
+            "filter",
+            "add",
+            "--dport",
+            "6060",
+            "--plugin",
+            "counter",
+            "--autoinstance",
+        ],
+    );
     assert!(out.contains(need), "{out}");
     let out = fails(&n, &["filter", "add", "-p", "icmp", "--sport", "1-9"]);
     assert!(out.contains("tcp and udp only, not icmp"), "{out}");
@@ -128,13 +142,29 @@ fn ports_without_a_protocol_are_refused_as_iptables_does() {
         "nothing was added"
     );
     for p in ["udp", "tcp"] {
-        ok(&n, &["filter", "add", "-p", p, "--dport", "6060", "--plugin", "counter", "--autoinstance"]);
+        ok(
+            &n,
+            &[
+                "filter",
+                "add",
+                "-p",
+                p,
+                "--dport",
+                "6060",
+                "--plugin",
+                "counter",
+                "--autoinstance",
+            ],
+        );
     }
     let ls = ok(&n, &["filter", "ls"]);
     assert!(ls.contains("udp dpt:6060") && ls.contains("tcp dpt:6060"), "{ls}");
 
     // pbr create
-    let out = fails(&n, &["pbr", "create", "10.9.0.1:10.9.0.2", "--dport", "6060", "--no-wait"]);
+    let out = fails(
+        &n,
+        &["pbr", "create", "10.9.0.1:10.9.0.2", "--dport", "6060", "--no-wait"],
+    );
     assert!(out.contains(need), "{out}");
     assert!(!ok(&n, &["pbr", "ls"]).contains("10.9.0.1 →"), "no path was created");
 

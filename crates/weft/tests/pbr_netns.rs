@@ -461,7 +461,10 @@ fn tcp_at_the_default_mss_crosses_explicit_paths_plain_and_encrypted() {
 
     // Before R3: labelled plaintext, iperf3's pattern visible.
     let pattern = b"0123456789012345";
-    assert!(before.iter().any(|f| contains(f, pattern)), "R1→R4 carries the plaintext");
+    assert!(
+        before.iter().any(|f| contains(f, pattern)),
+        "R1→R4 carries the plaintext"
+    );
     assert!(!tshark_fields(&before_file, "tcp.dstport == 5201", &["frame.number"]).is_empty());
     // Between R3 and R8: ESP only — no TCP header, no byte of the pattern.
     assert!(!mid.iter().any(|f| contains(f, pattern)), "plaintext on R4→R7");
@@ -470,15 +473,28 @@ fn tcp_at_the_default_mss_crosses_explicit_paths_plain_and_encrypted() {
         "a TCP header in clear on R4→R7"
     );
     let esp = tshark_fields(&mid_file, "esp", &["esp.spi", "esp.sequence", "ip.src", "ip.dst"]);
-    assert!(esp.len() as u64 >= got / 1500, "{} ESP packets for {got} octets", esp.len());
-    assert!(esp.iter().all(|r| r[0] == esp[0][0] && r[2] == H1 && r[3] == H7), "one SA, h1 → h7");
+    assert!(
+        esp.len() as u64 >= got / 1500,
+        "{} ESP packets for {got} octets",
+        esp.len()
+    );
+    assert!(
+        esp.iter().all(|r| r[0] == esp[0][0] && r[2] == H1 && r[3] == H7),
+        "one SA, h1 → h7"
+    );
     let seqs: Vec<u64> = esp.iter().map(|r| r[1].parse().unwrap()).collect();
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "sequence numbers rise, none repeats");
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "sequence numbers rise, none repeats"
+    );
     // DECRYPT on R8 verified them all: nothing replayed or forged.
     let rec = net.weft("R8", &["instance", "report", "#1"]);
     let r: serde_json::Value = serde_json::from_str(&rec).unwrap();
     assert_eq!(r["class"], "decrypt", "{rec}");
-    assert!(r["element"]["decrypted"].as_u64().unwrap_or(0) >= seqs.len() as u64, "{rec}");
+    assert!(
+        r["element"]["decrypted"].as_u64().unwrap_or(0) >= seqs.len() as u64,
+        "{rec}"
+    );
     for k in ["auth_failed", "replayed", "too_old", "not_esp", "bad_spi"] {
         assert_eq!(r["element"][k], 0, "{k}: {rec}");
     }
