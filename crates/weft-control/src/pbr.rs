@@ -16,8 +16,10 @@
 //!   slots, the class being registered), `commit` (plugin instances created
 //!   and configured, then [`Node::add_steering`] at the first visit and
 //!   [`Node::add_label`] at the others, with [`LabelOut`] swap, tunnel or
-//!   pop), `release` (everything undone, idempotent) and `visit_status`
-//!   (label and instance counters).
+//!   pop, then [`Node::set_label_mtu`] with the next visit's PATH_MTU),
+//!   `visit_mtu` (the visit's limit, reported upstream: at the first visit
+//!   the path's MTU), `release` (everything undone, idempotent) and
+//!   `visit_status` (label, MTU and instance counters).
 //!
 //! PromethOS writes classes in upper case (`ENCRYPT`); a class resolves
 //! through [`PbrConfig::class_map`] first, then to a registered class of the

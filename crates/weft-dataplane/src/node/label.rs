@@ -366,7 +366,11 @@ impl Node {
         }
         let lse = u32::from_be_bytes([d[14], d[15], d[16], d[17]]);
         let (label, bottom, ttl) = (lse >> 12, (lse >> 8) & 1 == 1, lse as u8);
-        let Some((chain, out)) = self.labels.get(&label).map(|e| (e.chain.clone(), e.out.clone())) else {
+        let Some((chain, out, max_in)) = self
+            .labels
+            .get(&label)
+            .map(|e| (e.chain.clone(), e.out.clone(), e.max_in))
+        else {
             self.drop_pkt(DropReason::UnknownLabel, pkt);
             return;
         };
@@ -404,7 +408,7 @@ impl Node {
         }
         pkt.meta.in_port = in_port;
         pkt.meta.label = pack(label, ttl - 1);
-        if let Some(max) = self.labels.get(&label).and_then(|s| limit(s, &pkt)) {
+        if let Some(max) = limit(&max_in, &pkt) {
             self.too_big(pkt, max);
             return;
         }
@@ -426,13 +430,15 @@ impl Node {
     /// Before a first visit's chain: drop the packets of `batch` that are
     /// larger than the path takes, telling their sources (ICMP).
     pub(super) fn steering_mtu(&mut self, label: u32, batch: &mut Batch) {
-        let Some(st) = self.labels.get(&label) else { return };
-        if !batch.iter().any(|p| limit(st, p).is_some()) {
+        let Some(max_in) = self.labels.get(&label).map(|st| st.max_in) else {
+            return;
+        };
+        if !batch.iter().any(|p| limit(&max_in, p).is_some()) {
             return;
         }
         let mut keep = std::mem::take(&mut self.s_chain_keep);
         for p in batch.drain(..) {
-            match self.labels.get(&label).and_then(|st| limit(st, &p)) {
+            match limit(&max_in, &p) {
                 Some(max) => self.too_big(p, max),
                 None => keep.push(p),
             }
@@ -545,17 +551,17 @@ impl Node {
     }
 }
 
-/// The visit's limit for `pkt`, if `pkt` is over it: its IP length (from
-/// the header, so Ethernet padding does not count) against the limit of
-/// its family.
+/// A visit's limit for `pkt` (from [`LabelState::max_in`]), if `pkt` is
+/// over it: its IP length (from the header, so Ethernet padding does not
+/// count) against the limit of its family.
 #[inline]
-fn limit(st: &LabelState, pkt: &Packet) -> Option<usize> {
+fn limit(max_in: &[Option<u16>; 2], pkt: &Packet) -> Option<usize> {
     let (i, len) = match pkt.meta.flow.family {
         Family::V4 => (0, be16(pkt.data(), pkt.meta.l3 as usize + 2)?),
         Family::V6 => (1, 40 + be16(pkt.data(), pkt.meta.l3 as usize + 4)?),
         Family::None => return None,
     };
-    let max = usize::from(st.max_in[i]?);
+    let max = usize::from(max_in[i]?);
     (len > max).then_some(max)
 }
 
