@@ -622,6 +622,8 @@ fn filter_add(
     who: &Principal,
     signer: Option<String>,
 ) -> Result<FilterCreated, ApiError> {
+    crate::config::words::check_ports(req.proto.map(|p| p.0), req.sport.is_some() || req.dport.is_some())
+        .map_err(ApiError::bad)?;
     let hook = match &req.hook {
         Some(h) => h.parse::<Hook>().map_err(ApiError::bad)?,
         None => Hook::Prerouting,

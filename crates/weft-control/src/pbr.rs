@@ -16,8 +16,10 @@
 //!   slots, the class being registered), `commit` (plugin instances created
 //!   and configured, then [`Node::add_steering`] at the first visit and
 //!   [`Node::add_label`] at the others, with [`LabelOut`] swap, tunnel or
-//!   pop), `release` (everything undone, idempotent) and `visit_status`
-//!   (label and instance counters).
+//!   pop, then [`Node::set_label_mtu`] with the next visit's PATH_MTU),
+//!   `visit_mtu` (the visit's limit, reported upstream: at the first visit
+//!   the path's MTU), `release` (everything undone, idempotent) and
+//!   `visit_status` (label, MTU and instance counters).
 //!
 //! PromethOS writes classes in upper case (`ENCRYPT`); a class resolves
 //! through [`PbrConfig::class_map`] first, then to a registered class of the
@@ -202,6 +204,9 @@ pub struct PathView {
     pub out_label: Option<u32>,
     /// Plugins run at this visit.
     pub plugins: Vec<Plugin>,
+    /// The largest IP packet the visit takes in, the rest of the path
+    /// included: at the initiator, the path's MTU (`docs/pbr.md` §5).
+    pub mtu: Option<u16>,
     /// When the visit expires without a refresh (ms).
     pub expires_ms: Option<u64>,
     /// The last STATUS reply (initiator only), one record per visit.
@@ -240,6 +245,9 @@ impl Resources {
 struct Installed {
     label: u32,
     instances: Vec<InstanceId>,
+    /// The largest packet of the flow's family the visit takes in
+    /// ([`Node::set_label_mtu`]).
+    mtu: Option<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -661,12 +669,25 @@ impl Env for NodeEnv<'_> {
                 return Err(Refusal::new(Reason::InstallFailed, e.to_string()));
             }
         };
+        // What this visit takes in: its segment and plugins, and what the
+        // next visit said the rest of the path takes (COMMIT's PATH_MTU).
+        let v6 = req.flowspec.src.addr().is_ipv6();
+        let mtu = self
+            .node
+            .set_label_mtu(label, install.downstream_mtu.map(usize::from), v6)
+            .unwrap_or(None);
         let h = self.st.held.entry(key).or_default();
         h.installed = Some(Installed {
             label,
             instances: chain,
+            mtu,
         });
         Ok((!req.is_first()).then_some(label))
+    }
+
+    fn visit_mtu(&mut self, key: VisitKey) -> Option<u16> {
+        let m = self.st.held.get(&key)?.installed.as_ref()?.mtu?;
+        Some(m.min(u16::MAX as usize) as u16)
     }
 
     fn release(&mut self, key: VisitKey) {
@@ -708,6 +729,7 @@ impl Env for NodeEnv<'_> {
                 "out": describe_out(&l.out, self.node, l.steering.is_some()),
                 "packets": l.packets,
                 "bytes": l.bytes,
+                "mtu": i.mtu,
                 "instances": instances,
             }),
             None => serde_json::json!({ "label": i.label, "missing": true, "instances": instances }),
@@ -1196,6 +1218,7 @@ impl PbrNode {
             in_label: None,
             out_label: s.and_then(|s| s.out_label),
             plugins: i.req.plugins.iter().filter(|p| p.hop == 0).cloned().collect(),
+            mtu: s.and_then(|s| s.mtu),
             expires_ms: None,
             status,
             status_error,
@@ -1225,6 +1248,7 @@ impl PbrNode {
             in_label: s.in_label,
             out_label: s.out_label,
             plugins: s.plugins.clone(),
+            mtu: s.mtu,
             expires_ms: s.expires_ms,
             status: None,
             status_error: None,
@@ -1447,10 +1471,13 @@ mod tests {
                 &VisitInstall {
                     request: &r0,
                     out: OutLabel::Label(100),
+                    downstream_mtu: Some(1400),
                 },
             )
             .unwrap();
         assert_eq!(l, None);
+        // The rest of the path takes 1400; this segment 1500 − 4.
+        assert_eq!(env.visit_mtu(key(0)), Some(1400));
         // A middle visit through a loose segment: tunnel.
         let r1 = req(false, next("10.9.0.1", false, 1, "10.0.1.1"), 0, &[]);
         env.reserve(key(1), &r1).unwrap();
@@ -1460,10 +1487,13 @@ mod tests {
                 &VisitInstall {
                     request: &r1,
                     out: OutLabel::Label(200),
+                    downstream_mtu: None,
                 },
             )
             .unwrap()
             .unwrap();
+        // A loose segment: label, UDP and the outer IPv4 header.
+        assert_eq!(env.visit_mtu(key(1)), Some(1500 - 32));
         // The last: pop.
         let r2 = req(false, None, 0, &[]);
         env.reserve(key(2), &r2).unwrap();
@@ -1473,6 +1503,7 @@ mod tests {
                 &VisitInstall {
                     request: &r2,
                     out: OutLabel::Pop,
+                    downstream_mtu: None,
                 },
             )
             .unwrap()
@@ -1529,6 +1560,7 @@ mod tests {
                 &VisitInstall {
                     request: &r,
                     out: OutLabel::Pop,
+                    downstream_mtu: None,
                 },
             )
             .unwrap_err();

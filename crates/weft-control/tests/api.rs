@@ -39,6 +39,23 @@ async fn api_round_trip() {
     let r: FilterCreated = c.post("/v1/filters", &req).await.unwrap();
     assert_eq!(r.instance.as_deref(), Some("#1"));
 
+    // Ports without their protocol are refused, as iptables refuses
+    // `--dport` without `-p`; so are ports of a protocol without any.
+    for (proto, want) in [(None, "need the protocol named"), (Some("icmp"), "tcp and udp only")] {
+        let req = FilterRequest {
+            proto: proto.map(|p| p.parse().unwrap()),
+            dport: Some("7000".parse().unwrap()),
+            ..Default::default()
+        };
+        match c.post::<_, FilterCreated>("/v1/filters", &req).await {
+            Err(ClientError::Api { status, message }) => {
+                assert_eq!(status.as_u16(), 400);
+                assert!(message.contains(want), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     // The control port takes {"request": …}, a JSON string, or raw text.
     for body in [&br#"{"request": "70000"}"#[..], br#""80000""#, b"90000"] {
         let b = c

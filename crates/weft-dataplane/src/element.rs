@@ -415,6 +415,16 @@ pub trait Element: Send + 'static {
         serde_json::Value::Null
     }
 
+    /// The largest IP packet (of family IPv6 when `ipv6`, else IPv4) this
+    /// element may be given so that what it passes on is at most `room`
+    /// octets of IP packet. Explicit paths use it to compute the MTU they
+    /// offer at their ingress (`docs/pbr.md` §5): an element that grows
+    /// packets (an encapsulation such as `encrypt`) must override it.
+    /// Default: `room` (the element never grows a packet).
+    fn mtu_before(&self, _ipv6: bool, room: usize) -> usize {
+        room
+    }
+
     /// Export state for a successor (replacement). `None`: nothing to carry.
     fn export_state(&mut self) -> Option<serde_json::Value> {
         None

@@ -1984,17 +1984,28 @@ impl Node {
         if iplen <= mtu {
             return None;
         }
-        let m = (mtu as u32).to_be_bytes();
-        if pkt.meta.flow.family == Family::V4 {
-            if df {
-                self.icmp_error(pkt, 3, 4, [0, 0, m[2], m[3]]);
-            }
-        } else {
-            self.icmp_error(pkt, 2, 0, m);
+        if df {
+            self.icmp_too_big(pkt, mtu);
         }
         // Fragmenting IPv4 without DF is not implemented: such packets are
         // counted here too.
         Some(DropReason::MtuExceeded)
+    }
+
+    /// ICMP "fragmentation needed" (v4, RFC 1191: only for packets with DF
+    /// set) or "packet too big" (v6, RFC 8201) with the MTU `mtu`.
+    fn icmp_too_big(&mut self, pkt: &Packet, mtu: usize) {
+        let m = (mtu.min(u16::MAX as usize) as u32).to_be_bytes();
+        match pkt.meta.flow.family {
+            Family::V4 => {
+                let df = pkt.data().get(pkt.meta.l3 as usize + 6).is_some_and(|f| f & 0x40 != 0);
+                if df {
+                    self.icmp_error(pkt, 3, 4, [0, 0, m[2], m[3]]);
+                }
+            }
+            Family::V6 => self.icmp_error(pkt, 2, 0, m),
+            Family::None => {}
+        }
     }
 
     /// Neighbour lookup, then queue on the port or hold for resolution.
@@ -2516,6 +2527,7 @@ impl Node {
             std::mem::swap(batch, &mut keep);
             self.s_chain_keep = keep;
         }
+        self.steering_mtu(label, batch);
         self.run_chain(chain, batch);
         for p in batch.iter_mut() {
             p.meta.label = label;

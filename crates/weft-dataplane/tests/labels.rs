@@ -296,3 +296,191 @@ fn steering_leaves_the_nodes_own_packets_alone() {
     let (label, _, _) = unlabel(&tx(&mut n, 1)[0]);
     assert_eq!(label, 100, "transit traffic is steered");
 }
+
+/// Declares that it grows packets by `n` octets (as `encrypt` does): what a
+/// path's MTU must leave room for.
+struct Grows(usize);
+impl Element for Grows {
+    fn process(&mut self, _: &mut Ctx<'_>, _: &mut Packet) -> Verdict {
+        Verdict::Continue
+    }
+    fn mtu_before(&self, _ipv6: bool, room: usize) -> usize {
+        room.saturating_sub(self.0)
+    }
+}
+
+/// A UDP packet of `ip_len` octets of IP packet from 10.0.0.2, DF set
+/// (as a host doing path MTU discovery sends).
+fn big_df(ip_len: usize) -> Vec<u8> {
+    let mut f = build::udp4(
+        HA,
+        M0,
+        ip("10.0.0.2"),
+        ip("10.0.1.2"),
+        5000,
+        6060,
+        64,
+        &vec![0x42; ip_len - 28],
+    );
+    f[14 + 6] |= 0x40;
+    f[24..26].copy_from_slice(&[0, 0]);
+    let c = weft_packet::checksum::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+/// The ICMP errors the node sent out of port 0: (type, code, the 4 octets
+/// after the checksum, the quoted octets).
+fn icmp_out(n: &mut Node) -> Vec<(u8, u8, [u8; 4], Vec<u8>)> {
+    n.tick(2);
+    tx(n, 0)
+        .iter()
+        .filter_map(|f| {
+            let h = parse(f).ok()?;
+            match h.l4 {
+                L4::Icmp { off, typ, code } | L4::Icmpv6 { off, typ, code } => {
+                    let o = off as usize;
+                    Some((typ, code, f[o + 4..o + 8].try_into().ok()?, f[o + 8..].to_vec()))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn too_big_for_the_path_is_answered_with_the_paths_mtu() {
+    let mut n = router();
+    let out = LabelOut::Swap {
+        label: 100,
+        port: 1,
+        next_hop: IpAddr::V4(ip("10.0.1.2")),
+    };
+    let l = steer_6060(&mut n, vec![], out);
+    // The segment carries 1500 octets: the label takes 4.
+    assert_eq!(n.labels()[0].mtu4, Some(1496));
+    rx(&mut n, 0, &big_df(1496));
+    assert_eq!(tx(&mut n, 1).len(), 1, "1496 octets fit");
+    let sent = big_df(1500);
+    rx(&mut n, 0, &sent);
+    assert!(tx(&mut n, 1).is_empty(), "1500 + 4 does not");
+    assert_eq!(n.drop_count(weft_dataplane::DropReason::MtuExceeded), 1);
+    let icmp = icmp_out(&mut n);
+    assert_eq!(icmp.len(), 1, "one ICMP error: {icmp:?}");
+    let (typ, code, rest, quote) = &icmp[0];
+    assert_eq!((*typ, *code), (3, 4), "fragmentation needed");
+    assert_eq!(rest, &[0, 0, 0x05, 0xd8], "next-hop MTU 1496 (RFC 1191)");
+    assert_eq!(quote[..28], sent[14..42], "quotes the IP header and 8 octets of UDP");
+    assert_eq!(n.labels()[0].packets, 1, "the dropped packet did not take the visit");
+
+    // The rest of the path takes less (PBR's COMMIT says so), and a plugin
+    // here grows packets by 57: the ingress answers with what is left.
+    n.add_class(ElementClass::native("grows", ClassDoc::default(), |_| {
+        Ok(Box::new(Grows(57)))
+    }))
+    .unwrap();
+    let g = n.create_instance("grows", "").unwrap();
+    let fid = n.labels()[0].steering.unwrap();
+    n.bind(g, fid, None).unwrap();
+    assert_eq!(n.set_label_mtu(l, Some(1480), false).unwrap(), Some(1480 - 57));
+    assert_eq!(n.labels()[0].mtu6, Some(1480 - 57));
+    rx(&mut n, 0, &big_df(1424));
+    let icmp = icmp_out(&mut n);
+    assert_eq!(icmp[0].2, [0, 0, (1423u16 >> 8) as u8, 1423u16 as u8]);
+    rx(&mut n, 0, &big_df(1423));
+    assert_eq!(tx(&mut n, 1).len(), 1);
+
+    // Without DF the packet is dropped and counted, not answered.
+    let mut nodf = big_df(1500);
+    nodf[14 + 6] = 0;
+    nodf[24..26].copy_from_slice(&[0, 0]);
+    let c = weft_packet::checksum::checksum(&nodf[14..34]);
+    nodf[24..26].copy_from_slice(&c.to_be_bytes());
+    rx(&mut n, 0, &nodf);
+    assert!(icmp_out(&mut n).is_empty());
+    assert_eq!(n.drop_count(weft_dataplane::DropReason::MtuExceeded), 3);
+}
+
+#[test]
+fn transit_visits_answer_too_and_ipv6_gets_packet_too_big() {
+    let mut n = router();
+    n.add_address(0, "2001:db8::1/64".parse().unwrap()).unwrap();
+    n.add_neighbor(0, "2001:db8::2".parse().unwrap(), HA).unwrap();
+    let l = n
+        .add_label(
+            vec![],
+            LabelOut::Swap {
+                label: 200,
+                port: 1,
+                next_hop: IpAddr::V4(ip("10.0.1.2")),
+            },
+        )
+        .unwrap();
+    rx(&mut n, 0, &mpls(&big_df(1500), l, 10));
+    let icmp = icmp_out(&mut n);
+    assert_eq!((icmp[0].0, icmp[0].1, icmp[0].2), (3, 4, [0, 0, 0x05, 0xd8]));
+    // IPv6: type 2, the MTU in all four octets (RFC 4443 3.2).
+    let v6 = build::udp6(
+        HA,
+        M0,
+        "2001:db8::2".parse().unwrap(),
+        "2001:db8:9::2".parse().unwrap(),
+        5000,
+        6060,
+        64,
+        &[0x42; 1500 - 48],
+    );
+    rx(&mut n, 0, &mpls(&v6, l, 10));
+    let icmp = icmp_out(&mut n);
+    assert_eq!(icmp.len(), 1, "{:?}", n.drops());
+    assert_eq!((icmp[0].0, icmp[0].1, icmp[0].2), (2, 0, [0, 0, 0x05, 0xd8]));
+    assert_eq!(icmp[0].3[..48], v6[14..62]);
+}
+
+#[test]
+fn too_big_answers_go_through_the_icmp_rate_limit() {
+    let mut n = router();
+    steer_6060(
+        &mut n,
+        vec![],
+        LabelOut::Swap {
+            label: 100,
+            port: 1,
+            next_hop: IpAddr::V4(ip("10.0.1.2")),
+        },
+    );
+    let f = big_df(1500);
+    let mut b: Batch = (0..300).map(|_| Packet::from_bytes(&f)).collect();
+    n.receive(1, 0, &mut b);
+    assert_eq!(n.drop_count(weft_dataplane::DropReason::MtuExceeded), 300);
+    let sent = n.icmp_errors_sent();
+    assert!(
+        sent > 0 && sent < 300,
+        "{sent} ICMP errors for 300 packets at one instant"
+    );
+    assert_eq!(icmp_out(&mut n).len() as u64, sent);
+}
+
+#[test]
+fn tunnels_leave_room_for_udp_and_count_their_own_overflow() {
+    let mut n = router();
+    let l = n
+        .add_label(
+            vec![],
+            LabelOut::Tunnel {
+                label: 300,
+                to: IpAddr::V4(ip("10.0.1.2")),
+                src: IpAddr::V4(ip("10.0.1.1")),
+            },
+        )
+        .unwrap();
+    // 1500 − (4 + 8 + 20).
+    assert_eq!(n.labels()[0].mtu4, Some(1468));
+    rx(&mut n, 0, &mpls(&big_df(1468), l, 10));
+    assert_eq!(tx(&mut n, 1).len(), 1, "{:?}", n.drops());
+    rx(&mut n, 0, &mpls(&big_df(1469), l, 10));
+    assert!(tx(&mut n, 1).is_empty());
+    let icmp = icmp_out(&mut n);
+    assert_eq!(icmp.len(), 1);
+    assert_eq!(icmp[0].2, [0, 0, (1468u16 >> 8) as u8, 1468u16 as u8]);
+}

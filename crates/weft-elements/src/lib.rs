@@ -15,8 +15,8 @@
 //! | [`ratelimit`] | token bucket in bytes/s | `RATE [BURST]` \| `rate=RATE [burst=BURST]` |
 //! | [`netmonitor`] | NetServ's NetMonitor: packets per (src, dst, TTL) | `[max=N]` |
 //! | [`layerdrop`] | thins a layered UDP stream to a rate, top layer first | `RATE [offset=N] [window=MS]` |
-//! | [`encrypt`](crypto) | ChaCha20-Poly1305 over the UDP payload | `key=HEX64` |
-//! | [`decrypt`](crypto) | verifies and decrypts; drops what fails | `key=HEX64` |
+//! | [`encrypt`](crypto) | ESP tunnel mode (RFC 4303) with ChaCha20-Poly1305 (RFC 7634), any IP protocol | `key=HEX64 [spi=N] [esn=yes\|no] [src=ADDR dst=ADDR]` |
+//! | [`decrypt`](crypto) | verifies (ICV, anti-replay window) and decrypts; drops everything else | `key=HEX64 [spi=N] [esn=yes\|no]` |
 //!
 //! Conventions shared by all: unknown configuration keys are errors; counts
 //! are frame bytes (Ethernet header included); control `reset` zeroes an
@@ -36,6 +36,7 @@ use weft_dataplane::ElementClass;
 pub mod counter;
 pub mod crypto;
 pub mod discard;
+pub mod esp;
 pub mod filter;
 pub mod forward;
 pub mod layerdrop;

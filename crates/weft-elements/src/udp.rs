@@ -1,5 +1,4 @@
-//! Finding a UDP payload in a frame and fixing lengths and checksums after
-//! its size changed (used by `encrypt`, `decrypt` and `layerdrop`).
+//! Finding a UDP payload in a frame (used by `layerdrop`).
 //!
 //! Offsets come from the engine's [`weft_packet::Meta`] (`l3`, `l4`,
 //! `flow`); every one is checked against the bytes before use, so stale or
@@ -7,7 +6,6 @@
 //! metadata was never filled in (`l3 == 0`, e.g. driven outside a node) is
 //! parsed here.
 
-use weft_packet::checksum;
 use weft_packet::flow::Family;
 use weft_packet::{proto, view, Packet};
 
@@ -126,64 +124,6 @@ pub(crate) fn locate(pkt: &Packet) -> Located {
         Some(ulen) if ulen >= 8 && l4 + ulen == end => Located::Span(UdpSpan { v6, l3, l4, end }),
         _ => Located::Malformed,
     }
-}
-
-/// True when the datagram of `span` can grow by `grow` bytes without its IPv4
-/// total length or IPv6 payload length (and so its UDP length) passing
-/// 65535.
-pub(crate) fn can_grow(span: &UdpSpan, grow: usize) -> bool {
-    let ip_len = if span.v6 {
-        span.end - span.l3 - 40
-    } else {
-        span.end - span.l3
-    };
-    ip_len + grow <= u16::MAX as usize
-}
-
-/// After the datagram of `span` was resized so that it now ends at `end`
-/// (and the frame at `end` too): write the UDP length, the IP length, the
-/// IPv4 header checksum and the UDP checksum.
-///
-/// The UDP checksum is recomputed in full; an IPv4 datagram that was sent
-/// without one (`0`, RFC 768) keeps none, so decryption restores the original
-/// bytes exactly. The IPv6 pseudo-header uses the header's destination (a
-/// routing header's final destination is not looked for).
-pub(crate) fn fix_lengths(d: &mut [u8], span: &UdpSpan, end: usize) {
-    let UdpSpan { v6, l3, l4, .. } = *span;
-    let ulen = (end - l4) as u16;
-    d[l4 + 4..l4 + 6].copy_from_slice(&ulen.to_be_bytes());
-    let had_checksum = d[l4 + 6] != 0 || d[l4 + 7] != 0;
-    let pseudo = if v6 {
-        let plen = (end - l3 - 40) as u16;
-        d[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
-        let mut src = [0u8; 16];
-        src.copy_from_slice(&d[l3 + 8..l3 + 24]);
-        let mut dst = [0u8; 16];
-        dst.copy_from_slice(&d[l3 + 24..l3 + 40]);
-        checksum::pseudo_v6(src, dst, proto::UDP, ulen as u32)
-    } else {
-        let total = (end - l3) as u16;
-        d[l3 + 2..l3 + 4].copy_from_slice(&total.to_be_bytes());
-        let ihl = (d[l3] & 0x0f) as usize * 4;
-        d[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
-        let hc = checksum::checksum(&d[l3..l3 + ihl]);
-        d[l3 + 10..l3 + 12].copy_from_slice(&hc.to_be_bytes());
-        let mut src = [0u8; 4];
-        src.copy_from_slice(&d[l3 + 12..l3 + 16]);
-        let mut dst = [0u8; 4];
-        dst.copy_from_slice(&d[l3 + 16..l3 + 20]);
-        checksum::pseudo_v4(src, dst, proto::UDP, ulen)
-    };
-    if !v6 && !had_checksum {
-        return;
-    }
-    d[l4 + 6..l4 + 8].copy_from_slice(&[0, 0]);
-    let mut c = checksum::finish(checksum::sum(&d[l4..end], pseudo));
-    if c == 0 {
-        // RFC 768: a computed 0 is sent as all ones (0 means "none").
-        c = 0xffff;
-    }
-    d[l4 + 6..l4 + 8].copy_from_slice(&c.to_be_bytes());
 }
 
 #[cfg(test)]

@@ -201,6 +201,10 @@ fn figure_2_walk_encrypts_between_r3_and_r8() {
         "{:?}",
         emu.pbr_path("R1", id)
     );
+    // The path's MTU, learnt from the COMMITs: 1500-octet links less the
+    // label (1496), less ESP from R3 on (20 + 8 + 8 + 2 + ICV 16, aligned
+    // to 4): 1442. R1 answers larger packets with ICMP.
+    assert_eq!(emu.pbr_path("R1", id).unwrap().mtu, Some(1442));
     // R4 and R7 hold two visits each, told apart by label.
     assert_eq!(emu.node("R4").labels().len(), 2);
     assert_eq!(emu.node("R7").labels().len(), 2);

@@ -120,6 +120,9 @@ pub struct VisitInstall<'a> {
     pub request: &'a VisitRequest,
     /// Out label or pop.
     pub out: OutLabel,
+    /// The largest IP packet the next visit (and the path after it) takes,
+    /// from its COMMIT's PATH_MTU (none: not said, or the last visit).
+    pub downstream_mtu: Option<u16>,
 }
 
 /// The node, as the protocol sees it. The lead implements it over the real
@@ -149,6 +152,13 @@ pub trait Env {
     /// required at every other, in [`MIN_LABEL`]..=2^20 − 1, unique among
     /// the node's visits).
     fn commit(&mut self, key: VisitKey, install: &VisitInstall<'_>) -> Result<Option<u32>, Refusal>;
+    /// After a successful [`Env::commit`]: the largest IP packet visit `key`
+    /// takes in — its own segment and plugins, and
+    /// [`VisitInstall::downstream_mtu`] — sent upstream in COMMIT's
+    /// PATH_MTU; at the first visit, the path's MTU. Default: not known.
+    fn visit_mtu(&mut self, _key: VisitKey) -> Option<u16> {
+        None
+    }
     /// Undo reserve or commit, whichever happened. Idempotent.
     fn release(&mut self, key: VisitKey);
     /// Per-visit status for STATUS (plugin instances, counters) as JSON.
@@ -358,6 +368,9 @@ pub struct PathSummary {
     /// When the state expires without a refresh (virtual ms; none at the
     /// initiator once up).
     pub expires_ms: Option<u64>,
+    /// The largest IP packet the visit takes in, the rest of the path
+    /// included ([`Env::visit_mtu`]; at the initiator: the path's MTU).
+    pub mtu: Option<u16>,
 }
 
 /// Counters, each a reason something was counted. [`Counters::iter`]
@@ -495,6 +508,10 @@ struct Visit {
     expires: u64,
     /// A commit held until [`Env::ready`] (its out label).
     waiting: Option<OutLabel>,
+    /// PATH_MTU from the next visit's COMMIT.
+    down_mtu: Option<u16>,
+    /// This visit's, once committed ([`Env::visit_mtu`]).
+    mtu: Option<u16>,
 }
 
 #[derive(Clone, Debug)]
@@ -607,6 +624,7 @@ impl Agent {
                 next: v.req.next.map(|n| n.addr),
                 plugins: v.req.plugins.clone(),
                 expires_ms: (v.expires != u64::MAX).then_some(v.expires),
+                mtu: v.mtu,
             })
             .collect();
         v.sort_by_key(|s| s.key);
@@ -1010,11 +1028,12 @@ impl Agent {
                     );
                 }
             }
-            Body::Commit { path, hop, label } => {
+            Body::Commit { path, hop, label, mtu } => {
                 let Some(key) = self.upstream_visit(path, hop, src) else {
                     return;
                 };
-                if self.visits.get(&key).is_some_and(|v| v.phase == Phase::Reserved) {
+                if let Some(v) = self.visits.get_mut(&key).filter(|v| v.phase == Phase::Reserved) {
+                    v.down_mtu = mtu;
                     self.commit_visit(now, key, OutLabel::Label(label), env);
                 }
             }
@@ -1237,6 +1256,8 @@ impl Agent {
                 refresh_ms,
                 expires,
                 waiting: None,
+                down_mtu: None,
+                mtu: None,
             },
         );
         self.timers.insert((expires, Timer::Expire(key)));
@@ -1285,7 +1306,14 @@ impl Agent {
                 }
                 return;
             }
-            Ok(true) => env.commit(key, &VisitInstall { request: &v.req, out }),
+            Ok(true) => env.commit(
+                key,
+                &VisitInstall {
+                    request: &v.req,
+                    out,
+                    downstream_mtu: v.down_mtu,
+                },
+            ),
             Err(r) => Err(r),
         };
         let result = match result {
@@ -1311,8 +1339,10 @@ impl Agent {
             Ok(in_label) => {
                 self.counters.committed += 1;
                 let lifetime = self.lifetime(refresh_ms);
+                let mtu = env.visit_mtu(key);
                 let Some(v) = self.visits.get_mut(&key) else { return };
                 v.phase = Phase::Committed;
+                v.mtu = mtu;
                 v.in_label = in_label;
                 v.out_label = match out {
                     OutLabel::Label(l) => Some(l),
@@ -1343,6 +1373,7 @@ impl Agent {
                                 path: key.path,
                                 hop: key.hop,
                                 label,
+                                mtu,
                             },
                             Vec::new(),
                             OnFail::Commit(key),

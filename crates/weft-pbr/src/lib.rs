@@ -94,6 +94,7 @@ pub fn fuzz_message(data: &[u8]) {
             path,
             hop: 2,
             label: 100,
+            mtu: Some(1400),
         },
     );
     if let Ok(b) = commit.to_bytes() {

@@ -73,8 +73,10 @@ pub mod msg {
     pub const ACK: u8 = 9;
 }
 
-/// Object kinds. All assigned kinds have the top bit clear: a receiver that
-/// does not know one rejects the message.
+/// Object kinds. All kinds assigned by the first version have the top bit
+/// clear: a receiver that does not know one rejects the message. Later
+/// optional ones carry the "ignore" bits (`0b10…`), so a node that predates
+/// them ignores them.
 pub mod obj {
     /// Path id: number (32) + initiator address.
     pub const PATH_ID: u8 = 0x01;
@@ -100,6 +102,10 @@ pub mod obj {
     pub const ERROR: u8 = 0x0b;
     /// Status record: hop, address, JSON text.
     pub const STATUS_RECORD: u8 = 0x0c;
+    /// Path MTU (16): the largest IP packet the sending visit and the rest
+    /// of the path take. Optional in COMMIT; `0b10…`: ignored by a node
+    /// that does not know it.
+    pub const PATH_MTU: u8 = 0x8d;
 }
 
 /// Address family octet preceding every address (IANA address family
@@ -696,6 +702,9 @@ pub enum Body {
         hop: u8,
         /// LABEL allocated by the sender.
         label: u32,
+        /// PATH_MTU: the largest IP packet the sender takes in, the rest
+        /// of the path included (none: not known).
+        mtu: Option<u16>,
     },
     /// REFUSE: setup failed at `error.hop`.
     Refuse {
@@ -818,7 +827,12 @@ fn allowed(t: u8) -> &'static [(u8, bool, bool)] {
             (REFRESH, true, false),
             (AUTH, true, false),
         ],
-        msg::COMMIT => &[(PATH_ID, true, false), (HOP, true, false), (LABEL, true, false)],
+        msg::COMMIT => &[
+            (PATH_ID, true, false),
+            (HOP, true, false),
+            (LABEL, true, false),
+            (PATH_MTU, false, false),
+        ],
         msg::REFUSE | msg::PATH_DOWN => &[(PATH_ID, true, false), (HOP, true, false), (ERROR, true, false)],
         msg::RELEASE => &[(PATH_ID, true, false), (HOP, true, false), (SECRET, true, false)],
         msg::REFRESH => &[(PATH_ID, true, false), (HOP, true, false)],
@@ -846,6 +860,7 @@ struct Slots {
     auth: Option<[u8; HASH_LEN]>,
     secret: Option<[u8; SECRET_LEN]>,
     label: Option<u32>,
+    mtu: Option<u16>,
     error: Option<HopError>,
     records: Vec<StatusRecord>,
 }
@@ -1118,7 +1133,7 @@ impl Message {
         for o in (ObjIter { b, off: HEADER_LEN }) {
             let (at, kind, body) = o?;
             let Some(&(_, _, repeat)) = allow.iter().find(|a| a.0 == kind) else {
-                if (obj::PATH_ID..=obj::STATUS_RECORD).contains(&kind) {
+                if (obj::PATH_ID..=obj::STATUS_RECORD).contains(&kind) || kind == obj::PATH_MTU {
                     return Err(WireError::UnexpectedObject { kind, at });
                 }
                 match kind >> 6 {
@@ -1132,8 +1147,9 @@ impl Message {
                 unknown += 1;
                 continue;
             };
-            // Known kinds are < 32, so one bit each.
-            let bit = 1u32 << kind;
+            // Known kinds are < 32, or PATH_MTU (13 in its low five bits):
+            // one bit each.
+            let bit = 1u32 << (kind & 0x1f);
             if !repeat && seen & bit != 0 {
                 return Err(WireError::DuplicateObject { kind, at });
             }
@@ -1161,13 +1177,14 @@ impl Message {
                     }
                     s.label = Some(l)
                 }
+                obj::PATH_MTU => s.mtu = Some(u16::from_be_bytes(fixed::<2>(body, kind, at)?)),
                 obj::ERROR => s.error = Some(parse_error_obj(body, at)?),
                 obj::STATUS_RECORD => s.records.push(parse_record(body, at)?),
                 _ => return Err(WireError::UnknownObject { kind, at }),
             }
         }
         for &(kind, mandatory, _) in allow {
-            if mandatory && seen & (1u32 << kind) == 0 {
+            if mandatory && seen & (1u32 << (kind & 0x1f)) == 0 {
                 return Err(WireError::MissingObject { kind });
             }
         }
@@ -1198,6 +1215,7 @@ impl Message {
                 path: path?,
                 hop: hop?,
                 label: s.label.ok_or(missing(obj::LABEL))?,
+                mtu: s.mtu,
             },
             msg::REFUSE => Body::Refuse {
                 path: path?,
@@ -1295,10 +1313,13 @@ impl Message {
                 o.push((obj::REFRESH, c.refresh_ms.to_be_bytes().to_vec()));
                 o.push((obj::AUTH, c.auth.to_vec()));
             }
-            Body::Commit { path, hop, label } => {
+            Body::Commit { path, hop, label, mtu } => {
                 o.push(path_obj(path));
                 o.push(hop_obj(*hop));
                 o.push((obj::LABEL, label.to_be_bytes().to_vec()));
+                if let Some(m) = mtu {
+                    o.push((obj::PATH_MTU, m.to_be_bytes().to_vec()));
+                }
             }
             Body::Refuse { path, hop, error } | Body::PathDown { path, hop, error } => {
                 o.push(path_obj(path));
@@ -1529,6 +1550,7 @@ mod tests {
                 },
                 hop: 6,
                 label: 0x12345,
+                mtu: None,
             },
         );
         let b = c.to_bytes().unwrap();
@@ -1541,6 +1563,60 @@ mod tests {
         ];
         assert_eq!(b, want);
         assert_eq!(Message::parse(&b).unwrap(), c);
+
+        // With PATH_MTU 1442 (0x05a2).
+        let mut c = c;
+        if let Body::Commit { mtu, .. } = &mut c.body {
+            *mtu = Some(1442);
+        }
+        let b = c.to_bytes().unwrap();
+        let mut want = want.to_vec();
+        want[3] = 40;
+        want.extend_from_slice(&[0x8d, 0, 0, 6, 0x05, 0xa2]);
+        assert_eq!(b, want);
+        assert_eq!(Message::parse(&b).unwrap(), c);
+        // A node that predates PATH_MTU skips it: the kind's top bits say
+        // "ignore". Here: a COMMIT carrying another unknown `0b10…` object.
+        let mut b2 = want.clone();
+        b2[34] = 0xbd;
+        let (m, unknown) = Message::parse_counting(&b2).unwrap();
+        assert_eq!(unknown, 1);
+        assert!(matches!(m.body, Body::Commit { mtu: None, .. }));
+        // PATH_MTU twice, of the wrong length, or in another message.
+        let mut twice = want.clone();
+        twice.extend_from_slice(&[0x8d, 0, 0, 6, 0x05, 0xa2]);
+        twice[3] = 46;
+        assert!(matches!(
+            Message::parse(&twice),
+            Err(WireError::DuplicateObject { kind: 0x8d, .. })
+        ));
+        let mut long = want.clone();
+        long[37] = 7;
+        long.push(0);
+        long[3] = 41;
+        assert!(matches!(
+            Message::parse(&long),
+            Err(WireError::BadObjectLength { kind: 0x8d, .. })
+        ));
+        let mut refresh = Message::new(
+            1,
+            Body::Refresh {
+                path: PathId {
+                    initiator: v4("10.0.1.1"),
+                    number: 7,
+                },
+                hop: 1,
+            },
+        )
+        .to_bytes()
+        .unwrap();
+        refresh.extend_from_slice(&[0x8d, 0, 0, 6, 0x05, 0xa2]);
+        let n = refresh.len() as u16;
+        refresh[2..4].copy_from_slice(&n.to_be_bytes());
+        assert!(matches!(
+            Message::parse(&refresh),
+            Err(WireError::UnexpectedObject { kind: 0x8d, .. })
+        ));
     }
 
     #[test]
@@ -1650,6 +1726,7 @@ mod tests {
                 },
                 hop: 6,
                 label: 1,
+                mtu: None,
             },
         )
         .to_bytes()
@@ -1793,7 +1870,13 @@ mod tests {
     fn arb_body() -> impl Strategy<Value = Body> {
         prop_oneof![
             arb_create().prop_map(Body::Create),
-            (arb_path(), any::<u8>(), 0..=MAX_LABEL).prop_map(|(path, hop, label)| Body::Commit { path, hop, label }),
+            (
+                arb_path(),
+                any::<u8>(),
+                0..=MAX_LABEL,
+                proptest::option::of(any::<u16>())
+            )
+                .prop_map(|(path, hop, label, mtu)| Body::Commit { path, hop, label, mtu }),
             (arb_path(), any::<u8>(), arb_error()).prop_map(|(path, hop, error)| Body::Refuse { path, hop, error }),
             (arb_path(), any::<u8>(), arb_error()).prop_map(|(path, hop, error)| Body::PathDown { path, hop, error }),
             (arb_path(), any::<u8>(), any::<[u8; 16]>()).prop_map(|(path, hop, secret)| Body::Release {

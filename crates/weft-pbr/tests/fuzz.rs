@@ -54,6 +54,7 @@ fn seeds() -> Vec<Vec<u8>> {
             path,
             hop: 2,
             label: 17,
+            mtu: Some(1442),
         },
         Body::Refuse {
             path,

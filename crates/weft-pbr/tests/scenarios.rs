@@ -827,3 +827,48 @@ fn ten_thousand_paths_through_one_node() {
     assert_eq!(net.node("B").agent.visit_count(), N);
     assert_eq!(net.node("B").agent.counters().expired, 0);
 }
+
+/// Each visit tells the one before it, in COMMIT, the largest packet it and
+/// the rest of the path take: the initiator learns the path's MTU — the
+/// smallest link less the label, less what ENCRYPT adds after it. A node
+/// that says nothing (one that predates PATH_MTU) leaves the visits before
+/// it with their own segment's limit.
+#[test]
+fn commit_carries_the_path_mtu_upstream() {
+    let mut net = fig2();
+    for (n, mtu) in [("R1", 1500), ("R3", 1500), ("R4", 1500), ("R7", 1400), ("R8", 1500)] {
+        net.node_mut(n).env.link_mtu = Some(mtu);
+    }
+    let id = net
+        .create("R1", &FIG2_WALK, &[(2, "ENCRYPT"), (5, "DECRYPT")], 0, REFRESH_MS)
+        .unwrap();
+    assert!(net.run_until_event(5_000, is_up(id)).is_some());
+    let told = |n: &str, hop: u8| net.node(n).env.mtus[&VisitKey { path: id, hop }];
+    assert_eq!(told("R7", 6), (None, None), "the last visit pops: no limit of its own");
+    assert_eq!(told("R8", 5), (None, Some(1496)));
+    assert_eq!(told("R7", 4), (Some(1496), Some(1396)));
+    assert_eq!(told("R4", 3), (Some(1396), Some(1396)));
+    assert_eq!(told("R3", 2), (Some(1396), Some(1396 - 57)), "room for ENCRYPT");
+    assert_eq!(told("R4", 1), (Some(1339), Some(1339)));
+    assert_eq!(told("R1", 0), (Some(1339), Some(1339)));
+    let s = net.node("R1").agent.paths();
+    assert_eq!(
+        s.iter().find(|p| p.key.hop == 0).unwrap().mtu,
+        Some(1339),
+        "the path's MTU"
+    );
+
+    // R4 predates PATH_MTU: R1 knows only its own segment.
+    let mut net = fig2();
+    for n in ["R1", "R3", "R7", "R8"] {
+        net.node_mut(n).env.link_mtu = Some(1500);
+    }
+    net.node_mut("R7").env.link_mtu = Some(1400);
+    let id = net.create("R1", &FIG2_WALK, &[(2, "ENCRYPT")], 0, REFRESH_MS).unwrap();
+    assert!(net.run_until_event(5_000, is_up(id)).is_some());
+    assert_eq!(net.node("R3").env.mtus[&VisitKey { path: id, hop: 2 }].0, None);
+    assert_eq!(
+        net.node("R1").env.mtus[&VisitKey { path: id, hop: 0 }],
+        (None, Some(1496))
+    );
+}

@@ -28,7 +28,7 @@ pub struct AddArgs {
     /// Hook: prerouting, input, forward, output, postrouting.
     #[arg(long, default_value = "prerouting")]
     hook: Hook,
-    /// Protocol: udp, tcp, icmp, icmpv6 or a number.
+    /// Protocol: udp, tcp, icmp, icmpv6, esp or a number.
     #[arg(short = 'p', long = "proto")]
     proto: Option<Proto>,
     /// Source address or prefix.
@@ -37,10 +37,12 @@ pub struct AddArgs {
     /// Destination address or prefix.
     #[arg(short = 'd', long = "dst")]
     dst: Option<AddrOrPrefix>,
-    /// Source port or range (1000-2000).
+    /// Source port or range (1000-2000); needs -p tcp or -p udp (as
+    /// iptables).
     #[arg(long)]
     sport: Option<PortRange>,
-    /// Destination port or range.
+    /// Destination port or range; needs -p tcp or -p udp (as iptables:
+    /// ports are not guessed to be UDP).
     #[arg(long)]
     dport: Option<PortRange>,
     /// Receiving port name.
@@ -71,6 +73,8 @@ pub async fn run(cmd: FilterCmd, node: Option<PathBuf>) -> anyhow::Result<()> {
     let c = client(node)?;
     match cmd {
         FilterCmd::Add(a) => {
+            weft_control::config::words::check_ports(a.proto.map(|p| p.0), a.sport.is_some() || a.dport.is_some())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let req = FilterRequest {
                 hook: Some(a.hook.to_string()),
                 in_port: a.in_port,

@@ -2,8 +2,8 @@
 //! `docs/pbr.md`).
 //!
 //! ```text
-//! weft pbr plan --from R1 --to R7 --process ENCRYPT@R2,R3 --process DECRYPT@R6,R8
-//! weft pbr create R1:R4:R3:R4:R7:R8:R7 --dport 6060 --plugin R3:ENCRYPT:init --plugin R8:DECRYPT:init
+//! weft pbr plan --from R1 --to R7 --process ENCRYPT@R2,R3 --process DECRYPT@R6,R8 -- -p udp --dport 6060
+//! weft pbr create R1:R4:R3:R4:R7:R8:R7 -p udp --dport 6060 --plugin R3:ENCRYPT:key=$KEY --plugin R8:DECRYPT:key=$KEY
 //! weft pbr status ID | release ID | ls
 //! ```
 //!
@@ -29,7 +29,9 @@ use weft_pbr::{CreateRequest, FlowSpec, Hop, Plugin, PortRange, Stage};
 pub enum PbrCmd {
     /// Compute the minimum-cost walk through processing sites, in order
     /// (link costs plus per-node processing costs from the topology), and
-    /// print the `weft pbr create` line that sets it up.
+    /// print shell lines that set it up: `KEY=…` when ENCRYPT/DECRYPT need
+    /// a shared key, then the `weft pbr create` line (a `# …` comment says
+    /// what to fill in where the plan cannot know).
     Plan(PlanArgs),
     /// Set up an explicit path from the node you talk to (the first hop);
     /// prints the path id once every hop committed.
@@ -64,7 +66,8 @@ pub struct PlanArgs {
     /// runs CLASS).
     #[arg(long = "process", value_name = "CLASS@SITES")]
     process: Vec<String>,
-    /// Flow options passed on to the printed create line (e.g. `--dport 6060`).
+    /// Flow options passed on to the printed create line (e.g. `-- -p udp
+    /// --dport 6060`).
     #[arg(last = true)]
     rest: Vec<String>,
 }
@@ -83,13 +86,14 @@ pub struct CreateArgs {
     /// Destination prefix (or a host's name).
     #[arg(short = 'd', long = "dst")]
     dst: Option<String>,
-    /// Protocol: udp, tcp, icmp or a number.
+    /// Protocol: udp, tcp, icmp, icmpv6, esp or a number.
     #[arg(short = 'p', long = "proto")]
     proto: Option<String>,
-    /// Source port or range LO-HI.
+    /// Source port or range LO-HI; needs -p tcp or -p udp (as iptables).
     #[arg(long)]
     sport: Option<String>,
-    /// Destination port or range LO-HI.
+    /// Destination port or range LO-HI; needs -p tcp or -p udp (as
+    /// iptables: ports are not guessed to be UDP).
     #[arg(long)]
     dport: Option<String>,
     /// A plugin on a hop: HOP:CLASS[:CONFIG] (HOP a name, address or `#INDEX`
@@ -159,13 +163,9 @@ fn parse_ports(s: &str) -> Result<PortRange> {
 }
 
 fn parse_proto(s: &str) -> Result<u8> {
-    Ok(match s.to_ascii_lowercase().as_str() {
-        "udp" => 17,
-        "tcp" => 6,
-        "icmp" => 1,
-        "icmpv6" | "ipv6-icmp" => 58,
-        n => n.parse().with_context(|| format!("bad protocol {s:?}"))?,
-    })
+    s.parse::<weft_control::config::words::Proto>()
+        .map(|p| p.0)
+        .map_err(|e| anyhow!("{e}"))
 }
 
 /// `10M` → 10,000,000.
@@ -272,13 +272,9 @@ pub fn create_request(a: &CreateArgs) -> Result<CreateRequest> {
     if let Some(p) = &a.dport {
         fs.dport = parse_ports(p)?;
     }
-    fs.protocol = match &a.proto {
-        Some(p) => Some(parse_proto(p)?),
-        // Ports only mean something with a transport: UDP, as PromethOS'
-        // examples use.
-        None if a.sport.is_some() || a.dport.is_some() => Some(17),
-        None => None,
-    };
+    fs.protocol = a.proto.as_deref().map(parse_proto).transpose()?;
+    weft_control::config::words::check_ports(fs.protocol, a.sport.is_some() || a.dport.is_some())
+        .map_err(|e| anyhow!("{e}"))?;
     let hops = resolve_walk(emu.as_ref(), &names, &loose, v6)?;
     let mut plugins = Vec::new();
     for p in &a.plugins {
@@ -304,7 +300,40 @@ pub fn create_request(a: &CreateArgs) -> Result<CreateRequest> {
     })
 }
 
-fn plan(a: &PlanArgs) -> Result<()> {
+/// The shell line `plan` prints for a shared `encrypt`/`decrypt` key: 32
+/// random octets as 64 hex digits, with tools every Linux host has.
+pub const KEY_LINE: &str = "KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n')";
+
+/// What a `--plugin HOP:CLASS:CONFIG` of the printed create line should
+/// say for `class`, and a comment line when something needs saying: `init`
+/// (PromethOS' "the class's defaults": an empty configuration, or the
+/// node's `[pbr] default_config`) where that works, a shared `key=$KEY`
+/// for `encrypt`/`decrypt`, a `CONFIG` placeholder and the class's
+/// configuration words where a built-in class needs more.
+fn plugin_config(class: &str) -> (String, Option<String>) {
+    let lower = class.to_ascii_lowercase();
+    if lower == "encrypt" || lower == "decrypt" {
+        return ("key=$KEY".into(), None);
+    }
+    match weft_elements::classes().into_iter().find(|c| c.name == lower) {
+        Some(c) => match c.create(&weft_dataplane::Args::default()) {
+            Ok(_) => ("init".into(), None),
+            Err(_) => ("CONFIG".into(), Some(format!("# CONFIG for {class}: {}", c.doc.config))),
+        },
+        None => (
+            "init".into(),
+            Some(format!(
+                "# {class} is not built in: `init` gives the plugin an empty configuration \
+                 (or the node's [pbr] default_config); write its configuration instead if it needs one"
+            )),
+        ),
+    }
+}
+
+/// The lines `weft pbr plan` prints: the walk, then shell lines that set it
+/// up when pasted (a key first, when a stage needs one; comments where
+/// something must be filled in).
+pub fn plan_lines(a: &PlanArgs) -> Result<Vec<String>> {
     let t = load(&a.topology)?;
     let g = t.pbr_graph();
     let stages: Vec<Stage> = a
@@ -313,28 +342,59 @@ fn plan(a: &PlanArgs) -> Result<()> {
         .map(|s| Stage::parse(s).map_err(|e| anyhow!("--process {s:?}: {e}")))
         .collect::<Result<_>>()?;
     let w = weft_pbr::plan(&g, &a.from, &a.to, &stages).map_err(|e| anyhow!("{e}"))?;
-    println!("walk {} (cost {})", w.to_colon_string(), w.cost);
+    let mut lines = vec![format!("walk {} (cost {})", w.to_colon_string(), w.cost)];
+    let mut notes = Vec::new();
     let mut line = format!("weft pbr create {}", w.to_colon_string());
     for (s, &i) in stages.iter().zip(&w.processing) {
-        let class = s.class.clone().unwrap_or_else(|| "CLASS".into());
+        let (class, (config, note)) = match &s.class {
+            Some(c) => (c.clone(), plugin_config(c)),
+            None => (
+                "CLASS".to_string(),
+                ("init".to_string(), Some("# CLASS: the class to run there".to_string())),
+            ),
+        };
         // A node visited more than once is named by visit index.
         let name = &w.hops[i];
         let first = w.hops.iter().position(|h| h == name) == Some(i);
         let hop = if first { name.clone() } else { format!("#{i}") };
-        line.push_str(&format!(" --plugin {hop}:{class}:init"));
+        // A word starting with `#` is a shell comment: quote it (double
+        // quotes, so `$KEY` still expands).
+        let word = format!("{hop}:{class}:{config}");
+        if first {
+            line.push_str(&format!(" --plugin {word}"));
+        } else {
+            line.push_str(&format!(" --plugin \"{word}\""));
+        }
+        notes.extend(note);
     }
     for r in &a.rest {
         line.push(' ');
         line.push_str(r);
     }
-    println!("{line}");
+    if line.contains("$KEY") {
+        lines.push(format!(
+            "{KEY_LINE}   # one key for the encrypt/decrypt pair (64 hex digits)"
+        ));
+    }
+    lines.extend(notes);
+    lines.push(line);
+    Ok(lines)
+}
+
+fn plan(a: &PlanArgs) -> Result<()> {
+    for l in plan_lines(a)? {
+        println!("{l}");
+    }
     Ok(())
 }
 
 /// Print a path view (the API's JSON) as a table of visits.
 fn print_path(v: &serde_json::Value) {
     let s = |k: &str| v[k].as_str().map(str::to_string).unwrap_or_else(|| v[k].to_string());
-    println!("path {}  state {}", s("id"), s("state"));
+    match v["mtu"].as_u64() {
+        Some(m) => println!("path {}  state {}  mtu {m}", s("id"), s("state")),
+        None => println!("path {}  state {}", s("id"), s("state")),
+    }
     if let Some(e) = v.get("error").filter(|e| !e.is_null()) {
         match serde_json::from_value::<weft_pbr::HopError>(e.clone()) {
             Ok(e) => println!("  {e}"),
@@ -453,6 +513,8 @@ mod tests {
             "R1:R4:R3:R4:R7:R8:R7",
             "--topology",
             t.to_str().unwrap(),
+            "-p",
+            "udp",
             "--dport",
             "6060",
             "--plugin",
@@ -493,7 +555,19 @@ mod tests {
             ("R1:R9", vec![], "no node \"R9\""),
             ("R1", vec![], "at least two hops"),
             ("R1:R4", vec!["--plugin", "R5:X"], "not on the walk"),
-            ("R1:R4", vec!["--dport", "9-1"], "bad port range"),
+            ("R1:R4", vec!["-p", "udp", "--dport", "9-1"], "bad port range"),
+            // As iptables: no port without its protocol, and none for ICMP.
+            (
+                "R1:R4",
+                vec!["--dport", "6060"],
+                "need the protocol named: -p tcp or -p udp",
+            ),
+            ("R1:R4", vec!["--sport", "1-9"], "need the protocol named"),
+            (
+                "R1:R4",
+                vec!["-p", "icmp", "--dport", "1"],
+                "tcp and udp only, not icmp",
+            ),
         ] {
             let mut args = vec!["t", "create", walk, "--topology", t.to_str().unwrap()];
             args.extend(extra);
@@ -515,6 +589,112 @@ mod tests {
         let PbrCmd::Create(a) = c else { panic!() };
         let r = create_request(&a).unwrap();
         assert!(r.hops[1].loose && !r.hops[0].loose);
+    }
+
+    /// The argv a shell passes to `weft` for the last of `lines` (the
+    /// create line), after running the lines before it (`KEY=…`).
+    fn shell_argv(lines: &[String]) -> Vec<String> {
+        let mut script = String::new();
+        for l in &lines[1..lines.len() - 1] {
+            script.push_str(l);
+            script.push('\n');
+        }
+        let create = lines.last().unwrap().strip_prefix("weft ").unwrap();
+        script.push_str(&format!("set -- {create}\nprintf '%s\\n' \"$@\"\n"));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{script}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    fn plan_of(process: &[&str], rest: &[&str]) -> Vec<String> {
+        let t = fig2();
+        let mut args = vec![
+            "t",
+            "plan",
+            "--topology",
+            t.to_str().unwrap(),
+            "--from",
+            "R1",
+            "--to",
+            "R7",
+        ];
+        for p in process {
+            args.extend(["--process", p]);
+        }
+        if !rest.is_empty() {
+            args.push("--");
+            args.extend(rest);
+        }
+        let T { c } = T::parse_from(args);
+        let PbrCmd::Plan(a) = c else { panic!() };
+        plan_lines(&a).unwrap()
+    }
+
+    /// What `plan` prints, pasted into a shell, is a create line that
+    /// parses, resolves, and whose plugin configurations the classes
+    /// accept: no `init` for ENCRYPT/DECRYPT (which need a key), but one
+    /// shared `$KEY` made by the line before it.
+    #[test]
+    fn plan_prints_lines_that_work_when_pasted() {
+        let lines = plan_of(&["ENCRYPT@R2,R3", "DECRYPT@R6,R8"], &["-p", "udp", "--dport", "6060"]);
+        assert_eq!(lines[0], "walk R1:R4:R3:R4:R7:R8:R7 (cost 10)");
+        assert!(lines[1].starts_with(KEY_LINE), "{lines:?}");
+        assert_eq!(
+            lines[2],
+            "weft pbr create R1:R4:R3:R4:R7:R8:R7 --plugin R3:ENCRYPT:key=$KEY --plugin R8:DECRYPT:key=$KEY \
+             -p udp --dport 6060"
+        );
+        let mut argv = vec!["t".to_string()];
+        argv.extend(shell_argv(&lines).into_iter().skip(1));
+        argv.extend(["--topology".into(), fig2().to_str().unwrap().into()]);
+        let T { c } = T::parse_from(argv);
+        let PbrCmd::Create(a) = c else { panic!() };
+        let r = create_request(&a).unwrap();
+        assert_eq!(r.plugins.len(), 2);
+        let key = &r.plugins[0].config;
+        assert_eq!(key, &r.plugins[1].config, "one key for the pair");
+        let hex = key.strip_prefix("key=").unwrap();
+        assert!(hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
+        for p in &r.plugins {
+            let class = weft_elements::classes()
+                .into_iter()
+                .find(|c| c.name == p.class.to_ascii_lowercase())
+                .unwrap();
+            class.create(&weft_dataplane::Args::parse(&p.config)).unwrap();
+        }
+        // Two pastes, two keys.
+        assert_ne!(shell_argv(&lines), shell_argv(&lines));
+    }
+
+    /// A class that needs configuration the plan cannot know is marked
+    /// CONFIG with its configuration words; a revisited node's index is
+    /// quoted (a bare `#…` word is a shell comment); a class that takes no
+    /// configuration gets `init`.
+    #[test]
+    fn plan_says_what_to_fill_in() {
+        let lines = plan_of(&["RATELIMIT@R2,R3", "COUNTER@R6,R8", "counter@R7"], &[]);
+        let create = lines.last().unwrap();
+        assert!(create.contains("--plugin R3:RATELIMIT:CONFIG"), "{lines:?}");
+        assert!(create.contains("--plugin R8:COUNTER:init"), "{lines:?}");
+        assert!(create.contains("--plugin \"#6:counter:init\""), "{lines:?}");
+        assert!(
+            lines.iter().any(|l| l.starts_with("# CONFIG for RATELIMIT: RATE")),
+            "{lines:?}"
+        );
+        assert!(!lines.iter().any(|l| l.starts_with("KEY=")));
+        let argv = shell_argv(&lines);
+        assert!(argv.contains(&"#6:counter:init".to_string()), "{argv:?}");
+        let lines = plan_of(&["wnetmon@R2,R3"], &[]);
+        assert!(lines[1].starts_with("# wnetmon is not built in"), "{lines:?}");
+        assert!(lines[2].ends_with("--plugin R3:wnetmon:init"), "{lines:?}");
     }
 
     #[test]

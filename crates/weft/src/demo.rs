@@ -64,6 +64,16 @@ fn video_match() -> Match {
     }
 }
 
+/// ESP from h1: what r1's `encrypt` sends (the outer header keeps h1's
+/// address).
+fn esp_match() -> Match {
+    Match {
+        proto: Some(50),
+        src: Some("10.0.1.2/32".parse().expect("literal")),
+        ..Default::default()
+    }
+}
+
 fn filter(node: &mut Node, m: Match, plugin: (&str, &str)) -> Result<(InstanceId, weft_dataplane::FilterId)> {
     let spec = FilterSpec {
         hook: Some(Hook::Prerouting),
@@ -156,7 +166,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         "r2",
         "filter add --hook prerouting -p udp -s 10.0.1.2 --dport 6060 --plugin ratelimit --autoinstance --config 65536",
     );
-    let (rl, f_rl) = filter(emu.node_mut("r2"), video_match(), ("ratelimit", "65536"))?;
+    let (rl, _) = filter(emu.node_mut("r2"), video_match(), ("ratelimit", "65536"))?;
     println!("  {rl}");
     cmd("r2", "filter ls");
     for fi in emu.node("r2").filters() {
@@ -191,50 +201,52 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     say("  The base layers now arrive whole; the budget is spent on them instead of random packets.");
 
     // 6. Encrypt across the middle of the network.
-    say("\n6. Protect the flow between r1 and r3: encrypt on r1, decrypt on r3; r2 counts and watches.");
+    say(
+        "\n6. Protect the flow between r1 and r3: encrypt on r1, decrypt on r3 (ESP tunnel mode, ChaCha20-Poly1305). \
+         r2 now sees only ESP: its layer dropper's UDP filter no longer matches, so it counts and watches ESP instead.",
+    );
     cmd(
         "r1",
-        "filter add -p udp --dport 6060 --plugin encrypt --autoinstance --config key=…",
+        "filter add -p udp -s 10.0.1.2 --dport 6060 --plugin encrypt --autoinstance --config key=…",
     );
     let (enc, _) = filter(emu.node_mut("r1"), video_match(), ("encrypt", &format!("key={KEY}")))?;
     cmd(
         "r3",
-        "filter add -p udp --dport 6060 --plugin decrypt --autoinstance --config key=…",
+        "filter add -p esp -s 10.0.1.2 --plugin decrypt --autoinstance --config key=…",
     );
-    let (dec, _) = filter(emu.node_mut("r3"), video_match(), ("decrypt", &format!("key={KEY}")))?;
-    cmd("r2", &format!("fb replace '{rl}' counter --drop-state"));
-    emu.node_mut("r2").replace(rl, "counter", Some(""), false)?;
+    let (dec, _) = filter(emu.node_mut("r3"), esp_match(), ("decrypt", &format!("key={KEY}")))?;
+    cmd("r2", "filter add -p esp -s 10.0.1.2 --plugin counter --autoinstance");
+    let (count, f_esp) = filter(emu.node_mut("r2"), esp_match(), ("counter", ""))?;
+    println!("  {count}");
     cmd("r2", "fb new netmonitor");
     let nm = emu.node_mut("r2").create_instance("netmonitor", "")?;
     println!("  {nm}");
-    cmd("r2", &format!("fb bind '{nm}' {f_rl}"));
-    emu.node_mut("r2").bind(nm, f_rl, None)?;
+    cmd("r2", &format!("fb bind '{nm}' {f_esp}"));
+    emu.node_mut("r2").bind(nm, f_esp, None)?;
     emu.capture("r1-r2")?;
     let since = emu.now_ns();
     run_phase(
         &mut emu,
         &mut phases,
         "encrypted r1→r3",
-        &format!("counter{rl} -> netmonitor{nm}"),
+        &format!("counter{count} -> netmonitor{nm}"),
     );
     print_phase(&emu, phases.last());
+    let from_h1 = |f: &[u8]| f.len() > 34 && f[12..14] == [0x08, 0x00] && f[26..30] == [10, 0, 1, 2];
     let video_frames: Vec<&weft_emu::CapturedFrame> = emu
         .captured("r1-r2")
         .iter()
         // Frames already on the wire when the filters went in are skipped.
-        .filter(|c| {
-            c.time_ns >= since + 5_000_000
-                && c.dir == 0
-                && c.frame.len() > 42
-                && c.frame[36..38] == VIDEO_PORT.to_be_bytes()
-        })
+        .filter(|c| c.time_ns >= since + 5_000_000 && c.dir == 0 && from_h1(&c.frame))
         .collect();
+    let esp = video_frames.iter().filter(|c| c.frame[23] == 50).count();
     let plaintext = video_frames
         .iter()
         .filter(|c| c.frame.windows(4).any(|w| w == b"WEFT"))
         .count();
     println!(
-        "  capture on link r1-r2: {} video frames, {} with the plaintext marker \"WEFT\" (ciphertext only)",
+        "  capture on link r1-r2: {} frames from h1, {esp} of them ESP, {} with the plaintext marker \"WEFT\" \
+         (ciphertext only; tcpdump and Wireshark decode ESP)",
         video_frames.len(),
         plaintext
     );
@@ -282,14 +294,13 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     }
     println!("  drops on the routers by reason: {reasons:?}");
     println!(
-        "  (ttl-exceeded: the traceroute's probes; element: ratelimit/layerdrop decisions on r2, and on r3 the {} \
-         packets that were on the wire in plaintext when the encrypt/decrypt pair went in — they fail authentication, \
-         so nothing unauthenticated is delivered)",
-        emu.node("r3").report(dec)?["element"]["auth_failed"]
+        "  (ttl-exceeded: the traceroute's probes; element: ratelimit/layerdrop decisions on r2; r3 verified and \
+         decrypted {} ESP packets, each sequence number once — a replayed or altered one is dropped)",
+        emu.node("r3").report(dec)?["element"]["decrypted"]
     );
 
     say("\nREPORTS  (weft instance report '#N' on each router)");
-    for (node, id) in [("r1", enc), ("r2", rl), ("r2", nm), ("r3", dec)] {
+    for (node, id) in [("r1", enc), ("r2", rl), ("r2", count), ("r2", nm), ("r3", dec)] {
         let r = emu.node(node).report(id)?;
         let mut line = String::new();
         let _ = write!(line, "  {node} {}{id}: ", r["class"].as_str().unwrap_or("?"));
@@ -308,8 +319,10 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         }
         println!("{}", truncate(&line, 200));
     }
-    if plaintext != 0 || flow.out_of_order != 0 || flow.duplicates != 0 || lost != 0 {
-        bail!("the demo saw plaintext on the wire, or a packet reordered, duplicated or lost outside an element");
+    if plaintext != 0 || esp == 0 || flow.out_of_order != 0 || flow.duplicates != 0 || lost != 0 {
+        bail!(
+            "the demo saw plaintext (or no ESP) on the wire, or a packet reordered, duplicated or lost outside an element"
+        );
     }
     plugin::run(&mut emu, h2)?;
     datarouter::run()?;

@@ -174,26 +174,16 @@ fn encrypt_decrypt_pair_hides_udp_6060_on_the_middle_link() {
     require!("encrypt", "socat", "tcpdump", "nft");
     let net = Net::up(&line3(), "enc");
     let cfg = format!("key={KEY}");
-    let f = |node: &str, class: &str| {
-        net.weft(
-            node,
-            &[
-                "filter",
-                "add",
-                "-p",
-                "udp",
-                "--dport",
-                "6060",
-                "--plugin",
-                class,
-                "--autoinstance",
-                "--config",
-                &cfg,
-            ],
-        )
+    // r1 seals UDP 6060 into ESP (tunnel mode: the outer header keeps h1's
+    // and h2's addresses), r3 opens the ESP.
+    let f = |node: &str, class: &str, m: &[&str]| {
+        let mut args = vec!["filter", "add"];
+        args.extend_from_slice(m);
+        args.extend(["--plugin", class, "--autoinstance", "--config", &cfg]);
+        net.weft(node, &args)
     };
-    f("r1", "encrypt");
-    f("r3", "decrypt");
+    f("r1", "encrypt", &["-p", "udp", "--dport", "6060"]);
+    f("r3", "decrypt", &["-p", "esp"]);
     let tmp = TempDir::new("enc");
     let pcap = tmp.0.join("mid.pcap");
     let mut cap = net.spawn(
@@ -209,7 +199,7 @@ fn encrypt_decrypt_pair_hides_udp_6060_on_the_middle_link() {
             "-U",
             "-w",
             &pcap.display().to_string(),
-            "udp",
+            "udp or esp",
         ],
     );
     // Capturing once tcpdump says so.
@@ -280,6 +270,11 @@ fn encrypt_decrypt_pair_hides_udp_6060_on_the_middle_link() {
     assert!(has(b"WEFT-VISIBLE-PLAINTEXT"), "the capture saw the middle link");
     assert!(!has(b"WEFT-SECRET"), "plaintext of UDP 6060 on the middle link");
     assert!(!has(b"quick brown fox"), "plaintext of UDP 6060 on the middle link");
+    let esp = read_pcap(&captured)
+        .iter()
+        .filter(|f| f.len() > 34 && f[12..14] == [8, 0] && f[23] == 50)
+        .count();
+    assert_eq!(esp, 1, "the 6060 datagram crossed as ESP");
 }
 
 #[test]

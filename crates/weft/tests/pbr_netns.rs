@@ -4,16 +4,24 @@
 //! h1 and h7, real UDP from socat, captures with tcpdump.
 //!
 //! The figure-2 scenario end to end through the CLI: `weft pbr plan` finds
-//! the walk `R1:R4:R3:R4:R7:R8:R7`; `weft pbr create` sets it up with
-//! ENCRYPT on R3 and DECRYPT on R8 for UDP to port 6060; h7 receives exactly
-//! what h1 sent, while the links between R3 and R8 carry MPLS frames with
-//! ciphertext only; other traffic follows the FIB and never reaches R3;
-//! `weft pbr status` shows the seven visits and their counters; after
-//! `weft pbr release` port 6060 follows the FIB again, in plaintext.
+//! the walk `R1:R4:R3:R4:R7:R8:R7` and prints the shell lines that set it
+//! up — run as printed, they create it with ENCRYPT on R3 and DECRYPT on
+//! R8 for UDP to port 6060; h7 receives exactly what h1 sent, while the
+//! links between R3 and R8 carry MPLS frames with ESP only (tshark decodes
+//! it); other traffic follows the FIB and never reaches R3; `weft pbr
+//! status` shows the seven visits and their counters; after `weft pbr
+//! release` port 6060 follows the FIB again, in plaintext.
 //!
-//! Needs root, `ip netns`, socat, tcpdump, ping and nft; without them the
-//! test prints `SKIP:` and passes. The network is named after the test's
-//! run id and taken down on drop, even when an assertion fails.
+//! TCP at the default MSS (iperf3, real Linux stacks) crosses the walk: the
+//! ingress answers 1500-octet segments with ICMP "fragmentation needed" at
+//! the path's MTU (1496 plain, 1442 with ESP from R3 on), h1's kernel
+//! lowers its path MTU to it, and the data flows — in ESP between R3 and
+//! R8, where tshark finds no TCP and no byte of iperf3's repeating payload.
+//!
+//! Needs root, `ip netns`, socat, tcpdump, tshark, iperf3, ping and nft;
+//! without them the tests print `SKIP:` and pass. Each network is named
+//! after the test's run id and taken down on drop, even when an assertion
+//! fails.
 
 mod support;
 
@@ -21,6 +29,7 @@ use std::time::Duration;
 use support::*;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+const H1: &str = "10.0.1.2";
 const WALK: &str = "R1:R4:R3:R4:R7:R8:R7";
 const PORT: u16 = 6060;
 const OTHER_PORT: u16 = 7000;
@@ -91,6 +100,51 @@ fn udps(frames: &[Vec<u8>], dport: u16) -> Vec<Udp> {
         .collect()
 }
 
+/// An ESP packet found in a captured frame under an MPLS label stack.
+#[derive(Debug)]
+struct Esp {
+    src: [u8; 4],
+    dst: [u8; 4],
+    spi: u32,
+    seq: u32,
+    /// Octets from the SPI to the end of the ICV.
+    len: usize,
+}
+
+fn esp(f: &[u8]) -> Option<Esp> {
+    if f.get(12..14)? != [0x88, 0x47] {
+        return None;
+    }
+    let mut ip = 14;
+    loop {
+        let e = f.get(ip..ip + 4)?;
+        ip += 4;
+        if e[2] & 1 == 1 {
+            break;
+        }
+    }
+    let h = f.get(ip..ip + 20)?;
+    if h[0] >> 4 != 4 || h[9] != 50 {
+        return None;
+    }
+    let at = ip + (h[0] & 0x0f) as usize * 4;
+    let total = u16::from_be_bytes([h[2], h[3]]) as usize;
+    let e = f.get(at..at + 8)?;
+    Some(Esp {
+        src: h[12..16].try_into().ok()?,
+        dst: h[16..20].try_into().ok()?,
+        spi: u32::from_be_bytes(e[..4].try_into().ok()?),
+        seq: u32::from_be_bytes(e[4..8].try_into().ok()?),
+        len: total - (at - ip),
+    })
+}
+
+/// Octets of an ESP packet (RFC 4303 with RFC 7634's 8-octet IV and
+/// 16-octet ICV) carrying an inner packet of `inner` octets.
+fn esp_len(inner: usize) -> usize {
+    16 + ((inner + 2 + 3) & !3) + 16
+}
+
 /// Rows of a CLI table whose header starts with `first`, split on
 /// whitespace.
 fn rows(table: &str, first: &str) -> Vec<Vec<String>> {
@@ -105,7 +159,7 @@ fn rows(table: &str, first: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn figure_2_walk_encrypts_real_udp_between_r3_and_r8() {
-    require!("pbr_fig2", "ping", "socat", "tcpdump", "nft");
+    require!("pbr_fig2", "ping", "socat", "tcpdump", "tshark", "nft");
     let net = Net::up(&root_dir().join("topologies/promethos-fig2.toml"), "pbr");
     let tmp = TempDir::new("pbr");
 
@@ -123,6 +177,11 @@ fn figure_2_walk_encrypts_real_udp_between_r3_and_r8() {
             "ENCRYPT@R2,R3",
             "--process",
             "DECRYPT@R6,R8",
+            "--",
+            "-p",
+            "udp",
+            "--dport",
+            "6060",
         ],
     );
     let walk = plan
@@ -133,7 +192,7 @@ fn figure_2_walk_encrypts_real_udp_between_r3_and_r8() {
     assert_eq!(walk, WALK, "{plan}");
     assert!(
         plan.contains(&format!(
-            "weft pbr create {WALK} --plugin R3:ENCRYPT:init --plugin R8:DECRYPT:init"
+            "weft pbr create {WALK} --plugin R3:ENCRYPT:key=$KEY --plugin R8:DECRYPT:key=$KEY -p udp --dport 6060"
         )),
         "{plan}"
     );
@@ -141,15 +200,18 @@ fn figure_2_walk_encrypts_real_udp_between_r3_and_r8() {
     // ARP along the FIB path and at the hosts before timing anything.
     net.ok("h1", &["ping", "-c", "2", "-i", "0.2", "-W", "2", H7]);
 
-    // 2. Create from R1: the id is printed once the commit came back.
-    let enc = format!("R3:ENCRYPT:key={KEY}");
-    let dec = format!("R8:DECRYPT:key={KEY}");
-    let out = net.weft(
-        "R1",
-        &[
-            "pbr", "create", walk, "--dport", "6060", "--plugin", &enc, "--plugin", &dec,
-        ],
-    );
+    // 2. Create from R1 by running what the plan printed (a key first, then
+    // the create line): the id is printed once the commit came back.
+    let script: String = plan
+        .lines()
+        .skip_while(|l| !l.starts_with("walk "))
+        .skip(1)
+        .map(|l| match l.strip_prefix("weft ") {
+            Some(rest) => format!("{WEFT} {rest}\n"),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    let out = net.ok("R1", &["sh", "-c", &script]);
     let id = out
         .lines()
         .map(str::trim)
@@ -169,6 +231,7 @@ fn figure_2_walk_encrypts_real_udp_between_r3_and_r8() {
     let into_r3_from_r2 = NsCapture::start(&net, "R3", "toR2", d);
     let mid = NsCapture::start(&net, "R7", "toR4", d);
     let mid2 = NsCapture::start(&net, "R8", "toR7", d);
+    let mid_files = [mid.file(), mid2.file()];
     let sink = UdpSink::start(&net, "h7", PORT, d);
     let other_sink = UdpSink::start(&net, "h7", OTHER_PORT, d);
     std::thread::sleep(Duration::from_millis(700)); // socat bound
@@ -202,14 +265,25 @@ fn figure_2_walk_encrypts_real_udp_between_r3_and_r8() {
     let r = udps(&into_r3, PORT);
     assert_eq!(r.len(), 5, "R4→R3: {r:?}");
     assert!(r.iter().all(|u| u.mpls && contains(&u.payload, MARK)), "R4→R3: {r:?}");
-    // Between R3 and R8: labelled, ciphertext (nonce + tag: 28 bytes more).
-    for (link, frames) in [("R4→R7", &mid), ("R7→R8", &mid2)] {
-        let m = udps(frames, PORT);
-        assert_eq!(m.len(), 5, "{link}: {m:?}");
-        for (u, p) in m.iter().zip(&sent) {
-            assert!(u.mpls, "{link}: not labelled: {u:?}");
-            assert_eq!(u.payload.len(), p.len() + 28, "{link}: {u:?}");
+    // Between R3 and R8: labelled ESP (tunnel mode: the whole UDP packet
+    // inside), h1's and h7's addresses outside, sequence numbers 1 to 5 of
+    // one SA; no UDP 6060 visible. tshark reads the same.
+    for ((link, frames), file) in [("R4→R7", &mid), ("R7→R8", &mid2)].into_iter().zip(&mid_files) {
+        assert!(udps(frames, PORT).is_empty(), "{link}: UDP 6060 in clear");
+        let e: Vec<Esp> = frames.iter().filter_map(|f| esp(f)).collect();
+        assert_eq!(e.len(), 5, "{link}: {e:?}");
+        for ((x, p), seq) in e.iter().zip(&sent).zip(1..) {
+            assert_eq!((x.src, x.dst), ([10, 0, 1, 2], [10, 0, 7, 2]), "{link}: {x:?}");
+            assert_eq!(x.seq, seq, "{link}: {x:?}");
+            assert_eq!(x.spi, e[0].spi, "{link}: one SA");
+            assert_eq!(x.len, esp_len(20 + 8 + p.len()), "{link}: {x:?}");
         }
+        let decoded = tshark_fields(file, "esp", &["esp.spi", "esp.sequence", "ip.src", "ip.dst"]);
+        let want: Vec<Vec<String>> = (1..=5)
+            .map(|s| vec![format!("{:#010x}", e[0].spi), s.to_string(), H1.into(), H7.into()])
+            .collect();
+        assert_eq!(decoded, want, "{link}: tshark's reading");
+        assert!(tshark_fields(file, "udp.port == 6060", &["frame.number"]).is_empty());
         assert!(
             !frames.iter().any(|f| contains(f, MARK)),
             "{link}: plaintext of UDP 6060 on the wire"
@@ -249,6 +323,7 @@ fn figure_2_walk_encrypts_real_udp_between_r3_and_r8() {
         assert_eq!(v[2], "committed", "{st}");
         assert_eq!(v[5], "5", "visit {i} packets: {st}");
     }
+    assert!(st.contains(&format!("path {id}  state up  mtu 1442")), "{st}");
     assert!(visits[2][4].starts_with("encrypt"), "{st}");
     assert!(visits[5][4].starts_with("decrypt"), "{st}");
     let addrs: Vec<&str> = visits.iter().map(|v| v[1].as_str()).collect();
@@ -301,4 +376,126 @@ fn figure_2_walk_encrypts_real_udp_between_r3_and_r8() {
         "no labelled frames after release"
     );
     assert!(udps(&into_r3, PORT).is_empty(), "R3 is off the FIB path");
+}
+
+/// The path MTU h1's kernel holds for h7, if any (`ip route get`'s cache).
+fn cached_mtu(net: &Net) -> Option<u32> {
+    let r = net.ok("h1", &["ip", "route", "get", H7]);
+    r.split_whitespace()
+        .skip_while(|w| *w != "mtu")
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+}
+
+/// iperf3 TCP from h1 to h7 on `port` (default MSS, iperf3's repeating
+/// payload "0123456789…"): the octets h7 received.
+fn iperf(net: &Net, port: u16) -> u64 {
+    let p = port.to_string();
+    let server = net.spawn("h7", &["iperf3", "-s", "-1", "-p", &p]);
+    std::thread::sleep(Duration::from_millis(500));
+    let out = net.ok(
+        "h1",
+        &["iperf3", "-c", H7, "-p", &p, "-t", "2", "-J", "--repeating-payload"],
+    );
+    let (done, text) = server.wait(Duration::from_secs(20));
+    assert!(done, "iperf3 server: {text}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    j["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0)
+}
+
+/// A value of R1's `weft metrics`.
+fn metric(net: &Net, node: &str, name: &str) -> u64 {
+    net.weft(node, &["metrics"])
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+#[test]
+fn tcp_at_the_default_mss_crosses_explicit_paths_plain_and_encrypted() {
+    require!("pbr_tcp", "ping", "iperf3", "tcpdump", "tshark", "nft");
+    let net = Net::up(&root_dir().join("topologies/promethos-fig2.toml"), "pbrtcp");
+    let tmp = TempDir::new("pbrtcp");
+    net.ok("h1", &["ping", "-c", "2", "-i", "0.2", "-W", "2", H7]);
+    assert_eq!(cached_mtu(&net), None, "h1 starts with the link's MTU");
+    let icmp_before = metric(&net, "R1", "weft_icmp_errors_sent_total");
+
+    // 1. A path without plugins: 1500-octet links less the 4-octet label.
+    let id = net.weft("R1", &["pbr", "create", WALK, "-p", "tcp", "--dport", "5202"]);
+    let id = id.trim();
+    let st = net.weft("R1", &["pbr", "status", id]);
+    assert!(st.contains("state up  mtu 1496"), "{st}");
+    let got = iperf(&net, 5202);
+    assert!(got > 0, "TCP moved no data through the path");
+    assert_eq!(cached_mtu(&net), Some(1496), "h1 learnt the path's MTU from R1's ICMP");
+    assert!(
+        metric(&net, "R1", "weft_icmp_errors_sent_total") > icmp_before,
+        "R1 sent fragmentation-needed"
+    );
+
+    // 2. The same walk for port 5201, with ESP between R3 and R8: the path
+    // takes 54 octets less (IPv4 outer header, SPI, sequence number, IV,
+    // trailer, ICV; aligned).
+    let enc = format!("R3:ENCRYPT:key={KEY}");
+    let dec = format!("R8:DECRYPT:key={KEY}");
+    let id = net.weft(
+        "R1",
+        &[
+            "pbr", "create", WALK, "-p", "tcp", "--dport", "5201", "--plugin", &enc, "--plugin", &dec,
+        ],
+    );
+    let id = id.trim();
+    let st = net.weft("R1", &["pbr", "status", id]);
+    assert!(st.contains("state up  mtu 1442"), "{st}");
+    let d = &tmp.0;
+    let before = NsCapture::start(&net, "R4", "toR1", d);
+    let mid = NsCapture::start(&net, "R7", "toR4", d);
+    let (before_file, mid_file) = (before.file(), mid.file());
+    let got = iperf(&net, 5201);
+    std::thread::sleep(Duration::from_millis(500)); // tcpdump wrote them
+    let (before, mid) = (before.frames(), mid.frames());
+    assert!(got > 0, "TCP moved no data through the encrypted path");
+    assert_eq!(cached_mtu(&net), Some(1442));
+
+    // Before R3: labelled plaintext, iperf3's pattern visible.
+    let pattern = b"0123456789012345";
+    assert!(
+        before.iter().any(|f| contains(f, pattern)),
+        "R1→R4 carries the plaintext"
+    );
+    assert!(!tshark_fields(&before_file, "tcp.dstport == 5201", &["frame.number"]).is_empty());
+    // Between R3 and R8: ESP only — no TCP header, no byte of the pattern.
+    assert!(!mid.iter().any(|f| contains(f, pattern)), "plaintext on R4→R7");
+    assert!(
+        tshark_fields(&mid_file, "tcp", &["frame.number"]).is_empty(),
+        "a TCP header in clear on R4→R7"
+    );
+    let esp = tshark_fields(&mid_file, "esp", &["esp.spi", "esp.sequence", "ip.src", "ip.dst"]);
+    assert!(
+        esp.len() as u64 >= got / 1500,
+        "{} ESP packets for {got} octets",
+        esp.len()
+    );
+    assert!(
+        esp.iter().all(|r| r[0] == esp[0][0] && r[2] == H1 && r[3] == H7),
+        "one SA, h1 → h7"
+    );
+    let seqs: Vec<u64> = esp.iter().map(|r| r[1].parse().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "sequence numbers rise, none repeats"
+    );
+    // DECRYPT on R8 verified them all: nothing replayed or forged.
+    let rec = net.weft("R8", &["instance", "report", "#1"]);
+    let r: serde_json::Value = serde_json::from_str(&rec).unwrap();
+    assert_eq!(r["class"], "decrypt", "{rec}");
+    assert!(
+        r["element"]["decrypted"].as_u64().unwrap_or(0) >= seqs.len() as u64,
+        "{rec}"
+    );
+    for k in ["auth_failed", "replayed", "too_old", "not_esp", "bad_spi"] {
+        assert_eq!(r["element"][k], 0, "{k}: {rec}");
+    }
 }

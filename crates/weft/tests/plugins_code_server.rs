@@ -6,36 +6,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
-use support::{unsupported, Proc, TempDir, WEFT};
+use std::process::Output;
+use std::time::Duration;
+use support::{free_udp_ports, spawn_weft as spawn, start_node, unsupported, vxlan_port, weft_at, Proc, TempDir, WEFT};
 use weft_repo::{store, Manifest, SecretKey};
 
-/// Spawn `weft ARGS`; its first stdout line.
-fn spawn(args: &[&str]) -> (Proc, String) {
-    let mut child = Command::new(WEFT)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let p = Proc(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    (p, line)
-}
-
 fn run(socket: Option<&Path>, args: &[&str]) -> Output {
-    let mut c = Command::new(WEFT);
-    c.args(args).env_remove("RUST_LOG");
-    if let Some(s) = socket {
-        c.env("WEFT_SOCKET", s);
-    }
-    c.output().unwrap()
+    weft_at(socket, args)
 }
 
 #[track_caller]
@@ -447,36 +425,6 @@ fn a_plugin_configured_through_the_cli_receives_the_text_as_written() {
     assert!(ls.contains(written), "{ls}");
 }
 
-/// Two free UDP ports on loopback.
-fn free_udp_ports() -> (u16, u16) {
-    let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
-}
-
-/// `weft node run` on `config` (written to `dir/NAME.toml`); waits for its
-/// socket.
-fn start_node(dir: &Path, name: &str, config: &str) -> (Proc, PathBuf) {
-    let cfg = dir.join(format!("{name}.toml"));
-    std::fs::write(&cfg, config).unwrap();
-    let socket = dir.join(format!("{name}.sock"));
-    let (node, line) = spawn(&[
-        "node",
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--socket",
-        socket.to_str().unwrap(),
-    ]);
-    assert!(line.contains("serving on"), "{line}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "node {name} did not open its socket");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (node, socket)
-}
-
 /// An explicit path (`weft pbr create`) whose plugin the first hop lacks:
 /// that node's PBR daemon fetches it from the code server, through the same
 /// checks as `weft plugin load`, during the setup; a tampered one refuses
@@ -487,11 +435,7 @@ fn start_node(dir: &Path, name: &str, config: &str) -> (Proc, PathBuf) {
 fn explicit_path_fetches_its_plugin_from_the_code_server() {
     let s = setup("plugins-pbr");
     let (pa, pb) = free_udp_ports();
-    let link = |local: u16, remote: u16, mac: u8, addr: &str| {
-        format!(
-            "\n[[port]]\nname = \"l0\"\nkind = \"vxlan\"\nmac = \"02:00:00:00:09:{mac:02x}\"\nlocal = \"127.0.0.1:{local}\"\nremote = \"127.0.0.1:{remote}\"\nvni = 7077\naddrs = [\"{addr}\"]\n"
-        )
-    };
+    let link = |local: u16, remote: u16, mac: u8, addr: &str| vxlan_port("l0", local, remote, mac, addr);
     // Node a: the code server and trusted key of `setup`, its own cache.
     let a_cfg = s
         .config
@@ -512,6 +456,8 @@ fn explicit_path_fetches_its_plugin_from_the_code_server() {
                 "pbr",
                 "create",
                 "10.9.0.1:10.9.0.2",
+                "-p",
+                "udp",
                 "--dport",
                 dport,
                 "--plugin",

@@ -8,11 +8,13 @@
 //! * `GET /v1/pbr/paths` — paths initiated here and visits held here.
 //! * `GET /v1/pbr/paths/{id}[?status=true]` — one path; with `status` a
 //!   STATUS request walks the path first and the reply lists every visit
-//!   (waits up to 5 s for it).
+//!   (waits up to 5 s for it). A path that is released, refused or down
+//!   (kept for this: `history`), or a visit held here for another
+//!   initiator, is answered from what this node knows, with no walk.
 //! * `DELETE /v1/pbr/paths/{id}` — release (initiator only).
 
 use super::{body, ApiError, ApiResult};
-use crate::pbr::{PathView, PbrNode};
+use crate::pbr::{PathState, PathView, PbrNode};
 use crate::runner::{NoPbr, NodeHandle};
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, State};
@@ -64,6 +66,8 @@ pub struct PathCreated {
 
 pub(super) async fn create(State(h): State<NodeHandle>, b: Bytes) -> ApiResult<PathCreated> {
     let req: CreateRequest = body(&b)?;
+    let fs = &req.flowspec;
+    crate::config::words::check_ports(fs.protocol, !fs.sport.is_any() || !fs.dport.is_any()).map_err(ApiError::bad)?;
     let id = on_pbr(&h, move |n, p, now| p.create(n, now, req).map_err(pbr_error)).await?;
     Ok(Json(PathCreated { id: id.to_string() }))
 }
@@ -90,10 +94,21 @@ pub(super) async fn get(
     }
     let before = on_pbr(&h, move |n, p, now| {
         let v = p.path(id).ok_or_else(missing)?;
+        if v.role != "initiator" || !matches!(v.state, PathState::Up | PathState::Pending) {
+            // A finished path (kept for status: `history` in `[pbr]`) has
+            // nobody left to ask, and a visit held for another initiator is
+            // not this node's to walk: what is known here is the answer,
+            // with the last STATUS reply taken while the path was up.
+            return Ok(Err(v));
+        }
         p.request_status(n, now, id).map_err(pbr_error)?;
-        Ok(v.status_ms)
+        Ok(Ok(v.status_ms))
     })
     .await?;
+    let before = match before {
+        Ok(b) => b,
+        Err(v) => return Ok(Json(v)),
+    };
     // The reply walks the path and back: wait for a newer record set.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {

@@ -541,6 +541,8 @@ pub fn apply(cfg: &NodeConfig, node: &mut Node) -> Result<Applied, ConfigError> 
             })?;
             chain.push(*id);
         }
+        words::check_ports(fs.proto.map(|p| p.0), fs.sport.is_some() || fs.dport.is_some())
+            .map_err(|e| at(f.span(), &e))?;
         let auto = fs.autoinstance.as_ref().map(|a| *a.get_ref()).unwrap_or(false);
         let plugin = match (&fs.plugin, auto) {
             (Some(p), true) => Some(p),

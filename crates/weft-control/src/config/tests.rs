@@ -286,3 +286,19 @@ fn icmp_rate_and_burst() {
         "at most",
     );
 }
+
+#[test]
+fn ports_need_their_protocol() {
+    // As iptables refuses `--dport` without `-p`.
+    fails_at(
+        &format!("{HEAD}[[filter]]\ndport = 6060\nplugin = \"counter\"\nautoinstance = true\n"),
+        7,
+        "need the protocol named",
+    );
+    fails_at(
+        &format!("{HEAD}[[filter]]\nproto = \"icmp\"\nsport = \"1-9\"\n"),
+        7,
+        "tcp and udp only, not icmp",
+    );
+    build(&format!("{HEAD}[[filter]]\nproto = \"tcp\"\ndport = 6060\n")).unwrap();
+}

@@ -60,11 +60,18 @@ impl Display for MacAddr {
     }
 }
 
-/// An IP protocol: `udp`, `tcp`, `icmp`, `icmpv6` or a number 0–255.
+/// An IP protocol: `udp`, `tcp`, `icmp`, `icmpv6`, `esp` or a number 0–255.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Proto(pub u8);
 
-const PROTO_NAMES: [(&str, u8); 5] = [("icmp", 1), ("tcp", 6), ("udp", 17), ("icmpv6", 58), ("ipv6-icmp", 58)];
+const PROTO_NAMES: [(&str, u8); 6] = [
+    ("icmp", 1),
+    ("tcp", 6),
+    ("udp", 17),
+    ("esp", 50),
+    ("icmpv6", 58),
+    ("ipv6-icmp", 58),
+];
 
 impl Proto {
     /// The protocol's name, if it has one.
@@ -72,10 +79,32 @@ impl Proto {
         PROTO_NAMES.iter().find(|(_, n)| *n == self.0).map(|(s, _)| *s)
     }
 
-    /// True for protocols with port numbers (the `sport`/`dport` words make
-    /// sense only for these).
+    /// True for the protocols whose ports Weft matches: TCP and UDP (the
+    /// only transport headers the node reads ports from).
     pub fn has_ports(self) -> bool {
-        matches!(self.0, 6 | 17 | 132)
+        matches!(self.0, 6 | 17)
+    }
+}
+
+/// Ports in a filter or an explicit path's flow need their protocol named,
+/// TCP or UDP: iptables refuses `--dport` without `-p`, and Weft does the
+/// same rather than guess one (a port means nothing without its protocol).
+/// `Err` is the sentence every front end shows.
+pub fn check_ports(proto: Option<u8>, has_ports: bool) -> Result<(), String> {
+    if !has_ports {
+        return Ok(());
+    }
+    match proto {
+        Some(p) if Proto(p).has_ports() => Ok(()),
+        Some(p) => Err(format!(
+            "ports (sport/dport) are matched for tcp and udp only, not {}",
+            Proto(p)
+        )),
+        None => Err(
+            "ports (sport/dport) need the protocol named: -p tcp or -p udp (proto = \"tcp\" / \"udp\"), \
+             as iptables refuses --dport without -p"
+                .into(),
+        ),
     }
 }
 
@@ -86,9 +115,11 @@ impl FromStr for Proto {
         if let Some((_, n)) = PROTO_NAMES.iter().find(|(name, _)| *name == l) {
             return Ok(Proto(*n));
         }
-        l.parse::<u8>()
-            .map(Proto)
-            .map_err(|_| WordError(format!("bad protocol {s:?}: expected udp, tcp, icmp, icmpv6 or 0-255")))
+        l.parse::<u8>().map(Proto).map_err(|_| {
+            WordError(format!(
+                "bad protocol {s:?}: expected udp, tcp, icmp, icmpv6, esp or 0-255"
+            ))
+        })
     }
 }
 

@@ -27,6 +27,20 @@
 //!
 //! While in a visit's chain, `meta.label` holds the visit's label in its
 //! low 20 bits and the remaining label TTL in bits 20–27.
+//!
+//! **MTU.** Every visit knows the largest IP packet it takes in (per
+//! family): what its out segment carries — the out port's MTU less the
+//! label (swap), less label, UDP and the outer IP header (tunnel) —
+//! lowered to what the rest of the path takes ([`Node::set_label_mtu`]:
+//! PBR carries it upstream in COMMIT), then walked back through its chain
+//! ([`crate::Element::mtu_before`]: `encrypt` needs room for ESP). A
+//! packet over it is dropped (`mtu-exceeded`) *before* the chain, and its
+//! source is told the limit — ICMP "fragmentation needed" (IPv4 with DF)
+//! or "packet too big" (IPv6), through the node's ICMP rate limiter — so
+//! path MTU discovery works through explicit paths; at the ingress that is
+//! the whole path's MTU. A packet that still does not fit after its chain
+//! (an element grew it more than it declared) is dropped and counted only:
+//! its source address may not be the flow's any more.
 
 use super::{DropReason, FilterId, Node, NodeError, Pipeline, PortId};
 use crate::element::InstanceId;
@@ -34,7 +48,8 @@ use crate::fib::RouteKind;
 use serde::Serialize;
 use std::net::IpAddr;
 use std::sync::Arc;
-use weft_packet::{checksum, proto, Packet};
+use weft_packet::flow::Family;
+use weft_packet::{checksum, proto, Batch, Packet};
 
 /// Ethernet type of MPLS unicast (RFC 3032).
 pub const ETHERTYPE_MPLS: u16 = 0x8847;
@@ -91,6 +106,10 @@ pub struct LabelInfo {
     pub packets: u64,
     /// Their bytes.
     pub bytes: u64,
+    /// Largest IPv4 packet the visit takes in (none: no limit).
+    pub mtu4: Option<usize>,
+    /// Largest IPv6 packet the visit takes in (none: no limit).
+    pub mtu6: Option<usize>,
 }
 
 /// A visit.
@@ -101,6 +120,11 @@ pub(super) struct LabelState {
     pub(super) steering: Option<FilterId>,
     pub(super) packets: u64,
     pub(super) bytes: u64,
+    /// What the rest of the path takes after this visit's segment (from
+    /// [`Node::set_label_mtu`]; none: unknown or no limit).
+    pub(super) downstream: Option<usize>,
+    /// Largest IPv4 and IPv6 packet taken in (none: no limit).
+    pub(super) max_in: [Option<u16>; 2],
 }
 
 #[inline]
@@ -154,6 +178,7 @@ impl Node {
     pub fn add_label(&mut self, chain: Vec<InstanceId>, out: LabelOut) -> Result<u32, NodeError> {
         self.check_label_target(&chain, &out)?;
         let label = self.alloc_label()?;
+        let max_in = self.entry_limits(&chain, &out, None);
         self.labels.insert(
             label,
             LabelState {
@@ -162,6 +187,8 @@ impl Node {
                 steering: None,
                 packets: 0,
                 bytes: 0,
+                downstream: None,
+                max_in,
             },
         );
         // Labels are read by the data path directly: no new snapshot.
@@ -189,6 +216,7 @@ impl Node {
         if let Some(f) = self.filters.iter_mut().find(|f| f.id == fid) {
             f.steer = label;
         }
+        let max_in = self.entry_limits(&chain, &out, None);
         self.labels.insert(
             label,
             LabelState {
@@ -197,6 +225,8 @@ impl Node {
                 steering: Some(fid),
                 packets: 0,
                 bytes: 0,
+                downstream: None,
+                max_in,
             },
         );
         self.publish();
@@ -234,10 +264,82 @@ impl Node {
                 out: s.out.clone(),
                 packets: s.packets,
                 bytes: s.bytes,
+                mtu4: s.max_in[0].map(usize::from),
+                mtu6: s.max_in[1].map(usize::from),
             })
             .collect();
         v.sort_by_key(|l| l.label);
         v
+    }
+
+    /// Tell visit `label` the largest IP packet the rest of the path takes
+    /// after its segment (`None`: no limit known), and get back the largest
+    /// it takes in itself for packets of family IPv6 (`ipv6`) or IPv4:
+    /// the smaller of that and its own segment's room, through its chain.
+    /// PBR calls it at commit with what the next visit reported, and
+    /// reports the result upstream.
+    pub fn set_label_mtu(
+        &mut self,
+        label: u32,
+        downstream: Option<usize>,
+        ipv6: bool,
+    ) -> Result<Option<usize>, NodeError> {
+        let (chain, out) = {
+            let st = self.labels.get(&label).ok_or(NodeError::UnknownLabel(label))?;
+            (self.visit_chain(label, st), st.out.clone())
+        };
+        let max_in = self.entry_limits(&chain, &out, downstream);
+        let st = self.labels.get_mut(&label).ok_or(NodeError::UnknownLabel(label))?;
+        st.downstream = downstream;
+        st.max_in = max_in;
+        Ok(max_in[ipv6 as usize].map(usize::from))
+    }
+
+    /// The instances a visit runs: a first visit's are its filter's.
+    fn visit_chain(&self, label: u32, st: &LabelState) -> Vec<InstanceId> {
+        match st.steering {
+            Some(fid) => self
+                .filters
+                .iter()
+                .find(|f| f.id == fid && f.steer == label)
+                .map(|f| f.chain.clone())
+                .unwrap_or_default(),
+            None => st.chain.to_vec(),
+        }
+    }
+
+    /// Most octets of IP packet a visit's segment carries after its chain
+    /// (none: pop, the packet leaves the path; or no route yet).
+    fn segment_room(&mut self, out: &LabelOut) -> Option<usize> {
+        let (port, encap) = match *out {
+            LabelOut::Swap { port, .. } => (port, 4),
+            LabelOut::Tunnel { to, .. } => {
+                let (port, _, _) = self.lookup_route(to)?;
+                (port, 4 + 8 + if to.is_ipv4() { 20 } else { 40 })
+            }
+            LabelOut::Pop => return None,
+        };
+        self.ports
+            .get(port as usize)
+            .map(|p| (p.cfg.mtu as usize).saturating_sub(encap))
+    }
+
+    /// The largest IPv4 and IPv6 packet a visit takes in.
+    fn entry_limits(&mut self, chain: &[InstanceId], out: &LabelOut, downstream: Option<usize>) -> [Option<u16>; 2] {
+        let room = match (self.segment_room(out), downstream) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => match a.or(b) {
+                Some(r) => r,
+                None => return [None, None],
+            },
+        };
+        [false, true].map(|v6| {
+            let r = chain
+                .iter()
+                .rev()
+                .fold(room, |r, id| self.inst(*id).map_or(r, |i| i.element.mtu_before(v6, r)));
+            Some(r.min(u16::MAX as usize) as u16)
+        })
     }
 
     /// Whether a label entry uses instance `id`.
@@ -264,7 +366,11 @@ impl Node {
         }
         let lse = u32::from_be_bytes([d[14], d[15], d[16], d[17]]);
         let (label, bottom, ttl) = (lse >> 12, (lse >> 8) & 1 == 1, lse as u8);
-        let Some((chain, out)) = self.labels.get(&label).map(|e| (e.chain.clone(), e.out.clone())) else {
+        let Some((chain, out, max_in)) = self
+            .labels
+            .get(&label)
+            .map(|e| (e.chain.clone(), e.out.clone(), e.max_in))
+        else {
             self.drop_pkt(DropReason::UnknownLabel, pkt);
             return;
         };
@@ -302,6 +408,10 @@ impl Node {
         }
         pkt.meta.in_port = in_port;
         pkt.meta.label = pack(label, ttl - 1);
+        if let Some(max) = limit(&max_in, &pkt) {
+            self.too_big(pkt, max);
+            return;
+        }
         self.count_label(label, pkt.len());
         if !chain.is_empty() {
             let mut one = std::mem::take(&mut self.s_one);
@@ -315,6 +425,32 @@ impl Node {
             }
         }
         self.label_out(pl, &out, pkt);
+    }
+
+    /// Before a first visit's chain: drop the packets of `batch` that are
+    /// larger than the path takes, telling their sources (ICMP).
+    pub(super) fn steering_mtu(&mut self, label: u32, batch: &mut Batch) {
+        let Some(max_in) = self.labels.get(&label).map(|st| st.max_in) else {
+            return;
+        };
+        if !batch.iter().any(|p| limit(&max_in, p).is_some()) {
+            return;
+        }
+        let mut keep = std::mem::take(&mut self.s_chain_keep);
+        for p in batch.drain(..) {
+            match limit(&max_in, &p) {
+                Some(max) => self.too_big(p, max),
+                None => keep.push(p),
+            }
+        }
+        std::mem::swap(batch, &mut keep);
+        self.s_chain_keep = keep;
+    }
+
+    /// Drop a packet too big for a visit, telling its source the limit.
+    fn too_big(&mut self, pkt: Packet, max: usize) {
+        self.icmp_too_big(&pkt, max);
+        self.drop_pkt(DropReason::MtuExceeded, pkt);
     }
 
     /// A packet of a steered flow after PREROUTING (the first visit), or a
@@ -372,8 +508,16 @@ impl Node {
                 match self.route(pl, &mut pkt) {
                     Ok(RouteKind::Local) => self.drop_pkt(DropReason::Martian, pkt),
                     Ok(_) => {
-                        if let Some(r) = self.mtu_check(&pkt) {
-                            self.drop_pkt(r, pkt);
+                        // The outer packet is the node's own: a too-big one
+                        // is counted, not answered (the visit's entry check
+                        // told the flow's source).
+                        let mtu = pkt
+                            .meta
+                            .out_port
+                            .and_then(|p| self.ports.get(p as usize))
+                            .map_or(0, |p| p.cfg.mtu as usize);
+                        if pkt.len() - pkt.meta.l3 as usize > mtu {
+                            self.drop_pkt(DropReason::MtuExceeded, pkt);
                         } else {
                             self.resolve_and_send(pkt);
                         }
@@ -405,6 +549,25 @@ impl Node {
         d[12..14].copy_from_slice(&ETHERTYPE_MPLS.to_be_bytes());
         self.label_in(pl, pkt);
     }
+}
+
+/// A visit's limit for `pkt` (from [`LabelState::max_in`]), if `pkt` is
+/// over it: its IP length (from the header, so Ethernet padding does not
+/// count) against the limit of its family.
+#[inline]
+fn limit(max_in: &[Option<u16>; 2], pkt: &Packet) -> Option<usize> {
+    let (i, len) = match pkt.meta.flow.family {
+        Family::V4 => (0, be16(pkt.data(), pkt.meta.l3 as usize + 2)?),
+        Family::V6 => (1, 40 + be16(pkt.data(), pkt.meta.l3 as usize + 4)?),
+        Family::None => return None,
+    };
+    let max = usize::from(max_in[i]?);
+    (len > max).then_some(max)
+}
+
+#[inline]
+fn be16(d: &[u8], at: usize) -> Option<usize> {
+    Some(u16::from_be_bytes([*d.get(at)?, *d.get(at + 1)?]) as usize)
 }
 
 /// Whether an IP packet addressed to the node is MPLS-in-UDP.

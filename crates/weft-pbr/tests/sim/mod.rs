@@ -51,6 +51,11 @@ pub struct SimEnv {
     pub fetching: HashSet<String>,
     /// Classes whose fetch failed, with the refusal to give.
     pub fetch_failed: BTreeMap<String, Refusal>,
+    /// The node's link MTU; `None`: the node reports no PATH_MTU (as one
+    /// that predates it).
+    pub link_mtu: Option<u16>,
+    /// What each commit was told by the next visit, and what it reported.
+    pub mtus: BTreeMap<VisitKey, (Option<u16>, Option<u16>)>,
 }
 
 impl SimEnv {
@@ -132,6 +137,15 @@ impl Env for SimEnv {
             self.next_label += 1;
             Some(self.next_label)
         };
+        // A label costs 4 octets on the segment; ENCRYPT grows packets by 57.
+        let own = self.link_mtu.filter(|_| !install.request.is_last()).map(|m| m - 4);
+        let room = match (own, install.downstream_mtu) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b).filter(|_| self.link_mtu.is_some()),
+        };
+        let grow = 57 * install.request.plugins.iter().filter(|p| p.class == "ENCRYPT").count() as u16;
+        self.mtus
+            .insert(key, (install.downstream_mtu, room.map(|r| r.saturating_sub(grow))));
         self.committed.insert(
             key,
             Installed {
@@ -143,6 +157,10 @@ impl Env for SimEnv {
             },
         );
         Ok(in_label)
+    }
+
+    fn visit_mtu(&mut self, key: VisitKey) -> Option<u16> {
+        self.mtus.get(&key).and_then(|m| m.1)
     }
 
     fn release(&mut self, key: VisitKey) {

@@ -82,7 +82,7 @@ pub(super) fn run() -> Result<()> {
     // Create.
     cmd(
         "R1",
-        &format!("pbr create {walk} -d h7 --dport {PORT} --plugin R3:ENCRYPT:key=… --plugin R8:DECRYPT:key=…"),
+        &format!("pbr create {walk} -d h7 -p udp --dport {PORT} --plugin R3:ENCRYPT:key=… --plugin R8:DECRYPT:key=…"),
     );
     let names: Vec<&str> = w.hops.iter().map(String::as_str).collect();
     let plugin = |hop: usize, class: &str| Plugin {

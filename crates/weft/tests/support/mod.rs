@@ -1,8 +1,9 @@
 //! Shared by the tests that run `weft` as child processes (`cli.rs`,
-//! `plugins_code_server.rs`) and the end-to-end tests with Linux hosts in
-//! network namespaces (`netns.rs`, `datarouter_netns.rs`): skipping when not
-//! root, `weft emu run --netns` networks and child processes that clean up
-//! on drop, temporary directories, waiting.
+//! `plugins_code_server.rs`, `pbr_cli.rs`) and the end-to-end tests with
+//! Linux hosts in network namespaces (`netns.rs`, `datarouter_netns.rs`):
+//! skipping when not root, `weft node run` processes and `weft emu run
+//! --netns` networks and child processes that clean up on drop, temporary
+//! directories, waiting.
 #![allow(dead_code, unused_imports, unused_macros)]
 
 use std::io::Write;
@@ -193,6 +194,72 @@ impl Drop for Proc {
     }
 }
 
+/// Spawn `weft ARGS` (logging warnings to stderr); the process and the
+/// first line it printed.
+pub fn spawn_weft(args: &[&str]) -> (Proc, String) {
+    let mut child = Command::new(WEFT)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let p = Proc(child);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+    (p, line)
+}
+
+/// Two free UDP ports on loopback.
+pub fn free_udp_ports() -> (u16, u16) {
+    let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
+}
+
+/// `weft node run` on `config` (written to `dir/NAME.toml`), killed on
+/// drop; waits for its API socket, which it returns.
+pub fn start_node(dir: &Path, name: &str, config: &str) -> (Proc, PathBuf) {
+    let cfg = dir.join(format!("{name}.toml"));
+    std::fs::write(&cfg, config).unwrap();
+    let socket = dir.join(format!("{name}.sock"));
+    let (node, line) = spawn_weft(&[
+        "node",
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--socket",
+        socket.to_str().unwrap(),
+    ]);
+    assert!(line.contains("serving on"), "{line}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "node {name} did not open its socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (node, socket)
+}
+
+/// A `[[port]]` of kind `vxlan` on loopback (UDP `local` → `remote`), for
+/// linking `weft node run` processes without root.
+pub fn vxlan_port(name: &str, local: u16, remote: u16, mac: u8, addr: &str) -> String {
+    format!(
+        "\n[[port]]\nname = \"{name}\"\nkind = \"vxlan\"\nmac = \"02:00:00:00:09:{mac:02x}\"\nlocal = \"127.0.0.1:{local}\"\nremote = \"127.0.0.1:{remote}\"\nvni = 7077\naddrs = [\"{addr}\"]\n"
+    )
+}
+
+/// Run `weft ARGS` against the node whose API socket is `socket` (none:
+/// commands that talk to no node).
+pub fn weft_at(socket: Option<&Path>, args: &[&str]) -> Output {
+    let mut c = Command::new(WEFT);
+    c.args(args).env_remove("RUST_LOG");
+    if let Some(s) = socket {
+        c.env("WEFT_SOCKET", s);
+    }
+    c.output().unwrap()
+}
+
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -285,6 +352,12 @@ impl NsCapture {
         NsCapture { proc, file }
     }
 
+    /// The pcap file being written (it stays after [`NsCapture::frames`],
+    /// for tshark).
+    pub fn file(&self) -> PathBuf {
+        self.file.clone()
+    }
+
     /// Stop tcpdump (SIGINT flushes the file) and read the frames.
     pub fn frames(self) -> Vec<Vec<u8>> {
         let _ = Command::new("kill")
@@ -325,6 +398,23 @@ pub fn read_pcap(b: &[u8]) -> Vec<Vec<u8>> {
         off = data + incl;
     }
     v
+}
+
+/// What tshark decodes in a pcap file: one row per frame matching the
+/// display filter `filter`, the `fields` in order (Wireshark's own
+/// dissectors: an independent reading of what is on the wire).
+pub fn tshark_fields(file: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut c = Command::new("tshark");
+    c.arg("-r").arg(file).args(["-Y", filter, "-T", "fields"]);
+    for f in fields {
+        c.args(["-e", f]);
+    }
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "tshark: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(String::from).collect())
+        .collect()
 }
 
 /// Send one UDP datagram with `data` as its payload from `net`'s member
