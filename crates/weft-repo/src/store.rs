@@ -197,7 +197,7 @@ mod tests {
         let k = SecretKey::from_seed([3; 32]);
         let e = publish(&dir, b"not wasm", "x", None, &k).unwrap_err();
         assert!(matches!(e, StoreError::Refused(..)), "{e}");
-        assert!(e.to_string().contains("malformed"), "{e}");
+        assert!(e.to_string().contains("not a WebAssembly module"), "{e}");
         assert!(matches!(
             publish(&dir, b"", "../x", None, &k),
             Err(StoreError::BadName(_))
