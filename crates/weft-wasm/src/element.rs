@@ -294,19 +294,32 @@ fn rd16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
 
+/// Which budget a call into a plugin runs under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Call {
+    /// `process`: a packet batch, on the data path.
+    Batch,
+    /// Instantiation, `weft_alloc`, `configure`, `control`, `report`: between
+    /// batches, at an operator's request.
+    Control,
+}
+
 fn rd32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 impl Inner {
-    fn arm_budget(&mut self) {
+    /// Arm the CPU budget of the next call: a packet batch's, or the larger
+    /// one of a control call ([`HostConfig::control_ticks`]).
+    fn arm_budget(&mut self, call: Call) {
         let cfg = &self.class.host.shared.config;
-        match cfg.budget {
+        match (cfg.budget, call) {
             // `set_fuel` only fails when fuel is not enabled, which the
             // budget kind rules out.
-            Budget::Fuel => drop(self.store.set_fuel(cfg.fuel)),
-            Budget::Epoch => self.store.set_epoch_deadline(cfg.epoch_ticks),
-            Budget::Unmetered => {}
+            (Budget::Fuel, _) => drop(self.store.set_fuel(cfg.fuel)),
+            (Budget::Epoch, Call::Batch) => self.store.set_epoch_deadline(cfg.epoch_ticks),
+            (Budget::Epoch, Call::Control) => self.store.set_epoch_deadline(cfg.control_ticks()),
+            (Budget::Unmetered, _) => {}
         }
         let st = self.store.data_mut();
         st.logs_left = MAX_LOGS_PER_CALL;
@@ -346,7 +359,7 @@ impl Inner {
             self.arena
         } else {
             let len = i32::try_from(msg.len()).map_err(|_| "message too large".to_string())?;
-            self.arm_budget();
+            self.arm_budget(Call::Control);
             let p = self
                 .funcs
                 .alloc
@@ -370,7 +383,7 @@ impl Inner {
         let at = self.put_message(msg)?;
         self.store.data_mut().reply.clear();
         self.store.data_mut().reply_truncated = false;
-        self.arm_budget();
+        self.arm_budget(Call::Control);
         match f.call(&mut self.store, (at as i32, msg.len() as i32)) {
             Ok(status) => Ok((status, std::mem::take(&mut self.store.data_mut().reply))),
             Err(e) => {
@@ -383,7 +396,7 @@ impl Inner {
     fn call_reply(&mut self, f: TypedFunc<(), i32>) -> Result<(i32, Vec<u8>), String> {
         self.store.data_mut().reply.clear();
         self.store.data_mut().reply_truncated = false;
-        self.arm_budget();
+        self.arm_budget(Call::Control);
         match f.call(&mut self.store, ()) {
             Ok(status) if self.store.data().reply_truncated => Err(format!(
                 "reply larger than {MAX_REPLY} bytes or out of bounds (status {status})"
@@ -454,7 +467,7 @@ impl Inner {
             }
         }
         self.store.data_mut().now_ns = cx.now_ns;
-        self.arm_budget();
+        self.arm_budget(Call::Batch);
         let r = self.funcs.process.call(&mut self.store, (arena as i32, n as i32));
         match r {
             Err(e) => {
@@ -556,7 +569,8 @@ impl WasmElement {
         store.limiter(|s| &mut s.limiter);
         match cfg.budget {
             Budget::Fuel => drop(store.set_fuel(cfg.fuel)),
-            Budget::Epoch => store.set_epoch_deadline(cfg.epoch_ticks),
+            // Instantiation runs the module's start code: a control call.
+            Budget::Epoch => store.set_epoch_deadline(cfg.control_ticks()),
             Budget::Unmetered => {}
         }
         let res = |what: &str, e: wasmtime::Error| ElementError::Resource(format!("{}: {what}: {e}", class.name));

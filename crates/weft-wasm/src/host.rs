@@ -39,13 +39,26 @@ pub struct HostConfig {
     pub fuel: u64,
     /// Epoch tick ([`Budget::Epoch`]).
     pub epoch_tick: Duration,
-    /// Ticks a call may run ([`Budget::Epoch`]): the deadline falls between
-    /// `ticks - 1` and `ticks` ticks after the call starts.
+    /// Ticks a packet batch may run ([`Budget::Epoch`]): the deadline falls
+    /// between `ticks - 1` and `ticks` ticks after the call starts.
     pub epoch_ticks: u64,
     /// Linear memory cap per instance, bytes.
     pub memory_cap: usize,
     /// Directory of the precompiled-module cache (None: no cache).
     pub cache_dir: Option<PathBuf>,
+}
+
+impl HostConfig {
+    /// Ticks a control call (instantiation, `configure`, `control`,
+    /// `report`, `weft_alloc`) may run: twenty times a batch's, at least
+    /// 100 ms. Control calls run between batches at an operator's request,
+    /// so a slow one delays packets once, not per packet; and on a loaded
+    /// machine the thread may be preempted for longer than a batch's few
+    /// milliseconds of wall clock, which must not fail a reconfiguration.
+    pub fn control_ticks(&self) -> u64 {
+        let per_tick = self.epoch_tick.as_micros().max(1) as u64;
+        (self.epoch_ticks * 20).max(100_000 / per_tick)
+    }
 }
 
 impl Default for HostConfig {
