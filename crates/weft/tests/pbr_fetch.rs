@@ -93,7 +93,12 @@ fn setup(tag: &str) -> Setup {
             repos: vec![server.url()],
             cache_dir: Some(dir.join("cache")),
         },
-        WasmHost::new(HostConfig::default()).unwrap(),
+        WasmHost::new(HostConfig {
+            // Wall clock: a preempted test thread is not a plugin over budget.
+            epoch_ticks: 200,
+            ..HostConfig::default()
+        })
+        .unwrap(),
     );
 
     let topo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../topologies/promethos-fig2.toml");

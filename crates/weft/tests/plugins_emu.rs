@@ -42,7 +42,12 @@ fn emulated_router_loads_a_signed_plugin_and_replaces_it_under_traffic_with_zero
             repos: vec![server.url()],
             cache_dir: Some(dir.join("cache")),
         },
-        WasmHost::new(HostConfig::default()).unwrap(),
+        WasmHost::new(HostConfig {
+            // Wall clock: a preempted test thread is not a plugin over budget.
+            epoch_ticks: 200,
+            ..HostConfig::default()
+        })
+        .unwrap(),
     );
 
     let mut emu = line3();
