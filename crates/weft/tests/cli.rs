@@ -310,9 +310,8 @@ fn check_names_the_line() {
     assert!(err.contains("\"missing\" is not defined"), "{err}");
 
     let o = Command::new(WEFT)
-        .args(["--node"])
+        .args(["filter", "ls", "--node"])
         .arg(dir.0.join("nobody.sock"))
-        .args(["filter", "ls"])
         .output()
         .unwrap();
     assert!(!o.status.success());
@@ -452,4 +451,72 @@ fn datarouter_settings_as_documented() {
         row.split_whitespace().nth(1) == Some("0") && row.ends_with("icmp"),
         "{ls}"
     );
+}
+
+/// `--node` belongs to the commands that talk to a node: their help shows
+/// it and they take it before or after their subcommand; the others
+/// neither show nor take it.
+#[test]
+fn node_option_only_where_a_node_is_talked_to() {
+    let help = |args: &[&str]| {
+        let o = Command::new(WEFT).args(args).arg("--help").output().unwrap();
+        assert!(o.status.success(), "{args:?} --help");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    for talks in [
+        &["filter", "ls"][..],
+        &["filter", "add"],
+        &["instance", "report"],
+        &["fb", "new"],
+        &["route", "add"],
+        &["metrics"],
+        &["plugin", "load"],
+        &["droute"],
+        &["pbr", "create"],
+        &["node", "show"],
+    ] {
+        assert!(help(talks).contains("--node <PATH|URL>"), "{talks:?} lacks --node");
+    }
+    for local in [
+        &[][..],
+        &["keygen"],
+        &["token"],
+        &["send"],
+        &["recv"],
+        &["bench"],
+        &["demo"],
+        &["emu", "run"],
+        &["emu", "exec"],
+        &["repo", "ls"],
+        &["repo", "serve"],
+        &["node", "run"],
+        &["node", "check"],
+    ] {
+        assert!(!help(local).contains("--node"), "{local:?} offers --node");
+    }
+    let dir = TempDir::new("nodeopt");
+    let o = Command::new(WEFT)
+        .args(["keygen", "--node", "x", "--out"])
+        .arg(dir.0.join("k"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("unexpected argument '--node'"));
+    assert!(!dir.0.join("k").exists());
+    // Before or after the subcommand, and `WEFT_SOCKET` as before.
+    let node = start_node(&dir.0);
+    let sock = node.socket.to_str().unwrap();
+    for args in [
+        &["route", "--node", sock, "ls"][..],
+        &["route", "ls", "--node", sock],
+        &["node", "show", "--node", sock],
+        &["metrics", "--node", sock],
+    ] {
+        let o = Command::new(WEFT)
+            .args(args)
+            .env_remove("WEFT_SOCKET")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    ok(&node, &["route", "ls"]);
 }
