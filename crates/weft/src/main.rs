@@ -157,7 +157,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The exit status when stdout's reader has gone (`weft fb ls | head`):
+/// 128 + SIGPIPE, what a shell reports for `seq 1000000 | head`'s `seq`.
+const BROKEN_PIPE_EXIT: u8 = 141;
+
+/// Rust ignores SIGPIPE, so printing to a pipe whose reader has gone fails
+/// with EPIPE, and `print!` panics on that. This makes such a failure end
+/// the program quietly with [`BROKEN_PIPE_EXIT`], as the tools `weft` is
+/// piped among end, wherever the printing happens. (Restoring SIGPIPE's
+/// default instead would also kill a node or a client that writes to a
+/// socket its peer closed.)
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let p = info.payload();
+        let msg = p
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| p.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if is_print_to_closed_pipe(msg) {
+            std::process::exit(BROKEN_PIPE_EXIT.into());
+        }
+        default(info)
+    }));
+}
+
+/// std's panic message for a failed `print!`/`eprint!` on EPIPE: "failed
+/// printing to stdout: Broken pipe (os error 32)".
+fn is_print_to_closed_pipe(msg: &str) -> bool {
+    const EPIPE: i32 = 32;
+    let epipe = std::io::Error::from_raw_os_error(EPIPE).to_string();
+    msg.starts_with("failed printing to std") && msg.ends_with(&epipe)
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     let default_level = if cli.command.runs_node() { "info" } else { "warn" };
     tracing_subscriber::fmt()

@@ -453,6 +453,38 @@ fn datarouter_settings_as_documented() {
     );
 }
 
+/// `weft … | head`: a reader that goes away early ends `weft` quietly with
+/// the status a shell reports for a program SIGPIPE ended (141), whether
+/// the output comes from a node (`fb ls`) or not (`emu run`, `demo`). The
+/// pipe's reading end is closed before `weft` starts, so its first write
+/// meets EPIPE.
+#[test]
+fn closed_stdout_ends_quietly() {
+    let dir = TempDir::new("pipe");
+    let node = start_node(&dir.0);
+    let topology = support::root_dir().join("topologies/line3.toml");
+    let runs: [(&str, Vec<&str>); 3] = [
+        ("fb ls", vec!["fb", "ls"]),
+        ("emu run", vec!["emu", "run", topology.to_str().unwrap()]),
+        ("demo", vec!["demo"]),
+    ];
+    for (what, args) in runs {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = Command::new(WEFT)
+            .args(&args)
+            .env("WEFT_SOCKET", &node.socket)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        assert_eq!(o.status.code(), Some(141), "{what}: {}: {err}", o.status);
+        assert!(err.trim().is_empty(), "{what}: quietly, not {err:?}");
+    }
+}
+
 /// `--node` belongs to the commands that talk to a node: their help shows
 /// it and they take it before or after their subcommand; the others
 /// neither show nor take it.
