@@ -69,7 +69,7 @@ enum Command {
         #[command(subcommand)]
         cmd: cli_fb::FbCmd,
     },
-    /// Routes, ip-route-style (add, ls, del).
+    /// Routes, ip-route-style (add, replace, ls, del).
     Route {
         #[command(flatten)]
         node: NodeArg,
@@ -244,6 +244,7 @@ mod tests {
         "fb unbind",
         "fb replace",
         "route add",
+        "route replace",
         "route ls",
         "route del",
         "metrics",

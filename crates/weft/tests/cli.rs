@@ -501,6 +501,7 @@ fn node_option_only_where_a_node_is_talked_to() {
         &["instance", "report"],
         &["fb", "new"],
         &["route", "add"],
+        &["route", "replace"],
         &["metrics"],
         &["plugin", "load"],
         &["droute"],
@@ -551,4 +552,42 @@ fn node_option_only_where_a_node_is_talked_to() {
         assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
     }
     ok(&node, &["route", "ls"]);
+}
+
+/// `route add` of a prefix that has a route is refused as `ip route add`
+/// refuses it ("File exists"), naming `route replace` and `route del`;
+/// `route replace` changes it (or adds a new one).
+#[test]
+fn route_add_refuses_an_existing_prefix() {
+    let dir = TempDir::new("routes");
+    let node = start_node(&dir.0);
+    ok(&node, &["route", "add", "192.0.2.0/24", "via", "10.0.0.254"]);
+    let err = fails(&node, &["route", "add", "192.0.2.0/24", "via", "10.0.1.254"]);
+    assert!(err.contains("a route for 192.0.2.0/24 exists"), "{err}");
+    assert!(
+        err.contains("weft route replace 192.0.2.0/24 via 10.0.1.254") && err.contains("weft route del 192.0.2.0/24"),
+        "{err}"
+    );
+    // The same route again, and a connected prefix, are refused too.
+    let err = fails(&node, &["route", "add", "192.0.2.0/24", "via", "10.0.0.254"]);
+    assert!(err.contains("exists"), "{err}");
+    let err = fails(&node, &["route", "add", "10.0.1.0/24", "via", "10.0.0.254"]);
+    assert!(err.contains("a route for 10.0.1.0/24 exists"), "{err}");
+    let routes = ok(&node, &["route", "ls"]);
+    assert!(
+        routes
+            .lines()
+            .any(|l| l == "192.0.2.0/24 via 10.0.0.254 dev eth0 proto static"),
+        "the first route stays:\n{routes}"
+    );
+    ok(&node, &["route", "replace", "192.0.2.0/24", "via", "10.0.1.254"]);
+    ok(&node, &["route", "replace", "198.51.100.0/24", "dev", "eth0"]);
+    let routes = ok(&node, &["route", "ls"]);
+    for want in [
+        "192.0.2.0/24 via 10.0.1.254 dev eth1 proto static",
+        "198.51.100.0/24 dev eth0 proto static",
+    ] {
+        assert!(routes.lines().any(|l| l == want), "{want:?} not in\n{routes}");
+    }
+    assert!(!routes.contains("10.0.0.254"), "{routes}");
 }
