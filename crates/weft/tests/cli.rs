@@ -591,3 +591,22 @@ fn route_add_refuses_an_existing_prefix() {
     }
     assert!(!routes.contains("10.0.0.254"), "{routes}");
 }
+
+/// `weft repo ls DIR` of a directory that is not there is an error, not an
+/// empty list.
+#[test]
+fn repo_ls_of_a_missing_directory_fails() {
+    let dir = TempDir::new("repols");
+    let missing = dir.0.join("nonexistent");
+    let o = Command::new(WEFT).args(["repo", "ls"]).arg(&missing).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("{}: no such directory", missing.display())),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+    // An empty repository lists nothing, successfully.
+    let o = Command::new(WEFT).args(["repo", "ls"]).arg(&dir.0).output().unwrap();
+    assert!(o.status.success() && o.stdout.is_empty());
+}
