@@ -610,3 +610,47 @@ fn repo_ls_of_a_missing_directory_fails() {
     let o = Command::new(WEFT).args(["repo", "ls"]).arg(&dir.0).output().unwrap();
     assert!(o.status.success() && o.stdout.is_empty());
 }
+
+/// The node's "configuration applied" line counts every instance the file
+/// made: one `[[instance]]` and one from an `autoinstance` filter are two.
+#[test]
+fn configuration_log_counts_every_instance() {
+    let dir = TempDir::new("instlog");
+    let cfg = dir.0.join("t1.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{CONFIG}
+[[instance]]
+name = \"c\"
+class = \"counter\"
+
+[[filter]]
+proto = \"udp\"
+chain = [\"c\"]
+
+[[filter]]
+proto = \"tcp\"
+plugin = \"counter\"
+autoinstance = true
+"
+        ),
+    )
+    .unwrap();
+    let mut node = support::Proc::spawn(
+        Command::new(WEFT)
+            .args(["node", "run", "--config"])
+            .arg(&cfg)
+            .arg("--socket")
+            .arg(dir.0.join("t1.sock"))
+            .env("RUST_LOG", "info"),
+    );
+    let mut err = BufReader::new(node.0.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("configuration applied") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "no configuration line");
+    }
+    assert!(line.contains(" instances=2 "), "{line}");
+    assert!(line.contains(" filters=2"), "{line}");
+}
