@@ -102,7 +102,7 @@ pub async fn run(cmd: EmuCmd) -> Result<()> {
         }
         EmuCmd::Exec { id, name, command } => {
             let st = crate::netns::find_run(id.as_deref())?;
-            let code = crate::netns::exec(&st, &name, &command)?;
+            let code = crate::netns::exec(&st, &name, &command).await?;
             std::process::exit(code);
         }
         EmuCmd::Down { id, all } => {
