@@ -14,7 +14,9 @@ use std::time::Duration;
 #[derive(Debug, clap::Subcommand)]
 pub enum EmuCmd {
     /// Run a topology's `[[traffic]]` (or a ping between every pair of hosts)
-    /// and print per-host, per-node and per-link results.
+    /// and print per-traffic, per-host, per-node and per-link results, each
+    /// table followed by what its columns count (packets or bytes, which
+    /// drops).
     Run {
         /// Topology file (see docs/topology.md; examples in topologies/).
         topology: PathBuf,
