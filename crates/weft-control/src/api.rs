@@ -23,7 +23,7 @@
 //! | POST | `/v1/classes` | [`ClassRequest`] → [`Done`] |
 //! | DELETE | `/v1/classes/{name}` | → [`Done`] |
 //! | GET | `/v1/routes` | → `[`[`RouteView`]`]` |
-//! | POST | `/v1/routes` | [`RouteRequest`] → [`Done`] |
+//! | POST | `/v1/routes` | [`RouteRequest`] → [`Done`] (409 if the prefix has a route, unless `replace`) |
 //! | DELETE | `/v1/routes` | [`RouteDelete`] → [`Done`] |
 //! | GET | `/v1/plugins` | → `[`[`PluginView`](crate::plugins::PluginView)`]` |
 //! | POST | `/v1/plugins` | [`PluginLoadRequest`](crate::plugins::PluginLoadRequest) → [`PluginLoaded`](crate::plugins::PluginLoaded) |
@@ -379,6 +379,11 @@ pub struct RouteRequest {
     /// Out port name.
     #[serde(default)]
     pub port: Option<String>,
+    /// Replace the route for the prefix if there is one (`ip route
+    /// replace`); without it a prefix that has a route is refused with 409,
+    /// as `ip route add` refuses ("File exists").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replace: bool,
 }
 
 /// `DELETE /v1/routes`.
@@ -450,6 +455,7 @@ impl From<NodeError> for ApiError {
             | NodeError::ClassInUse(..)
             | NodeError::InstanceInUse(..)
             | NodeError::PortExists(_)
+            | NodeError::RouteExists(_)
             | NodeError::AlreadyBound(..) => StatusCode::CONFLICT,
             _ => StatusCode::BAD_REQUEST,
         };
@@ -963,8 +969,13 @@ async fn routes_add(State(h): State<NodeHandle>, Extension(c): Extension<Caller>
             Some(p) => Some(n.port_id(p)?),
             None => None,
         };
-        n.add_route(prefix, req.via, port)?;
-        tracing::info!(node = n.name(), %prefix, via = ?req.via, "route added");
+        if req.replace {
+            n.replace_route(prefix, req.via, port)?;
+            tracing::info!(node = n.name(), %prefix, via = ?req.via, "route replaced");
+        } else {
+            n.add_route(prefix, req.via, port)?;
+            tracing::info!(node = n.name(), %prefix, via = ?req.via, "route added");
+        }
         Ok(())
     })
     .await?;

@@ -89,6 +89,14 @@ impl Fib {
         self.v6.get_lpm(&key).map(|(_, r)| r)
     }
 
+    /// The route for exactly `prefix` (host bits are cleared), if any.
+    pub fn get(&self, prefix: &IpNet) -> Option<&Route> {
+        match prefix.trunc() {
+            IpNet::V4(p) => self.v4.get(&p),
+            IpNet::V6(p) => self.v6.get(&p),
+        }
+    }
+
     /// Longest-prefix match for either family.
     pub fn lookup(&self, dst: IpAddr) -> Option<&Route> {
         match dst {

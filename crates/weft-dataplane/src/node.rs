@@ -457,6 +457,9 @@ pub enum NodeError {
     /// No such route.
     #[error("no route for {0}")]
     UnknownRoute(IpNet),
+    /// A route for that prefix exists already.
+    #[error("a route for {0} exists already")]
+    RouteExists(IpNet),
     /// A route's gateway is not reachable on-link.
     #[error("gateway {0} is not on a connected network")]
     GatewayNotOnLink(IpAddr),
@@ -867,9 +870,21 @@ impl Node {
 
     // ----- routes and neighbours -------------------------------------------
 
-    /// Add (or replace) a static route. A gateway must be on a connected
-    /// network; the port is then taken from that network when `port` is None.
+    /// Add a static route. A gateway must be on a connected network; the
+    /// port is then taken from that network when `port` is None. Refused
+    /// with [`NodeError::RouteExists`] when the table has a route for
+    /// exactly `prefix` (of any kind), as `ip route add` refuses ("File
+    /// exists"): [`Node::replace_route`] changes a route.
     pub fn add_route(&mut self, prefix: IpNet, via: Option<IpAddr>, port: Option<PortId>) -> Result<(), NodeError> {
+        if self.routes.get(&prefix).is_some() {
+            return Err(NodeError::RouteExists(prefix.trunc()));
+        }
+        self.replace_route(prefix, via, port)
+    }
+
+    /// Add a static route or replace the route for exactly `prefix`, as `ip
+    /// route replace` does; otherwise as [`Node::add_route`].
+    pub fn replace_route(&mut self, prefix: IpNet, via: Option<IpAddr>, port: Option<PortId>) -> Result<(), NodeError> {
         let port = match (via, port) {
             (_, Some(p)) if (p as usize) < self.ports.len() => p,
             (_, Some(p)) => return Err(NodeError::UnknownPort(p.to_string())),

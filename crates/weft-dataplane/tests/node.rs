@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use weft_dataplane::element::{ClassDoc, Ctx, Element, ElementClass, ElementError, Verdict};
-use weft_dataplane::{DropReason, FilterSpec, Hook, Match, Node, PortConfig};
+use weft_dataplane::{DropReason, FilterSpec, Hook, Match, Node, NodeError, PortConfig};
 use weft_packet::view::{parse, L3, L4};
 use weft_packet::{build, Batch, Packet};
 
@@ -337,6 +337,29 @@ fn neighbor_change_and_route_change_take_effect() {
     n.remove_route("10.0.1.2/32".parse().unwrap()).unwrap();
     rx(&mut n, 4, 0, &[udp_a_to_b(64, 7)]);
     assert_eq!(tx(&mut n, 1).len(), 1);
+}
+
+/// `add_route` refuses a prefix that has a route, static or connected, as
+/// `ip route add` does; `replace_route` changes it and forwarding follows.
+#[test]
+fn add_route_refuses_an_existing_prefix_replace_changes_it() {
+    let mut n = router();
+    let host_b: ipnet::IpNet = "10.0.1.2/32".parse().unwrap();
+    let gw = |s| Some(IpAddr::V4(ip(s)));
+    n.add_route(host_b, gw("10.0.0.9"), None).unwrap();
+    let e = n.add_route(host_b, gw("10.0.0.8"), None).unwrap_err();
+    assert!(matches!(e, NodeError::RouteExists(p) if p == host_b), "{e}");
+    let connected: ipnet::IpNet = "10.0.1.0/24".parse().unwrap();
+    let e = n.add_route(connected, gw("10.0.0.9"), None).unwrap_err();
+    assert!(matches!(e, NodeError::RouteExists(p) if p == connected), "{e}");
+    let via = |n: &Node| n.routes().into_iter().find(|r| r.prefix == host_b).and_then(|r| r.via);
+    assert_eq!(via(&n), gw("10.0.0.9"), "the refused add changed nothing");
+    n.replace_route(host_b, None, Some(1)).unwrap();
+    assert_eq!(via(&n), None);
+    // B is on port 1 again.
+    rx(&mut n, 0, 0, &[udp_a_to_b(64, 7)]);
+    resolve_b(&mut n);
+    assert_eq!(parse(&tx(&mut n, 1)[0]).unwrap().dst_mac, HB);
 }
 
 #[test]

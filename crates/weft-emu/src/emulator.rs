@@ -423,7 +423,7 @@ impl Emulator {
             {
                 continue;
             }
-            node.add_route(r.prefix, Some(r.via), Some(r.port))
+            node.replace_route(r.prefix, Some(r.via), Some(r.port))
                 .map_err(|e| EmuError::Node(self.node_names[r.node].clone(), e))?;
         }
         Ok(())

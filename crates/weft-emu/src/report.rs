@@ -24,6 +24,9 @@ pub struct TrafficResult {
     pub dst: IpAddr,
     /// `ping`, `udp` or `tcp`.
     pub kind: String,
+    /// What `sent`, `received` and `lost` count: `packets` (ping: echo
+    /// requests and replies; UDP: datagrams) or `bytes` (TCP).
+    pub unit: &'static str,
     /// Packets (ping, UDP) or bytes (TCP) sent.
     pub sent: u64,
     /// Packets (ping, UDP) or bytes (TCP) that arrived.
@@ -218,6 +221,7 @@ pub fn run_cli(path: &Path, duration: Duration, json: bool) -> Result<Report, Em
             to: t.to.clone(),
             dst,
             kind: String::new(),
+            unit: "packets",
             sent: 0,
             received: 0,
             lost: 0,
@@ -256,6 +260,7 @@ pub fn run_cli(path: &Path, duration: Duration, json: bool) -> Result<Report, Em
             }
             Started::Tcp(id) => {
                 r.kind = "tcp".into();
+                r.unit = "bytes";
                 if let Some(x) = from.transfer(crate::TransferId(id)) {
                     r.sent = x.queued;
                     r.ms = x.acked_ns.map(|a| (a - x.started_ns) as f64 / 1e6);
@@ -328,6 +333,23 @@ pub fn run_cli(path: &Path, duration: Duration, json: bool) -> Result<Report, Em
     })
 }
 
+/// Printed under the TRAFFIC table.
+pub const TRAFFIC_LEGEND: &str = "\
+SENT, RECEIVED, LOST count UNIT: ping echo requests and their replies, udp datagrams, tcp bytes.
+REORDER: udp datagrams that arrived after a later one. MS: mean round-trip time (ping),
+time until the last byte was acknowledged (tcp).";
+
+/// Printed under the HOSTS table.
+pub const HOSTS_LEGEND: &str = "\
+What each host received. LOST, REORDER: datagrams of udp flows to the host that never arrived,
+that arrived after a later one. TCP ERR: bytes unlike the test pattern. PONGS: echo replies.";
+
+/// Printed under the LINKS table.
+pub const LINKS_LEGEND: &str = "\
+PKTS count Ethernet frames, BYTES their bytes (headers included). Frames the link dropped,
+both directions together: LOSS by its `loss` rate, QUEUE as its transmit queue was full
+(`queue` frames), MTU as larger than its `mtu`.";
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.json {
@@ -343,16 +365,17 @@ impl fmt::Display for Report {
             writeln!(f, "\nTRAFFIC")?;
             writeln!(
                 f,
-                "{:<10} {:<24} {:<5} {:>10} {:>10} {:>8} {:>8} {:>10}",
-                "FROM", "TO", "KIND", "SENT", "RECEIVED", "LOST", "REORDER", "MS"
+                "{:<10} {:<24} {:<5} {:<7} {:>10} {:>10} {:>8} {:>8} {:>10}",
+                "FROM", "TO", "KIND", "UNIT", "SENT", "RECEIVED", "LOST", "REORDER", "MS"
             )?;
             for t in &self.traffic {
                 writeln!(
                     f,
-                    "{:<10} {:<24} {:<5} {:>10} {:>10} {:>8} {:>8} {:>10}",
+                    "{:<10} {:<24} {:<5} {:<7} {:>10} {:>10} {:>8} {:>8} {:>10}",
                     t.from,
                     format!("{} ({})", t.to, t.dst),
                     t.kind,
+                    t.unit,
                     t.sent,
                     t.received,
                     t.lost,
@@ -360,6 +383,7 @@ impl fmt::Display for Report {
                     t.ms.map(|m| format!("{m:.3}")).unwrap_or_else(|| "-".into())
                 )?;
             }
+            writeln!(f, "{TRAFFIC_LEGEND}")?;
         }
         writeln!(f, "\nHOSTS")?;
         writeln!(
@@ -381,6 +405,7 @@ impl fmt::Display for Report {
                 h.ping_replies
             )?;
         }
+        writeln!(f, "{HOSTS_LEGEND}")?;
         writeln!(f, "\nNODES")?;
         for n in &self.nodes {
             let drops: Vec<String> = n.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -426,6 +451,7 @@ impl fmt::Display for Report {
                 t.dropped_mtu
             )?;
         }
+        writeln!(f, "{LINKS_LEGEND}")?;
         Ok(())
     }
 }

@@ -40,3 +40,69 @@ fn fig2_pings_all_pairs_without_traffic() {
         "{r}"
     );
 }
+
+/// The text report says what its numbers count: the unit of each traffic
+/// row (tcp counts bytes, ping and udp packets), and under the tables what
+/// LOSS, QUEUE and MTU drops are.
+#[test]
+fn report_table_names_units_and_drop_reasons() {
+    let r = weft_emu::run_cli(&topo("line3.toml"), Duration::from_secs(3), false).unwrap();
+    let text = r.to_string();
+    let traffic: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "TRAFFIC")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let header: Vec<&str> = traffic[0].split_whitespace().collect();
+    let unit_col = header.iter().position(|h| *h == "UNIT").expect("a UNIT column");
+    let sent_col = header.iter().position(|h| *h == "SENT").unwrap();
+    for t in &r.traffic {
+        // FROM, "TO (ADDR)" (two words), KIND, UNIT, …: one column more
+        // in the rows than in the header after TO.
+        let row = traffic
+            .iter()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|w| w[0] == t.from && w[3] == t.kind)
+            .unwrap_or_else(|| panic!("no row for {} {}:\n{text}", t.from, t.kind));
+        let want = if t.kind == "tcp" { "bytes" } else { "packets" };
+        assert_eq!(row[unit_col + 1], want, "{text}");
+        assert_eq!(t.unit, want);
+        assert_eq!(row[sent_col + 1], t.sent.to_string(), "{text}");
+    }
+    assert!(text.contains(weft_emu::report::TRAFFIC_LEGEND), "{text}");
+    assert!(text.contains(weft_emu::report::HOSTS_LEGEND), "{text}");
+    let links = text.split("\nLINKS\n").nth(1).unwrap();
+    assert!(
+        links.ends_with(&format!("{}\n", weft_emu::report::LINKS_LEGEND)),
+        "{text}"
+    );
+    for (col, says) in [
+        ("LOSS", "`loss` rate"),
+        ("QUEUE", "queue was full"),
+        ("MTU", "larger than its `mtu`"),
+    ] {
+        assert!(links.lines().next().unwrap().contains(col), "{links}");
+        let legend = weft_emu::report::LINKS_LEGEND.replace('\n', " ");
+        let at = legend
+            .find(&format!("{col} "))
+            .unwrap_or_else(|| panic!("{col} unexplained"));
+        assert!(legend[at..].contains(says), "{col}: {says:?}");
+    }
+    let json: serde_json::Value = serde_json::from_str(
+        &weft_emu::run_cli(&topo("line3.toml"), Duration::from_secs(3), true)
+            .unwrap()
+            .to_string(),
+    )
+    .unwrap();
+    let units: Vec<(&str, &str)> = json["traffic"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["kind"].as_str().unwrap(), t["unit"].as_str().unwrap()))
+        .collect();
+    assert!(
+        units.contains(&("tcp", "bytes")) && units.contains(&("udp", "packets")),
+        "{units:?}"
+    );
+}

@@ -2,11 +2,26 @@
 //! client with the caller's credentials, and plain-text tables.
 
 use anyhow::{bail, Context};
+use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
 use weft_control::client::{Credentials, Endpoint};
 use weft_control::config::run_dir;
 use weft_control::Client;
+
+/// `--node`: on the commands that talk to a node, and only there (`weft
+/// keygen`, `send`, `bench`, `emu`, … never do). On a command with
+/// subcommands it is global to them, so `weft filter --node S ls` and `weft
+/// filter ls --node S` both work.
+#[derive(Debug, Clone, Args)]
+pub struct NodeArg {
+    /// The node to talk to: its API socket, or http://HOST:PORT (then
+    /// WEFT_TOKEN or WEFT_KEY proves who you are; docs/security.md).
+    /// Default: the one node socket in /run/weft (root) or
+    /// $XDG_RUNTIME_DIR/weft.
+    #[arg(long, global = true, env = "WEFT_SOCKET", value_name = "PATH|URL")]
+    pub node: Option<PathBuf>,
+}
 
 /// The client for `--node PATH|http://HOST:PORT` / `$WEFT_SOCKET`; without
 /// either, the one node whose socket is in the default directory

@@ -14,7 +14,9 @@ use std::time::Duration;
 #[derive(Debug, clap::Subcommand)]
 pub enum EmuCmd {
     /// Run a topology's `[[traffic]]` (or a ping between every pair of hosts)
-    /// and print per-host, per-node and per-link results.
+    /// and print per-traffic, per-host, per-node and per-link results, each
+    /// table followed by what its columns count (packets or bytes, which
+    /// drops).
     Run {
         /// Topology file (see docs/topology.md; examples in topologies/).
         topology: PathBuf,
@@ -102,7 +104,7 @@ pub async fn run(cmd: EmuCmd) -> Result<()> {
         }
         EmuCmd::Exec { id, name, command } => {
             let st = crate::netns::find_run(id.as_deref())?;
-            let code = crate::netns::exec(&st, &name, &command)?;
+            let code = crate::netns::exec(&st, &name, &command).await?;
             std::process::exit(code);
         }
         EmuCmd::Down { id, all } => {

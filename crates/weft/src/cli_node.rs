@@ -1,6 +1,6 @@
 //! `weft node run|check|show`.
 
-use crate::cli_client::{client, table};
+use crate::cli_client::{client, table, NodeArg};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -20,7 +20,7 @@ pub enum NodeCmd {
         config: PathBuf,
     },
     /// Show the node: ports, addresses, drop counters.
-    Show,
+    Show(NodeArg),
 }
 
 #[derive(Debug, Args)]
@@ -35,7 +35,7 @@ pub struct RunArgs {
     socket: Option<PathBuf>,
 }
 
-pub async fn run(cmd: NodeCmd, node: Option<PathBuf>) -> anyhow::Result<()> {
+pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
     match cmd {
         NodeCmd::Run(a) => run_node(a).await,
         NodeCmd::Check { config } => {
@@ -58,7 +58,7 @@ pub async fn run(cmd: NodeCmd, node: Option<PathBuf>) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        NodeCmd::Show => show(node).await,
+        NodeCmd::Show(a) => show(a.node).await,
     }
 }
 

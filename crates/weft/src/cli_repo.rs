@@ -114,6 +114,18 @@ pub async fn run(cmd: RepoCmd) -> anyhow::Result<()> {
             weft_repo::server::serve(dir, l, stop).await?;
         }
         RepoCmd::Ls { dir } => {
+            // (store::list reads a missing directory as an empty repository,
+            // which suits a server; asked for by name, it is a mistake.)
+            match std::fs::metadata(&dir) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => anyhow::bail!("{}: not a directory", dir.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+                    "{}: no such directory (`weft repo publish --dir {}` creates it)",
+                    dir.display(),
+                    dir.display()
+                ),
+                Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+            }
             for m in store::list(&dir)? {
                 println!(
                     "{}  {}  {}  {} bytes  signer {}",

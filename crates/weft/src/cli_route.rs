@@ -1,4 +1,7 @@
-//! `weft route add|ls|del` in the manner of `ip route`.
+//! `weft route add|replace|ls|del` in the manner of `ip route`: `add`
+//! refuses a prefix that has a route (any kind, connected ones too) as `ip
+//! route add` does ("RTNETLINK answers: File exists"); `replace` adds or
+//! overwrites it.
 
 use crate::cli_client::client;
 use anyhow::{bail, Context};
@@ -6,13 +9,22 @@ use clap::Subcommand;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use weft_control::api::{Done, RouteDelete, RouteRequest, RouteView};
+use weft_control::client::ClientError;
 use weft_control::config::words::{format_route_prefix, parse_route_prefix};
 use weft_dataplane::RouteKind;
 
 #[derive(Debug, Subcommand)]
 pub enum RouteCmd {
-    /// Add a static route: PREFIX [via GW] [dev PORT] (PREFIX may be `default`).
+    /// Add a static route: PREFIX [via GW] [dev PORT] (PREFIX may be
+    /// `default`); refused if PREFIX has a route (see `replace`).
     Add {
+        /// PREFIX [via GW] [dev PORT]
+        #[arg(required = true, num_args = 1..)]
+        words: Vec<String>,
+    },
+    /// Add a static route, or replace the route PREFIX has: PREFIX [via GW] [dev PORT].
+    #[command(alias = "change")]
+    Replace {
         /// PREFIX [via GW] [dev PORT]
         #[arg(required = true, num_args = 1..)]
         words: Vec<String>,
@@ -31,7 +43,19 @@ pub enum RouteCmd {
 pub async fn run(cmd: RouteCmd, node: Option<PathBuf>) -> anyhow::Result<()> {
     match cmd {
         RouteCmd::Add { words } => {
-            let req = parse_add(&words)?;
+            let req = parse_add(&words, false)?;
+            let c = client(node)?;
+            match c.post::<_, Done>("/v1/routes", &req).await {
+                Err(ClientError::Api { status, message }) if status.as_u16() == 409 => bail!(
+                    "{message}: change it with `weft route replace {}` or remove it with `weft route del {}` first",
+                    words.join(" "),
+                    req.prefix
+                ),
+                r => r?,
+            };
+        }
+        RouteCmd::Replace { words } => {
+            let req = parse_add(&words, true)?;
             let c = client(node)?;
             let _: Done = c.post("/v1/routes", &req).await?;
         }
@@ -51,7 +75,7 @@ pub async fn run(cmd: RouteCmd, node: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_add(words: &[String]) -> anyhow::Result<RouteRequest> {
+fn parse_add(words: &[String], replace: bool) -> anyhow::Result<RouteRequest> {
     let mut it = words.iter();
     let prefix = it.next().context("route add needs a PREFIX")?.clone();
     let mut via: Option<IpAddr> = None;
@@ -70,10 +94,15 @@ fn parse_add(words: &[String]) -> anyhow::Result<RouteRequest> {
         }
     }
     if via.is_none() && port.is_none() {
-        bail!("route add {prefix}: give `via GW` and/or `dev PORT`");
+        bail!("route {prefix}: give `via GW` and/or `dev PORT`");
     }
     parse_route_prefix(&prefix, via)?;
-    Ok(RouteRequest { prefix, via, port })
+    Ok(RouteRequest {
+        prefix,
+        via,
+        port,
+        replace,
+    })
 }
 
 fn line(r: &RouteView) -> String {

@@ -27,7 +27,7 @@ mod demo;
 mod netns;
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use cli_client::NodeArg;
 use std::process::ExitCode;
 
 #[global_allocator]
@@ -37,34 +37,47 @@ static ALLOC: bench::CountingAlloc = bench::CountingAlloc;
 #[derive(Debug, Parser)]
 #[command(name = "weft", version, about, propagate_version = true)]
 struct Cli {
-    /// The node to talk to: its API socket, or http://HOST:PORT (then
-    /// WEFT_TOKEN or WEFT_KEY proves who you are; docs/security.md).
-    #[arg(long, global = true, env = "WEFT_SOCKET", value_name = "PATH|URL")]
-    node: Option<PathBuf>,
-
     #[command(subcommand)]
     command: Command,
 }
 
+/// The commands. Those that talk to a running node carry [`NodeArg`]
+/// (`--node`, `$WEFT_SOCKET`); the others do not offer it.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a node, check a config file, show a running node.
     #[command(subcommand)]
     Node(cli_node::NodeCmd),
     /// Filters and their paths, iptables-style (add, ls, rm).
-    #[command(subcommand)]
-    Filter(cli_filter::FilterCmd),
+    Filter {
+        #[command(flatten)]
+        node: NodeArg,
+        #[command(subcommand)]
+        cmd: cli_filter::FilterCmd,
+    },
     /// Instances: control port, reporting port, list, remove.
-    #[command(subcommand)]
-    Instance(cli_instance::InstanceCmd),
+    Instance {
+        #[command(flatten)]
+        node: NodeArg,
+        #[command(subcommand)]
+        cmd: cli_instance::InstanceCmd,
+    },
     /// Functional blocks, LANA-style: add|rm|ls classes; new|set|bind|unbind|replace instances.
-    #[command(subcommand)]
-    Fb(cli_fb::FbCmd),
-    /// Routes, ip-route-style (add, ls, del).
-    #[command(subcommand)]
-    Route(cli_route::RouteCmd),
+    Fb {
+        #[command(flatten)]
+        node: NodeArg,
+        #[command(subcommand)]
+        cmd: cli_fb::FbCmd,
+    },
+    /// Routes, ip-route-style (add, replace, ls, del).
+    Route {
+        #[command(flatten)]
+        node: NodeArg,
+        #[command(subcommand)]
+        cmd: cli_route::RouteCmd,
+    },
     /// Print the node's counters (Prometheus text format).
-    Metrics,
+    Metrics(NodeArg),
     /// A narrated scenario on the in-process emulator: a running network
     /// recomposed under traffic (no root, no setup).
     Demo(demo::DemoArgs),
@@ -74,8 +87,12 @@ enum Command {
     /// Measure the engine's forwarding rate on in-memory ports (one core).
     Bench(bench::BenchArgs),
     /// WebAssembly plugins on a running node: load NAME[@HASH] from code servers, ls, unload.
-    #[command(subcommand)]
-    Plugin(cli_plugin::PluginCmd),
+    Plugin {
+        #[command(flatten)]
+        node: NodeArg,
+        #[command(subcommand)]
+        cmd: cli_plugin::PluginCmd,
+    },
     /// Code servers: sign and publish plugins into a directory, serve it over HTTP.
     #[command(subcommand)]
     Repo(cli_repo::RepoCmd),
@@ -85,7 +102,12 @@ enum Command {
     Token(cli_token::TokenArgs),
     /// DataRouter class tables on a running node, the paper's `droute`:
     /// class CLASS add PATTERN DEST [alg ALG] [rewrite RULES] | rm | flush | ls.
-    Droute(cli_droute::DrouteArgs),
+    Droute {
+        #[command(flatten)]
+        node: NodeArg,
+        #[command(flatten)]
+        args: cli_droute::DrouteArgs,
+    },
     /// Send UDP datagrams carrying DataRouter tags (--tag DNS:joe.com …).
     Send(cli_send::SendArgs),
     /// Receive UDP datagrams and show their DataRouter tags.
@@ -93,8 +115,14 @@ enum Command {
     /// Explicit paths, PromethOS' `pbr`: plan the best walk through
     /// processing sites, create R1:R4:R3:… with plugins on chosen hops,
     /// status, release, ls.
-    #[command(subcommand)]
-    Pbr(cli_pbr::PbrCmd),
+    // (`--node` is global to all of `pbr`, `plan` included, which does
+    // not use it: moving it onto the other four belongs in cli_pbr.rs.)
+    Pbr {
+        #[command(flatten)]
+        node: NodeArg,
+        #[command(subcommand)]
+        cmd: cli_pbr::PbrCmd,
+    },
 }
 
 impl Command {
@@ -108,29 +136,63 @@ impl Command {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let node = cli.node;
     match cli.command {
-        Command::Node(c) => cli_node::run(c, node).await,
-        Command::Filter(c) => cli_filter::run(c, node).await,
-        Command::Instance(c) => cli_instance::run(c, node).await,
-        Command::Fb(c) => cli_fb::run(c, node).await,
-        Command::Route(c) => cli_route::run(c, node).await,
-        Command::Metrics => cli_client::metrics(node).await,
+        Command::Node(c) => cli_node::run(c).await,
+        Command::Filter { node, cmd } => cli_filter::run(cmd, node.node).await,
+        Command::Instance { node, cmd } => cli_instance::run(cmd, node.node).await,
+        Command::Fb { node, cmd } => cli_fb::run(cmd, node.node).await,
+        Command::Route { node, cmd } => cli_route::run(cmd, node.node).await,
+        Command::Metrics(node) => cli_client::metrics(node.node).await,
         Command::Bench(a) => bench::run(&a),
         Command::Emu(c) => cli_emu::run(c).await,
         Command::Demo(a) => demo::run(&a),
-        Command::Plugin(c) => cli_plugin::run(c, node).await,
+        Command::Plugin { node, cmd } => cli_plugin::run(cmd, node.node).await,
         Command::Repo(c) => cli_repo::run(c).await,
         Command::Keygen(a) => cli_repo::keygen(&a),
         Command::Token(a) => cli_token::run(&a),
-        Command::Droute(a) => cli_droute::run(a, node).await,
+        Command::Droute { node, args } => cli_droute::run(args, node.node).await,
         Command::Send(a) => cli_send::send(&a),
         Command::Recv(a) => cli_send::recv(&a),
-        Command::Pbr(c) => cli_pbr::run(c, node).await,
+        Command::Pbr { node, cmd } => cli_pbr::run(cmd, node.node).await,
     }
 }
 
+/// The exit status when stdout's reader has gone (`weft fb ls | head`):
+/// 128 + SIGPIPE, what a shell reports for `seq 1000000 | head`'s `seq`.
+const BROKEN_PIPE_EXIT: u8 = 141;
+
+/// Rust ignores SIGPIPE, so printing to a pipe whose reader has gone fails
+/// with EPIPE, and `print!` panics on that. This makes such a failure end
+/// the program quietly with [`BROKEN_PIPE_EXIT`], as the tools `weft` is
+/// piped among end, wherever the printing happens. (Restoring SIGPIPE's
+/// default instead would also kill a node or a client that writes to a
+/// socket its peer closed.)
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let p = info.payload();
+        let msg = p
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| p.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if is_print_to_closed_pipe(msg) {
+            std::process::exit(BROKEN_PIPE_EXIT.into());
+        }
+        default(info)
+    }));
+}
+
+/// std's panic message for a failed `print!`/`eprint!` on EPIPE: "failed
+/// printing to stdout: Broken pipe (os error 32)".
+fn is_print_to_closed_pipe(msg: &str) -> bool {
+    const EPIPE: i32 = 32;
+    let epipe = std::io::Error::from_raw_os_error(EPIPE).to_string();
+    msg.starts_with("failed printing to std") && msg.ends_with(&epipe)
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     let default_level = if cli.command.runs_node() { "info" } else { "warn" };
     tracing_subscriber::fmt()
@@ -154,5 +216,95 @@ fn main() -> ExitCode {
             eprintln!("weft: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// The leaf commands that talk to a node. Every other leaf must not
+    /// offer `--node`; a new command lands in one list or fails here.
+    const TALK: &[&str] = &[
+        "node show",
+        "filter add",
+        "filter ls",
+        "filter rm",
+        "instance ctl",
+        "instance report",
+        "instance ls",
+        "instance rm",
+        "fb add",
+        "fb rm",
+        "fb ls",
+        "fb new",
+        "fb set",
+        "fb bind",
+        "fb unbind",
+        "fb replace",
+        "route add",
+        "route replace",
+        "route ls",
+        "route del",
+        "metrics",
+        "plugin load",
+        "plugin ls",
+        "plugin unload",
+        "droute",
+        "pbr create",
+        "pbr status",
+        "pbr release",
+        "pbr ls",
+    ];
+    /// Leaves that do not, and (but one) do not offer `--node`.
+    const LOCAL: &[&str] = &[
+        "node run",
+        "node check",
+        "demo",
+        "emu run",
+        "emu ls",
+        "emu exec",
+        "emu down",
+        "bench",
+        "repo publish",
+        "repo serve",
+        "repo ls",
+        "keygen",
+        "token",
+        "send",
+        "recv",
+        "pbr plan",
+    ];
+    /// `pbr plan` computes from a topology file; `--node` is global to all
+    /// of `pbr` until cli_pbr.rs gives it to the other four alone.
+    const LOCAL_WITH_NODE: &[&str] = &["pbr plan"];
+
+    fn leaves(c: &clap::Command, path: &str, out: &mut Vec<(String, bool)>) {
+        let subs: Vec<_> = c.get_subcommands().filter(|s| s.get_name() != "help").collect();
+        if subs.is_empty() {
+            out.push((path.trim().to_string(), c.get_arguments().any(|a| a.get_id() == "node")));
+        }
+        for s in subs {
+            leaves(s, &format!("{path} {}", s.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn node_option_exactly_on_commands_that_talk_to_a_node() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut all = Vec::new();
+        leaves(&cmd, "", &mut all);
+        for (path, has) in &all {
+            let talks = TALK.contains(&path.as_str());
+            assert!(
+                talks || LOCAL.contains(&path.as_str()),
+                "`weft {path}`: add it to TALK or LOCAL"
+            );
+            let want = talks || LOCAL_WITH_NODE.contains(&path.as_str());
+            assert_eq!(*has, want, "`weft {path}` --node");
+        }
+        assert_eq!(all.len(), TALK.len() + LOCAL.len(), "{all:?}");
     }
 }

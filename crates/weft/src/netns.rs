@@ -49,6 +49,9 @@ pub struct Member {
     /// The node's API socket.
     #[serde(default)]
     pub socket: Option<PathBuf>,
+    /// The node's process (`weft node run`; `ip netns exec` becomes it).
+    #[serde(default)]
+    pub pid: Option<u32>,
 }
 
 /// What a run created: read by `ls`, `exec`, `down`.
@@ -483,6 +486,7 @@ fn build(emu: &Emulator, topo_dir: &Path, st: &mut State) -> Result<()> {
             netns: ns,
             addrs,
             socket: None,
+            pid: None,
         });
     }
     // Nodes: punt device, ingress drop, config, process.
@@ -561,6 +565,7 @@ fn build(emu: &Emulator, topo_dir: &Path, st: &mut State) -> Result<()> {
             .stderr(log);
         std::os::unix::process::CommandExt::process_group(&mut c, 0);
         let child = c.spawn().context("starting weft node run")?;
+        let pid = child.id();
         started.push((n.name.clone(), socket.clone(), child));
         st.members.push(Member {
             name: n.name.clone(),
@@ -568,6 +573,7 @@ fn build(emu: &Emulator, topo_dir: &Path, st: &mut State) -> Result<()> {
             netns: ns,
             addrs: addrs.iter().map(|a| a.to_string()).collect(),
             socket: Some(socket),
+            pid: Some(pid),
         });
         save(st)?;
     }
@@ -646,6 +652,16 @@ pub fn down(st: &State) {
     let _ = std::fs::remove_dir_all(state_dir(&st.id));
 }
 
+/// A member's process id for `weft emu ls`: the pid, "exited (PID)" when
+/// the process is gone, "-" for hosts (they run no process of their own).
+fn pid_cell(m: &Member) -> String {
+    match m.pid {
+        None => "-".into(),
+        Some(p) if Path::new(&format!("/proc/{p}")).exists() => p.to_string(),
+        Some(p) => format!("exited ({p})"),
+    }
+}
+
 /// `weft emu ls`.
 pub fn print_runs(runs: &[State]) {
     if runs.is_empty() {
@@ -661,6 +677,7 @@ pub fn print_runs(runs: &[State]) {
                 vec![
                     m.name.clone(),
                     m.kind.clone(),
+                    pid_cell(m),
                     m.netns.clone(),
                     m.addrs.join(" "),
                     m.socket.as_ref().map(|s| s.display().to_string()).unwrap_or_default(),
@@ -669,7 +686,7 @@ pub fn print_runs(runs: &[State]) {
             .collect();
         print!(
             "{}",
-            crate::cli_client::table(&["name", "kind", "netns", "addresses", "api socket"], &rows)
+            crate::cli_client::table(&["name", "kind", "pid", "netns", "addresses", "api socket"], &rows)
         );
         if st.api_tcp {
             println!(
@@ -682,8 +699,18 @@ pub fn print_runs(runs: &[State]) {
 
 /// `weft emu exec NAME -- CMD…`: run CMD in the member's namespace with
 /// `WEFT_SOCKET` set to the node's socket (nodes) and `WEFT_TOPOLOGY` to the
-/// run's topology file, and return its exit code.
-pub fn exec(st: &State, name: &str, command: &[String]) -> Result<i32> {
+/// run's topology file, and return its exit status (128 + N when signal N
+/// ended it, as a shell reports).
+///
+/// CMD stays in our process group (it may read the terminal) and dies with
+/// us: SIGTERM, SIGHUP, SIGINT and SIGQUIT sent to `weft emu exec` are
+/// passed on to it, and we exit when it does. The terminal's Ctrl-C and
+/// Ctrl-\ reach CMD directly when we are in the foreground, so those are
+/// not passed on a second time (then `kill -INT` of ours alone does not
+/// reach CMD either; `kill -TERM` does).
+pub async fn exec(st: &State, name: &str, command: &[String]) -> Result<i32> {
+    use rustix::process::{Pid, Signal};
+    use tokio::signal::unix::{signal, SignalKind};
     let m = st
         .members
         .iter()
@@ -692,13 +719,53 @@ pub fn exec(st: &State, name: &str, command: &[String]) -> Result<i32> {
     if command.is_empty() {
         bail!("give a command: weft emu exec {name} -- CMD ARGS…");
     }
+    // Watch the signals before the child exists, so none ends us alone.
+    let watch = |k| signal(k).context("watching signals");
+    let mut term = watch(SignalKind::terminate())?;
+    let mut hup = watch(SignalKind::hangup())?;
+    let mut int = watch(SignalKind::interrupt())?;
+    let mut quit = watch(SignalKind::quit())?;
     let mut c = Command::new("ip");
+    // `ip netns exec` enters the namespace and execs CMD: same process.
     c.args(["netns", "exec", &m.netns]).args(command);
     if let Some(s) = &m.socket {
         c.env("WEFT_SOCKET", s);
     }
     // Hop names of `weft pbr` resolve through the run's topology.
     c.env("WEFT_TOPOLOGY", &st.topology);
-    let status = c.status().context("running ip netns exec")?;
-    Ok(status.code().unwrap_or(1))
+    let mut child = c.spawn().context("running ip netns exec")?;
+    let pid = Pid::from_child(&child);
+    // Wait for its exit without reaping it: until we reap it below, its
+    // pid cannot name another process, so passing a signal on is safe.
+    let (tx, mut exited) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        use rustix::process::{waitid, WaitId, WaitIdOptions};
+        let r = waitid(WaitId::Pid(pid), WaitIdOptions::EXITED | WaitIdOptions::NOWAIT);
+        let _ = tx.send(r);
+    });
+    loop {
+        let sig = tokio::select! {
+            _ = &mut exited => break,
+            _ = term.recv() => Signal::TERM,
+            _ = hup.recv() => Signal::HUP,
+            _ = int.recv() => Signal::INT,
+            _ = quit.recv() => Signal::QUIT,
+        };
+        if (sig == Signal::INT || sig == Signal::QUIT) && terminal_sent_it() {
+            continue;
+        }
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+    let status = child.wait().context("waiting for the command")?;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1))
+}
+
+/// Whether a SIGINT or SIGQUIT we got came from our terminal: we are in
+/// its foreground process group, which the child shares.
+fn terminal_sent_it() -> bool {
+    let Ok(tty) = std::fs::File::open("/dev/tty") else {
+        return false;
+    };
+    rustix::termios::tcgetpgrp(&tty).is_ok_and(|fg| fg == rustix::process::getpgrp())
 }

@@ -310,9 +310,8 @@ fn check_names_the_line() {
     assert!(err.contains("\"missing\" is not defined"), "{err}");
 
     let o = Command::new(WEFT)
-        .args(["--node"])
+        .args(["filter", "ls", "--node"])
         .arg(dir.0.join("nobody.sock"))
-        .args(["filter", "ls"])
         .output()
         .unwrap();
     assert!(!o.status.success());
@@ -452,4 +451,206 @@ fn datarouter_settings_as_documented() {
         row.split_whitespace().nth(1) == Some("0") && row.ends_with("icmp"),
         "{ls}"
     );
+}
+
+/// `weft … | head`: a reader that goes away early ends `weft` quietly with
+/// the status a shell reports for a program SIGPIPE ended (141), whether
+/// the output comes from a node (`fb ls`) or not (`emu run`, `demo`). The
+/// pipe's reading end is closed before `weft` starts, so its first write
+/// meets EPIPE.
+#[test]
+fn closed_stdout_ends_quietly() {
+    let dir = TempDir::new("pipe");
+    let node = start_node(&dir.0);
+    let topology = support::root_dir().join("topologies/line3.toml");
+    let runs: [(&str, Vec<&str>); 3] = [
+        ("fb ls", vec!["fb", "ls"]),
+        ("emu run", vec!["emu", "run", topology.to_str().unwrap()]),
+        ("demo", vec!["demo"]),
+    ];
+    for (what, args) in runs {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = Command::new(WEFT)
+            .args(&args)
+            .env("WEFT_SOCKET", &node.socket)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        assert_eq!(o.status.code(), Some(141), "{what}: {}: {err}", o.status);
+        assert!(err.trim().is_empty(), "{what}: quietly, not {err:?}");
+    }
+}
+
+/// `--node` belongs to the commands that talk to a node: their help shows
+/// it and they take it before or after their subcommand; the others
+/// neither show nor take it.
+#[test]
+fn node_option_only_where_a_node_is_talked_to() {
+    let help = |args: &[&str]| {
+        let o = Command::new(WEFT).args(args).arg("--help").output().unwrap();
+        assert!(o.status.success(), "{args:?} --help");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    for talks in [
+        &["filter", "ls"][..],
+        &["filter", "add"],
+        &["instance", "report"],
+        &["fb", "new"],
+        &["route", "add"],
+        &["route", "replace"],
+        &["metrics"],
+        &["plugin", "load"],
+        &["droute"],
+        &["pbr", "create"],
+        &["node", "show"],
+    ] {
+        assert!(help(talks).contains("--node <PATH|URL>"), "{talks:?} lacks --node");
+    }
+    for local in [
+        &[][..],
+        &["keygen"],
+        &["token"],
+        &["send"],
+        &["recv"],
+        &["bench"],
+        &["demo"],
+        &["emu", "run"],
+        &["emu", "exec"],
+        &["repo", "ls"],
+        &["repo", "serve"],
+        &["node", "run"],
+        &["node", "check"],
+    ] {
+        assert!(!help(local).contains("--node"), "{local:?} offers --node");
+    }
+    let dir = TempDir::new("nodeopt");
+    let o = Command::new(WEFT)
+        .args(["keygen", "--node", "x", "--out"])
+        .arg(dir.0.join("k"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("unexpected argument '--node'"));
+    assert!(!dir.0.join("k").exists());
+    // Before or after the subcommand, and `WEFT_SOCKET` as before.
+    let node = start_node(&dir.0);
+    let sock = node.socket.to_str().unwrap();
+    for args in [
+        &["route", "--node", sock, "ls"][..],
+        &["route", "ls", "--node", sock],
+        &["node", "show", "--node", sock],
+        &["metrics", "--node", sock],
+    ] {
+        let o = Command::new(WEFT)
+            .args(args)
+            .env_remove("WEFT_SOCKET")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    ok(&node, &["route", "ls"]);
+}
+
+/// `route add` of a prefix that has a route is refused as `ip route add`
+/// refuses it ("File exists"), naming `route replace` and `route del`;
+/// `route replace` changes it (or adds a new one).
+#[test]
+fn route_add_refuses_an_existing_prefix() {
+    let dir = TempDir::new("routes");
+    let node = start_node(&dir.0);
+    ok(&node, &["route", "add", "192.0.2.0/24", "via", "10.0.0.254"]);
+    let err = fails(&node, &["route", "add", "192.0.2.0/24", "via", "10.0.1.254"]);
+    assert!(err.contains("a route for 192.0.2.0/24 exists"), "{err}");
+    assert!(
+        err.contains("weft route replace 192.0.2.0/24 via 10.0.1.254") && err.contains("weft route del 192.0.2.0/24"),
+        "{err}"
+    );
+    // The same route again, and a connected prefix, are refused too.
+    let err = fails(&node, &["route", "add", "192.0.2.0/24", "via", "10.0.0.254"]);
+    assert!(err.contains("exists"), "{err}");
+    let err = fails(&node, &["route", "add", "10.0.1.0/24", "via", "10.0.0.254"]);
+    assert!(err.contains("a route for 10.0.1.0/24 exists"), "{err}");
+    let routes = ok(&node, &["route", "ls"]);
+    assert!(
+        routes
+            .lines()
+            .any(|l| l == "192.0.2.0/24 via 10.0.0.254 dev eth0 proto static"),
+        "the first route stays:\n{routes}"
+    );
+    ok(&node, &["route", "replace", "192.0.2.0/24", "via", "10.0.1.254"]);
+    ok(&node, &["route", "replace", "198.51.100.0/24", "dev", "eth0"]);
+    let routes = ok(&node, &["route", "ls"]);
+    for want in [
+        "192.0.2.0/24 via 10.0.1.254 dev eth1 proto static",
+        "198.51.100.0/24 dev eth0 proto static",
+    ] {
+        assert!(routes.lines().any(|l| l == want), "{want:?} not in\n{routes}");
+    }
+    assert!(!routes.contains("10.0.0.254"), "{routes}");
+}
+
+/// `weft repo ls DIR` of a directory that is not there is an error, not an
+/// empty list.
+#[test]
+fn repo_ls_of_a_missing_directory_fails() {
+    let dir = TempDir::new("repols");
+    let missing = dir.0.join("nonexistent");
+    let o = Command::new(WEFT).args(["repo", "ls"]).arg(&missing).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("{}: no such directory", missing.display())),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+    // An empty repository lists nothing, successfully.
+    let o = Command::new(WEFT).args(["repo", "ls"]).arg(&dir.0).output().unwrap();
+    assert!(o.status.success() && o.stdout.is_empty());
+}
+
+/// The node's "configuration applied" line counts every instance the file
+/// made: one `[[instance]]` and one from an `autoinstance` filter are two.
+#[test]
+fn configuration_log_counts_every_instance() {
+    let dir = TempDir::new("instlog");
+    let cfg = dir.0.join("t1.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{CONFIG}
+[[instance]]
+name = \"c\"
+class = \"counter\"
+
+[[filter]]
+proto = \"udp\"
+chain = [\"c\"]
+
+[[filter]]
+proto = \"tcp\"
+plugin = \"counter\"
+autoinstance = true
+"
+        ),
+    )
+    .unwrap();
+    let mut node = support::Proc::spawn(
+        Command::new(WEFT)
+            .args(["node", "run", "--config"])
+            .arg(&cfg)
+            .arg("--socket")
+            .arg(dir.0.join("t1.sock"))
+            .env("RUST_LOG", "info"),
+    );
+    let mut err = BufReader::new(node.0.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("configuration applied") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "no configuration line");
+    }
+    assert!(line.contains(" instances=2 "), "{line}");
+    assert!(line.contains(" filters=2"), "{line}");
 }

@@ -194,8 +194,10 @@ impl Lab {
     /// `weft ARGS` against node `n`'s API socket.
     fn weft(&self, n: &str, args: &[&str]) -> String {
         let sock = self.tmp.0.join(format!("{n}.sock"));
-        let mut v = vec![WEFT, "--node", sock.to_str().unwrap()];
-        v.extend_from_slice(args);
+        // `--node` right after the noun: it is global to its subcommands
+        // (and the last words of `droute` may start with a hyphen).
+        let mut v = vec![WEFT, args[0], "--node", sock.to_str().unwrap()];
+        v.extend_from_slice(&args[1..]);
         sh(&v)
     }
 

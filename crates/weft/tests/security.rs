@@ -355,7 +355,7 @@ rights = ["all"]
     let url = format!("http://127.0.0.1:{port}");
     let over_tcp = |env: &[(&str, &str)], args: &[&str]| {
         let mut c = Command::new(WEFT);
-        c.arg("--node").arg(&url).args(args).env_remove("WEFT_SOCKET");
+        c.args(args).arg("--node").arg(&url).env_remove("WEFT_SOCKET");
         for (k, v) in env {
             c.env(k, v);
         }

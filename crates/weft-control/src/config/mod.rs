@@ -587,11 +587,14 @@ pub fn apply(cfg: &NodeConfig, node: &mut Node) -> Result<Applied, ConfigError> 
         applied.filters.push(done);
     }
     droute::apply(src, &cfg.droute, node, &applied)?;
+    // What the node holds now: `[[instance]]` tables and the instances
+    // `autoinstance` filters created (`applied.instances` has only the
+    // former); routes the file wrote.
     tracing::info!(
         node = node.name(),
         ports = cfg.ports.len(),
         routes = cfg.routes.len(),
-        instances = applied.instances.len(),
+        instances = node.instances().len(),
         filters = applied.filters.len(),
         "configuration applied"
     );

@@ -248,6 +248,17 @@ fn other_semantic_errors_point_at_their_line() {
         8,
         "bad prefix",
     );
+    // One route per prefix, as `weft route add` (and `ip route add`) insist.
+    fails_at(
+        &format!("{HEAD}[[route]]\nprefix = \"10.9.0.0/16\"\nvia = \"10.0.0.9\"\n[[route]]\nprefix = \"10.9.0.0/16\"\nvia = \"10.0.0.8\"\n"),
+        10,
+        "a route for 10.9.0.0/16 exists",
+    );
+    fails_at(
+        &format!("{HEAD}[[route]]\nprefix = \"10.0.0.0/24\"\nvia = \"10.0.0.9\"\n"),
+        7,
+        "a route for 10.0.0.0/24 exists",
+    );
     fails_at(&format!("{HEAD}[[filter]]\nin_port = \"eth9\"\n"), 8, "eth9");
     fails_at(&format!("{HEAD}[[filter]]\nhook = \"sideways\"\n"), 8, "unknown hook");
     fails_at(&format!("{HEAD}[[filter]]\nproto = \"udpx\"\n"), 8, "bad protocol");
