@@ -32,12 +32,12 @@ where
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Nothing answers on the socket.
-    #[error("cannot reach a node at {path}: {source} (is `weft node run` running? select a node with --node or WEFT_SOCKET)")]
+    #[error("cannot reach a node at {path}: {why} (is `weft node run` running? select a node with --node or WEFT_SOCKET)")]
     Connect {
         /// The socket or address.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (said in the message, not chained: it would print twice).
+        why: std::io::Error,
     },
     /// The process on the socket is not one this user should trust.
     #[error("{0}")]
@@ -142,9 +142,9 @@ impl Client {
     /// (`weft_http::unix::check_server`): root, the user itself, or the
     /// owner of the socket's private directory.
     pub async fn raw(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Bytes, ClientError> {
-        let connect = |source| ClientError::Connect {
+        let connect = |why| ClientError::Connect {
             path: PathBuf::from(self.endpoint.to_string()),
-            source,
+            why,
         };
         let (mut sender, driver) = match &self.endpoint {
             Endpoint::Unix(p) => {
