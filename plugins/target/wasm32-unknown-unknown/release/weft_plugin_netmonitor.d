@@ -1,1 +1,0 @@
-/work/main/plugins/target/wasm32-unknown-unknown/release/weft_plugin_netmonitor.wasm: /work/main/crates/weft-plugin-sdk/src/abi.rs /work/main/crates/weft-plugin-sdk/src/guest.rs /work/main/crates/weft-plugin-sdk/src/lib.rs /work/main/crates/weft-plugin-sdk/src/util.rs /work/main/plugins/netmonitor/src/lib.rs
