@@ -9,25 +9,11 @@
 //! This binary knows the command line and how to print; everything about
 //! nodes, files and the API is `weft-control`'s.
 
-mod bench;
-mod cli_client;
-mod cli_droute;
-mod cli_emu;
-mod cli_fb;
-mod cli_filter;
-mod cli_instance;
-mod cli_node;
-mod cli_pbr;
-mod cli_plugin;
-mod cli_repo;
-mod cli_route;
-mod cli_send;
-mod cli_token;
-mod demo;
-mod netns;
+mod cmd;
 
 use clap::{Parser, Subcommand};
-use cli_client::NodeArg;
+use cmd::common::NodeArg;
+use cmd::{bench, demo};
 use std::process::ExitCode;
 
 #[global_allocator]
@@ -47,34 +33,34 @@ struct Cli {
 enum Command {
     /// Run a node, check a config file, show a running node.
     #[command(subcommand)]
-    Node(cli_node::NodeCmd),
+    Node(cmd::node::NodeCmd),
     /// Filters and their paths, iptables-style (add, ls, rm).
     Filter {
         #[command(flatten)]
         node: NodeArg,
         #[command(subcommand)]
-        cmd: cli_filter::FilterCmd,
+        cmd: cmd::filter::FilterCmd,
     },
     /// Instances: control port, reporting port, list, remove.
     Instance {
         #[command(flatten)]
         node: NodeArg,
         #[command(subcommand)]
-        cmd: cli_instance::InstanceCmd,
+        cmd: cmd::instance::InstanceCmd,
     },
     /// Functional blocks, LANA-style: add|rm|ls classes; new|set|bind|unbind|replace instances.
     Fb {
         #[command(flatten)]
         node: NodeArg,
         #[command(subcommand)]
-        cmd: cli_fb::FbCmd,
+        cmd: cmd::fb::FbCmd,
     },
     /// Routes, ip-route-style (add, replace, ls, del).
     Route {
         #[command(flatten)]
         node: NodeArg,
         #[command(subcommand)]
-        cmd: cli_route::RouteCmd,
+        cmd: cmd::route::RouteCmd,
     },
     /// Print the node's counters (Prometheus text format).
     Metrics(NodeArg),
@@ -83,7 +69,7 @@ enum Command {
     Demo(demo::DemoArgs),
     /// The in-process emulator: run a topology file in virtual time.
     #[command(subcommand)]
-    Emu(cli_emu::EmuCmd),
+    Emu(cmd::emu::EmuCmd),
     /// Measure the engine's forwarding rate on in-memory ports (one core).
     Bench(bench::BenchArgs),
     /// WebAssembly plugins on a running node: load NAME[@HASH] from code servers, ls, unload.
@@ -91,27 +77,27 @@ enum Command {
         #[command(flatten)]
         node: NodeArg,
         #[command(subcommand)]
-        cmd: cli_plugin::PluginCmd,
+        cmd: cmd::plugin::PluginCmd,
     },
     /// Code servers: sign and publish plugins into a directory, serve it over HTTP.
     #[command(subcommand)]
-    Repo(cli_repo::RepoCmd),
+    Repo(cmd::repo::RepoCmd),
     /// Make an ed25519 key pair (signing plugins, signing API requests); prints the public key.
-    Keygen(cli_repo::KeygenArgs),
+    Keygen(cmd::repo::KeygenArgs),
     /// Make a bearer token for an API principal; prints it, and its token_sha256 line on stderr.
-    Token(cli_token::TokenArgs),
+    Token(cmd::token::TokenArgs),
     /// DataRouter class tables on a running node, the paper's `droute`:
     /// class CLASS add PATTERN DEST [alg ALG] [rewrite RULES] | rm | flush | ls.
     Droute {
         #[command(flatten)]
         node: NodeArg,
         #[command(flatten)]
-        args: cli_droute::DrouteArgs,
+        args: cmd::droute::DrouteArgs,
     },
     /// Send UDP datagrams carrying DataRouter tags (--tag DNS:joe.com …).
-    Send(cli_send::SendArgs),
+    Send(cmd::send::SendArgs),
     /// Receive UDP datagrams and show their DataRouter tags.
-    Recv(cli_send::RecvArgs),
+    Recv(cmd::send::RecvArgs),
     /// Explicit paths, PromethOS' `pbr`: plan the best walk through
     /// processing sites, create R1:R4:R3:… with plugins on chosen hops,
     /// status, release, ls.
@@ -121,7 +107,7 @@ enum Command {
         #[command(flatten)]
         node: NodeArg,
         #[command(subcommand)]
-        cmd: cli_pbr::PbrCmd,
+        cmd: cmd::pbr::PbrCmd,
     },
 }
 
@@ -130,30 +116,30 @@ impl Command {
     fn runs_node(&self) -> bool {
         matches!(
             self,
-            Command::Node(cli_node::NodeCmd::Run(_)) | Command::Repo(cli_repo::RepoCmd::Serve { .. })
+            Command::Node(cmd::node::NodeCmd::Run(_)) | Command::Repo(cmd::repo::RepoCmd::Serve { .. })
         )
     }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Node(c) => cli_node::run(c).await,
-        Command::Filter { node, cmd } => cli_filter::run(cmd, node.node).await,
-        Command::Instance { node, cmd } => cli_instance::run(cmd, node.node).await,
-        Command::Fb { node, cmd } => cli_fb::run(cmd, node.node).await,
-        Command::Route { node, cmd } => cli_route::run(cmd, node.node).await,
-        Command::Metrics(node) => cli_client::metrics(node.node).await,
+        Command::Node(c) => cmd::node::run(c).await,
+        Command::Filter { node, cmd } => cmd::filter::run(cmd, node.node).await,
+        Command::Instance { node, cmd } => cmd::instance::run(cmd, node.node).await,
+        Command::Fb { node, cmd } => cmd::fb::run(cmd, node.node).await,
+        Command::Route { node, cmd } => cmd::route::run(cmd, node.node).await,
+        Command::Metrics(node) => cmd::common::metrics(node.node).await,
         Command::Bench(a) => bench::run(&a),
-        Command::Emu(c) => cli_emu::run(c).await,
+        Command::Emu(c) => cmd::emu::run(c).await,
         Command::Demo(a) => demo::run(&a),
-        Command::Plugin { node, cmd } => cli_plugin::run(cmd, node.node).await,
-        Command::Repo(c) => cli_repo::run(c).await,
-        Command::Keygen(a) => cli_repo::keygen(&a),
-        Command::Token(a) => cli_token::run(&a),
-        Command::Droute { node, args } => cli_droute::run(args, node.node).await,
-        Command::Send(a) => cli_send::send(&a),
-        Command::Recv(a) => cli_send::recv(&a),
-        Command::Pbr { node, cmd } => cli_pbr::run(cmd, node.node).await,
+        Command::Plugin { node, cmd } => cmd::plugin::run(cmd, node.node).await,
+        Command::Repo(c) => cmd::repo::run(c).await,
+        Command::Keygen(a) => cmd::repo::keygen(&a),
+        Command::Token(a) => cmd::token::run(&a),
+        Command::Droute { node, args } => cmd::droute::run(args, node.node).await,
+        Command::Send(a) => cmd::send::send(&a),
+        Command::Recv(a) => cmd::send::recv(&a),
+        Command::Pbr { node, cmd } => cmd::pbr::run(cmd, node.node).await,
     }
 }
 

@@ -686,7 +686,7 @@ pub fn print_runs(runs: &[State]) {
             .collect();
         print!(
             "{}",
-            crate::cli_client::table(&["name", "kind", "pid", "netns", "addresses", "api socket"], &rows)
+            crate::cmd::common::table(&["name", "kind", "pid", "netns", "addresses", "api socket"], &rows)
         );
         if st.api_tcp {
             println!(

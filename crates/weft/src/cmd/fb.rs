@@ -1,7 +1,7 @@
 //! `weft fb …`: LANA's functional-block commands. `add`/`rm`/`ls` act on
 //! classes; `new`/`set`/`bind`/`unbind`/`replace` on instances.
 
-use crate::cli_client::{client, table};
+use crate::cmd::common::{client, table};
 use anyhow::bail;
 use clap::Subcommand;
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! `weft node run|check|show`.
 
-use crate::cli_client::{client, table, NodeArg};
+use crate::cmd::common::{client, table, NodeArg};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;

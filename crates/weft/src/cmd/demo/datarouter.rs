@@ -11,7 +11,10 @@ use weft_datarouter::wire::{self, udp4_frame};
 use weft_datarouter::{Tag, TagChain};
 use weft_emu::Emulator;
 
-const TOPOLOGY: &str = include_str!("../../../../topologies/datarouter-line.toml");
+const TOPOLOGY: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../topologies/datarouter-line.toml"
+));
 const PORT: u16 = 7000;
 
 fn droute(emu: &mut Emulator, node: &str, line: &str) -> Result<()> {

@@ -25,7 +25,7 @@ use weft_dataplane::{FilterSpec, Hook, InstanceId, Match, Node};
 use weft_emu::Emulator;
 
 /// The topology the demo runs (also `topologies/line3.toml`).
-const TOPOLOGY: &str = include_str!("../../../topologies/line3.toml");
+const TOPOLOGY: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../topologies/line3.toml"));
 const VIDEO_PORT: u16 = 6060;
 const LAYERS: u8 = 4;
 const PPS: f64 = 1000.0;

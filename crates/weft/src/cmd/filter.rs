@@ -1,7 +1,7 @@
 //! `weft filter add|ls|rm`: iptables-like filters whose targets are paths of
 //! instances.
 
-use crate::cli_client::{client, table};
+use crate::cmd::common::{client, table};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use weft_control::api::{Done, FilterCreated, FilterRequest, FilterView, MatchAll};
@@ -96,7 +96,7 @@ pub async fn run(cmd: FilterCmd, node: Option<PathBuf>) -> anyhow::Result<()> {
                     "plugin {} {} loaded on demand (sha256 {}, signed by {}):",
                     l.plugin.name, l.plugin.version, l.plugin.sha256, l.plugin.signer
                 );
-                crate::cli_plugin::print_steps(l);
+                crate::cmd::plugin::print_steps(l);
             }
             // Scripts capture the first line: the instance when one was made.
             if let Some(i) = &r.instance {

@@ -13,7 +13,10 @@ use weft_control::pbr::{PathState, PbrConfig};
 use weft_emu::{CapturedFrame, Emulator};
 use weft_pbr::{CreateRequest, FlowSpec, Plugin, PortRange, Stage};
 
-const TOPOLOGY: &str = include_str!("../../../../topologies/promethos-fig2.toml");
+const TOPOLOGY: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../topologies/promethos-fig2.toml"
+));
 const PORT: u16 = 6060;
 const OTHER: u16 = 7070;
 const MARK: &[u8] = b"WEFT-PBR";

@@ -3,7 +3,7 @@
 //! route add` does ("RTNETLINK answers: File exists"); `replace` adds or
 //! overwrites it.
 
-use crate::cli_client::client;
+use crate::cmd::common::client;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use std::net::IpAddr;

@@ -1,6 +1,6 @@
 //! `weft instance ctl|report|ls|rm`: PromethOS' control and reporting ports.
 
-use crate::cli_client::{client, table};
+use crate::cmd::common::{client, table};
 use clap::Subcommand;
 use std::path::PathBuf;
 use weft_control::api::{ControlReply, ControlRequest, Done, InstanceView};

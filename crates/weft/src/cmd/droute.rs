@@ -1,7 +1,7 @@
 //! `weft droute class CLASS add|rm|flush|ls …`: the paper's table loader,
 //! sent as control requests to the node's `datarouter` instance.
 
-use crate::cli_client::client;
+use crate::cmd::common::client;
 use anyhow::{bail, Context};
 use clap::Args;
 use std::path::PathBuf;

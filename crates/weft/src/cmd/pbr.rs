@@ -13,7 +13,7 @@
 //! toward the second). Hops may also be written as addresses. `plan` needs
 //! the topology; the others talk to the first hop's node (`--node`).
 
-use crate::cli_client::{client, table};
+use crate::cmd::common::{client, table};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use ipnet::IpNet;

@@ -1,7 +1,7 @@
 //! `weft plugin load|ls|unload`: WebAssembly plugin classes on a running
 //! node, fetched from its code servers and verified before they load.
 
-use crate::cli_client::{client, table};
+use crate::cmd::common::{client, table};
 use clap::Subcommand;
 use std::path::PathBuf;
 use weft_control::api::Done;

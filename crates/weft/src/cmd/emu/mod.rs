@@ -4,7 +4,9 @@
 //! `weft emu run --netns TOPOLOGY`: bring the same topology up on network
 //! namespaces with real `weft node` processes and Linux hosts (root); `weft
 //! emu ls`, `weft emu exec NAME -- CMD`, `weft emu down` (see
-//! [`crate::netns`]).
+//! [`netns`]).
+
+mod netns;
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -80,8 +82,8 @@ pub async fn run(cmd: EmuCmd) -> Result<()> {
             api_tcp,
             ..
         } => {
-            let st = crate::netns::up(&topology, id, api_tcp)?;
-            crate::netns::print_runs(std::slice::from_ref(&st));
+            let st = netns::up(&topology, id, api_tcp)?;
+            netns::print_runs(std::slice::from_ref(&st));
             if !wait {
                 println!(
                     "up; `weft emu exec [--id {}] NAME -- CMD`, `weft emu down --id {}`",
@@ -95,26 +97,26 @@ pub async fn run(cmd: EmuCmd) -> Result<()> {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
             }
-            crate::netns::down(&st);
+            netns::down(&st);
             Ok(())
         }
         EmuCmd::Ls => {
-            crate::netns::print_runs(&crate::netns::runs());
+            netns::print_runs(&netns::runs());
             Ok(())
         }
         EmuCmd::Exec { id, name, command } => {
-            let st = crate::netns::find_run(id.as_deref())?;
-            let code = crate::netns::exec(&st, &name, &command).await?;
+            let st = netns::find_run(id.as_deref())?;
+            let code = netns::exec(&st, &name, &command).await?;
             std::process::exit(code);
         }
         EmuCmd::Down { id, all } => {
             let runs = if all {
-                crate::netns::runs()
+                netns::runs()
             } else {
-                vec![crate::netns::find_run(id.as_deref())?]
+                vec![netns::find_run(id.as_deref())?]
             };
             for st in &runs {
-                crate::netns::down(st);
+                netns::down(st);
                 println!("run {} is down", st.id);
             }
             Ok(())
