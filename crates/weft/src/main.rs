@@ -3,8 +3,9 @@
 //! operators know: iptables-like `filter`, `ip route`-like `route`, LANA's
 //! `fb`, PromethOS' `instance ctl|report`.
 //!
-//! Each noun is one module and one [`Command`] variant; adding a command
-//! (`emu`, `demo`, `bench`, …) is a variant here plus a module.
+//! Each noun is one module under [`cmd`] and one [`Command`] variant here;
+//! adding a command is a variant, a line of [`run`] and a module. This file
+//! only lists and dispatches them.
 //!
 //! This binary knows the command line and how to print; everything about
 //! nodes, files and the API is `weft-control`'s.
@@ -13,7 +14,9 @@ mod cmd;
 
 use clap::{Parser, Subcommand};
 use cmd::common::NodeArg;
-use cmd::{bench, demo};
+use cmd::{
+    bench, demo, droute, emu, fb, filter, instance, keygen, metrics, node, pbr, plugin, recv, repo, route, send, token,
+};
 use std::process::ExitCode;
 
 #[global_allocator]
@@ -33,34 +36,34 @@ struct Cli {
 enum Command {
     /// Run a node, check a config file, show a running node.
     #[command(subcommand)]
-    Node(cmd::node::NodeCmd),
+    Node(node::NodeCmd),
     /// Filters and their paths, iptables-style (add, ls, rm).
     Filter {
         #[command(flatten)]
         node: NodeArg,
         #[command(subcommand)]
-        cmd: cmd::filter::FilterCmd,
+        cmd: filter::FilterCmd,
     },
     /// Instances: control port, reporting port, list, remove.
     Instance {
         #[command(flatten)]
         node: NodeArg,
         #[command(subcommand)]
-        cmd: cmd::instance::InstanceCmd,
+        cmd: instance::InstanceCmd,
     },
     /// Functional blocks, LANA-style: add|rm|ls classes; new|set|bind|unbind|replace instances.
     Fb {
         #[command(flatten)]
         node: NodeArg,
         #[command(subcommand)]
-        cmd: cmd::fb::FbCmd,
+        cmd: fb::FbCmd,
     },
     /// Routes, ip-route-style (add, replace, ls, del).
     Route {
         #[command(flatten)]
         node: NodeArg,
         #[command(subcommand)]
-        cmd: cmd::route::RouteCmd,
+        cmd: route::RouteCmd,
     },
     /// Print the node's counters (Prometheus text format).
     Metrics(NodeArg),
@@ -69,7 +72,7 @@ enum Command {
     Demo(demo::DemoArgs),
     /// The in-process emulator: run a topology file in virtual time.
     #[command(subcommand)]
-    Emu(cmd::emu::EmuCmd),
+    Emu(emu::EmuCmd),
     /// Measure the engine's forwarding rate on in-memory ports (one core).
     Bench(bench::BenchArgs),
     /// WebAssembly plugins on a running node: load NAME[@HASH] from code servers, ls, unload.
@@ -77,37 +80,35 @@ enum Command {
         #[command(flatten)]
         node: NodeArg,
         #[command(subcommand)]
-        cmd: cmd::plugin::PluginCmd,
+        cmd: plugin::PluginCmd,
     },
     /// Code servers: sign and publish plugins into a directory, serve it over HTTP.
     #[command(subcommand)]
-    Repo(cmd::repo::RepoCmd),
+    Repo(repo::RepoCmd),
     /// Make an ed25519 key pair (signing plugins, signing API requests); prints the public key.
-    Keygen(cmd::repo::KeygenArgs),
+    Keygen(keygen::KeygenArgs),
     /// Make a bearer token for an API principal; prints it, and its token_sha256 line on stderr.
-    Token(cmd::token::TokenArgs),
+    Token(token::TokenArgs),
     /// DataRouter class tables on a running node, the paper's `droute`:
     /// class CLASS add PATTERN DEST [alg ALG] [rewrite RULES] | rm | flush | ls.
     Droute {
         #[command(flatten)]
         node: NodeArg,
         #[command(flatten)]
-        args: cmd::droute::DrouteArgs,
+        args: droute::DrouteArgs,
     },
     /// Send UDP datagrams carrying DataRouter tags (--tag DNS:joe.com …).
-    Send(cmd::send::SendArgs),
+    Send(send::SendArgs),
     /// Receive UDP datagrams and show their DataRouter tags.
-    Recv(cmd::send::RecvArgs),
+    Recv(recv::RecvArgs),
     /// Explicit paths, PromethOS' `pbr`: plan the best walk through
     /// processing sites, create R1:R4:R3:… with plugins on chosen hops,
     /// status, release, ls.
-    // (`--node` is global to all of `pbr`, `plan` included, which does
-    // not use it: moving it onto the other four belongs in cli_pbr.rs.)
     Pbr {
         #[command(flatten)]
         node: NodeArg,
         #[command(subcommand)]
-        cmd: cmd::pbr::PbrCmd,
+        cmd: pbr::PbrCmd,
     },
 }
 
@@ -116,30 +117,31 @@ impl Command {
     fn runs_node(&self) -> bool {
         matches!(
             self,
-            Command::Node(cmd::node::NodeCmd::Run(_)) | Command::Repo(cmd::repo::RepoCmd::Serve { .. })
+            Command::Node(node::NodeCmd::Run(_)) | Command::Repo(repo::RepoCmd::Serve { .. })
         )
     }
 }
 
+/// Hand the command to its module.
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Node(c) => cmd::node::run(c).await,
-        Command::Filter { node, cmd } => cmd::filter::run(cmd, node.node).await,
-        Command::Instance { node, cmd } => cmd::instance::run(cmd, node.node).await,
-        Command::Fb { node, cmd } => cmd::fb::run(cmd, node.node).await,
-        Command::Route { node, cmd } => cmd::route::run(cmd, node.node).await,
-        Command::Metrics(node) => cmd::common::metrics(node.node).await,
-        Command::Bench(a) => bench::run(&a),
-        Command::Emu(c) => cmd::emu::run(c).await,
+        Command::Node(c) => node::run(c).await,
+        Command::Filter { node, cmd } => filter::run(cmd, node.node).await,
+        Command::Instance { node, cmd } => instance::run(cmd, node.node).await,
+        Command::Fb { node, cmd } => fb::run(cmd, node.node).await,
+        Command::Route { node, cmd } => route::run(cmd, node.node).await,
+        Command::Metrics(node) => metrics::run(node.node).await,
         Command::Demo(a) => demo::run(&a),
-        Command::Plugin { node, cmd } => cmd::plugin::run(cmd, node.node).await,
-        Command::Repo(c) => cmd::repo::run(c).await,
-        Command::Keygen(a) => cmd::repo::keygen(&a),
-        Command::Token(a) => cmd::token::run(&a),
-        Command::Droute { node, args } => cmd::droute::run(args, node.node).await,
-        Command::Send(a) => cmd::send::send(&a),
-        Command::Recv(a) => cmd::send::recv(&a),
-        Command::Pbr { node, cmd } => cmd::pbr::run(cmd, node.node).await,
+        Command::Emu(c) => emu::run(c).await,
+        Command::Bench(a) => bench::run(&a),
+        Command::Plugin { node, cmd } => plugin::run(cmd, node.node).await,
+        Command::Repo(c) => repo::run(c).await,
+        Command::Keygen(a) => keygen::run(&a),
+        Command::Token(a) => token::run(&a),
+        Command::Droute { node, args } => droute::run(args, node.node).await,
+        Command::Send(a) => send::run(&a),
+        Command::Recv(a) => recv::run(&a),
+        Command::Pbr { node, cmd } => pbr::run(cmd, node.node).await,
     }
 }
 
@@ -263,7 +265,7 @@ mod tests {
         "pbr plan",
     ];
     /// `pbr plan` computes from a topology file; `--node` is global to all
-    /// of `pbr` until cli_pbr.rs gives it to the other four alone.
+    /// of `pbr` until cmd/pbr.rs gives it to the other four alone.
     const LOCAL_WITH_NODE: &[&str] = &["pbr plan"];
 
     fn leaves(c: &clap::Command, path: &str, out: &mut Vec<(String, bool)>) {

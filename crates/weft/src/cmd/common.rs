@@ -80,13 +80,6 @@ fn credentials() -> anyhow::Result<Option<Credentials>> {
     }
 }
 
-/// `weft metrics`
-pub async fn metrics(node: Option<PathBuf>) -> anyhow::Result<()> {
-    let c = client(node)?;
-    print!("{}", c.get_text("/v1/metrics").await?);
-    Ok(())
-}
-
 /// A plain-text table: columns padded to their widest cell, two spaces
 /// apart, the last column unpadded.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {

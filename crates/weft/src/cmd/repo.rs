@@ -1,18 +1,11 @@
-//! `weft keygen` and `weft repo publish|serve|ls`: signing plugins and
-//! serving them to nodes (formats in `docs/code-server.md`).
+//! `weft repo publish|serve|ls`: signing plugins and serving them to nodes
+//! (formats in `docs/code-server.md`; keys from `weft keygen`).
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use weft_repo::{store, SecretKey};
-
-#[derive(Debug, Args)]
-pub struct KeygenArgs {
-    /// Secret key file to create (mode 0600; never overwritten). The public key goes to FILE.pub.
-    #[arg(long, value_name = "FILE")]
-    out: PathBuf,
-}
 
 #[derive(Debug, Subcommand)]
 pub enum RepoCmd {
@@ -47,19 +40,6 @@ pub enum RepoCmd {
         /// The repository directory.
         dir: PathBuf,
     },
-}
-
-pub fn keygen(a: &KeygenArgs) -> anyhow::Result<()> {
-    let k = SecretKey::generate()?;
-    let pub_path = k.write_files(&a.out)?;
-    eprintln!(
-        "wrote secret key {} (mode 0600) and public key {}",
-        a.out.display(),
-        pub_path.display()
-    );
-    // stdout: the public key alone, for scripts and [plugins] trusted_keys.
-    println!("{}", k.public());
-    Ok(())
 }
 
 pub async fn run(cmd: RepoCmd) -> anyhow::Result<()> {

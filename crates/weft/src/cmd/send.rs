@@ -1,12 +1,13 @@
-//! `weft send` and `weft recv`: tagged UDP datagrams for people and tests,
-//! through `weft_datarouter::app` (IPv4 `IP_OPTIONS`; IPv6 raw socket).
+//! `weft send`: tagged UDP datagrams for people and tests, through
+//! `weft_datarouter::app` (IPv4 `IP_OPTIONS`; IPv6 raw socket); `weft recv`
+//! shows what arrives.
 
 use anyhow::Context;
 use clap::Args;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use weft_control::config::words::MacAddr;
-use weft_datarouter::app::{TaggedReceiver, TaggedSender};
+use weft_datarouter::app::TaggedSender;
 use weft_datarouter::{wire, Tag, TagChain};
 
 /// `weft send --tag DNS:joe.com --tag URL:joe.com/apple DEST PORT`
@@ -52,25 +53,6 @@ pub struct SendArgs {
     pub sport: u16,
 }
 
-/// `weft recv PORT --show-tags`
-#[derive(Debug, Args)]
-pub struct RecvArgs {
-    /// UDP port to listen on.
-    pub port: u16,
-    /// Address to bind (default 0.0.0.0; `::` for IPv6).
-    #[arg(long, default_value = "0.0.0.0")]
-    pub bind: IpAddr,
-    /// Print each datagram's tag chain.
-    #[arg(long)]
-    pub show_tags: bool,
-    /// Stop after this many datagrams (default: run until interrupted).
-    #[arg(long)]
-    pub count: Option<u64>,
-    /// Give up after this many seconds without a datagram.
-    #[arg(long)]
-    pub timeout: Option<f64>,
-}
-
 fn chain(tags: &[String]) -> anyhow::Result<TagChain> {
     let tags = tags
         .iter()
@@ -79,7 +61,7 @@ fn chain(tags: &[String]) -> anyhow::Result<TagChain> {
     Ok(TagChain::new(tags))
 }
 
-pub fn send(a: &SendArgs) -> anyhow::Result<()> {
+pub fn run(a: &SendArgs) -> anyhow::Result<()> {
     if a.trafgen {
         print!("{}", trafgen(a)?);
         return Ok(());
@@ -143,28 +125,6 @@ fn frame_config(a: &SendArgs, (src_mac, dst_mac): ([u8; 6], [u8; 6]), chain: &Ta
     // trafgen takes a trailing comma before the brace.
     out.push_str("}\n");
     Ok(out)
-}
-
-pub fn recv(a: &RecvArgs) -> anyhow::Result<()> {
-    let rx = TaggedReceiver::bind(SocketAddr::new(a.bind, a.port)).context("weft recv")?;
-    let timeout = a.timeout.map(Duration::from_secs_f64);
-    let mut n = 0u64;
-    while a.count.is_none_or(|c| n < c) {
-        let r = rx.recv(timeout)?;
-        n += 1;
-        let text = String::from_utf8_lossy(&r.payload);
-        if a.show_tags {
-            let tags = match (&r.chain, &r.tag_error) {
-                (Some(c), _) => format!("tags [{c}]"),
-                (None, Some(e)) => format!("bad tag: {e}"),
-                (None, None) => "no tags".into(),
-            };
-            println!("from {} {} bytes {tags}: {text}", r.from, r.payload.len());
-        } else {
-            println!("from {} {} bytes: {text}", r.from, r.payload.len());
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
