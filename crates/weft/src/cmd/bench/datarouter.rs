@@ -1,4 +1,4 @@
-//! The DataRouter rows of `weft bench` (issue 6): the paper's figure 5 on
+//! The DataRouter rows of `weft bench`: the paper's figure 5 on
 //! Weft — plain forwarding, a tagged packet passing a router that is not a
 //! DataRouter, and tags resolved by exact hash, regular expression and
 //! longest suffix, with 1, 1,000 and 1,000,000 table entries; 64-byte UDP

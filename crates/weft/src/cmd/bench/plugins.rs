@@ -1,4 +1,4 @@
-//! The plugin rows of `weft bench` (issue 4): a native no-op element, the
+//! The plugin rows of `weft bench`: a native no-op element, the
 //! wasm no-op plugin and the wasm NetMonitor on the same router and loop as
 //! the other scenarios, so their ratios are to plain forwarding measured in
 //! the same run; plus instantiation time and memory per instance

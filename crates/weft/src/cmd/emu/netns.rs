@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use weft_control::config::words::MacAddr;
 use weft_emu::topology::{ConfigSource, EndpointSpec};
 use weft_emu::Emulator;
 
@@ -153,10 +154,6 @@ fn in_ns(ns: &str, args: &[&str]) -> Result<()> {
     cmd(&v)
 }
 
-fn mac_str(m: [u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
-}
-
 /// A short hash for temporary interface names (15-character limit).
 fn short_hash(s: &str) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
@@ -252,7 +249,7 @@ fn node_config(
             let mut pt = toml::Table::new();
             pt.insert("name".into(), p.cfg.name.clone().into());
             pt.insert("kind".into(), "afpacket".into());
-            pt.insert("mac".into(), mac_str(p.cfg.mac).into());
+            pt.insert("mac".into(), MacAddr(p.cfg.mac).to_string().into());
             pt.insert("mtu".into(), (p.cfg.mtu as i64).into());
             pt.insert(
                 "addrs".into(),
@@ -413,7 +410,7 @@ fn build(emu: &Emulator, topo_dir: &Path, st: &mut State) -> Result<()> {
                 "set",
                 &e.ifname,
                 "address",
-                &mac_str(e.mac),
+                &MacAddr(e.mac).to_string(),
                 "mtu",
                 &mtu,
             ])?;
