@@ -1,5 +1,4 @@
-//! `weft pbr`: explicit paths in PromethOS' own words (issue 5,
-//! `docs/pbr.md`).
+//! `weft pbr`: explicit paths in PromethOS' own words (`docs/pbr.md`).
 //!
 //! ```text
 //! weft pbr plan --from R1 --to R7 --process ENCRYPT@R2,R3 --process DECRYPT@R6,R8 -- -p udp --dport 6060
@@ -11,15 +10,23 @@
 //! `$WEFT_TOPOLOGY`, which `weft emu exec` sets): hop *i* is the address of
 //! node *i* on its link from node *i−1* (the first hop: the node's address
 //! toward the second). Hops may also be written as addresses. `plan` needs
-//! the topology; the others talk to the first hop's node (`--node`).
+//! the topology and talks to no node, so it has no `--node`; the others
+//! talk to the first hop's node (`--node`).
+//!
+//! Protocols, ports and prefixes are the operator's words of `weft filter`
+//! and the config file ([`weft_control::config::words`]): the same spelling
+//! is accepted (`1000-2000` or `1000:2000`) and a prefix's host bits are
+//! cleared (`-s 10.0.0.5/24` is `10.0.0.0/24`, which matches the same
+//! packets).
 
-use crate::cmd::common::{client, table};
+use crate::cmd::common::{client, table, NodeArg};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use ipnet::IpNet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use weft_control::config::words::{self, AddrOrPrefix, Proto};
 use weft_emu::topology::Topology;
 use weft_emu::Emulator;
 use weft_pbr::{CreateRequest, FlowSpec, Hop, Plugin, PortRange, Stage};
@@ -38,16 +45,20 @@ pub enum PbrCmd {
     Create(CreateArgs),
     /// Every visit of a path: state, label, plugin instance, counters.
     Status {
+        #[command(flatten)]
+        node: NodeArg,
         /// Path id (as printed by create / ls).
         id: String,
     },
     /// Release a path (only its initiator may).
     Release {
+        #[command(flatten)]
+        node: NodeArg,
         /// Path id.
         id: String,
     },
     /// Paths this node initiated and visits it holds.
-    Ls,
+    Ls(NodeArg),
 }
 
 /// `weft pbr plan`
@@ -75,6 +86,8 @@ pub struct PlanArgs {
 /// `weft pbr create`
 #[derive(Debug, Args)]
 pub struct CreateArgs {
+    #[command(flatten)]
+    node: NodeArg,
     /// The walk, `R1:R4:R3:…` (names or addresses; a node may repeat).
     walk: String,
     /// Topology file for hop names (default `$WEFT_TOPOLOGY`).
@@ -152,20 +165,10 @@ pub fn resolve_walk(emu: Option<&Emulator>, names: &[&str], loose: &[bool], v6: 
     emu.hop_addresses(names, loose, v6).map_err(|e| anyhow!("{e}"))
 }
 
+/// A port or range, as `weft filter` reads it.
 fn parse_ports(s: &str) -> Result<PortRange> {
-    let (lo, hi) = s.split_once('-').unwrap_or((s, s));
-    let lo: u16 = lo.trim().parse().with_context(|| format!("bad port {s:?}"))?;
-    let hi: u16 = hi.trim().parse().with_context(|| format!("bad port {s:?}"))?;
-    if lo > hi {
-        bail!("bad port range {s:?}");
-    }
+    let words::PortRange(lo, hi) = s.parse()?;
     Ok(PortRange { lo, hi })
-}
-
-fn parse_proto(s: &str) -> Result<u8> {
-    s.parse::<weft_control::config::words::Proto>()
-        .map(|p| p.0)
-        .map_err(|e| anyhow!("{e}"))
 }
 
 /// `10M` → 10,000,000.
@@ -234,11 +237,8 @@ pub fn create_request(a: &CreateArgs) -> Result<CreateRequest> {
         loose[i] = true;
     }
     let net = |s: &str, v6: bool| -> Result<IpNet> {
-        if let Ok(n) = s.parse::<IpNet>() {
-            return Ok(n);
-        }
-        if let Ok(a) = s.parse::<IpAddr>() {
-            return Ok(IpNet::from(a));
+        if let Ok(p) = s.parse::<AddrOrPrefix>() {
+            return Ok(p.0);
         }
         let t = emu
             .as_ref()
@@ -272,9 +272,8 @@ pub fn create_request(a: &CreateArgs) -> Result<CreateRequest> {
     if let Some(p) = &a.dport {
         fs.dport = parse_ports(p)?;
     }
-    fs.protocol = a.proto.as_deref().map(parse_proto).transpose()?;
-    weft_control::config::words::check_ports(fs.protocol, a.sport.is_some() || a.dport.is_some())
-        .map_err(|e| anyhow!("{e}"))?;
+    fs.protocol = a.proto.as_deref().map(str::parse::<Proto>).transpose()?.map(|p| p.0);
+    words::check_ports(fs.protocol, a.sport.is_some() || a.dport.is_some()).map_err(|e| anyhow!("{e}"))?;
     let hops = resolve_walk(emu.as_ref(), &names, &loose, v6)?;
     let mut plugins = Vec::new();
     for p in &a.plugins {
@@ -427,12 +426,12 @@ fn print_path(v: &serde_json::Value) {
     }
 }
 
-pub async fn run(c: PbrCmd, node: Option<PathBuf>) -> Result<()> {
+pub async fn run(c: PbrCmd) -> Result<()> {
     match c {
         PbrCmd::Plan(a) => plan(&a),
         PbrCmd::Create(a) => {
             let req = create_request(&a)?;
-            let cl = client(node)?;
+            let cl = client(a.node.node)?;
             let created: serde_json::Value = cl.post("/v1/pbr/paths", &req).await.context("pbr create")?;
             let id = created["id"].as_str().unwrap_or_default().to_string();
             if a.no_wait {
@@ -459,18 +458,24 @@ pub async fn run(c: PbrCmd, node: Option<PathBuf>) -> Result<()> {
                 }
             }
         }
-        PbrCmd::Status { id } => {
+        PbrCmd::Status {
+            node: NodeArg { node },
+            id,
+        } => {
             let v: serde_json::Value = client(node)?.get(&format!("/v1/pbr/paths/{id}?status=true")).await?;
             print_path(&v);
             Ok(())
         }
-        PbrCmd::Release { id } => {
+        PbrCmd::Release {
+            node: NodeArg { node },
+            id,
+        } => {
             let _: serde_json::Value = client(node)?
                 .delete::<serde_json::Value, _>(&format!("/v1/pbr/paths/{id}"), None)
                 .await?;
             Ok(())
         }
-        PbrCmd::Ls => {
+        PbrCmd::Ls(NodeArg { node }) => {
             let v: Vec<serde_json::Value> = client(node)?.get("/v1/pbr/paths").await?;
             let rows: Vec<Vec<String>> = v
                 .iter()
@@ -589,6 +594,35 @@ mod tests {
         let PbrCmd::Create(a) = c else { panic!() };
         let r = create_request(&a).unwrap();
         assert!(r.hops[1].loose && !r.hops[0].loose);
+    }
+
+    /// The flow is written in `weft filter`'s words: protocol names in any
+    /// case, `LO:HI` port ranges as well as `LO-HI`, prefixes with their
+    /// host bits cleared, bare addresses as host prefixes.
+    #[test]
+    fn flow_words_are_the_filter_words() {
+        let T { c } = T::parse_from([
+            "t",
+            "create",
+            "10.0.0.1:10.0.0.2",
+            "-p",
+            "TCP",
+            "--sport",
+            "1000:2000",
+            "--dport",
+            "80",
+            "-s",
+            "10.1.2.3/16",
+            "-d",
+            "10.9.9.9",
+        ]);
+        let PbrCmd::Create(a) = c else { panic!() };
+        let r = create_request(&a).unwrap();
+        assert_eq!(r.flowspec.protocol, Some(6));
+        assert_eq!(r.flowspec.sport, PortRange { lo: 1000, hi: 2000 });
+        assert_eq!(r.flowspec.dport, PortRange::single(80));
+        assert_eq!(r.flowspec.src.to_string(), "10.1.0.0/16");
+        assert_eq!(r.flowspec.dst.to_string(), "10.9.9.9/32");
     }
 
     /// The argv a shell passes to `weft` for the last of `lines` (the
