@@ -346,3 +346,18 @@ fn readme_datarouter() {
 fn readme_explicit_paths() {
     run_named("explicit-paths");
 }
+
+#[test]
+fn docs_code_server() {
+    run_named("code-server");
+}
+
+#[test]
+fn docs_topology() {
+    run_named("topology");
+}
+
+#[test]
+fn docs_topology_netns() {
+    run_named("topology-netns");
+}
