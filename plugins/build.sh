@@ -4,7 +4,7 @@
 # wasm32-unknown-unknown target, and clang + lld for the C plugin.
 # Idempotent: returns at once when every output is newer than every source.
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 root="$(dirname "$here")"
 out="${WEFT_PLUGIN_DIR:-$root/target/plugins}"
 rust_plugins=(counter netmonitor layerdrop rewrite noop spin grow panic badlen badpkt echo)

@@ -724,7 +724,21 @@ async fn filters_add(
     }
     let signer = req.plugin.as_deref().and_then(|cl| signer_of(&p, cl));
     let who = c.principal.clone();
-    let mut created = on_node(&h, move |n| filter_add(n, req, &who, signer)).await?;
+    let loads_plugins = p.is_some();
+    let mut created = on_node(&h, move |n| filter_add(n, req, &who, signer))
+        .await
+        .map_err(|e| match (&e.status, loads_plugins) {
+            // Say why a class the node lacks was not fetched.
+            (&StatusCode::NOT_FOUND, false) if e.message.starts_with("unknown class") => ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "{}: not a built-in class, and this node loads no plugins (its configuration has no \
+                     [plugins] section; docs/config.md)",
+                    e.message
+                ),
+            ),
+            _ => e,
+        })?;
     created.loaded = loaded;
     Ok(Json(created))
 }

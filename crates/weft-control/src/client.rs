@@ -32,7 +32,9 @@ where
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Nothing answers on the socket.
-    #[error("cannot reach a node at {path}: {why} (is `weft node run` running? select a node with --node or WEFT_SOCKET)")]
+    #[error(
+        "cannot reach a node at {path}: {why} (is `weft node run` running? select a node with --node or WEFT_SOCKET)"
+    )]
     Connect {
         /// The socket or address.
         path: PathBuf,

@@ -75,7 +75,7 @@ impl std::fmt::Display for PluginSpec {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LoaderError {
     /// No repository is configured (and none given).
-    #[error("no plugin repository configured ([plugins] repos, or --from URL)")]
+    #[error("no plugin repository configured (list code servers in [plugins] repos)")]
     NoRepos,
     /// A bad repository URL.
     #[error("{0}")]

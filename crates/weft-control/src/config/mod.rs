@@ -132,6 +132,10 @@ pub struct NodeConfig {
     pub principals: Vec<Spanned<principals::PrincipalSection>>,
     #[serde(skip)]
     source: Source,
+    /// Keys trusted besides `[plugins] trusted_keys` (`weft node run
+    /// --trust`, [`NodeConfig::trust`]).
+    #[serde(skip)]
+    extra_trusted: Vec<weft_repo::PublicKey>,
 }
 
 /// `[node]`: who the node is and which classes it starts with.

@@ -64,15 +64,27 @@ pub fn default_cache_dir(name: &str) -> PathBuf {
 }
 
 impl NodeConfig {
-    /// The checked `[plugins]` section, or None when the file has none.
-    /// Every error points at the offending value.
+    /// Trust `key` as if `[plugins] trusted_keys` listed it (`weft node run
+    /// --trust KEY|FILE`). The code servers still come from `[plugins]
+    /// repos`.
+    pub fn trust(&mut self, key: weft_repo::PublicKey) {
+        if !self.extra_trusted.contains(&key) {
+            self.extra_trusted.push(key);
+        }
+    }
+
+    /// The checked `[plugins]` section (with the keys of
+    /// [`NodeConfig::trust`]), or None when the file has none and no key
+    /// was trusted besides. Every error points at the offending value.
     pub fn plugin_settings(&self) -> Result<Option<PluginSettings>, ConfigError> {
-        let Some(p) = &self.plugins else {
-            return Ok(None);
+        let default = PluginsSection::default();
+        let ps = match &self.plugins {
+            Some(p) => p.get_ref(),
+            None if !self.extra_trusted.is_empty() => &default,
+            None => return Ok(None),
         };
         let src = &self.source;
-        let ps = p.get_ref();
-        let mut trusted_keys = Vec::new();
+        let mut trusted_keys = self.extra_trusted.clone();
         for k in &ps.trusted_keys {
             trusted_keys.push(
                 k.get_ref()

@@ -133,6 +133,17 @@ fn a_good_file_applies() {
     assert_eq!(node.instances()[2].config, "131072");
 }
 
+/// docs/config.md's full example is examples/r1.toml, from `[node]` on.
+#[test]
+fn the_documented_example_is_the_shipped_one() {
+    let file = include_str!("../../../../examples/r1.toml");
+    let doc = include_str!("../../../../docs/config.md");
+    let heading = "This is `examples/r1.toml`:\n\n```toml\n";
+    let start = doc.find(heading).expect("the example's heading") + heading.len();
+    let body = &doc[start..start + doc[start..].find("```").unwrap()];
+    assert_eq!(body, &file[file.find("[node]").unwrap()..]);
+}
+
 #[test]
 fn the_shipped_example_applies() {
     let text = include_str!("../../../../examples/r1.toml");

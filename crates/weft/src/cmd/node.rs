@@ -33,6 +33,11 @@ pub struct RunArgs {
     /// otherwise).
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
+    /// Trust plugins signed by this key too: its 64 hex digits or the
+    /// `.pub` file `weft keygen` wrote (repeatable; the code servers are
+    /// `[plugins] repos`).
+    #[arg(long, value_name = "KEY|FILE")]
+    trust: Vec<String>,
 }
 
 pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
@@ -63,7 +68,15 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
 }
 
 async fn run_node(a: RunArgs) -> anyhow::Result<()> {
-    let cfg = NodeConfig::load(&a.config)?;
+    let mut cfg = NodeConfig::load(&a.config)?;
+    for t in &a.trust {
+        let key = match t.parse::<weft_repo::PublicKey>() {
+            Ok(k) => k,
+            Err(_) => weft_repo::PublicKey::read_file(std::path::Path::new(t))
+                .with_context(|| format!("--trust {t}: neither a public key nor a key file"))?,
+        };
+        cfg.trust(key);
+    }
     let api = cfg.api_settings()?;
     // Plugins the file names are fetched and verified before the node starts.
     let plugins = Plugins::from_config(&cfg)?;

@@ -27,7 +27,11 @@ pub struct RecvArgs {
 }
 
 pub fn run(a: &RecvArgs) -> anyhow::Result<()> {
-    let rx = TaggedReceiver::bind(SocketAddr::new(a.bind, a.port)).context("weft recv")?;
+    let at = SocketAddr::new(a.bind, a.port);
+    let rx = TaggedReceiver::bind(at).context("weft recv")?;
+    // On stderr, so stdout holds only datagrams: a script (or a reader of
+    // the README) knows when to send.
+    eprintln!("listening on udp {at}");
     let timeout = a.timeout.map(Duration::from_secs_f64);
     let mut n = 0u64;
     while a.count.is_none_or(|c| n < c) {
