@@ -14,14 +14,11 @@
 
 use crate::wire::{
     Body, Create, ExplicitRoute, FlowSpec, Hop, HopError, Message, PathId, Plugin, RawObject, Reason, StatusRecord,
-    HASH_LEN, MAX_LABEL, PBR_PORT, SECRET_LEN,
+    FIRST_LABEL, HASH_LEN, MAX_LABEL, PBR_PORT, SECRET_LEN,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
-
-/// Labels 0–15 are reserved (RFC 3032); an [`Env`] allocates from 16 up.
-pub const MIN_LABEL: u32 = 16;
 
 /// One visit of one path at this node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -149,7 +146,7 @@ pub trait Env {
     /// label from downstream or pop at the last visit, flowspec classifier
     /// at the first), fetch the classes, create, configure and bind the
     /// plugins. Returns this visit's in label (`None` at the first visit;
-    /// required at every other, in [`MIN_LABEL`]..=2^20 − 1, unique among
+    /// required at every other, in [`FIRST_LABEL`]..=[`MAX_LABEL`], unique among
     /// the node's visits).
     fn commit(&mut self, key: VisitKey, install: &VisitInstall<'_>) -> Result<Option<u32>, Refusal>;
     /// After a successful [`Env::commit`]: the largest IP packet visit `key`
@@ -181,7 +178,7 @@ impl Env for NullEnv {
     }
     fn commit(&mut self, key: VisitKey, _install: &VisitInstall<'_>) -> Result<Option<u32>, Refusal> {
         self.next_label = (self.next_label + 1) % MAX_LABEL;
-        Ok((key.hop > 0).then_some(16 + self.next_label % (MAX_LABEL - 16)))
+        Ok((key.hop > 0).then_some(FIRST_LABEL + self.next_label % (MAX_LABEL - FIRST_LABEL)))
     }
     fn release(&mut self, _key: VisitKey) {}
     fn visit_status(&mut self, _key: VisitKey) -> serde_json::Value {
@@ -1318,7 +1315,7 @@ impl Agent {
         };
         let result = match result {
             Ok(None) if key.hop > 0 => Err(Refusal::new(Reason::InstallFailed, "no label allocated")),
-            Ok(Some(l)) if !(MIN_LABEL..=MAX_LABEL).contains(&l) => {
+            Ok(Some(l)) if !(FIRST_LABEL..=MAX_LABEL).contains(&l) => {
                 Err(Refusal::new(Reason::InstallFailed, "label out of range"))
             }
             r => r,
