@@ -608,7 +608,7 @@ fn one_icmp_budget_for_bad_tags_and_closed_ports() {
     let mut last = start;
     for i in 0..300u32 {
         let f = if i.is_multiple_of(2) { &bad_tag } else { &closed };
-        e.host_mut("h1").send_raw_ip(ip(&f)).unwrap();
+        e.host_mut("h1").send_raw_ip(ip(f)).unwrap();
         last = e.now_ns();
         e.run_for(Duration::from_millis(1));
     }
