@@ -62,7 +62,8 @@ struct Paths<'a> {
 impl Paths<'_> {
     fn push(&mut self, segs: Vec<String>, line: usize) {
         if matches!(segs.first().map(String::as_str), Some("crate" | "super" | "self")) {
-            self.out.push((self.module.clone(), segs, self.file.to_path_buf(), line));
+            self.out
+                .push((self.module.clone(), segs, self.file.to_path_buf(), line));
         }
     }
 
@@ -211,7 +212,12 @@ fn read_file(c: &mut Crate, module: &ModPath, file: &Path, dir: &Path) {
 /// Read a crate from its root file (`src/lib.rs`, `src/main.rs`).
 fn read_crate(root: &Path) -> Crate {
     let mut c = Crate::default();
-    read_file(&mut c, &Vec::new(), root, root.parent().expect("a root file has a directory"));
+    read_file(
+        &mut c,
+        &Vec::new(),
+        root,
+        root.parent().expect("a root file has a directory"),
+    );
     c
 }
 
@@ -344,7 +350,15 @@ fn report(root: &Path) -> Vec<String> {
             let mut lines: Vec<String> = uses
                 .iter()
                 .filter(|u| members.contains(&u.from) && members.contains(&u.to))
-                .map(|u| format!("    {} → {}  ({}:{})", name(&u.from), name(&u.to), shown(&u.file), u.line))
+                .map(|u| {
+                    format!(
+                        "    {} → {}  ({}:{})",
+                        name(&u.from),
+                        name(&u.to),
+                        shown(&u.file),
+                        u.line
+                    )
+                })
                 .collect();
             lines.dedup();
             format!(
@@ -412,25 +426,36 @@ fn the_check_sees_a_cycle_between_siblings_and_allows_parent_and_child() {
     let src = dir.join("src");
     std::fs::create_dir_all(src.join("b")).unwrap();
     let write = |p: &str, s: &str| std::fs::write(src.join(p), s).unwrap();
-    write("lib.rs", "pub mod a;\npub mod b;\npub mod c;\npub use b::Y;\npub struct Root;\n");
+    write(
+        "lib.rs",
+        "pub mod a;\npub mod b;\npub mod c;\npub use b::Y;\npub struct Root;\n",
+    );
     write("a.rs", "use crate::b::inner::X;\npub fn f() -> X { X }\n");
     write("b/mod.rs", "pub mod inner;\npub struct Y;\nuse crate::Root;\n");
     write(
         "b/inner.rs",
         "use super::Y;\npub struct X;\nfn g() { println!(\"{:?}\", super::super::c::h()); }\n",
     );
-    write("c.rs", "pub fn h() { let _ = crate::a::f; }\n#[cfg(test)]\nmod tests { use crate::b::Y; }\n");
+    write(
+        "c.rs",
+        "pub fn h() { let _ = crate::a::f; }\n#[cfg(test)]\nmod tests { use crate::b::Y; }\n",
+    );
     let found = report(&src.join("lib.rs"));
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(found.len(), 1, "{found:#?}");
     let r = &found[0];
     assert!(r.contains("a cycle among a, b, c"), "{r}");
-    assert!(r.contains("b → c") && r.contains("inner.rs:3"), "the macro's path is seen: {r}");
+    assert!(
+        r.contains("b → c") && r.contains("inner.rs:3"),
+        "the macro's path is seen: {r}"
+    );
     assert!(!r.contains("→ crate"), "parent and child are one room: {r}");
 
     // Without the macro's path there is no cycle; the test module's use is not one.
     let c = Crate {
-        modules: [vec![], vec!["a".to_string()], vec!["b".to_string()]].into_iter().collect(),
+        modules: [vec![], vec!["a".to_string()], vec!["b".to_string()]]
+            .into_iter()
+            .collect(),
         paths: vec![(
             vec!["a".to_string()],
             vec!["crate".to_string(), "b".to_string()],
