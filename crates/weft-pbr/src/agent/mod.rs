@@ -303,6 +303,9 @@ impl Agent {
         }
     }
 
+    /// A message that parsed and is new (not an ACK, not a duplicate):
+    /// hand it to the room that handles it — setup, delivery, soft state,
+    /// release or status.
     fn dispatch(&mut self, now: u64, src: IpAddr, dst: IpAddr, m: Message, env: &mut dyn Env) {
         match m.body {
             Body::Create(c) => {
