@@ -1,23 +1,19 @@
 //! WebAssembly plugins on a node: the [`Plugins`] manager behind `weft
 //! plugin load|ls|unload`, on-demand loading for `filter add --plugin NAME
-//! --autoinstance` (and config-file filters naming a plugin), and their API
-//! handlers.
+//! --autoinstance` (and config-file filters naming a plugin), the PBR
+//! daemon's class fetcher, and the values the API sends and takes
+//! (its handlers are in `api/plugins.rs`, above this module).
 //!
 //! Fetching, verifying and compiling happen in the API's task and a
 //! blocking thread ([`weft_repo::Loader::load`]); the node thread only
 //! receives the finished class (`upsert_class`), so a slow code server
 //! never stalls the data path.
 
-use crate::api::{ApiError, Done};
-use crate::auth::{Caller, Principal};
-use crate::config::plugins::{class_name, PluginSettings};
+use crate::auth::{Principal, Refused};
+use crate::config::plugins::PluginSettings;
 use crate::config::{ConfigError, NodeConfig};
 use crate::pbr::ClassFetcher;
-use crate::runner::NodeHandle;
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
-use axum::{Extension, Json};
+use crate::runner::{NodeHandle, NodeStopped};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -99,6 +95,26 @@ pub enum PluginsError {
     Host(#[from] weft_wasm::HostError),
 }
 
+/// Error returned by [`Plugins::load`] and [`Plugins::ensure`].
+#[derive(Debug, thiserror::Error)]
+pub enum PluginLoadError {
+    /// The caller may not load this plugin (by name or by signer).
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// A built-in class has the plugin's name: it is never shadowed.
+    #[error("{0} is a built-in class; publish the plugin under another name")]
+    BuiltIn(String),
+    /// Fetching or checking the plugin failed.
+    #[error(transparent)]
+    Loader(#[from] LoaderError),
+    /// `NAME[@HASH]` does not parse.
+    #[error("{0}")]
+    BadSpec(String),
+    /// The node stopped.
+    #[error(transparent)]
+    Stopped(#[from] NodeStopped),
+}
+
 /// A node's plugin loader and the plugin classes it loaded.
 #[derive(Debug)]
 pub struct Plugins {
@@ -130,21 +146,6 @@ fn private_dir(dir: &std::path::Path) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-fn loader_error(e: LoaderError) -> ApiError {
-    let status = match &e {
-        LoaderError::NotFound { .. } => StatusCode::NOT_FOUND,
-        LoaderError::Untrusted { .. } => StatusCode::FORBIDDEN,
-        LoaderError::Fetch(_) => StatusCode::BAD_GATEWAY,
-        LoaderError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    ApiError::new(status, e.to_string())
-}
-
-fn bad(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, message.into())
 }
 
 impl Plugins {
@@ -204,7 +205,7 @@ impl Plugins {
     }
 
     /// Every version loaded so far, by name, oldest first.
-    fn versions(&self) -> Vec<PluginInfo> {
+    pub(crate) fn versions(&self) -> Vec<PluginInfo> {
         self.loaded
             .lock()
             .map(|m| m.values().flatten().cloned().collect())
@@ -223,7 +224,7 @@ impl Plugins {
         spec: &PluginSpec,
         from: Option<&str>,
         who: &Principal,
-    ) -> Result<PluginLoaded, ApiError> {
+    ) -> Result<PluginLoaded, PluginLoadError> {
         let name = spec.name.clone();
         if who.signers.is_empty() {
             who.need_class(&name, None)?;
@@ -233,17 +234,12 @@ impl Plugins {
                 .into_iter()
                 .any(|(c, k, _)| c == name && k == ClassKind::Native)
         };
-        let refuse = |name: &str| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                format!("{name} is a built-in class; publish the plugin under another name"),
-            )
-        };
+        let refuse = |name: &str| PluginLoadError::BuiltIn(name.to_string());
         let n2 = name.clone();
         if h.call(move |n| native(n, &n2)).await? {
             return Err(refuse(&name));
         }
-        let loaded = self.loader.load(spec, from).await.map_err(loader_error)?;
+        let loaded = self.loader.load(spec, from).await?;
         who.need_class(&name, Some(&loaded.signer.0))?;
         let class = loaded.class.element_class();
         let n2 = name.clone();
@@ -275,8 +271,8 @@ impl Plugins {
         h: &NodeHandle,
         plugin: &str,
         who: &Principal,
-    ) -> Result<(String, Option<PluginLoaded>), ApiError> {
-        let spec: PluginSpec = plugin.parse().map_err(bad)?;
+    ) -> Result<(String, Option<PluginLoaded>), PluginLoadError> {
+        let spec: PluginSpec = plugin.parse().map_err(PluginLoadError::BadSpec)?;
         let (name, want) = (spec.name.clone(), spec.hash.clone());
         let have = h
             .call(move |n| {
@@ -330,7 +326,7 @@ impl Plugins {
     }
 
     /// Forget `name` after the node removed its class.
-    fn forget(&self, name: &str) -> bool {
+    pub(crate) fn forget(&self, name: &str) -> bool {
         self.loaded
             .lock()
             .map(|mut m| m.remove(name).is_some())
@@ -398,87 +394,4 @@ impl ClassFetcher for RepoFetcher {
             }
         });
     }
-}
-
-// ----- API handlers ------------------------------------------------------------
-
-fn no_plugins() -> ApiError {
-    bad("this node has no [plugins] section: it trusts no keys and loads no plugins (see docs/config.md)")
-}
-
-/// `GET /v1/plugins`.
-pub(crate) async fn ls(
-    State(h): State<NodeHandle>,
-    State(p): State<PluginState>,
-) -> Result<Json<Vec<PluginView>>, ApiError> {
-    let Some(p) = p else {
-        return Ok(Json(Vec::new()));
-    };
-    let versions = p.versions();
-    let views: Vec<PluginView> = h
-        .call(move |n| {
-            let inst = n.instances();
-            let classes = n.classes();
-            let runs = |code: &ClassKind, sha: &str| matches!(code, ClassKind::Wasm { hash } if hash == sha);
-            versions
-                .into_iter()
-                .filter_map(|info| {
-                    let current = classes.iter().any(|(c, k, _)| *c == info.name && runs(k, &info.sha256));
-                    let instances: Vec<String> = inst
-                        .iter()
-                        .filter(|i| i.class == info.name && runs(&i.code, &info.sha256))
-                        .map(|i| i.id.to_string())
-                        .collect();
-                    (current || !instances.is_empty()).then_some(PluginView {
-                        info,
-                        current,
-                        instances,
-                    })
-                })
-                .collect()
-        })
-        .await?;
-    Ok(Json(views))
-}
-
-/// `POST /v1/plugins`.
-pub(crate) async fn load(
-    State(h): State<NodeHandle>,
-    State(p): State<PluginState>,
-    Extension(c): Extension<Caller>,
-    b: Bytes,
-) -> Result<Json<PluginLoaded>, ApiError> {
-    let req: PluginLoadRequest = crate::api::body(&b)?;
-    let p = p.ok_or_else(no_plugins)?;
-    let text = match (&req.hash, req.name.contains('@')) {
-        (Some(_), true) => return Err(bad("give NAME@HASH or hash, not both")),
-        (Some(hash), false) => format!("{}@{hash}", req.name),
-        (None, _) => req.name.clone(),
-    };
-    let spec: PluginSpec = text.parse().map_err(bad)?;
-    Ok(Json(p.load(&h, &spec, req.from.as_deref(), &c.principal).await?))
-}
-
-/// `DELETE /v1/plugins/{name}`: refused while instances exist.
-pub(crate) async fn unload(
-    State(h): State<NodeHandle>,
-    State(p): State<PluginState>,
-    Extension(c): Extension<Caller>,
-    UrlPath(name): UrlPath<String>,
-) -> Result<Json<Done>, ApiError> {
-    let p = p.ok_or_else(no_plugins)?;
-    let name = class_name(&name).to_string();
-    let signer = p.loaded().into_iter().find(|i| i.name == name).map(|i| i.signer);
-    c.principal.need_class(&name, signer.as_deref())?;
-    if signer.is_none() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no plugin {name:?} is loaded (see weft plugin ls)"),
-        ));
-    }
-    let n2 = name.clone();
-    h.call(move |n| n.remove_class(&n2)).await?.map_err(ApiError::from)?;
-    p.forget(&name);
-    tracing::info!(plugin = %name, "plugin unloaded");
-    Ok(Json(Done { ok: true }))
 }

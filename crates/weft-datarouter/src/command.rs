@@ -81,21 +81,6 @@ pub enum Command {
     },
 }
 
-/// Bytes of a pattern or tag string: `0x` + hex digits, else the text's
-/// bytes.
-pub fn parse_bytes(s: &str) -> Result<Vec<u8>, String> {
-    let Some(h) = s.strip_prefix("0x") else {
-        return Ok(s.as_bytes().to_vec());
-    };
-    if h.len() % 2 != 0 {
-        return Err(format!("{s:?}: hex needs an even number of digits"));
-    }
-    (0..h.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).map_err(|_| format!("{s:?}: not hex")))
-        .collect()
-}
-
 /// Split a line into words; `"…"` groups words (with `\"` and `\\`).
 pub fn words(line: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
@@ -329,6 +314,7 @@ fn run(
 mod tests {
     use super::*;
     use crate::lookup::Scratch;
+    use crate::wire::parse_bytes;
 
     #[test]
     fn words_and_bytes() {

@@ -84,8 +84,8 @@ impl Pattern {
             let (lo, hi) = text.split_once("..").ok_or_else(|| bad("a range is LO..HI".into()))?;
             return Ok(Pattern {
                 text: text.to_string(),
-                bytes: crate::command::parse_bytes(lo).map_err(bad)?,
-                hi: Some(crate::command::parse_bytes(hi).map_err(bad)?),
+                bytes: crate::wire::parse_bytes(lo).map_err(bad)?,
+                hi: Some(crate::wire::parse_bytes(hi).map_err(bad)?),
                 hex: lo.starts_with("0x"),
             });
         }
@@ -93,7 +93,7 @@ impl Pattern {
             Patterns::<Entry>::check(text).map_err(|e| bad(e.0))?;
             text.as_bytes().to_vec()
         } else {
-            crate::command::parse_bytes(text).map_err(bad)?
+            crate::wire::parse_bytes(text).map_err(bad)?
         };
         if bytes.len() > crate::wire::MAX_STRING && alg != Algorithm::Long {
             return Err(bad(format!(

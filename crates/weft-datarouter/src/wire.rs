@@ -158,12 +158,20 @@ impl TagError {
     }
 }
 
-mod field {
+/// Where each field sits. Visible to the crate so that its tests can
+/// name the octets they break.
+pub(crate) mod field {
     pub type Field = core::ops::Range<usize>;
     pub const TYPE: usize = 0;
     pub const LEN: usize = 1;
     pub const PTR: usize = 2;
     pub const ENTRIES: usize = 3;
+
+    // One entry, at its offset in the entries area: class (13 bits) and
+    // algorithm (3 bits), the string's length, the string.
+    pub const ENTRY_CLASS_ALG: Field = 0..2;
+    pub const ENTRY_LEN: usize = 2;
+    pub const ENTRY_STRING: usize = 3;
 
     pub const V6_NEXT_HEADER: usize = 0;
     pub const V6_HDR_EXT_LEN: usize = 1;
@@ -241,7 +249,7 @@ impl Tag {
             crate::classes::IPV4 | crate::classes::IPV6 => Algorithm::Prefix,
             _ => Algorithm::Long,
         });
-        let bytes = crate::command::parse_bytes(string)?;
+        let bytes = parse_bytes(string)?;
         if bytes.len() > MAX_STRING {
             return Err(format!("tag {s:?}: strings hold at most {MAX_STRING} octets"));
         }
@@ -262,6 +270,22 @@ impl Tag {
     pub fn display_string(&self) -> String {
         display_string(self.class, &self.string)
     }
+}
+
+/// Bytes of a pattern or tag string: `0x` + hex digits, else the text's
+/// bytes (the inverse of [`display_string`] for strings that are not
+/// addresses).
+pub fn parse_bytes(s: &str) -> Result<Vec<u8>, String> {
+    let Some(h) = s.strip_prefix("0x") else {
+        return Ok(s.as_bytes().to_vec());
+    };
+    if h.len() % 2 != 0 {
+        return Err(format!("{s:?}: hex needs an even number of digits"));
+    }
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).map_err(|_| format!("{s:?}: not hex")))
+        .collect()
 }
 
 /// See [`Tag::display_string`].
@@ -316,23 +340,26 @@ fn check_entries(area: &[u8], ptr_rel: usize, base: usize, max_string: usize) ->
         }
         if off + ENTRY_HEADER_LEN > area.len() {
             return Err(TagError::LengthOverrun {
-                at: base + (off + 2).min(area.len()),
+                at: base + (off + field::ENTRY_LEN).min(area.len()),
             });
         }
-        let ca = u16::from_be_bytes([area[off], area[off + 1]]);
+        let ca = be16(&area[off..][field::ENTRY_CLASS_ALG]);
         if Algorithm::from_u8((ca & 7) as u8).is_none() {
             return Err(TagError::UnknownAlgorithm {
-                at: base + off + 1,
+                // The algorithm's octet: the low one.
+                at: base + off + field::ENTRY_CLASS_ALG.end - 1,
                 value: (ca & 7) as u8,
             });
         }
-        let len = area[off + 2] as usize;
+        let len = area[off + field::ENTRY_LEN] as usize;
         if off + ENTRY_HEADER_LEN + len > area.len() {
-            return Err(TagError::LengthOverrun { at: base + off + 2 });
+            return Err(TagError::LengthOverrun {
+                at: base + off + field::ENTRY_LEN,
+            });
         }
         if len > max_string {
             return Err(TagError::Oversized {
-                at: base + off + 2,
+                at: base + off + field::ENTRY_LEN,
                 len,
                 max: max_string,
             });
@@ -348,18 +375,19 @@ fn check_entries(area: &[u8], ptr_rel: usize, base: usize, max_string: usize) ->
 
 /// The entry at `off` of an area that [`check_entries`] accepted.
 fn entry_at(area: &[u8], off: usize) -> TagRef<'_> {
-    let ca = u16::from_be_bytes([area[off], area[off + 1]]);
-    let len = area[off + 2] as usize;
+    let e = &area[off..];
+    let ca = be16(&e[field::ENTRY_CLASS_ALG]);
+    let len = e[field::ENTRY_LEN] as usize;
     TagRef {
         class: ca >> 3,
         alg: Algorithm::from_u8((ca & 7) as u8).unwrap_or(Algorithm::Long),
-        string: &area[off + 3..off + 3 + len],
+        string: &e[field::ENTRY_STRING..field::ENTRY_STRING + len],
     }
 }
 
 /// The entry at `off` of `area`, if its header and string lie within it.
 fn entry_get(area: &[u8], off: usize) -> Option<TagRef<'_>> {
-    let len = *area.get(off + 2)? as usize;
+    let len = *area.get(off + field::ENTRY_LEN)? as usize;
     (off + ENTRY_HEADER_LEN + len <= area.len()).then(|| entry_at(area, off))
 }
 
@@ -380,12 +408,17 @@ impl<'a> Iterator for Entries<'a> {
     }
 }
 
+/// Write entry `t` at the start of `out`; returns its length.
 fn put_entry(out: &mut [u8], t: &Tag) -> usize {
     let ca = (t.class & crate::MAX_CLASS) << 3 | t.alg as u16;
-    out[0..2].copy_from_slice(&ca.to_be_bytes());
-    out[2] = t.string.len() as u8;
-    out[3..3 + t.string.len()].copy_from_slice(&t.string);
+    out[field::ENTRY_CLASS_ALG].copy_from_slice(&ca.to_be_bytes());
+    out[field::ENTRY_LEN] = t.string.len() as u8;
+    out[field::ENTRY_STRING..field::ENTRY_STRING + t.string.len()].copy_from_slice(&t.string);
     ENTRY_HEADER_LEN + t.string.len()
+}
+
+fn be16(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
 }
 
 // ----- IPv4 option ---------------------------------------------------------
@@ -489,6 +522,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> OptionView<T> {
     pub fn set_pointer(&mut self, v: u8) {
         self.buf.as_mut()[field::PTR] = v;
     }
+    /// Write entry `t` at octet `at` of the entries area; returns its
+    /// length (the next entry's `at` is `at` plus it). The buffer must
+    /// hold it.
+    pub fn set_entry(&mut self, at: usize, t: &Tag) -> usize {
+        put_entry(&mut self.buf.as_mut()[field::ENTRIES + at..], t)
+    }
 }
 
 // ----- IPv6 routing header ---------------------------------------------------
@@ -563,13 +602,11 @@ impl<T: AsRef<[u8]>> RoutingView<T> {
     }
     /// DataRouter pointer (1-based octet index of the current entry).
     pub fn pointer(&self) -> u16 {
-        let b = &self.buf.as_ref()[field::V6_POINTER];
-        u16::from_be_bytes([b[0], b[1]])
+        be16(&self.buf.as_ref()[field::V6_POINTER])
     }
     /// Octets of entries (padding excluded).
     pub fn data_len(&self) -> u16 {
-        let b = &self.buf.as_ref()[field::V6_DATA_LEN];
-        u16::from_be_bytes([b[0], b[1]])
+        be16(&self.buf.as_ref()[field::V6_DATA_LEN])
     }
     /// The entries area.
     pub fn entries_bytes(&self) -> &[u8] {
@@ -602,9 +639,30 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> RoutingView<T> {
     pub fn set_next_header(&mut self, v: u8) {
         self.buf.as_mut()[field::V6_NEXT_HEADER] = v;
     }
+    /// Set the header extension length (8-octet units after the first 8).
+    pub fn set_hdr_ext_len(&mut self, v: u8) {
+        self.buf.as_mut()[field::V6_HDR_EXT_LEN] = v;
+    }
+    /// Set the routing type.
+    pub fn set_routing_type(&mut self, v: u8) {
+        self.buf.as_mut()[field::V6_ROUTING_TYPE] = v;
+    }
+    /// Set segments left.
+    pub fn set_segments_left(&mut self, v: u8) {
+        self.buf.as_mut()[field::V6_SEGMENTS_LEFT] = v;
+    }
     /// Set the pointer.
     pub fn set_pointer(&mut self, v: u16) {
         self.buf.as_mut()[field::V6_POINTER].copy_from_slice(&v.to_be_bytes());
+    }
+    /// Set the octets of entries (padding excluded).
+    pub fn set_data_len(&mut self, v: u16) {
+        self.buf.as_mut()[field::V6_DATA_LEN].copy_from_slice(&v.to_be_bytes());
+    }
+    /// Write entry `t` at octet `at` of the entries area; returns its
+    /// length. The buffer must hold it.
+    pub fn set_entry(&mut self, at: usize, t: &Tag) -> usize {
+        put_entry(&mut self.buf.as_mut()[field::V6_ENTRIES + at..], t)
     }
 }
 
@@ -702,12 +760,13 @@ impl TagChain {
         if buf.len() < len {
             return Err(TagError::Truncated);
         }
-        buf[field::TYPE] = OPTION_TYPE;
-        buf[field::LEN] = len as u8;
-        buf[field::PTR] = (field::ENTRIES + 1 + self.pointer_rel()) as u8;
-        let mut off = field::ENTRIES;
+        let mut v = OptionView::new_unchecked(&mut buf[..len]);
+        v.set_option_type(OPTION_TYPE);
+        v.set_length(len as u8);
+        v.set_pointer(self.pointer_v4());
+        let mut at = 0;
         for t in &self.tags {
-            off += put_entry(&mut buf[off..], t);
+            at += v.set_entry(at, t);
         }
         Ok(())
     }
@@ -743,16 +802,16 @@ impl TagChain {
             return Err(TagError::Truncated);
         }
         buf[..len].fill(0);
-        buf[field::V6_NEXT_HEADER] = next_header;
-        buf[field::V6_HDR_EXT_LEN] = (len / 8 - 1) as u8;
-        buf[field::V6_ROUTING_TYPE] = ROUTING_TYPE;
-        buf[field::V6_SEGMENTS_LEFT] = 0;
-        let ptr = (field::V6_ENTRIES + 1 + self.pointer_rel()) as u16;
-        buf[field::V6_POINTER].copy_from_slice(&ptr.to_be_bytes());
-        buf[field::V6_DATA_LEN].copy_from_slice(&(data as u16).to_be_bytes());
-        let mut off = field::V6_ENTRIES;
+        let mut v = RoutingView::new_unchecked(&mut buf[..len]);
+        v.set_next_header(next_header);
+        v.set_hdr_ext_len((len / 8 - 1) as u8);
+        v.set_routing_type(ROUTING_TYPE);
+        v.set_segments_left(0);
+        v.set_pointer((field::V6_ENTRIES + 1 + self.pointer_rel()) as u16);
+        v.set_data_len(data as u16);
+        let mut at = 0;
         for t in &self.tags {
-            off += put_entry(&mut buf[off..], t);
+            at += v.set_entry(at, t);
         }
         Ok(())
     }
@@ -1236,9 +1295,10 @@ pub fn udp6_frame(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::classes::{DNS, URL};
+    use weft_packet::view::ETH_LEN;
 
     /// DNS/suffix "joe.com", URL/prefix "/apple"; pointer at the second.
     static OPTION_BYTES: [u8; 28] = [
@@ -1280,8 +1340,29 @@ mod tests {
         v.set_option_type(0x9e);
         v.set_length(28);
         v.set_pointer(14);
-        buf[3..].copy_from_slice(&OPTION_BYTES[3..]);
+        let n = v.set_entry(0, &Tag::new(DNS, Algorithm::Suffix, "joe.com"));
+        assert_eq!(n, 10);
+        v.set_entry(n, &Tag::new(URL, Algorithm::Prefix, "joe.com/appl"));
         assert_eq!(buf, OPTION_BYTES);
+    }
+
+    #[test]
+    fn construct_v6() {
+        let mut buf = [0xa5u8; 40];
+        let mut v = RoutingView::new_unchecked(&mut buf[..]);
+        v.set_next_header(17);
+        v.set_hdr_ext_len(4);
+        v.set_routing_type(253);
+        v.set_segments_left(0);
+        v.set_pointer(19);
+        let data = 25;
+        v.set_data_len(data);
+        let n = v.set_entry(0, &Tag::new(DNS, Algorithm::Suffix, "joe.com"));
+        v.set_entry(n, &Tag::new(URL, Algorithm::Prefix, "joe.com/appl"));
+        buf[V6_HEADER_LEN + data as usize..].fill(0); // padding to a multiple of 8
+                                                      // The option's entries, behind the routing header's eight octets.
+        let want = [&[17, 4, 253, 0, 0, 19, 0, 25][..], &OPTION_BYTES[3..], &[0; 7]].concat();
+        assert_eq!(&buf[..], &want[..]);
     }
 
     #[test]
@@ -1309,7 +1390,7 @@ mod tests {
     #[test]
     fn exhausted_pointer() {
         let mut b = OPTION_BYTES;
-        b[2] = 29;
+        OptionView::new_unchecked(&mut b[..]).set_pointer(29);
         let c = TagChain::parse_v4(&b).unwrap();
         assert!(c.exhausted());
         assert_eq!(c.pointer_v4(), 29);
@@ -1328,34 +1409,36 @@ mod tests {
     #[test]
     fn malformed_not_datarouter() {
         let mut b = OPTION_BYTES;
-        b[0] = 0x83;
+        OptionView::new_unchecked(&mut b[..]).set_option_type(0x83);
         assert_eq!(TagChain::parse_v4(&b).unwrap_err(), TagError::NotDataRouter);
     }
 
     #[test]
     fn malformed_pointer_past_end() {
         let mut b = OPTION_BYTES;
-        b[2] = 30;
+        OptionView::new_unchecked(&mut b[..]).set_pointer(30);
         assert_eq!(TagChain::parse_v4(&b).unwrap_err(), TagError::PointerPastEnd);
     }
 
     #[test]
     fn malformed_pointer_inside_entry() {
         let mut b = OPTION_BYTES;
-        b[2] = 5;
+        OptionView::new_unchecked(&mut b[..]).set_pointer(5);
         assert_eq!(TagChain::parse_v4(&b).unwrap_err(), TagError::BadPointer);
-        b[2] = 3;
+        OptionView::new_unchecked(&mut b[..]).set_pointer(3);
         assert_eq!(TagChain::parse_v4(&b).unwrap_err(), TagError::BadPointer);
     }
 
     #[test]
     fn malformed_length_overrun() {
+        // The second entry's string, one octet longer than the option holds.
         let mut b = OPTION_BYTES;
-        b[15] = 13;
+        let (second, _) = OptionView::new_unchecked(&OPTION_BYTES[..]).entries().nth(1).unwrap();
+        b[field::ENTRIES + second + field::ENTRY_LEN] = 13;
         assert_eq!(TagChain::parse_v4(&b).unwrap_err(), TagError::LengthOverrun { at: 15 });
         // An entry header cut by the option's end.
         let mut b = OPTION_BYTES;
-        b[1] = 15;
+        OptionView::new_unchecked(&mut b[..]).set_length(15);
         assert_eq!(
             TagChain::parse_v4(&b[..15]).unwrap_err(),
             TagError::LengthOverrun { at: 15 }
@@ -1378,7 +1461,8 @@ mod tests {
     #[test]
     fn malformed_unknown_algorithm() {
         let mut b = OPTION_BYTES;
-        b[4] = 0x0e; // algorithm 6
+        // The first entry: class 1, algorithm 6.
+        b[field::ENTRIES..][field::ENTRY_CLASS_ALG].copy_from_slice(&(1u16 << 3 | 6).to_be_bytes());
         assert_eq!(
             TagChain::parse_v4(&b).unwrap_err(),
             TagError::UnknownAlgorithm { at: 4, value: 6 }
@@ -1404,29 +1488,40 @@ mod tests {
             .is_ok());
         let c = TagChain::new(vec![Tag::new(1, Algorithm::Exact, ""); MAX_TAGS + 1]);
         assert_eq!(c.ipv6_header(17).unwrap_err(), TagError::TooManyTags);
-        let mut h = vec![17, 0, 253, 0, 0, 9, 0, 0];
-        let n = MAX_TAGS + 1;
-        h[1] = ((8 + 3 * n).div_ceil(8) - 1) as u8;
-        h[6..8].copy_from_slice(&((3 * n) as u16).to_be_bytes());
-        h.resize((h[1] as usize + 1) * 8, 0);
-        for i in 0..n {
-            h[8 + 3 * i + 1] = 1; // exact, empty string
-        }
+        let h = routing_header_of_empty_tags(MAX_TAGS + 1);
         assert_eq!(TagChain::parse_v6(&h).unwrap_err(), TagError::TooManyTags);
+    }
+
+    /// A routing header (next header UDP) of `n` empty `exact` tags of
+    /// class 0, the pointer at the first.
+    pub(crate) fn routing_header_of_empty_tags(n: usize) -> Vec<u8> {
+        let data = ENTRY_HEADER_LEN * n;
+        let len = (V6_HEADER_LEN + data).div_ceil(8) * 8;
+        let mut h = vec![0; len];
+        let mut v = RoutingView::new_unchecked(&mut h[..]);
+        v.set_next_header(17);
+        v.set_hdr_ext_len((len / 8 - 1) as u8);
+        v.set_routing_type(ROUTING_TYPE);
+        v.set_pointer((field::V6_ENTRIES + 1) as u16);
+        v.set_data_len(data as u16);
+        for i in 0..n {
+            v.set_entry(ENTRY_HEADER_LEN * i, &Tag::new(0, Algorithm::Exact, ""));
+        }
+        h
     }
 
     #[test]
     fn malformed_v6() {
         let h = chain().ipv6_header(17).unwrap();
         let mut b = h.clone();
-        b[3] = 1;
+        RoutingView::new_unchecked(&mut b[..]).set_segments_left(1);
         assert_eq!(TagChain::parse_v6(&b).unwrap_err(), TagError::SegmentsLeft);
         let mut b = h.clone();
-        b[2] = 4;
+        RoutingView::new_unchecked(&mut b[..]).set_routing_type(4);
         assert_eq!(TagChain::parse_v6(&b).unwrap_err(), TagError::NotDataRouter);
         assert_eq!(TagChain::parse_v6(&h[..16]).unwrap_err(), TagError::Truncated);
         let mut b = h.clone();
-        b[6..8].copy_from_slice(&200u16.to_be_bytes());
+        RoutingView::new_unchecked(&mut b[..]).set_data_len(200);
         assert_eq!(TagChain::parse_v6(&b).unwrap_err(), TagError::LengthOverrun { at: 6 });
     }
 
@@ -1458,8 +1553,8 @@ mod tests {
             b"hi",
         )
         .unwrap();
-        assert_eq!(locate(&f[14..]), Where::V4 { off: 20 });
-        assert_eq!(read_chain(&f[14..]).unwrap(), Some(c.clone()));
+        assert_eq!(locate(&f[ETH_LEN..]), Where::V4 { off: 20 });
+        assert_eq!(read_chain(&f[ETH_LEN..]).unwrap(), Some(c.clone()));
         weft_packet::view::parse(&f).unwrap();
         let f6 = udp6_frame(
             [2; 6],
@@ -1472,8 +1567,8 @@ mod tests {
             b"hi",
         )
         .unwrap();
-        assert_eq!(locate(&f6[14..]), Where::V6 { off: 40, nh_at: 6 });
-        assert_eq!(read_chain(&f6[14..]).unwrap(), Some(c));
+        assert_eq!(locate(&f6[ETH_LEN..]), Where::V6 { off: 40, nh_at: 6 });
+        assert_eq!(read_chain(&f6[ETH_LEN..]).unwrap(), Some(c));
         let h = weft_packet::view::parse(&f6).unwrap();
         assert_eq!(h.flow.proto, 17);
         let plain = weft_packet::build::udp4(
@@ -1486,7 +1581,7 @@ mod tests {
             64,
             b"x",
         );
-        assert_eq!(locate(&plain[14..]), Where::None);
+        assert_eq!(locate(&plain[ETH_LEN..]), Where::None);
     }
 
     /// A bare IPv6 header (payload length not checked here) naming `nh`,
@@ -1520,7 +1615,8 @@ mod tests {
         assert_eq!(locate(&ip), Where::V6 { off: 48, nh_at: 40 });
         // A later fragment: what follows the fragment header is data.
         let mut later = ip.clone();
-        later[67] = 0x08; // offset 1 (8 octets)
+        let fragment = 64; // where the walk above found it
+        later[fragment..][field::EXT_FRAGMENT_OFFSET].copy_from_slice(&(1u16 << 3).to_be_bytes()); // offset 1 (8 octets)
         assert_eq!(upper_layer(&later), Upper::LaterFragment);
         // Cut inside the routing header, or inside the fragment header.
         assert_eq!(upper_layer(&ip[..60]), Upper::Unknown);
@@ -1547,9 +1643,9 @@ mod tests {
         let mut ip = vec![0x46, 0, 0, 32, 0, 0, 0x40, 0, 64, 1, 0, 0];
         ip.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2, 0x01, 0x01, 0x01, 0x00, 3, 1, 0, 0]);
         assert_eq!(upper_layer(&ip), Upper::At { proto: 1, off: 24 });
-        ip[6] = 0x20; // more fragments, offset 0
+        ip[field::V4_FRAGMENT].copy_from_slice(&0x2000u16.to_be_bytes()); // more fragments, offset 0
         assert_eq!(upper_layer(&ip), Upper::At { proto: 1, off: 24 });
-        ip[7] = 0x03;
+        ip[field::V4_FRAGMENT].copy_from_slice(&0x2003u16.to_be_bytes()); // offset 3 (24 octets)
         assert_eq!(upper_layer(&ip), Upper::LaterFragment);
         assert_eq!(upper_layer(&[0x44, 0, 0, 20, 0, 0, 0, 0]), Upper::Unknown);
         assert_eq!(upper_layer(&[]), Upper::Unknown);

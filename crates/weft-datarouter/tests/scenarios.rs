@@ -10,14 +10,16 @@
 //!                                       dr4 — h4
 //! ```
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use etherparse::{Ipv4Header, Ipv4HeaderSlice, Ipv6Header, Ipv6HeaderSlice};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 use weft_datarouter::classes::{DNS, MP3, URL};
-use weft_datarouter::wire::{self, udp4_frame, udp6_frame};
+use weft_datarouter::wire::{self, udp4_frame, udp6_frame, OptionView, RoutingView};
 use weft_datarouter::{Algorithm, Tag, TagChain};
 use weft_emu::Emulator;
-use weft_packet::checksum;
+use weft_packet::view::ETH_LEN;
+use weft_packet::{checksum, proto};
 
 const TOPO: &str = r#"
 routing = "shortest-path"
@@ -129,10 +131,42 @@ fn a4(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
+/// The IP packet a frame carries (what a raw socket sends).
+fn ip(f: &[u8]) -> &[u8] {
+    &f[ETH_LEN..]
+}
+
+/// The IPv4 ICMP message a frame carries: type, code, and the four octets
+/// after the checksum (a parameter problem's pointer).
+fn icmp4(f: &[u8]) -> Option<(u8, u8, [u8; 4])> {
+    let weft_packet::L4::Icmp { off, .. } = weft_packet::view::parse(f).ok()?.l4 else {
+        return None;
+    };
+    let m = etherparse::Icmpv4Slice::from_slice(&f[off as usize..]).ok()?;
+    Some((m.type_u8(), m.code_u8(), m.bytes5to8()))
+}
+
+/// Recompute the IPv4 header checksum of frame `f` after a test broke a
+/// field.
+fn fix_ipv4_checksum(f: &mut [u8]) {
+    let (mut h, _) = Ipv4Header::from_slice(ip(f)).unwrap();
+    h.header_checksum = h.calc_header_checksum();
+    let b = h.to_bytes();
+    f[ETH_LEN..ETH_LEN + b.len()].copy_from_slice(&b);
+}
+
+/// Frame `f` (IPv4 with our option first) with the option's pointer set
+/// to `pointer`, checksum right.
+fn with_pointer(mut f: Vec<u8>, pointer: u8) -> Vec<u8> {
+    OptionView::new_unchecked(&mut f[ETH_LEN + Ipv4Header::MIN_LEN..]).set_pointer(pointer);
+    fix_ipv4_checksum(&mut f);
+    f
+}
+
 /// h1 sends a tagged UDP datagram to `first` (the first DataRouter).
 fn send4(e: &mut Emulator, first: &str, chain: &TagChain, payload: &[u8]) {
     let f = udp4_frame([0; 6], [0; 6], a4("10.0.1.2"), a4(first), 40000, PORT, chain, payload).unwrap();
-    e.host_mut("h1").send_raw_ip(&f[14..]).unwrap();
+    e.host_mut("h1").send_raw_ip(ip(&f)).unwrap();
     assert!(e.run_until_idle(Duration::from_secs(5)));
 }
 
@@ -143,11 +177,11 @@ fn tagged(e: &Emulator, link: &str, dir: u8) -> Vec<(IpAddr, TagChain, Vec<u8>)>
         .iter()
         .filter(|c| c.dir == dir)
         .filter_map(|c| {
-            let ip = &c.frame[14..];
+            let ip = ip(&c.frame);
             let chain = wire::read_chain(ip).ok()??;
-            let dst = match ip[0] >> 4 {
-                4 => IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19])),
-                _ => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&ip[24..40]).unwrap())),
+            let dst = match Ipv4HeaderSlice::from_slice(ip) {
+                Ok(h) => IpAddr::V4(h.destination_addr()),
+                Err(_) => IpAddr::V6(Ipv6HeaderSlice::from_slice(ip).unwrap().destination_addr()),
             };
             Some((dst, chain, c.frame.clone()))
         })
@@ -160,23 +194,18 @@ fn checksums_ok(f: &[u8]) -> bool {
         return false;
     };
     let Some(l4) = h.l4_off() else { return false };
-    let ip = &f[14..];
-    let (ps, end) = match ip[0] >> 4 {
-        4 => {
-            let end = 14 + u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    let (ps, end) = match h.l3 {
+        weft_packet::L3::Ipv4 { total_len, .. } => {
+            let ip = Ipv4HeaderSlice::from_slice(ip(f)).unwrap();
+            let end = ETH_LEN + total_len as usize;
             let ulen = (end - l4) as u16;
-            (
-                checksum::pseudo_v4(ip[12..16].try_into().unwrap(), ip[16..20].try_into().unwrap(), 17, ulen),
-                end,
-            )
+            (checksum::pseudo_v4(ip.source(), ip.destination(), 17, ulen), end)
         }
         _ => {
-            let end = 54 + u16::from_be_bytes([ip[4], ip[5]]) as usize;
+            let ip = Ipv6HeaderSlice::from_slice(ip(f)).unwrap();
+            let end = ETH_LEN + Ipv6Header::LEN + ip.payload_length() as usize;
             let ulen = (end - l4) as u32;
-            (
-                checksum::pseudo_v6(ip[8..24].try_into().unwrap(), ip[24..40].try_into().unwrap(), 17, ulen),
-                end,
-            )
+            (checksum::pseudo_v6(ip.source(), ip.destination(), 17, ulen), end)
         }
     };
     checksum::sum(&f[l4..end], ps) == 0xffff
@@ -230,15 +259,18 @@ fn plain_router_forwards_tagged_ipv4_unchanged() {
     let after = tagged(&e, "r2-dr3", 0);
     assert_eq!(before.len(), 1);
     assert_eq!(after.len(), 1);
-    let (b, a) = (&before[0].2[14..], &after[0].2[14..]);
+    let (b, a) = (ip(&before[0].2), ip(&after[0].2));
     // Everything but the TTL and the header checksum is as dr1 sent it.
     assert_eq!(b.len(), a.len());
-    assert_eq!(a[8], b[8] - 1);
-    for (i, (x, y)) in b.iter().zip(a).enumerate() {
-        if !matches!(i, 8 | 10 | 11) {
-            assert_eq!(x, y, "octet {i}");
-        }
-    }
+    let ((hb, pb), (ha, pa)) = (Ipv4Header::from_slice(b).unwrap(), Ipv4Header::from_slice(a).unwrap());
+    assert_eq!(ha.time_to_live, hb.time_to_live - 1);
+    let as_sent = Ipv4Header {
+        time_to_live: hb.time_to_live,
+        header_checksum: hb.header_checksum,
+        ..ha.clone()
+    };
+    assert_eq!(as_sent, hb, "the header, options included");
+    assert_eq!(pa, pb, "the payload");
     assert_eq!(got(&e, "h2"), vec![(H1, 1)]);
     // r2 has no DataRouter at all.
     assert!(e.node("r2").instances().is_empty());
@@ -265,19 +297,27 @@ fn plain_router_forwards_tagged_ipv6_unchanged() {
         b"six",
     )
     .unwrap();
-    e.host_mut("h1").send_raw_ip(&f[14..]).unwrap();
+    e.host_mut("h1").send_raw_ip(ip(&f)).unwrap();
     assert!(e.run_until_idle(Duration::from_secs(5)));
     let before = tagged(&e, "dr1-r2", 0);
     let after = tagged(&e, "r2-dr3", 0);
     assert_eq!(before.len(), 1, "{:?}", report(&e, "dr1"));
     assert_eq!(after.len(), 1);
-    let (b, a) = (&before[0].2[14..], &after[0].2[14..]);
-    assert_eq!(a[7], b[7] - 1); // hop limit
-    assert_eq!(&a[..7], &b[..7]);
-    assert_eq!(&a[8..], &b[8..]); // addresses, routing header, UDP: untouched
-    assert_eq!(a[40 + 2..40 + 4], [253, 0]); // routing type 253, segments left 0
-                                             // dr3 resolved it for h2. (smoltcp hosts do not parse routing
-                                             // headers, so the last hop is checked on the wire.)
+    let ((hb, b), (ha, a)) = (
+        Ipv6Header::from_slice(ip(&before[0].2)).unwrap(),
+        Ipv6Header::from_slice(ip(&after[0].2)).unwrap(),
+    );
+    assert_eq!(ha.hop_limit, hb.hop_limit - 1);
+    let as_sent = Ipv6Header {
+        hop_limit: hb.hop_limit,
+        ..ha.clone()
+    };
+    assert_eq!(as_sent, hb, "the header but its hop limit");
+    assert_eq!(a, b); // routing header, UDP: untouched
+    let rh = RoutingView::new_unchecked(a);
+    assert_eq!((rh.routing_type(), rh.segments_left()), (253, 0));
+    // dr3 resolved it for h2. (smoltcp hosts do not parse routing
+    // headers, so the last hop is checked on the wire.)
     let last = tagged(&e, "dr3-h2", 0);
     assert_eq!(last.len(), 1);
     assert_eq!(last[0].0, "2001:db8:3::2".parse::<IpAddr>().unwrap());
@@ -368,8 +408,8 @@ fn miss_with_icmp_reaches_the_sender() {
     let back: Vec<_> = e
         .captured("h1-dr1")
         .iter()
-        .filter(|c| c.dir == 1 && c.frame.len() > 34 && c.frame[23] == 1)
-        .map(|c| (c.frame[34], c.frame[35]))
+        .filter(|c| c.dir == 1)
+        .filter_map(|c| icmp4(&c.frame).map(|(typ, code, _)| (typ, code)))
         .collect();
     assert_eq!(back, vec![(3, 1)]);
     assert!(got(&e, "h2").is_empty());
@@ -379,19 +419,19 @@ fn miss_with_icmp_reaches_the_sender() {
 fn malformed_tag_gets_parameter_problem() {
     let mut e = emu();
     let c = TagChain::new(vec![Tag::new(DNS, Algorithm::Suffix, "joe.com")]);
-    let mut f = udp4_frame([0; 6], [0; 6], a4("10.0.1.2"), a4("10.0.1.1"), 1, PORT, &c, b"x").unwrap();
-    f[14 + 22] = 60; // the pointer, past the end
-    f[24..26].copy_from_slice(&[0, 0]);
-    let hl = ((f[14] & 0x0f) as usize) * 4;
-    let cs = checksum::checksum(&f[14..14 + hl]);
-    f[24..26].copy_from_slice(&cs.to_be_bytes());
-    e.host_mut("h1").send_raw_ip(&f[14..]).unwrap();
+    let f = udp4_frame([0; 6], [0; 6], a4("10.0.1.2"), a4("10.0.1.1"), 1, PORT, &c, b"x").unwrap();
+    let f = with_pointer(f, 60); // past the end
+    e.host_mut("h1").send_raw_ip(ip(&f)).unwrap();
     assert!(e.run_until_idle(Duration::from_secs(5)));
     let pp: Vec<_> = e
         .captured("h1-dr1")
         .iter()
-        .filter(|c| c.dir == 1 && c.frame.len() > 38 && c.frame[23] == 1 && c.frame[34] == 12)
-        .map(|c| c.frame[38])
+        .filter(|c| c.dir == 1)
+        .filter_map(|c| {
+            icmp4(&c.frame)
+                .filter(|(typ, _, _)| *typ == 12)
+                .map(|(_, _, rest)| rest[0])
+        })
         .collect();
     assert_eq!(pp, vec![22], "parameter problem pointing at the pointer octet");
     assert_eq!(report(&e, "dr1")["bad"]["pointer-past-end"], 1);
@@ -423,7 +463,7 @@ fn mp3_hash_exact_match_around_a_chord_ring() {
             &[k; 8],
         )
         .unwrap();
-        e.host_mut("h0").send_raw_ip(&f[14..]).unwrap();
+        e.host_mut("h0").send_raw_ip(ip(&f)).unwrap();
     }
     assert!(e.run_until_idle(Duration::from_secs(5)));
     for i in 0..4u8 {
@@ -438,7 +478,7 @@ fn mp3_hash_exact_match_around_a_chord_ring() {
     // A hash nobody holds: n0 answers with ICMP (the class's miss outcome).
     let c = TagChain::new(vec![Tag::new(MP3, Algorithm::Exact, vec![0, 0, 0, 0])]);
     let f = udp4_frame([0; 6], [0; 6], a4("10.2.0.2"), a4("10.2.0.1"), 1, PORT, &c, b"?").unwrap();
-    e.host_mut("h0").send_raw_ip(&f[14..]).unwrap();
+    e.host_mut("h0").send_raw_ip(ip(&f)).unwrap();
     assert!(e.run_until_idle(Duration::from_secs(5)));
     let n0 = e.node("n0");
     let id = n0.instances()[0].id;
@@ -476,7 +516,7 @@ fn icmp6_with_tag(mut rh: Vec<u8>, typ: u8) -> Vec<u8> {
         64,
         b"q",
     );
-    let mut f = weft_packet::build::icmp6(
+    let f = weft_packet::build::icmp6(
         [0; 6],
         [0; 6],
         H1_6.parse().unwrap(),
@@ -485,14 +525,13 @@ fn icmp6_with_tag(mut rh: Vec<u8>, typ: u8) -> Vec<u8> {
         typ,
         0,
         [0; 4],
-        &quoted[14..],
+        ip(&quoted),
     );
-    rh[0] = 58;
-    f[20] = wire::NEXT_HEADER_ROUTING;
-    f.splice(54..54, rh);
-    let plen = (f.len() - 54) as u16;
-    f[18..20].copy_from_slice(&plen.to_be_bytes());
-    f
+    RoutingView::new_unchecked(&mut rh[..]).set_next_header(proto::ICMPV6);
+    let (mut h, payload) = Ipv6Header::from_slice(ip(&f)).unwrap();
+    h.next_header = wire::NEXT_HEADER_ROUTING.into();
+    h.payload_length = (rh.len() + payload.len()) as u16;
+    [&f[..ETH_LEN], &h.to_bytes()[..], &rh, payload].concat()
 }
 
 /// Item 7: h1 sends dr1 ICMPv6 errors whose DataRouter routing header is
@@ -504,16 +543,16 @@ fn icmpv6_errors_with_a_bad_tag_get_no_answer() {
     let mut e = emu();
     let c = TagChain::new(vec![Tag::new(DNS, Algorithm::Suffix, "joe.com")]);
     let mut rh = c.ipv6_header(58).unwrap();
-    rh[4..6].copy_from_slice(&200u16.to_be_bytes()); // pointer past the end
+    RoutingView::new_unchecked(&mut rh[..]).set_pointer(200); // past the end
     for typ in [1, 2, 3, 4, 1, 2, 3, 4] {
         e.host_mut("h1")
-            .send_raw_ip(&icmp6_with_tag(rh.clone(), typ)[14..])
+            .send_raw_ip(ip(&icmp6_with_tag(rh.clone(), typ)))
             .unwrap();
     }
     assert!(e.run_until_idle(Duration::from_secs(5)));
     assert_eq!(errors_to_h1(&e), vec![]);
     assert_eq!(report(&e, "dr1")["bad"]["pointer-past-end"], 8);
-    e.host_mut("h1").send_raw_ip(&icmp6_with_tag(rh, 128)[14..]).unwrap();
+    e.host_mut("h1").send_raw_ip(ip(&icmp6_with_tag(rh, 128))).unwrap();
     assert!(e.run_until_idle(Duration::from_secs(5)));
     assert_eq!(errors_to_h1(&e), vec![(4, 0)]);
     assert_eq!(report(&e, "dr1")["icmp_sent"], 1);
@@ -537,8 +576,9 @@ fn truncated_ipv6_routing_header_is_dropped_by_the_node() {
         b"x",
     )
     .unwrap();
-    f[54 + 1] = 9; // 80 octets, past the end of the packet
-    e.host_mut("h1").send_raw_ip(&f[14..]).unwrap();
+    // 80 octets, past the end of the packet.
+    RoutingView::new_unchecked(&mut f[ETH_LEN + Ipv6Header::LEN..]).set_hdr_ext_len(9);
+    e.host_mut("h1").send_raw_ip(ip(&f)).unwrap();
     assert!(e.run_until_idle(Duration::from_secs(5)));
     assert_eq!(e.node("dr1").drop_count(weft_dataplane::DropReason::TruncatedIpv6), 1);
     assert_eq!(errors_to_h1(&e), vec![]);
@@ -556,15 +596,11 @@ fn one_icmp_budget_for_bad_tags_and_closed_ports() {
     let (rate, burst) = (100, 10);
     e.node_mut("dr1").set_icmp_rate(rate, burst);
     let c = TagChain::new(vec![Tag::new(DNS, Algorithm::Suffix, "joe.com")]);
-    let mut bad_tag = udp4_frame([0; 6], [0; 6], a4("10.0.1.2"), a4("10.0.1.1"), 1, PORT, &c, b"x").unwrap();
-    bad_tag[14 + 22] = 60; // pointer past the end
-    bad_tag[24..26].copy_from_slice(&[0, 0]);
-    let hl = ((bad_tag[14] & 0x0f) as usize) * 4;
-    let cs = checksum::checksum(&bad_tag[14..14 + hl]);
-    bad_tag[24..26].copy_from_slice(&cs.to_be_bytes());
+    let bad_tag = udp4_frame([0; 6], [0; 6], a4("10.0.1.2"), a4("10.0.1.1"), 1, PORT, &c, b"x").unwrap();
+    let bad_tag = with_pointer(bad_tag, 60); // past the end
     let closed = weft_packet::build::udp4([0; 6], [0; 6], a4("10.0.1.2"), a4("10.0.1.1"), 1, 9, 64, b"x");
     // Let ARP settle first, so that the replies are not held back.
-    e.host_mut("h1").send_raw_ip(&closed[14..]).unwrap();
+    e.host_mut("h1").send_raw_ip(ip(&closed)).unwrap();
     assert!(e.run_until_idle(Duration::from_secs(5)));
     e.run_for(Duration::from_secs(2)); // the bucket is full again
     let before = errors_to_h1(&e).len() as u64;
@@ -572,7 +608,7 @@ fn one_icmp_budget_for_bad_tags_and_closed_ports() {
     let mut last = start;
     for i in 0..300u32 {
         let f = if i.is_multiple_of(2) { &bad_tag } else { &closed };
-        e.host_mut("h1").send_raw_ip(&f[14..]).unwrap();
+        e.host_mut("h1").send_raw_ip(ip(f)).unwrap();
         last = e.now_ns();
         e.run_for(Duration::from_millis(1));
     }

@@ -41,7 +41,8 @@
 //! setters in another, byte ranges in a private `mod field`). Outside
 //! bytes only go through [`EspPacket::new_checked`], [`Sa::open`] and
 //! [`ReplayWindow::check`], which return an [`EspError`] and never panic
-//! ([`fuzz_esp`] is the fuzz target `esp_decap` and a property test).
+//! ([`fuzz_esp`](crate::crypto::fuzz_esp), beside the elements it also
+//! drives, is the fuzz target `esp_decap` and a property test).
 
 // The AEAD is `ring`'s ChaCha20-Poly1305 (assembly per CPU): the pure-Rust
 // `chacha20poly1305` 0.11 measured 1.5 µs per 64-byte packet here (its AVX2
@@ -461,8 +462,9 @@ impl ReplayWindow {
     }
 }
 
-/// The keying material [`fuzz_esp`] opens with: RFC 7634 appendix A's.
-const FUZZ_KEYMAT: [u8; KEYMAT_LEN] = {
+/// The keying material [`fuzz_esp`](crate::crypto::fuzz_esp) opens with:
+/// RFC 7634 appendix A's.
+pub(crate) const FUZZ_KEYMAT: [u8; KEYMAT_LEN] = {
     let mut k = [0u8; KEYMAT_LEN];
     let mut i = 0;
     while i < KEYMAT_LEN {
@@ -472,107 +474,10 @@ const FUZZ_KEYMAT: [u8; KEYMAT_LEN] = {
     k
 };
 
-/// The fuzz entry point (fuzz target `esp_decap`, and a property test):
-/// `data` as an ESP packet — the view's slices add up, opening it under an
-/// SA and running it through the window never panics and never admits a
-/// sequence number twice; as a frame and as an IP packet, `decrypt` never
-/// panics; and whatever `encrypt` seals, `decrypt` restores byte for byte,
-/// once. Panics only on a bug.
-pub fn fuzz_esp(data: &[u8]) {
-    use crate::crypto::{Decrypt, Encrypt};
-    use weft_dataplane::{Args, Ctx, Element, InstanceId, Verdict};
-    use weft_packet::{Packet, PacketPool};
-
-    // The view over outside bytes.
-    if let Ok(p) = EspPacket::new_checked(data) {
-        assert_eq!(HEADER_LEN + p.ciphertext().len() + ICV_LEN, data.len());
-        assert!(p.ciphertext().len().is_multiple_of(4));
-        let _ = (p.spi(), p.seq(), p.iv(), p.icv());
-    }
-    // Opening under an SA, with the window in front.
-    for esn in [true, false] {
-        let sa = Sa::new(&FUZZ_KEYMAT, 0x0102_0304, esn);
-        let mut w = ReplayWindow::default();
-        let mut buf = data.to_vec();
-        let low = EspPacket::new_checked(&buf[..]).map(|p| p.seq()).unwrap_or(1);
-        if let Ok(seq) = w.check(low, esn) {
-            if let Ok((len, next)) = sa.open(seq, &mut buf) {
-                assert!(HEADER_LEN + len + TRAILER_LEN + ICV_LEN <= data.len());
-                assert!(matches!(next, NEXT_IPV4 | NEXT_IPV6));
-                w.accept(seq);
-                assert_eq!(w.check(low, esn), Err(EspError::Replayed));
-            }
-        }
-        // The window alone, fed the data as sequence numbers: what it admits
-        // and records is never admitted again.
-        let mut seen = std::collections::HashSet::new();
-        let mut w = ReplayWindow::default();
-        for c in data.chunks(4) {
-            let mut b = [0u8; 4];
-            b[..c.len()].copy_from_slice(c);
-            if let Ok(seq) = w.check(u32::from_be_bytes(b), esn) {
-                assert!(seen.insert(seq), "sequence number {seq} admitted twice");
-                assert!(seq > w.top().saturating_sub(WINDOW));
-                w.accept(seq);
-            }
-        }
-    }
-
-    let key = format!(
-        "key={}",
-        FUZZ_KEYMAT.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
-    let (Ok(mut enc), Ok(mut dec)) = (Encrypt::new(&Args::parse(&key)), Decrypt::new(&Args::parse(&key))) else {
-        panic!("the fuzz key configures");
-    };
-    if enc.initialize().is_err() {
-        return; // no OS randomness: nothing to seal with
-    }
-    let mut pool = PacketPool::default();
-    let mut emitted = Vec::new();
-    let mut cx = Ctx::new(0, InstanceId(1), &mut pool, &mut emitted);
-    let eth = |ethertype: [u8; 2], body: &[u8]| {
-        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, ethertype[0], ethertype[1]];
-        f.extend_from_slice(body);
-        f
-    };
-    let v6 = data.first().is_some_and(|b| b >> 4 == 6);
-    let ip_frame = eth(if v6 { [0x86, 0xdd] } else { [0x08, 0x00] }, data);
-    for frame in [data, &ip_frame[..]] {
-        let mut p = Packet::from_bytes(frame);
-        let _ = dec.process(&mut cx, &mut p);
-    }
-    // Round trip: what encrypt seals, decrypt opens to the same IP packet.
-    let mut p = Packet::from_bytes(&ip_frame);
-    if enc.process(&mut cx, &mut p) == Verdict::Continue {
-        if let Ok(h) = weft_packet::view::parse(&ip_frame) {
-            let sealed = p.data().to_vec();
-            assert!(
-                weft_packet::view::parse(&sealed).is_ok_and(|s| s.flow.proto == PROTO_ESP),
-                "encrypt made a frame that does not parse as ESP"
-            );
-            let mut d = Decrypt::new(&Args::parse(&key)).unwrap_or_else(|_| panic!("configures"));
-            assert_eq!(
-                d.process(&mut cx, &mut p),
-                Verdict::Continue,
-                "decrypt refused what encrypt sealed"
-            );
-            let want_len = match h.l3 {
-                weft_packet::view::L3::Ipv4 { total_len, .. } => 14 + total_len as usize,
-                weft_packet::view::L3::Ipv6 { payload_len, .. } => 14 + 40 + payload_len as usize,
-                _ => panic!("sealed a frame that is not IP"),
-            };
-            assert_eq!(p.data(), &ip_frame[..want_len], "the round trip changed the packet");
-            // The same packet again is a replay.
-            let mut again = Packet::from_bytes(&sealed);
-            assert_eq!(d.process(&mut cx, &mut again), Verdict::Drop);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::fuzz_esp;
     use proptest::prelude::*;
 
     /// RFC 7634 appendix A: keying material 0x80…0x9f, salt a0 a1 a2 a3.

@@ -2,13 +2,16 @@
 //! emulator: PBR daemons ([`weft_control::pbr::PbrNode`]) on every router
 //! of `topologies/promethos-fig2.toml`, driven by the virtual clock.
 
+use etherparse::{Ethernet2HeaderSlice, NetSlice, SlicedPacket, TransportSlice};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use weft_control::pbr::{PathState, PbrConfig};
+use weft_dataplane::ETHERTYPE_MPLS;
 use weft_emu::{CapturedFrame, Emulator};
+use weft_packet::view::ETH_LEN;
 use weft_pbr::Hop;
 use weft_pbr::{CreateRequest, FlowSpec, PathId, Plugin, PortRange, Reason};
 
@@ -97,21 +100,23 @@ fn settle(emu: &mut Emulator, node: &str, id: PathId) -> PathState {
 
 /// The payload of a captured Ethernet/IPv4/UDP frame to `dport`.
 fn udp_payload(f: &[u8], dport: u16) -> Option<&[u8]> {
-    if f.len() < 14 + 20 + 8 || f[12..14] != [0x08, 0x00] {
-        return None;
+    let p = SlicedPacket::from_ethernet(f).ok()?;
+    match (p.net, p.transport) {
+        (Some(NetSlice::Ipv4(_)), Some(TransportSlice::Udp(u))) if u.destination_port() == dport => Some(u.payload()),
+        _ => None,
     }
-    let ip = 14;
-    let ihl = (f[ip] & 0x0f) as usize * 4;
-    let u = ip + ihl;
-    if f[ip + 9] != 17 || f.len() < u + 8 || f[u + 2..u + 4] != dport.to_be_bytes() {
-        return None;
-    }
-    let len = u16::from_be_bytes([f[u + 4], f[u + 5]]) as usize;
-    f.get(u + 8..u + len)
 }
 
 fn is_mpls(f: &CapturedFrame) -> bool {
-    f.frame.len() > 14 && f.frame[12..14] == [0x88, 0x47]
+    f.frame.len() > ETH_LEN
+        && Ethernet2HeaderSlice::from_slice(&f.frame).is_ok_and(|e| e.ether_type().0 == ETHERTYPE_MPLS)
+}
+
+/// The top label of an MPLS frame: a label stack entry (RFC 3032) is the
+/// label (20 bits), the traffic class (3), bottom of stack (1), TTL (8).
+fn top_label(f: &[u8]) -> u32 {
+    let entry: [u8; 4] = f[ETH_LEN..ETH_LEN + 4].try_into().unwrap();
+    u32::from_be_bytes(entry) >> 12
 }
 
 fn has_mark(f: &CapturedFrame) -> bool {
@@ -466,7 +471,7 @@ fn a_walk_entering_a_node_twice_through_the_same_interface() {
     let mut labels: Vec<u32> = frames_since(&emu, "R1-R4", 0, 0)
         .iter()
         .filter(|c| is_mpls(c))
-        .map(|c| u32::from_be_bytes([c.frame[14], c.frame[15], c.frame[16], c.frame[17]]) >> 12)
+        .map(|c| top_label(&c.frame))
         .collect();
     labels.sort_unstable();
     labels.dedup();

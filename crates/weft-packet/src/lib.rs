@@ -12,6 +12,8 @@
 //! * [`checksum`] — Internet checksum and RFC 1624 incremental update.
 //! * [`flow`] — [`FlowKey`], the 6-tuple classifier key.
 //! * [`build`] — small frame builders for replies (ICMP, ARP, ND) and tests.
+//! * [`mpls`] — the label range and the MPLS-in-UDP port, shared by the
+//!   engine's label table and the PBR protocol.
 //!
 //! **Architecture invariant:** this crate knows nothing about the engine,
 //! elements, I/O or time. It never panics on bytes from outside.
@@ -22,6 +24,7 @@ pub mod buf;
 pub mod build;
 pub mod checksum;
 pub mod flow;
+pub mod mpls;
 pub mod view;
 
 pub use buf::{Batch, Meta, Packet, PacketPool, PortId};

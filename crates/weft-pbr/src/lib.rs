@@ -25,7 +25,9 @@
 //!
 //! **Architecture invariant:** sans-IO. No sockets, no clock (time comes in
 //! as `now_ms`), no randomness (the caller passes the release secret and
-//! the seeds), and no dependency on other Weft crates: the node is behind
+//! the seeds), and no dependency on other Weft crates but `weft-packet`,
+//! for the MPLS numbers the engine shares ([`FIRST_LABEL`], [`MAX_LABEL`],
+//! [`MPLS_UDP_PORT`], defined once there): the node is behind
 //! [`Env`], the UDP socket behind [`Agent::poll_transmit`]. No input — any
 //! datagram, in any order, at any time — can make it panic; bad input is
 //! counted ([`Counters`]). [`fuzz_message`] checks that.
@@ -38,12 +40,12 @@ pub mod wire;
 
 pub use agent::{
     Agent, AgentConfig, Counters, CreateRequest, Egress, Env, Event, NextHop, NullEnv, OutLabel, PathSummary, PbrError,
-    Phase, Refusal, Transmit, VisitInstall, VisitKey, VisitRequest, VisitStatus, MIN_LABEL,
+    Phase, Refusal, Transmit, VisitInstall, VisitKey, VisitRequest, VisitStatus,
 };
 pub use plan::{plan, Graph, PlanError, Stage, Walk};
 pub use wire::{
-    Body, FlowSpec, Hop, HopError, Message, PathId, Plugin, PortRange, Reason, StatusRecord, WireError, MPLS_UDP_PORT,
-    PBR_PORT,
+    Body, FlowSpec, Hop, HopError, Message, PathId, Plugin, PortRange, Reason, StatusRecord, WireError, FIRST_LABEL,
+    MAX_LABEL, MPLS_UDP_PORT, PBR_PORT,
 };
 
 use std::net::{IpAddr, Ipv4Addr};

@@ -125,7 +125,7 @@ proptest! {
         b.extend_from_slice(&tail);
         if fix_len && b.len() >= 4 {
             let n = b.len() as u16;
-            b[2..4].copy_from_slice(&n.to_be_bytes());
+            weft_pbr::wire::HeaderView::new_unchecked(&mut b[..]).set_length(n);
         }
         fuzz_message(&b);
     }

@@ -275,7 +275,9 @@ fn release_removes_everything_and_forgery_is_rejected() {
     net.run_for(50);
     assert_eq!(net.node("R4").agent.counters().duplicates, 1);
     let mut again = forged;
-    again[7] = 78;
+    let mut h = weft_pbr::wire::HeaderView::new_unchecked(&mut again[..]);
+    let seq = h.seq();
+    h.set_seq(seq & !0xff | 78); // another sequence number
     net.inject(ip("10.45.0.5"), ip("10.14.0.4"), again);
     net.run_for(50);
     assert_eq!(net.node("R4").agent.counters().unknown_visit, 1);
@@ -708,7 +710,7 @@ fn duplicates_and_garbage() {
     .unwrap();
     create.extend_from_slice(&[0x31, 0, 0, 4]);
     let n = create.len() as u16;
-    create[2..4].copy_from_slice(&n.to_be_bytes());
+    weft_pbr::wire::HeaderView::new_unchecked(&mut create[..]).set_length(n);
     let before = net.log.len();
     net.inject(r1, r4, create.clone());
     net.run_for(10);

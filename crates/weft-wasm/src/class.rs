@@ -1,18 +1,29 @@
-//! A verified, compiled plugin module as an element class.
+//! A verified, compiled plugin module as an element class: loaded through
+//! the host ([`WasmHost::load_class`], written here, above the host), its
+//! imports resolved once against the host functions, instances made from
+//! it.
 
-use crate::element::{self, HostState, WasmElement};
+use crate::element::{ClassShared, WasmElement};
 use crate::host::WasmHost;
-use crate::verify::{LoadError, ModuleInfo};
+use crate::linker::{link_host_functions, HostState};
+use crate::verify::{verify_module, LoadError, ModuleInfo};
 use std::sync::Arc;
-use wasmtime::{InstancePre, Linker, Module};
+use wasmtime::{Linker, Module};
 use weft_dataplane::element::{Access, ClassKind};
 use weft_dataplane::{Args, ClassDoc, ElementClass, ElementError};
 
-pub(crate) struct ClassShared {
-    pub(crate) host: WasmHost,
-    pub(crate) name: Arc<str>,
-    pub(crate) info: ModuleInfo,
-    pub(crate) pre: InstancePre<HostState>,
+impl WasmHost {
+    /// Verify `bytes` ([`verify_module`]), then compile them — or take the
+    /// compiled code from the cache — into a class named `name`. The bytes
+    /// must already have passed the caller's authenticity checks.
+    pub fn load_class(&self, name: &str, bytes: &[u8]) -> Result<WasmClass, LoadError> {
+        let info = verify_module(bytes)?;
+        let module = match &self.shared.cache {
+            Some(c) => c.load_or_compile(&self.shared.engine, bytes, &info.hash)?,
+            None => Module::new(&self.shared.engine, bytes).map_err(|e| LoadError::Compile(e.to_string()))?,
+        };
+        WasmClass::new(self.clone(), name, info, module)
+    }
 }
 
 /// A plugin class: the compiled module (shared by every instance) and what
@@ -35,7 +46,7 @@ impl std::fmt::Debug for WasmClass {
 impl WasmClass {
     pub(crate) fn new(host: WasmHost, name: &str, info: ModuleInfo, module: Module) -> Result<Self, LoadError> {
         let mut linker: Linker<HostState> = Linker::new(&host.shared.engine);
-        element::link_host_functions(&mut linker).map_err(|e| LoadError::Compile(e.to_string()))?;
+        link_host_functions(&mut linker).map_err(|e| LoadError::Compile(e.to_string()))?;
         // Resolves imports once; each instance then only allocates its store.
         let pre = linker
             .instantiate_pre(&module)

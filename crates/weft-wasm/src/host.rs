@@ -1,10 +1,10 @@
 //! The node's WebAssembly host: one wasmtime [`Engine`] per node, its
 //! configuration (CPU budget kind, memory cap), the epoch ticker and the
-//! precompiled-module cache. Classes are loaded through [`WasmHost::load_class`].
+//! precompiled-module cache. Classes are loaded through
+//! [`WasmHost::load_class`], written in `class.rs` (which builds on this
+//! module, not the other way round).
 
 use crate::cache::ModuleCache;
-use crate::class::WasmClass;
-use crate::verify::{verify_module, LoadError};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -162,17 +162,5 @@ impl WasmHost {
     /// The wasmtime engine (shared by every class of this host).
     pub fn engine(&self) -> &Engine {
         &self.shared.engine
-    }
-
-    /// Verify `bytes` ([`verify_module`]), then compile them — or take the
-    /// compiled code from the cache — into a class named `name`. The bytes
-    /// must already have passed the caller's authenticity checks.
-    pub fn load_class(&self, name: &str, bytes: &[u8]) -> Result<WasmClass, LoadError> {
-        let info = verify_module(bytes)?;
-        let module = match &self.shared.cache {
-            Some(c) => c.load_or_compile(&self.shared.engine, bytes, &info.hash)?,
-            None => wasmtime::Module::new(&self.shared.engine, bytes).map_err(|e| LoadError::Compile(e.to_string()))?,
-        };
-        WasmClass::new(self.clone(), name, info, module)
     }
 }

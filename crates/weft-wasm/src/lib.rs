@@ -10,8 +10,10 @@
 //! * [`cache`] — precompiled modules on disk, keyed by sha256 + engine.
 //! * [`class`] — [`WasmClass`]: compiled code shared by every instance,
 //!   turned into an engine [`ElementClass`](weft_dataplane::ElementClass).
-//! * [`element`] — [`WasmElement`]: one instance, its store and arena, the
-//!   host functions, fault policy.
+//! * `linker` — the host functions of the plugin ABI and the per-store
+//!   state they use.
+//! * [`element`] — [`WasmElement`]: one instance, its store and arena,
+//!   fault policy.
 //! * [`bench`] — [`bench::bench_rows`]: the plugin benchmark on a real node.
 //! * [`plugins`] — locate (building when needed) the example plugins.
 //!
@@ -26,6 +28,7 @@ pub mod cache;
 pub mod class;
 pub mod element;
 pub mod host;
+mod linker;
 pub mod plugins;
 pub mod verify;
 

@@ -53,14 +53,9 @@ use weft_packet::{checksum, proto, Batch, Packet};
 
 /// Ethernet type of MPLS unicast (RFC 3032).
 pub const ETHERTYPE_MPLS: u16 = 0x8847;
-/// UDP port of MPLS-in-UDP (RFC 7510).
-pub const MPLS_UDP_PORT: u16 = 6635;
+pub use weft_packet::mpls::{FIRST_LABEL, MAX_LABEL, MPLS_UDP_PORT};
 /// The label TTL a path starts with (also its hop limit).
 pub const LABEL_TTL: u8 = 64;
-/// Labels 0–15 are reserved (RFC 3032); Weft allocates from here.
-pub const FIRST_LABEL: u32 = 16;
-/// Largest label (20 bits).
-pub const MAX_LABEL: u32 = (1 << 20) - 1;
 
 /// What a visit does with a packet after its chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

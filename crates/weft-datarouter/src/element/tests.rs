@@ -3,9 +3,11 @@
 
 use super::*;
 use crate::classes::{DNS, MP3, URL};
-use crate::wire::{udp4_frame, udp6_frame, Tag};
+use crate::wire::{udp4_frame, udp6_frame, OptionView, RoutingView, Tag};
 use crate::Algorithm;
+use etherparse::{IpFragOffset, Ipv4Header, Ipv4HeaderSlice, Ipv4Options, Ipv6Header, Ipv6HeaderSlice};
 use weft_dataplane::InstanceId;
+use weft_packet::view::ETH_LEN;
 use weft_packet::PacketPool;
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
@@ -42,29 +44,73 @@ fn checksums_ok(f: &[u8]) -> bool {
     let l4 = h.l4_off().unwrap();
     let (ps, end) = match h.l3 {
         weft_packet::L3::Ipv4 { off, total_len, .. } => {
-            let ip = &f[off as usize..];
+            let ip = Ipv4HeaderSlice::from_slice(&f[off as usize..]).unwrap();
             let ulen = (off as usize + total_len as usize - l4) as u16;
             (
-                checksum::pseudo_v4(ip[12..16].try_into().unwrap(), ip[16..20].try_into().unwrap(), 17, ulen),
+                checksum::pseudo_v4(ip.source(), ip.destination(), 17, ulen),
                 off as usize + total_len as usize,
             )
         }
         weft_packet::L3::Ipv6 { off, payload_len, .. } => {
-            let ip = &f[off as usize..];
-            let end = off as usize + 40 + payload_len as usize;
+            let ip = Ipv6HeaderSlice::from_slice(&f[off as usize..]).unwrap();
+            let end = off as usize + Ipv6Header::LEN + payload_len as usize;
             (
-                checksum::pseudo_v6(
-                    ip[8..24].try_into().unwrap(),
-                    ip[24..40].try_into().unwrap(),
-                    17,
-                    (end - l4) as u32,
-                ),
+                checksum::pseudo_v6(ip.source(), ip.destination(), 17, (end - l4) as u32),
                 end,
             )
         }
         _ => return false,
     };
     checksum::sum(&f[l4..end], ps) == 0xffff
+}
+
+/// The IP packet a frame carries.
+fn ip(f: &[u8]) -> &[u8] {
+    &f[ETH_LEN..]
+}
+
+/// The ICMP or ICMPv6 message a frame carries: type, code, and the four
+/// octets after the checksum (a parameter problem's pointer).
+fn icmp(f: &[u8]) -> (u8, u8, [u8; 4]) {
+    let h = weft_packet::view::parse(f).unwrap();
+    let off = h.l4_off().unwrap();
+    match h.l4 {
+        weft_packet::L4::Icmp { .. } => {
+            let m = etherparse::Icmpv4Slice::from_slice(&f[off..]).unwrap();
+            (m.type_u8(), m.code_u8(), m.bytes5to8())
+        }
+        weft_packet::L4::Icmpv6 { .. } => {
+            let m = etherparse::Icmpv6Slice::from_slice(&f[off..]).unwrap();
+            (m.type_u8(), m.code_u8(), m.bytes5to8())
+        }
+        other => panic!("not ICMP: {other:?}"),
+    }
+}
+
+/// `f` (Ethernet, IPv4) with the IPv4 header rebuilt by `edit` (options,
+/// fragment fields): its length fields and checksum follow.
+fn edit_ipv4(f: &[u8], edit: impl FnOnce(&mut Ipv4Header)) -> Vec<u8> {
+    let (mut h, payload) = Ipv4Header::from_slice(ip(f)).unwrap();
+    edit(&mut h);
+    h.set_payload_len(payload.len()).unwrap();
+    h.header_checksum = h.calc_header_checksum();
+    [&f[..ETH_LEN], &h.to_bytes()[..], payload].concat()
+}
+
+/// `opt` padded with zeros (end of options) to a multiple of 4, as IPv4
+/// options.
+fn options(opt: &[u8]) -> Ipv4Options {
+    let mut o = opt.to_vec();
+    o.resize(opt.len().div_ceil(4) * 4, 0);
+    Ipv4Options::try_from(&o[..]).unwrap()
+}
+
+/// `f` (Ethernet, IPv6) with its payload length set to what follows the
+/// header.
+fn fix_ipv6_payload_len(f: &mut [u8]) {
+    let (mut h, rest) = Ipv6Header::from_slice(ip(f)).unwrap();
+    h.payload_length = rest.len() as u16;
+    f[ETH_LEN..ETH_LEN + Ipv6Header::LEN].copy_from_slice(&h.to_bytes());
 }
 
 fn chain(tags: &[Tag]) -> TagChain {
@@ -76,7 +122,7 @@ fn frame4(c: &TagChain) -> Vec<u8> {
 }
 
 fn dst4(f: &[u8]) -> Ipv4Addr {
-    Ipv4Addr::new(f[30], f[31], f[32], f[33])
+    Ipv4HeaderSlice::from_slice(ip(f)).unwrap().destination_addr()
 }
 
 #[test]
@@ -88,7 +134,7 @@ fn resolves_in_place_with_checksums() {
     assert!(em.is_empty());
     assert_eq!(dst4(&out), Ipv4Addr::new(10, 0, 2, 2));
     assert_eq!(out.len(), f.len());
-    let c = crate::wire::read_chain(&out[14..]).unwrap().unwrap();
+    let c = crate::wire::read_chain(ip(&out)).unwrap().unwrap();
     assert!(c.exhausted());
     assert!(checksums_ok(&out));
     assert_eq!(d.counters().resolved, 1);
@@ -114,7 +160,7 @@ fn suffix_then_prefix_rewrite_grows_the_header() {
     assert_eq!(v, Verdict::Continue);
     assert_eq!(out.len(), f.len() + 8); // options 19 → 28 octets (padded 20 → 28)
     assert!(checksums_ok(&out), "{out:02x?}");
-    let c = crate::wire::read_chain(&out[14..]).unwrap().unwrap();
+    let c = crate::wire::read_chain(ip(&out)).unwrap().unwrap();
     assert_eq!(c.tags[1], Tag::new(URL, Algorithm::Prefix, "/apple"));
     assert_eq!(c.next, 1);
     assert_eq!(dst4(&out), Ipv4Addr::new(10, 0, 2, 2));
@@ -132,7 +178,7 @@ fn delete_shrinks_the_header() {
     let (_, out, _) = run(&mut d, &f);
     assert_eq!(out.len(), f.len() - 16); // options 21 → 7 octets (padded 24 → 8)
     assert!(checksums_ok(&out));
-    let c = crate::wire::read_chain(&out[14..]).unwrap().unwrap();
+    let c = crate::wire::read_chain(ip(&out)).unwrap().unwrap();
     assert_eq!(c.tags, vec![Tag::new(DNS, Algorithm::Exact, "x")]);
     assert_eq!(c.next, 0);
 }
@@ -146,7 +192,7 @@ fn same_router_resolves_the_next_string_too() {
     ]));
     let (_, out, _) = run(&mut d, &f);
     assert_eq!(dst4(&out), Ipv4Addr::new(10, 0, 3, 3));
-    assert!(crate::wire::read_chain(&out[14..]).unwrap().unwrap().exhausted());
+    assert!(crate::wire::read_chain(ip(&out)).unwrap().unwrap().exhausted());
     assert_eq!(d.counters().strings, 2);
 }
 
@@ -171,16 +217,8 @@ fn miss_drops_or_answers() {
 
 /// A frame whose option bytes are `opt` (padded), checksum right.
 fn raw4(opt: &[u8]) -> Vec<u8> {
-    let mut o = opt.to_vec();
-    o.resize(opt.len().div_ceil(4) * 4, 0);
-    let mut f = weft_packet::build::udp4([2; 6], [4; 6], A, R, 1, 2, 64, b"x");
-    f.splice(34..34, o.iter().copied());
-    let ihl = 20 + o.len();
-    f[14] = 0x40 | (ihl / 4) as u8;
-    let total = (f.len() - 14) as u16;
-    f[16..18].copy_from_slice(&total.to_be_bytes());
-    fix_ipv4_header(&mut f[14..14 + ihl]);
-    f
+    let f = weft_packet::build::udp4([2; 6], [4; 6], A, R, 1, 2, 64, b"x");
+    edit_ipv4(&f, |h| h.options = options(opt))
 }
 
 /// The count of malformed tags for `reason`, read from the report.
@@ -197,8 +235,8 @@ fn bad_case(opt: &[u8], reason: &str, pointer: u8) {
     assert_eq!(v, Verdict::Drop, "{reason}");
     assert_eq!(bad(&d, reason), 1, "{reason}: {:?}", d.counters());
     assert_eq!(em.len(), 1, "{reason}");
-    let icmp = &em[0][34..];
-    assert_eq!((icmp[0], icmp[1], icmp[4]), (12, 0, pointer), "{reason}");
+    let (typ, code, rest) = icmp(&em[0]);
+    assert_eq!((typ, code, rest[0]), (12, 0, pointer), "{reason}");
 }
 
 #[test]
@@ -239,12 +277,7 @@ fn bad_unknown_algorithm() {
 fn bad_too_many_tags() {
     // Thirty-three empty strings do not fit IPv4; IPv6 carries them.
     let mut d = dr("ls");
-    let mut h = vec![17u8, 0, 253, 0, 0, 9, 0, 99];
-    h[1] = ((8 + 99usize).div_ceil(8) - 1) as u8;
-    h.resize((h[1] as usize + 1) * 8, 0);
-    for i in 0..33 {
-        h[8 + 3 * i + 1] = 1;
-    }
+    let h = crate::wire::tests::routing_header_of_empty_tags(33);
     let c = chain(&[Tag::new(DNS, Algorithm::Exact, "")]);
     let mut f = udp6_frame(
         [2; 6],
@@ -258,14 +291,14 @@ fn bad_too_many_tags() {
     )
     .unwrap();
     let old = c.ipv6_header(17).unwrap().len();
-    f.splice(54..54 + old, h.iter().copied());
-    let plen = (f.len() - 54) as u16;
-    f[18..20].copy_from_slice(&plen.to_be_bytes());
+    let rh = ETH_LEN + Ipv6Header::LEN;
+    f.splice(rh..rh + old, h.iter().copied());
+    fix_ipv6_payload_len(&mut f);
     let (v, _, em) = run(&mut d, &f);
     assert_eq!(v, Verdict::Drop);
     assert_eq!(bad(&d, "too-many-tags"), 1);
-    let icmp = &em[0][54..];
-    assert_eq!((icmp[0], icmp[1]), (4, 0));
+    let (typ, code, _) = icmp(&em[0]);
+    assert_eq!((typ, code), (4, 0));
 }
 
 #[test]
@@ -295,14 +328,17 @@ fn v6_in_place_and_rewrite() {
     let f = udp6_frame([2; 6], [4; 6], "fd00::2".parse().unwrap(), me, 1, 2, &c, b"hello").unwrap();
     let (v, out, _) = run(&mut d, &f);
     assert_eq!(v, Verdict::Continue);
-    assert_eq!(&out[38..54], &"fd00:2::2".parse::<Ipv6Addr>().unwrap().octets());
+    assert_eq!(
+        Ipv6HeaderSlice::from_slice(ip(&out)).unwrap().destination_addr(),
+        "fd00:2::2".parse::<Ipv6Addr>().unwrap()
+    );
     assert!(checksums_ok(&out));
-    assert!(crate::wire::read_chain(&out[14..]).unwrap().unwrap().exhausted());
+    assert!(crate::wire::read_chain(ip(&out)).unwrap().unwrap().exhausted());
     let c = chain(&[Tag::new(URL, Algorithm::Suffix, "joe.com/apple")]);
     let f = udp6_frame([2; 6], [4; 6], "fd00::2".parse().unwrap(), me, 1, 2, &c, b"hello").unwrap();
     let (_, out, _) = run(&mut d, &f);
     assert!(checksums_ok(&out));
-    let got = crate::wire::read_chain(&out[14..]).unwrap().unwrap();
+    let got = crate::wire::read_chain(ip(&out)).unwrap().unwrap();
     assert_eq!(got.tags[1].string, b"/apple");
     assert_eq!(got.next, 1);
     assert_eq!(&out[out.len() - 5..], b"hello");
@@ -327,11 +363,15 @@ proptest::proptest! {
     /// The fuzz target `datarouter_option` as a property test.
     #[test]
     fn fuzz_frame_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), tag in 0u8..4) {
+        // Ours both ways: fuzz_frame reads the bytes as an IPv4 option
+        // (type, length) and as an IPv6 routing header (routing type).
         let mut d = data.clone();
         if tag > 0 && d.len() > 3 {
-            d[0] = 0x9e;
-            d[1] = (d[1] % d.len() as u8).max(3);
-            d[2] = 253;
+            let mut o = OptionView::new_unchecked(&mut d[..]);
+            o.set_option_type(wire::OPTION_TYPE);
+            let l = o.length();
+            o.set_length((l % data.len() as u8).max(3));
+            RoutingView::new_unchecked(&mut d[..]).set_routing_type(wire::ROUTING_TYPE);
         }
         fuzz_frame(&d);
     }
@@ -342,7 +382,12 @@ proptest::proptest! {
     fn arbitrary_options_never_panic(opt in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), tag in 0u8..3) {
         let mut d = dr("class DNS add a 10.0.2.2 alg suffix rewrite copy:prefix,next:strip\nclass 0 add .* 10.0.2.3");
         let mut o = opt.clone();
-        if tag > 0 && o.len() > 2 { o[0] = 0x9e; o[1] %= o.len() as u8 + 1; }
+        if tag > 0 && o.len() > 2 {
+            let mut v = OptionView::new_unchecked(&mut o[..]);
+            v.set_option_type(wire::OPTION_TYPE);
+            let l = v.length();
+            v.set_length(l % (opt.len() as u8 + 1));
+        }
         let f = raw4(&o);
         d.prefetch(&[Packet::from_bytes(&f)]);
         let (v, out, _) = run(&mut d, &f);
@@ -538,36 +583,35 @@ fn icmp6_behind(exts: &[(u8, Vec<u8>)], typ: u8) -> Vec<u8> {
         typ,
         0,
         [0; 4],
-        &quoted[14..],
+        ip(&quoted),
     );
-    let mut at = 54;
-    let mut nh_at = 20;
-    for (kind, bytes) in exts {
-        f[nh_at] = *kind;
-        f.splice(at..at, bytes.iter().copied());
-        nh_at = at;
-        at += bytes.len();
+    // Each header names the next: the IPv6 header the first extension,
+    // each extension (its first octet) the one after, the last ICMPv6.
+    let kinds: Vec<u8> = exts.iter().map(|(k, _)| *k).chain([proto::ICMPV6]).collect();
+    let (mut h, _) = Ipv6Header::from_slice(ip(&f)).unwrap();
+    h.next_header = kinds[0].into();
+    f[ETH_LEN..ETH_LEN + Ipv6Header::LEN].copy_from_slice(&h.to_bytes());
+    let mut at = ETH_LEN + Ipv6Header::LEN;
+    for ((_, bytes), next) in exts.iter().zip(&kinds[1..]) {
+        let mut e = bytes.clone();
+        e[0] = *next;
+        f.splice(at..at, e.iter().copied());
+        at += e.len();
     }
-    f[nh_at] = proto::ICMPV6;
-    let plen = (f.len() - 54) as u16;
-    f[18..20].copy_from_slice(&plen.to_be_bytes());
+    fix_ipv6_payload_len(&mut f);
     f
 }
 
-/// An ICMP (v4) message of type `typ` to R whose options are `opt`.
+/// An ICMP (v4) message of type `typ` to R whose options are `opt`, at
+/// `fragment_offset` (8-octet units).
 fn icmp4_with(opt: &[u8], typ: u8, fragment_offset: u16) -> Vec<u8> {
     let quoted = weft_packet::build::udp4([2; 6], [4; 6], R, A, 7, 9, 64, b"q");
-    let mut f = weft_packet::build::icmp4([2; 6], [4; 6], A, R, 64, typ, 0, [0; 4], &quoted[14..]);
-    let mut o = opt.to_vec();
-    o.resize(opt.len().div_ceil(4) * 4, 0);
-    f.splice(34..34, o.iter().copied());
-    let ihl = 20 + o.len();
-    f[14] = 0x40 | (ihl / 4) as u8;
-    let total = (f.len() - 14) as u16;
-    f[16..18].copy_from_slice(&total.to_be_bytes());
-    f[20..22].copy_from_slice(&fragment_offset.to_be_bytes());
-    fix_ipv4_header(&mut f[14..14 + ihl]);
-    f
+    let f = weft_packet::build::icmp4([2; 6], [4; 6], A, R, 64, typ, 0, [0; 4], ip(&quoted));
+    edit_ipv4(&f, |h| {
+        h.options = options(opt);
+        h.dont_fragment = false;
+        h.fragment_offset = IpFragOffset::try_new(fragment_offset).unwrap();
+    })
 }
 
 /// ICMPv6 destination unreachable (1), packet too big (2), time exceeded
@@ -578,10 +622,10 @@ fn icmp4_with(opt: &[u8], typ: u8, fragment_offset: u16) -> Vec<u8> {
 #[test]
 fn icmpv6_errors_with_a_bad_tag_are_never_answered() {
     let mut bad_rh = routing_header(0);
-    bad_rh[3] = 1; // segments left
+    RoutingView::new_unchecked(&mut bad_rh[..]).set_segments_left(1);
     let hbh = vec![0, 0, 1, 4, 0, 0, 0, 0]; // next header, length, PadN
     for exts in [vec![(43, bad_rh.clone())], vec![(0, hbh.clone()), (43, bad_rh.clone())]] {
-        let rh_at = 40 + if exts.len() == 2 { 8 } else { 0 };
+        let rh_at = Ipv6Header::LEN + if exts.len() == 2 { hbh.len() } else { 0 };
         let mut d = dr("class DNS add joe.com fd00:2::2 alg suffix");
         for typ in 1..=4 {
             let (v, _, em) = run(&mut d, &icmp6_behind(&exts, typ));
@@ -593,12 +637,11 @@ fn icmpv6_errors_with_a_bad_tag_are_never_answered() {
         // Informational messages are answered.
         let (v, _, em) = run(&mut d, &icmp6_behind(&exts, 128));
         assert_eq!((v, em.len()), (Verdict::Drop, 1));
-        let h = weft_packet::view::parse(&em[0]).unwrap();
-        assert!(matches!(h.l4, weft_packet::L4::Icmpv6 { typ: 4, code: 0, .. }), "{h:?}");
-        let off = h.l4_off().unwrap();
+        let (typ, code, pointer) = icmp(&em[0]);
+        assert_eq!((typ, code), (4, 0), "{em:02x?}");
         assert_eq!(
-            u32::from_be_bytes(em[0][off + 4..off + 8].try_into().unwrap()) as usize,
-            rh_at + 3,
+            u32::from_be_bytes(pointer) as usize,
+            rh_at + wire::field::V6_SEGMENTS_LEFT,
             "pointer at segments left"
         );
     }
@@ -626,14 +669,16 @@ fn icmp_errors_and_later_fragments_with_a_bad_tag_are_never_answered() {
     assert_eq!((v, em.len()), (Verdict::Drop, 1));
     assert_eq!(bad(&d, "pointer-past-end"), 6);
     // Fragments: the first is answered, later ones are not.
-    let mut first = raw4(&bad_opt);
-    first[20] = 0x20; // more fragments, offset 0
-    fix_ipv4_header(&mut first[14..42]);
+    let first = edit_ipv4(&raw4(&bad_opt), |h| {
+        h.dont_fragment = false;
+        h.more_fragments = true; // offset 0
+    });
     let (_, _, em) = run(&mut d, &first);
     assert_eq!(em.len(), 1, "first fragment");
-    let mut later = raw4(&bad_opt);
-    later[20..22].copy_from_slice(&0x0002u16.to_be_bytes()); // offset 16 octets
-    fix_ipv4_header(&mut later[14..42]);
+    let later = edit_ipv4(&raw4(&bad_opt), |h| {
+        h.dont_fragment = false;
+        h.fragment_offset = IpFragOffset::try_new(2).unwrap(); // 16 octets
+    });
     let (v, _, em) = run(&mut d, &later);
     assert_eq!((v, em.len()), (Verdict::Drop, 0), "later fragment");
     assert_eq!(d.counters().icmp_sent, 2);
@@ -725,9 +770,11 @@ fn which_reason_wins() {
     }
     // IPv6: segments left before the data length, and both before entries.
     let mut rh = routing_header(17);
-    rh[3] = 1;
-    rh[6..8].copy_from_slice(&900u16.to_be_bytes());
-    rh[10] = 0xff;
+    let mut v = RoutingView::new_unchecked(&mut rh[..]);
+    v.set_segments_left(1);
+    v.set_data_len(900);
+    // The first entry's string length.
+    rh[wire::field::V6_ENTRIES + wire::field::ENTRY_LEN] = 0xff;
     let mut d = dr("ls");
     let f = {
         let mut f = udp6_frame(
@@ -741,14 +788,16 @@ fn which_reason_wins() {
             b"x",
         )
         .unwrap();
-        f[54..54 + rh.len()].copy_from_slice(&rh);
+        let at = ETH_LEN + Ipv6Header::LEN;
+        f[at..at + rh.len()].copy_from_slice(&rh);
         f
     };
     let (v, _, em) = run(&mut d, &f);
     assert_eq!((v, em.len(), bad(&d, "segments-left")), (Verdict::Drop, 1, 1));
-    rh[3] = 0;
+    RoutingView::new_unchecked(&mut rh[..]).set_segments_left(0);
     let mut f2 = f.clone();
-    f2[54..54 + rh.len()].copy_from_slice(&rh);
+    let at = ETH_LEN + Ipv6Header::LEN;
+    f2[at..at + rh.len()].copy_from_slice(&rh);
     run(&mut d, &f2);
     assert_eq!(bad(&d, "length-overrun"), 1, "{:?}", d.counters());
 }
