@@ -229,7 +229,7 @@ impl Node {
                 max_in,
             },
         );
-        self.publish();
+        self.mark_stale();
         Ok((fid, label))
     }
 
@@ -239,7 +239,7 @@ impl Node {
         let st = self.labels.remove(&label).ok_or(NodeError::UnknownLabel(label))?;
         if let Some(fid) = st.steering {
             self.filters.retain(|f| f.id != fid);
-            self.publish();
+            self.mark_stale();
         }
         Ok(())
     }

@@ -1,0 +1,199 @@
+//! What the node answers itself (smoltcp's `iface/interface/` in one
+//! file): ARP for its addresses, IPv6 neighbour discovery, ICMP and ICMPv6
+//! echo; and the node-local receive queue its listeners read (protocol
+//! daemons, the TUN punt). Everything else addressed to the node is
+//! answered "port unreachable" (UDP) or dropped.
+
+use super::datapath::v4_of;
+use super::{DropReason, LocalPacket, Node};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use weft_packet::flow::Family;
+use weft_packet::{build, proto, Mac, Packet, PortId};
+
+/// Node-local receive queue bound.
+const LOCAL_QUEUE_MAX: usize = 4096;
+
+impl Node {
+    /// Deliver packets for `(proto, port)` addressed to the node to
+    /// [`Node::poll_local`] instead of answering "port unreachable".
+    pub fn listen(&mut self, proto: u8, port: u16) {
+        if !self.listeners.contains(&(proto, port)) {
+            self.listeners.push((proto, port));
+        }
+    }
+
+    /// The next packet delivered to a local listener.
+    pub fn poll_local(&mut self) -> Option<LocalPacket> {
+        self.local_rx.pop_front()
+    }
+
+    /// The first packet delivered to a local listener for which `want` is
+    /// true (a protocol daemon on the node takes its own port's packets and
+    /// leaves the rest, e.g. for the punt interface).
+    pub fn poll_local_where(&mut self, want: impl Fn(&Packet) -> bool) -> Option<LocalPacket> {
+        let i = self.local_rx.iter().position(want)?;
+        self.local_rx.remove(i)
+    }
+
+    /// ARP (RFC 826): learn the sender, answer requests for our addresses.
+    pub(super) fn handle_arp(&mut self, port: PortId, op: u16, sha: Mac, spa: [u8; 4], tpa: [u8; 4], pkt: Packet) {
+        self.pool.free(pkt);
+        let spa = Ipv4Addr::from(spa);
+        let tpa = Ipv4Addr::from(tpa);
+        let mine = self.ports[port as usize]
+            .cfg
+            .addrs
+            .iter()
+            .any(|a| a.addr() == IpAddr::V4(tpa));
+        // RFC 826: update an existing entry from any ARP; add one only when
+        // the packet is for us.
+        let waiting = if mine && !spa.is_unspecified() {
+            self.neigh.learn(port, IpAddr::V4(spa), sha, false)
+        } else {
+            self.neigh.refresh(port, IpAddr::V4(spa), sha)
+        };
+        for p in waiting {
+            self.send_l2(port, sha, p);
+        }
+        if mine && op == 1 {
+            let mac = self.ports[port as usize].cfg.mac;
+            let frame = build::arp(2, mac, tpa, sha, spa, sha);
+            let reply = self.pool.alloc(&frame);
+            self.send_raw(port, reply);
+        }
+    }
+
+    /// INPUT: ICMP echo, neighbour discovery, listeners, else unreachable.
+    pub(super) fn deliver_local(&mut self, pkt: Packet) {
+        let f = pkt.meta.flow;
+        let d = pkt.data();
+        let l4 = pkt.meta.l4 as usize;
+        match (f.family, f.proto) {
+            (Family::V4, proto::ICMP) if l4 > 0 && d.get(l4) == Some(&8) => {
+                // Echo request → reply with the same identifier, sequence and data.
+                let l3 = pkt.meta.l3 as usize;
+                let total = u16::from_be_bytes([d[l3 + 2], d[l3 + 3]]) as usize;
+                let end = (l3 + total).min(d.len());
+                if end < l4 + 8 {
+                    self.drop_pkt(DropReason::TruncatedTransport, pkt);
+                    return;
+                }
+                let mut rest = [0u8; 4];
+                rest.copy_from_slice(&d[l4 + 4..l4 + 8]);
+                let frame = build::icmp4(
+                    [0; 6],
+                    [0; 6],
+                    v4_of(f.dst),
+                    v4_of(f.src),
+                    build::DEFAULT_TTL,
+                    0,
+                    0,
+                    rest,
+                    &d[l4 + 8..end],
+                );
+                self.send(&frame);
+                self.pool.free(pkt);
+            }
+            (Family::V6, proto::ICMPV6) if l4 > 0 => self.icmpv6_local(pkt),
+            (_, p @ (proto::UDP | proto::TCP)) => {
+                if self.listeners.contains(&(p, f.dport)) {
+                    if self.local_rx.len() >= LOCAL_QUEUE_MAX {
+                        self.drop_pkt(DropReason::LocalQueueFull, pkt);
+                    } else {
+                        self.local_rx.push_back(pkt);
+                    }
+                } else {
+                    if p == proto::UDP {
+                        self.icmp_unreachable(&pkt, 3); // port unreachable
+                    }
+                    self.drop_pkt(DropReason::NoListener, pkt);
+                }
+            }
+            _ => {
+                if self.listeners.contains(&(f.proto, 0)) && self.local_rx.len() < LOCAL_QUEUE_MAX {
+                    self.local_rx.push_back(pkt);
+                } else {
+                    self.drop_pkt(DropReason::NoListener, pkt);
+                }
+            }
+        }
+    }
+
+    /// ICMPv6 for the node: echo, neighbour solicitation and advertisement
+    /// (RFC 4861), else to an ICMPv6 listener.
+    fn icmpv6_local(&mut self, pkt: Packet) {
+        let f = pkt.meta.flow;
+        let d = pkt.data();
+        let l4 = pkt.meta.l4 as usize;
+        let l3 = pkt.meta.l3 as usize;
+        let end = (l3 + 40 + u16::from_be_bytes([d[l3 + 4], d[l3 + 5]]) as usize).min(d.len());
+        let body = &d[l4..end];
+        let port = pkt.meta.in_port;
+        let src = Ipv6Addr::from(f.src);
+        let dst = Ipv6Addr::from(f.dst);
+        let src_mac: Mac = d[6..12].try_into().unwrap_or([0; 6]);
+        match body.first().copied() {
+            Some(128) if body.len() >= 8 && !dst.is_multicast() => {
+                let mut rest = [0u8; 4];
+                rest.copy_from_slice(&body[4..8]);
+                let frame = build::icmp6([0; 6], [0; 6], dst, src, build::DEFAULT_TTL, 129, 0, rest, &body[8..]);
+                self.send(&frame);
+            }
+            Some(135) if body.len() >= 24 && d[l3 + 7] == 255 => {
+                // Neighbour solicitation (RFC 4861 7.1.1: hop limit must be 255).
+                let target = Ipv6Addr::from(<[u8; 16]>::try_from(&body[8..24]).unwrap_or([0; 16]));
+                let p = &self.ports[port as usize];
+                let mine = p.link_local == target || p.cfg.addrs.iter().any(|a| a.addr() == IpAddr::V6(target));
+                let mac = p.cfg.mac;
+                if mine {
+                    let sll = nd_option(&body[24..], 1).unwrap_or(src_mac);
+                    if !src.is_unspecified() {
+                        let waiting = self.neigh.learn(port, IpAddr::V6(src), sll, false);
+                        for w in waiting {
+                            self.send_l2(port, sll, w);
+                        }
+                    }
+                    let (to, to_mac) = if src.is_unspecified() {
+                        let all = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+                        (all, build::ipv6_multicast_mac(all))
+                    } else {
+                        (src, sll)
+                    };
+                    let frame = build::neighbor_advert(mac, target, to_mac, to, true);
+                    let na = self.pool.alloc(&frame);
+                    self.send_raw(port, na);
+                }
+            }
+            Some(136) if body.len() >= 24 && d[l3 + 7] == 255 => {
+                let target = Ipv6Addr::from(<[u8; 16]>::try_from(&body[8..24]).unwrap_or([0; 16]));
+                let tll = nd_option(&body[24..], 2).unwrap_or(src_mac);
+                let waiting = self.neigh.refresh(port, IpAddr::V6(target), tll);
+                for w in waiting {
+                    self.send_l2(port, tll, w);
+                }
+            }
+            _ => {
+                if self.listeners.contains(&(proto::ICMPV6, 0)) && self.local_rx.len() < LOCAL_QUEUE_MAX {
+                    self.local_rx.push_back(pkt);
+                    return;
+                }
+            }
+        }
+        self.pool.free(pkt);
+    }
+}
+
+/// Find a link-layer address option (type 1 source, 2 target) in ND options.
+fn nd_option(mut opts: &[u8], typ: u8) -> Option<Mac> {
+    while opts.len() >= 8 {
+        let len = opts[1] as usize * 8;
+        if len == 0 || len > opts.len() {
+            return None;
+        }
+        if opts[0] == typ && len >= 8 {
+            return opts[2..8].try_into().ok();
+        }
+        opts = &opts[len..];
+    }
+    None
+}
