@@ -12,6 +12,9 @@
 //! * [`checksum`] — Internet checksum and RFC 1624 incremental update.
 //! * [`flow`] — [`FlowKey`], the 6-tuple classifier key.
 //! * [`build`] — small frame builders for replies (ICMP, ARP, ND) and tests.
+//! * [`wire`] — smoltcp-style views of single headers (Ethernet, IPv4,
+//!   IPv6, UDP, ICMP, neighbour discovery, MPLS): every field the engine
+//!   reads or rewrites, by name.
 //!
 //! **Architecture invariant:** this crate knows nothing about the engine,
 //! elements, I/O or time. It never panics on bytes from outside.
@@ -23,6 +26,7 @@ pub mod build;
 pub mod checksum;
 pub mod flow;
 pub mod view;
+pub mod wire;
 
 pub use buf::{Batch, Meta, Packet, PacketPool, PortId};
 pub use flow::FlowKey;

@@ -13,7 +13,9 @@ use crate::fib::RouteKind;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use weft_packet::flow::Family;
 use weft_packet::view::L3;
-use weft_packet::{checksum, Batch, Mac, Packet, PortId};
+use weft_packet::wire::icmp::types;
+use weft_packet::wire::{self, ipv6, EthernetFrame, Ipv4Header, Ipv6Header};
+use weft_packet::{Batch, Mac, Packet, PortId};
 
 /// Bound on originate → output → emit rounds in one batch (an element in
 /// OUTPUT that emits on every packet must not loop forever).
@@ -105,7 +107,7 @@ impl Node {
                 L3::Ipv4 { .. } | L3::Ipv6 { .. } if pre_empty => self.dispatch(&pl, pkt, direct, &mut local, &mut fwd),
                 L3::Ipv4 { .. } | L3::Ipv6 { .. } => ip.push(pkt),
                 L3::Arp { op, sha, spa, tpa, .. } => self.handle_arp(port, op, sha, spa, tpa, pkt),
-                L3::Other if pkt.data()[12..14] == ETHERTYPE_MPLS.to_be_bytes() => self.label_in(&pl, pkt),
+                L3::Other if h.ethertype == ETHERTYPE_MPLS => self.label_in(&pl, pkt),
                 L3::Other => self.drop_pkt(DropReason::UnknownEthertype, pkt),
             }
         }
@@ -314,27 +316,23 @@ impl Node {
             return Some(DropReason::Martian);
         }
         let l3 = pkt.meta.l3 as usize;
-        let d = pkt.data_mut_unmarked();
         match f.family {
             Family::V4 => {
-                let ttl = d[l3 + 8];
-                if ttl <= 1 {
-                    self.icmp_error(pkt, 11, 0, [0; 4]);
+                let mut ip = Ipv4Header::new_unchecked(&mut pkt.data_mut_unmarked()[l3..]);
+                if ip.ttl() <= 1 {
+                    self.icmp_error(pkt, types::TIME_EXCEEDED, 0, [0; 4]);
                     return Some(DropReason::TtlExceeded);
                 }
-                d[l3 + 8] = ttl - 1;
-                let old = u16::from_be_bytes([ttl, d[l3 + 9]]);
-                let new = u16::from_be_bytes([ttl - 1, d[l3 + 9]]);
-                let cs = u16::from_be_bytes([d[l3 + 10], d[l3 + 11]]);
-                d[l3 + 10..l3 + 12].copy_from_slice(&checksum::update16(cs, old, new).to_be_bytes());
+                ip.decrement_ttl();
             }
             _ => {
-                let hl = d[l3 + 7];
+                let mut ip = Ipv6Header::new_unchecked(&mut pkt.data_mut_unmarked()[l3..]);
+                let hl = ip.hop_limit();
                 if hl <= 1 {
-                    self.icmp_error(pkt, 3, 0, [0; 4]);
+                    self.icmp_error(pkt, types::V6_TIME_EXCEEDED, 0, [0; 4]);
                     return Some(DropReason::TtlExceeded);
                 }
-                d[l3 + 7] = hl - 1;
+                ip.set_hop_limit(hl - 1);
             }
         }
         None
@@ -377,14 +375,13 @@ impl Node {
             return None;
         }
         // Ethernet padding can make a frame look long; trust the IP length.
-        let d = pkt.data();
-        let l3 = pkt.meta.l3 as usize;
+        let ip = &pkt.data()[pkt.meta.l3 as usize..];
         let (iplen, df) = match pkt.meta.flow.family {
-            Family::V4 => (
-                u16::from_be_bytes([d[l3 + 2], d[l3 + 3]]) as usize,
-                d[l3 + 6] & 0x40 != 0,
-            ),
-            _ => (40 + u16::from_be_bytes([d[l3 + 4], d[l3 + 5]]) as usize, true),
+            Family::V4 => {
+                let h = Ipv4Header::new_unchecked(ip);
+                (h.total_len() as usize, h.dont_fragment())
+            }
+            _ => (Ipv6Header::new_unchecked(ip).total_len(), true),
         };
         if iplen <= mtu {
             return None;
@@ -404,10 +401,9 @@ impl Node {
             self.drop_pkt(DropReason::BadPort, pkt);
             return;
         };
-        let d = pkt.data_mut_unmarked();
-        if d.len() >= 12 {
-            d[0..6].copy_from_slice(&dst);
-            d[6..12].copy_from_slice(&p.cfg.mac);
+        if let Ok(mut eth) = EthernetFrame::new_checked(pkt.data_mut_unmarked()) {
+            eth.set_dst(dst);
+            eth.set_src(p.cfg.mac);
         }
         p.stats.tx_packets += 1;
         p.stats.tx_bytes += pkt.len() as u64;
@@ -476,11 +472,12 @@ impl Node {
 /// destination-options header.
 #[inline]
 fn may_carry_options(pkt: &Packet) -> bool {
-    let d = pkt.data();
-    let l3 = pkt.meta.l3 as usize;
-    match d.get(l3) {
-        Some(&b) if b >> 4 == 4 => b != 0x45,
-        Some(&b) if b >> 4 == 6 => d.get(l3 + 6).is_some_and(|nh| matches!(nh, 0 | 43 | 60)),
+    let Some(ip) = pkt.data().get(pkt.meta.l3 as usize..) else {
+        return false;
+    };
+    match wire::ip_version(ip) {
+        Some(4) => Ipv4Header::new_checked(ip).is_ok_and(|h| h.has_options()),
+        Some(6) => Ipv6Header::new_checked(ip).is_ok_and(|h| ipv6::OPTION_HEADERS.contains(&h.next_header())),
         _ => false,
     }
 }

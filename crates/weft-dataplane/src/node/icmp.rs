@@ -10,7 +10,35 @@ use super::Node;
 use ipnet::IpNet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use weft_packet::flow::Family;
+use weft_packet::wire::icmp::types;
+use weft_packet::wire::{IcmpMessage, Ipv4Header};
 use weft_packet::{build, proto, Packet, PortId};
+
+/// Code of "fragmentation needed and DF set" (type destination
+/// unreachable, RFC 792 / RFC 1191).
+const FRAGMENTATION_NEEDED: u8 = 4;
+/// RFC 1812 4.3.2.3: an ICMP error quotes as much of the packet as fits
+/// in 576 octets, less its own IPv4 (20) and ICMP (8) headers.
+const QUOTE_V4: usize = 576 - 20 - 8;
+/// RFC 4443 2.4(c): as much as fits in the minimum MTU 1280, less the
+/// error's IPv6 (40) and ICMPv6 (8) headers.
+const QUOTE_V6: usize = 1280 - 40 - 8;
+
+/// The packet from its IP header on.
+fn ip_header(pkt: &Packet) -> Option<&[u8]> {
+    pkt.data().get(pkt.meta.l3 as usize..)
+}
+
+/// The ICMP or ICMPv6 type of a packet that carries one (`meta.l4` set by
+/// the parser).
+fn icmp_type(pkt: &Packet) -> Option<u8> {
+    let l4 = pkt.meta.l4 as usize;
+    if l4 == 0 {
+        return None;
+    }
+    let m = pkt.data().get(l4..).filter(|m| !m.is_empty())?;
+    Some(IcmpMessage::new_unchecked(m).msg_type())
+}
 
 impl Node {
     /// Limit every ICMP error the node sends (the engine's and its
@@ -30,14 +58,14 @@ impl Node {
     /// 3 port; mapped to ICMPv6 codes 0, 3, 4).
     pub(super) fn icmp_unreachable(&mut self, pkt: &Packet, code: u8) {
         match pkt.meta.flow.family {
-            Family::V4 => self.icmp_error(pkt, 3, code, [0; 4]),
+            Family::V4 => self.icmp_error(pkt, types::DEST_UNREACHABLE, code, [0; 4]),
             Family::V6 => {
                 let c6 = match code {
                     0 => 0,
                     1 => 3,
                     _ => 4,
                 };
-                self.icmp_error(pkt, 1, c6, [0; 4])
+                self.icmp_error(pkt, types::V6_DEST_UNREACHABLE, c6, [0; 4])
             }
             Family::None => {}
         }
@@ -49,12 +77,14 @@ impl Node {
         let m = (mtu.min(u16::MAX as usize) as u32).to_be_bytes();
         match pkt.meta.flow.family {
             Family::V4 => {
-                let df = pkt.data().get(pkt.meta.l3 as usize + 6).is_some_and(|f| f & 0x40 != 0);
+                let df = ip_header(pkt)
+                    .and_then(|ip| Ipv4Header::new_checked(ip).ok())
+                    .is_some_and(|h| h.dont_fragment());
                 if df {
-                    self.icmp_error(pkt, 3, 4, [0, 0, m[2], m[3]]);
+                    self.icmp_error(pkt, types::DEST_UNREACHABLE, FRAGMENTATION_NEEDED, [0, 0, m[2], m[3]]);
                 }
             }
-            Family::V6 => self.icmp_error(pkt, 2, 0, m),
+            Family::V6 => self.icmp_error(pkt, types::V6_PACKET_TOO_BIG, 0, m),
             Family::None => {}
         }
     }
@@ -63,22 +93,22 @@ impl Node {
     /// of the packet's family), from the address of the port it came in on.
     pub(super) fn icmp_error(&mut self, pkt: &Packet, typ: u8, code: u8, rest: [u8; 4]) {
         let f = pkt.meta.flow;
-        let d = pkt.data();
-        let l3 = pkt.meta.l3 as usize;
+        let Some(ip) = ip_header(pkt) else { return };
         // Never answer an error with an error, nor a non-initial fragment,
         // nor a packet from a multicast/unspecified source (RFC 1812 4.3.2.7,
         // RFC 4443 2.4).
-        let l4 = pkt.meta.l4 as usize;
+        let icmp_type = icmp_type(pkt);
         match f.family {
             Family::V4 => {
                 let src = v4_of(f.src);
                 if src.is_unspecified() || src.is_multicast() || src.is_broadcast() {
                     return;
                 }
-                if d.len() < l3 + 20 || u16::from_be_bytes([d[l3 + 6], d[l3 + 7]]) & 0x1fff != 0 {
-                    return;
+                match Ipv4Header::new_checked(ip) {
+                    Ok(h) if h.fragment_offset() == 0 => {}
+                    _ => return,
                 }
-                if f.proto == proto::ICMP && l4 > 0 && !matches!(d.get(l4), Some(0 | 8 | 13 | 14)) {
+                if f.proto == proto::ICMP && pkt.meta.l4 > 0 && !icmp_type.is_some_and(types::is_v4_query) {
                     return;
                 }
             }
@@ -87,7 +117,7 @@ impl Node {
                 if src.is_unspecified() || src.is_multicast() {
                     return;
                 }
-                if f.proto == proto::ICMPV6 && l4 > 0 && d.get(l4).is_some_and(|t| *t < 128) {
+                if f.proto == proto::ICMPV6 && icmp_type.is_some_and(|t| t < types::V6_FIRST_INFORMATIONAL) {
                     return;
                 }
             }
@@ -104,8 +134,7 @@ impl Node {
         let frame = match f.family {
             Family::V4 => {
                 let Some(me) = self.source_v4(in_port) else { return };
-                // RFC 1812 4.3.2.3: quote as much as fits in 576 bytes.
-                let quote = &d[l3..d.len().min(l3 + 576 - 28)];
+                let quote = &ip[..ip.len().min(QUOTE_V4)];
                 build::icmp4(
                     [0; 6],
                     [0; 6],
@@ -120,8 +149,7 @@ impl Node {
             }
             _ => {
                 let Some(me) = self.source_v6(in_port) else { return };
-                // RFC 4443 2.4(c): as much as fits in the minimum MTU 1280.
-                let quote = &d[l3..d.len().min(l3 + 1280 - 48)];
+                let quote = &ip[..ip.len().min(QUOTE_V6)];
                 build::icmp6(
                     [0; 6],
                     [0; 6],

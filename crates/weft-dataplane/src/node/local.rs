@@ -8,6 +8,9 @@ use super::datapath::v4_of;
 use super::{DropReason, LocalPacket, Node};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use weft_packet::flow::Family;
+use weft_packet::wire::icmp::{self, types};
+use weft_packet::wire::nd::{self, NdMessage};
+use weft_packet::wire::{EthernetFrame, IcmpMessage, Ipv4Header, Ipv6Header};
 use weft_packet::{build, proto, Mac, Packet, PortId};
 
 /// Node-local receive queue bound.
@@ -66,30 +69,24 @@ impl Node {
     /// INPUT: ICMP echo, neighbour discovery, listeners, else unreachable.
     pub(super) fn deliver_local(&mut self, pkt: Packet) {
         let f = pkt.meta.flow;
-        let d = pkt.data();
         let l4 = pkt.meta.l4 as usize;
         match (f.family, f.proto) {
-            (Family::V4, proto::ICMP) if l4 > 0 && d.get(l4) == Some(&8) => {
+            (Family::V4, proto::ICMP) if l4 > 0 && icmp_type(&pkt) == Some(types::ECHO_REQUEST) => {
                 // Echo request → reply with the same identifier, sequence and data.
-                let l3 = pkt.meta.l3 as usize;
-                let total = u16::from_be_bytes([d[l3 + 2], d[l3 + 3]]) as usize;
-                let end = (l3 + total).min(d.len());
-                if end < l4 + 8 {
+                let Some(echo) = ip_payload(&pkt).and_then(|m| IcmpMessage::new_checked(m).ok()) else {
                     self.drop_pkt(DropReason::TruncatedTransport, pkt);
                     return;
-                }
-                let mut rest = [0u8; 4];
-                rest.copy_from_slice(&d[l4 + 4..l4 + 8]);
+                };
                 let frame = build::icmp4(
                     [0; 6],
                     [0; 6],
                     v4_of(f.dst),
                     v4_of(f.src),
                     build::DEFAULT_TTL,
+                    types::ECHO_REPLY,
                     0,
-                    0,
-                    rest,
-                    &d[l4 + 8..end],
+                    echo.rest_of_header(),
+                    echo.data(),
                 );
                 self.send(&frame);
                 self.pool.free(pkt);
@@ -124,29 +121,41 @@ impl Node {
     fn icmpv6_local(&mut self, pkt: Packet) {
         let f = pkt.meta.flow;
         let d = pkt.data();
-        let l4 = pkt.meta.l4 as usize;
-        let l3 = pkt.meta.l3 as usize;
-        let end = (l3 + 40 + u16::from_be_bytes([d[l3 + 4], d[l3 + 5]]) as usize).min(d.len());
-        let body = &d[l4..end];
+        let body = ip_payload(&pkt).unwrap_or(&[]);
         let port = pkt.meta.in_port;
         let src = Ipv6Addr::from(f.src);
         let dst = Ipv6Addr::from(f.dst);
-        let src_mac: Mac = d[6..12].try_into().unwrap_or([0; 6]);
-        match body.first().copied() {
-            Some(128) if body.len() >= 8 && !dst.is_multicast() => {
-                let mut rest = [0u8; 4];
-                rest.copy_from_slice(&body[4..8]);
-                let frame = build::icmp6([0; 6], [0; 6], dst, src, build::DEFAULT_TTL, 129, 0, rest, &body[8..]);
+        let src_mac: Mac = EthernetFrame::new_checked(d).map_or([0; 6], |e| e.src());
+        // RFC 4861 7.1.1: neighbour discovery arrives with hop limit 255,
+        // proof that no router forwarded it.
+        let on_link = d
+            .get(pkt.meta.l3 as usize..)
+            .and_then(|ip| Ipv6Header::new_checked(ip).ok())
+            .is_some_and(|h| h.hop_limit() == nd::HOP_LIMIT);
+        let nd_msg = NdMessage::new_checked(body).ok().filter(|_| on_link);
+        match (body.first().copied(), nd_msg) {
+            (Some(types::V6_ECHO_REQUEST), _) if body.len() >= icmp::HEADER_LEN && !dst.is_multicast() => {
+                let echo = IcmpMessage::new_unchecked(body);
+                let frame = build::icmp6(
+                    [0; 6],
+                    [0; 6],
+                    dst,
+                    src,
+                    build::DEFAULT_TTL,
+                    types::V6_ECHO_REPLY,
+                    0,
+                    echo.rest_of_header(),
+                    echo.data(),
+                );
                 self.send(&frame);
             }
-            Some(135) if body.len() >= 24 && d[l3 + 7] == 255 => {
-                // Neighbour solicitation (RFC 4861 7.1.1: hop limit must be 255).
-                let target = Ipv6Addr::from(<[u8; 16]>::try_from(&body[8..24]).unwrap_or([0; 16]));
+            (Some(types::V6_NEIGHBOR_SOLICIT), Some(ns)) => {
+                let target = ns.target();
                 let p = &self.ports[port as usize];
                 let mine = p.link_local == target || p.cfg.addrs.iter().any(|a| a.addr() == IpAddr::V6(target));
                 let mac = p.cfg.mac;
                 if mine {
-                    let sll = nd_option(&body[24..], 1).unwrap_or(src_mac);
+                    let sll = ns.link_layer_addr(nd::SOURCE_LINK_ADDR).unwrap_or(src_mac);
                     if !src.is_unspecified() {
                         let waiting = self.neigh.learn(port, IpAddr::V6(src), sll, false);
                         for w in waiting {
@@ -164,10 +173,9 @@ impl Node {
                     self.send_raw(port, na);
                 }
             }
-            Some(136) if body.len() >= 24 && d[l3 + 7] == 255 => {
-                let target = Ipv6Addr::from(<[u8; 16]>::try_from(&body[8..24]).unwrap_or([0; 16]));
-                let tll = nd_option(&body[24..], 2).unwrap_or(src_mac);
-                let waiting = self.neigh.refresh(port, IpAddr::V6(target), tll);
+            (Some(types::V6_NEIGHBOR_ADVERT), Some(na)) => {
+                let tll = na.link_layer_addr(nd::TARGET_LINK_ADDR).unwrap_or(src_mac);
+                let waiting = self.neigh.refresh(port, IpAddr::V6(na.target()), tll);
                 for w in waiting {
                     self.send_l2(port, tll, w);
                 }
@@ -183,17 +191,26 @@ impl Node {
     }
 }
 
-/// Find a link-layer address option (type 1 source, 2 target) in ND options.
-fn nd_option(mut opts: &[u8], typ: u8) -> Option<Mac> {
-    while opts.len() >= 8 {
-        let len = opts[1] as usize * 8;
-        if len == 0 || len > opts.len() {
-            return None;
-        }
-        if opts[0] == typ && len >= 8 {
-            return opts[2..8].try_into().ok();
-        }
-        opts = &opts[len..];
+/// The IP payload from the transport header (`meta.l4`) to the end the IP
+/// header's length gives (Ethernet padding left out); none when the
+/// packet has no transport header.
+fn ip_payload(pkt: &Packet) -> Option<&[u8]> {
+    let (l3, l4) = (pkt.meta.l3 as usize, pkt.meta.l4 as usize);
+    if l4 == 0 {
+        return None;
     }
-    None
+    let d = pkt.data();
+    let ip = d.get(l3..)?;
+    let len = match pkt.meta.flow.family {
+        Family::V4 => Ipv4Header::new_checked(ip).ok()?.total_len() as usize,
+        Family::V6 => Ipv6Header::new_checked(ip).ok()?.total_len(),
+        Family::None => return None,
+    };
+    d.get(l4..(l3 + len).min(d.len()))
+}
+
+/// The ICMP or ICMPv6 type of a packet that carries one.
+fn icmp_type(pkt: &Packet) -> Option<u8> {
+    let m = pkt.data().get(pkt.meta.l4 as usize..).filter(|m| !m.is_empty())?;
+    Some(IcmpMessage::new_unchecked(m).msg_type())
 }
