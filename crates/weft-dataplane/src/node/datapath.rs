@@ -20,6 +20,10 @@ use weft_packet::{Batch, Mac, Packet, PortId};
 /// Bound on originate → output → emit rounds in one batch (an element in
 /// OUTPUT that emits on every packet must not loop forever).
 const OUTPUT_ROUNDS: usize = 4;
+/// How long what an OUTPUT loop left after [`OUTPUT_ROUNDS`] waits for its
+/// next rounds: the runner's tick before the node said when it needed one,
+/// so such a loop runs no faster than it did then.
+pub(super) const OUTPUT_BACKOFF_NS: u64 = 10_000_000;
 
 /// Why a packet could not be routed: what [`Node::route`] tells its
 /// caller, which drops the packet.
@@ -463,6 +467,9 @@ impl Node {
             self.post_and_send(pl, &mut send);
             self.s_keep = send;
             self.s_fwd = routed;
+        }
+        if !self.emitted.is_empty() || !self.originate.is_empty() {
+            self.output_due_ns = self.now_ns.saturating_add(OUTPUT_BACKOFF_NS);
         }
     }
 }

@@ -230,6 +230,9 @@ pub struct Node {
     /// takes a token here (`icmp_rate`, `icmp_burst`).
     icmp: IcmpLimiter,
     now_ns: u64,
+    /// When what waits in `originate` and `emitted` is due: at once after
+    /// [`Node::send`], later when an OUTPUT loop ran out of rounds.
+    output_due_ns: u64,
     route_cache: Vec<RouteSlot>,
     flow_cache: Vec<FlowSlot>,
     // Scratch vectors reused across batches so the hot path does not allocate.
@@ -287,6 +290,7 @@ impl Node {
             listeners: Vec::new(),
             icmp: IcmpLimiter::default(),
             now_ns: 0,
+            output_due_ns: 0,
             route_cache: vec![RouteSlot::default(); ROUTE_CACHE_SLOTS],
             flow_cache: vec![FlowSlot::default(); FLOW_CACHE_SLOTS],
             s_ip: Vec::with_capacity(64),
@@ -324,8 +328,10 @@ impl Node {
 
     /// When the node next needs [`Node::tick`], on the clock it is given
     /// (nanoseconds): at once when it holds packets it originated (they
-    /// leave at the next tick or receive), else at the earliest neighbour
-    /// retry or expiry; `None` when nothing is due however long it waits.
+    /// leave at the next tick or receive; what an OUTPUT loop left after
+    /// its rounds waits 10 ms), else at the
+    /// earliest neighbour retry or expiry; `None` when nothing is due
+    /// however long it waits.
     ///
     /// Nothing else in the node runs on a timer: token buckets (the ICMP
     /// limiter, `ratelimit`) refill from the clock the next packet brings,
@@ -333,10 +339,11 @@ impl Node {
     /// next batch or lookup. Explicit-path soft state lives in the PBR
     /// daemon, which has its own `poll_timeout`.
     pub fn poll_timeout(&self) -> Option<u64> {
-        if !self.originate.is_empty() || !self.emitted.is_empty() {
-            return Some(self.now_ns);
+        let output = (!self.originate.is_empty() || !self.emitted.is_empty()).then_some(self.output_due_ns);
+        match (output, self.neighbor_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        self.neighbor_deadline()
     }
 
     /// Send a packet from the node itself: an Ethernet frame whose MAC
@@ -345,6 +352,7 @@ impl Node {
     pub fn send(&mut self, frame: &[u8]) {
         let p = self.pool.alloc(frame);
         self.originate.push(p);
+        self.output_due_ns = self.now_ns;
     }
 
     /// Frames queued for `port`; the driver sends them and hands the buffers
