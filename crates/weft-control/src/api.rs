@@ -67,7 +67,9 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use weft_dataplane::element::ClassKind;
-use weft_dataplane::{ClassDoc, FilterId, FilterSpec, Hook, InstanceId, Match, Node, NodeError, Owned, RouteKind};
+use weft_dataplane::{
+    ClassDoc, FilterId, FilterSpec, Handler, Hook, InstanceId, Match, Node, NodeError, Owned, RouteKind,
+};
 use weft_http::unix::SocketError;
 use weft_http::{Limits, Listener, Peer, Privileged, ServeStats};
 
@@ -254,6 +256,10 @@ pub struct InstanceView {
     /// The principal that created it (absent: the operator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The handlers its element answers, each `[name, access, about]`
+    /// (Click's `add_handlers`; the same rows as its class's `doc`).
+    #[serde(default)]
+    pub handlers: Vec<Handler>,
 }
 
 /// `POST /v1/instances`.
@@ -759,6 +765,7 @@ fn instance_views(n: &Node) -> Vec<InstanceView> {
                 emitted: i.stats.emitted,
             },
             owner: i.owner.map(|o| o.to_string()),
+            handlers: i.handlers,
         })
         .collect()
 }

@@ -28,7 +28,9 @@ pub mod node;
 pub mod token_bucket;
 
 pub use classifier::Match;
-pub use element::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, EmitTo, InstanceId, Verdict};
+pub use element::{
+    Access, Args, ClassDoc, Ctx, Element, ElementClass, ElementError, EmitTo, Handler, InstanceId, Verdict,
+};
 pub use fib::{Route, RouteKind};
 pub use icmp_limit::IcmpLimiter;
 pub use node::{

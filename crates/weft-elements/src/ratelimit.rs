@@ -24,8 +24,7 @@
 
 use crate::util::{self, Tally};
 use serde::{Deserialize, Serialize};
-use weft_dataplane::element::Access;
-use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, TokenBucket, Verdict};
+use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, Handler, TokenBucket, Verdict};
 use weft_packet::Packet;
 
 const CLASS: &str = "ratelimit";
@@ -79,6 +78,10 @@ impl RateLimit {
 }
 
 impl Element for RateLimit {
+    fn handlers(&self) -> Vec<Handler> {
+        HANDLERS.to_vec()
+    }
+
     fn process(&mut self, cx: &mut Ctx<'_>, pkt: &mut Packet) -> Verdict {
         if self.bucket.take(cx.now_ns, pkt.len() as u64) {
             self.stats.passed.add(pkt.len());
@@ -133,22 +136,22 @@ impl Element for RateLimit {
     }
 }
 
+/// The handlers (see the module header): the class documents them and
+/// every instance answers [`Element::handlers`] with them.
+const HANDLERS: &[Handler] = &[
+    Handler::read("rate", "configured rate, bytes/s"),
+    Handler::read("burst", "bucket size, bytes"),
+    Handler::read("passed", "packets and bytes passed"),
+    Handler::read("dropped", "packets and bytes dropped"),
+    Handler::write("rate", "control `RATE [BURST]`: a new rate (PromethOS' `131072`)"),
+    Handler::write("reset", "control `reset`: zero the counts"),
+];
+
 fn doc() -> ClassDoc {
     util::doc(
         "token bucket in bytes/s; the excess is dropped",
         "RATE [BURST] | rate=RATE [burst=BURST] (bytes/s, bytes; default burst max(RATE/10, 3000))",
-        vec![
-            util::handler("rate", Access::Read, "configured rate, bytes/s"),
-            util::handler("burst", Access::Read, "bucket size, bytes"),
-            util::handler("passed", Access::Read, "packets and bytes passed"),
-            util::handler("dropped", Access::Read, "packets and bytes dropped"),
-            util::handler(
-                "rate",
-                Access::Write,
-                "control `RATE [BURST]`: a new rate (PromethOS' `131072`)",
-            ),
-            util::handler("reset", Access::Write, "control `reset`: zero the counts"),
-        ],
+        HANDLERS,
     )
 }
 

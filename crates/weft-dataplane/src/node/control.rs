@@ -5,7 +5,7 @@
 
 use super::{Hook, InstanceStats, Node, NodeError};
 use crate::classifier::Match;
-use crate::element::{Args, ClassDoc, ClassKind, Element, ElementClass, InstanceId};
+use crate::element::{Args, ClassDoc, ClassKind, Element, ElementClass, Handler, InstanceId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
@@ -59,6 +59,8 @@ pub struct InstanceInfo {
     pub stats: InstanceStats,
     /// Who created it (None: the operator).
     pub owner: Option<Owner>,
+    /// The handlers its element answers ([`Element::handlers`]).
+    pub handlers: Vec<Handler>,
 }
 
 /// A filter identifier.
@@ -305,6 +307,7 @@ impl Node {
                         resolver: self.resolvers.contains(&id),
                         stats: inst.stats,
                         owner: inst.owner.clone(),
+                        handlers: inst.element.handlers(),
                     }
                 })
             })
