@@ -18,8 +18,11 @@ const NS_PER_S: u128 = 1_000_000_000;
 pub struct TokenBucket {
     rate: u64,
     burst: u64,
-    /// Tokens × 10⁹.
-    fill: u128,
+    /// Tokens × 10⁹, as a u128 in two halves (high, low): a `u128` field
+    /// is 16-byte aligned, and so would be the node that holds the ICMP
+    /// limiter, whose fields rustc then reorders — plain forwarding
+    /// measured 3 % slower with its hot fields moved apart.
+    fill: [u64; 2],
     /// The clock up to which the bucket has been refilled; `None` until the
     /// first [`TokenBucket::take`], which finds the bucket full whatever its
     /// time.
@@ -33,7 +36,7 @@ impl TokenBucket {
         TokenBucket {
             rate,
             burst,
-            fill: burst as u128 * NS_PER_S,
+            fill: split(burst as u128 * NS_PER_S),
             refilled_ns: None,
         }
     }
@@ -53,7 +56,15 @@ impl TokenBucket {
     pub fn set_rate(&mut self, rate: u64, burst: u64) {
         self.rate = rate;
         self.burst = burst;
-        self.fill = self.fill.min(self.capacity());
+        self.set_fill(self.fill().min(self.capacity()));
+    }
+
+    fn fill(&self) -> u128 {
+        (self.fill[0] as u128) << 64 | self.fill[1] as u128
+    }
+
+    fn set_fill(&mut self, v: u128) {
+        self.fill = split(v);
     }
 
     fn capacity(&self) -> u128 {
@@ -63,10 +74,10 @@ impl TokenBucket {
     /// Credit the tokens that came in up to `now_ns`.
     pub fn refill(&mut self, now_ns: u64) {
         match self.refilled_ns {
-            None => self.fill = self.capacity(),
+            None => self.set_fill(self.capacity()),
             Some(last) if now_ns > last => {
                 let add = ((now_ns - last) as u128).saturating_mul(self.rate as u128);
-                self.fill = self.fill.saturating_add(add).min(self.capacity());
+                self.set_fill(self.fill().saturating_add(add).min(self.capacity()));
             }
             Some(_) => {}
         }
@@ -78,16 +89,17 @@ impl TokenBucket {
     pub fn take(&mut self, now_ns: u64, n: u64) -> bool {
         self.refill(now_ns);
         let need = n as u128 * NS_PER_S;
-        if self.fill < need {
+        let fill = self.fill();
+        if fill < need {
             return false;
         }
-        self.fill -= need;
+        self.set_fill(fill - need);
         true
     }
 
     /// Whole tokens in the bucket (as of its last refill).
     pub fn tokens(&self) -> u64 {
-        u64::try_from(self.fill / NS_PER_S).unwrap_or(u64::MAX)
+        u64::try_from(self.fill() / NS_PER_S).unwrap_or(u64::MAX)
     }
 
     /// The clock of the last refill (`None`: never used).
@@ -99,9 +111,14 @@ impl TokenBucket {
     /// [`TokenBucket::refilled_ns`] (a predecessor's state): the bucket
     /// then holds `tokens` (at most the burst) as of `at_ns`.
     pub fn restore(&mut self, tokens: u64, at_ns: u64) {
-        self.fill = (tokens as u128 * NS_PER_S).min(self.capacity());
+        self.set_fill((tokens as u128 * NS_PER_S).min(self.capacity()));
         self.refilled_ns = Some(at_ns);
     }
+}
+
+/// A u128 as (high, low) halves.
+fn split(v: u128) -> [u64; 2] {
+    [(v >> 64) as u64, v as u64]
 }
 
 #[cfg(test)]
@@ -109,6 +126,11 @@ mod tests {
     use super::*;
 
     const MS: u64 = 1_000_000;
+
+    #[test]
+    fn the_bucket_is_eight_byte_aligned() {
+        assert_eq!(std::mem::align_of::<TokenBucket>(), 8);
+    }
 
     #[test]
     fn starts_full_then_follows_the_rate() {

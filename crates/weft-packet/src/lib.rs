@@ -46,6 +46,8 @@ pub mod ethertype {
     pub const ARP: u16 = 0x0806;
     /// IPv6.
     pub const IPV6: u16 = 0x86dd;
+    /// MPLS unicast (RFC 3032).
+    pub const MPLS: u16 = 0x8847;
 }
 
 /// IP protocol numbers Weft handles.

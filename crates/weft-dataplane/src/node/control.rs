@@ -51,7 +51,7 @@ pub struct InstanceInfo {
     pub config: String,
     /// How many times the instance was replaced.
     pub generation: u32,
-    /// Filters whose paths include this instance.
+    /// Filters whose chains include this instance.
     pub filters: Vec<FilterId>,
     /// Attached at the routing step (see [`Node::attach_resolver`]).
     pub resolver: bool,
@@ -380,7 +380,7 @@ impl Node {
         Ok(())
     }
 
-    // ----- filters and paths -----------------------------------------------
+    // ----- filters and their chains ----------------------------------------
 
     /// Add a filter; returns its id.
     pub fn add_filter(&mut self, spec: FilterSpec) -> Result<FilterId, NodeError> {

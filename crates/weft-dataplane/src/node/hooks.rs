@@ -227,7 +227,15 @@ impl Node {
             inst.stats.packets += 1;
             inst.stats.bytes += len;
             inst.stats.emitted += (self.emitted.len() - before) as u64;
-            pkt = self.apply_verdict(id, v, pkt)?;
+            if v != Verdict::Continue {
+                // Dropped, consumed or redirected: out of the data path.
+                // (Continue is decided here, not in `apply_verdict`: moving
+                // the 128-byte packet through it and back measured 7 %
+                // of the DataRouter's rate.)
+                let kept = self.apply_verdict(id, v, pkt);
+                debug_assert!(kept.is_none());
+                return None;
+            }
         }
         if pkt.is_dirty() && pkt.parse().is_err() {
             self.drop_pkt(DropReason::ElementMalformed, pkt);

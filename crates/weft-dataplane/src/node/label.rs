@@ -54,15 +54,14 @@ use weft_packet::wire::{EthernetFrame, Ipv4Header, Ipv6Header, MplsEntry, UdpHea
 use weft_packet::{ethertype, proto, Batch, Packet};
 
 /// Ethernet type of MPLS unicast (RFC 3032).
-pub const ETHERTYPE_MPLS: u16 = 0x8847;
+pub const ETHERTYPE_MPLS: u16 = ethertype::MPLS;
 /// UDP port of MPLS-in-UDP (RFC 7510).
 pub const MPLS_UDP_PORT: u16 = 6635;
 /// The label TTL a path starts with (also its hop limit).
 pub const LABEL_TTL: u8 = 64;
 /// Labels 0–15 are reserved (RFC 3032); Weft allocates from here.
 pub const FIRST_LABEL: u32 = 16;
-/// Largest label (20 bits).
-pub const MAX_LABEL: u32 = (1 << 20) - 1;
+pub use weft_packet::wire::mpls::MAX_LABEL;
 
 /// What a visit does with a packet after its chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

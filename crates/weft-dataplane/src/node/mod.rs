@@ -3,10 +3,11 @@
 //!
 //! [`Node`] is the **node handle**: the one API through which anything
 //! (config files, the HTTP API, the CLI, the emulator, the PBR and
-//! signaling daemons) changes a node. Every change builds a new immutable
-//! [`Pipeline`] off to the side and publishes it in one assignment; the data
-//! path reads only the snapshot it took at the start of a batch, so no packet
-//! ever sees a half-made configuration.
+//! signaling daemons) changes a node. Changes mark the snapshot stale; the
+//! next batch builds a new immutable [`Pipeline`] off to the side and
+//! publishes it in one assignment; the data path reads only the snapshot
+//! it took at the start of a batch, so no packet ever sees a half-made
+//! configuration.
 //!
 //! **Threading.** A `Node` is owned by the thread that runs its data path;
 //! control operations are applied between batches (drivers queue them from
@@ -79,7 +80,7 @@ use ports::Port;
 /// The pseudo-port of packets the node itself originates.
 pub const LOCAL_PORT: PortId = u16::MAX;
 
-/// Netfilter-style hooks where filters bind paths.
+/// Netfilter-style hooks where filters bind chains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Hook {

@@ -64,8 +64,73 @@ pub fn ip_version(buf: &[u8]) -> Option<u8> {
     buf.first().map(|b| b >> 4)
 }
 
+/// Fuzzing and property-test entry point: wrap `bytes` in every view with
+/// `new_checked` and read every field. A view that accepted the bytes must
+/// answer every getter without panicking (smoltcp's promise for
+/// `new_checked`).
+pub fn check_view_invariants(bytes: &[u8]) {
+    if let Ok(v) = EthernetFrame::new_checked(bytes) {
+        let _ = (v.dst(), v.src(), v.ethertype(), v.payload().len());
+    }
+    if let Ok(v) = Ipv4Header::new_checked(bytes) {
+        let _ = (v.version(), v.header_len(), v.has_options(), v.total_len(), v.ident());
+        let _ = (v.dont_fragment(), v.more_fragments(), v.fragment_offset(), v.ttl());
+        let _ = (v.protocol(), v.checksum(), v.src(), v.dst());
+    }
+    if let Ok(v) = Ipv6Header::new_checked(bytes) {
+        let _ = (
+            v.version(),
+            v.payload_len(),
+            v.total_len(),
+            v.next_header(),
+            v.hop_limit(),
+            v.src(),
+            v.dst(),
+        );
+    }
+    if let Ok(v) = UdpHeader::new_checked(bytes) {
+        let _ = (
+            v.src_port(),
+            v.dst_port(),
+            v.len(),
+            v.is_empty(),
+            v.checksum(),
+            v.payload().len(),
+        );
+    }
+    if let Ok(v) = IcmpMessage::new_checked(bytes) {
+        let _ = (v.msg_type(), v.code(), v.checksum(), v.rest_of_header(), v.data().len());
+    }
+    if let Ok(v) = NdMessage::new_checked(bytes) {
+        let _ = (
+            v.msg_type(),
+            v.code(),
+            v.checksum(),
+            v.router(),
+            v.solicited(),
+            v.override_(),
+            v.target(),
+        );
+        let _ = (
+            v.link_layer_addr(nd::SOURCE_LINK_ADDR),
+            v.link_layer_addr(nd::TARGET_LINK_ADDR),
+        );
+    }
+    if let Ok(v) = MplsEntry::new_checked(bytes) {
+        let _ = (v.label(), v.traffic_class(), v.bottom(), v.ttl(), v.payload().len());
+    }
+    let _ = ip_version(bytes);
+}
+
 #[cfg(test)]
 mod tests {
+    proptest::proptest! {
+        #[test]
+        fn checked_views_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96)) {
+            super::check_view_invariants(&bytes);
+        }
+    }
+
     #[test]
     fn ip_version_reads_the_first_nibble() {
         assert_eq!(super::ip_version(&[0x45, 0]), Some(4));
