@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use weft_packet::flow::Family;
 use weft_packet::view::L3;
 use weft_packet::wire::icmp::types;
-use weft_packet::wire::{self, ipv6, EthernetFrame, Ipv4Header, Ipv6Header};
+use weft_packet::wire::{self, ipv4, ipv6, EthernetFrame, Ipv4Header, Ipv6Header};
 use weft_packet::{Batch, Mac, Packet, PortId};
 
 /// Bound on originate → output → emit rounds in one batch (an element in
@@ -319,10 +319,13 @@ impl Node {
         if martian_src {
             return Some(DropReason::Martian);
         }
+        // The parser checked that the fixed header is there; a view over
+        // exactly that many octets lets the compiler drop every other
+        // bounds check.
         let l3 = pkt.meta.l3 as usize;
         match f.family {
             Family::V4 => {
-                let mut ip = Ipv4Header::new_unchecked(&mut pkt.data_mut_unmarked()[l3..]);
+                let mut ip = Ipv4Header::new_unchecked(&mut pkt.data_mut_unmarked()[l3..l3 + ipv4::HEADER_LEN]);
                 if ip.ttl() <= 1 {
                     self.icmp_error(pkt, types::TIME_EXCEEDED, 0, [0; 4]);
                     return Some(DropReason::TtlExceeded);
@@ -330,7 +333,7 @@ impl Node {
                 ip.decrement_ttl();
             }
             _ => {
-                let mut ip = Ipv6Header::new_unchecked(&mut pkt.data_mut_unmarked()[l3..]);
+                let mut ip = Ipv6Header::new_unchecked(&mut pkt.data_mut_unmarked()[l3..l3 + ipv6::HEADER_LEN]);
                 let hl = ip.hop_limit();
                 if hl <= 1 {
                     self.icmp_error(pkt, types::V6_TIME_EXCEEDED, 0, [0; 4]);
