@@ -30,6 +30,12 @@ use crate::routing::{self, Edge};
 use crate::topology::{parse_mac, ConfigSource, EndpointSpec, Routing, Topology};
 use crate::EmuError;
 
+/// How often a PBR daemon's class fetcher that answers by being polled
+/// (`ClassFetcher::poll`) is asked, while anything else is going to
+/// happen: a fetch in flight has no deadline to wake on. (Nodes say when
+/// they need time; fetchers cannot.) The nodes' old tick period.
+pub const FETCH_POLL_NS: u64 = 100_000_000;
+
 /// One end of a link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum End {
@@ -51,6 +57,9 @@ struct EmuNode {
     unconnected: u64,
     /// The node's PBR daemon, when enabled ([`Emulator::enable_pbr`]).
     pbr: Option<PbrNode>,
+    /// Its daemon has a class fetcher that answers by being polled
+    /// ([`Emulator::pbr_set_fetcher`]).
+    polled_fetcher: bool,
 }
 
 struct EmuHost {
@@ -89,6 +98,8 @@ pub struct Emulator {
     topo: Topology,
     now_ns: u64,
     seq: u64,
+    /// The next time polled class fetchers are asked ([`FETCH_POLL_NS`]).
+    next_fetch_poll_ns: u64,
     nodes: Vec<EmuNode>,
     node_names: Vec<String>,
     hosts: Vec<EmuHost>,
@@ -227,6 +238,7 @@ impl Emulator {
                 ports,
                 unconnected: 0,
                 pbr: None,
+                polled_fetcher: false,
             });
         }
         let node_names: Vec<String> = topo.nodes.iter().map(|n| n.name.clone()).collect();
@@ -321,6 +333,7 @@ impl Emulator {
             topo,
             now_ns: 0,
             seq: 0,
+            next_fetch_poll_ns: 0,
             nodes,
             node_names,
             hosts,
@@ -601,10 +614,14 @@ impl Emulator {
 
     /// Let node `name`'s PBR daemon fetch the plugin classes it lacks
     /// through `f` ([`PbrNode::set_fetcher`]); finished fetches are taken
-    /// through [`ClassFetcher::poll`] at every step.
+    /// through [`ClassFetcher::poll`] at every step, and the emulator steps
+    /// at least every [`FETCH_POLL_NS`] while anything else is pending.
     pub fn pbr_set_fetcher(&mut self, name: &str, f: Box<dyn ClassFetcher>) -> Result<(), EmuError> {
         let (p, _, _) = self.pbr_parts(name)?;
         p.set_fetcher(f);
+        if let Some(i) = self.node_index(name) {
+            self.nodes[i].polled_fetcher = true;
+        }
         Ok(())
     }
 
@@ -779,8 +796,15 @@ impl Emulator {
                 earliest(n.node.poll_timeout(), pbr)
             })
             .min();
+        let next = earliest(earliest(ev, host), nodes)?;
+        // Polled fetchers, only while something else is going to happen.
+        let fetch = self
+            .nodes
+            .iter()
+            .any(|n| n.polled_fetcher && n.pbr.is_some())
+            .then_some(self.next_fetch_poll_ns);
         // Never back in time: something overdue is due now.
-        earliest(earliest(ev, host), nodes).map(|t| t.max(self.now_ns))
+        earliest(Some(next), fetch).map(|t| t.max(self.now_ns))
     }
 
     /// Advance to the earliest pending event and handle everything due then.
@@ -879,8 +903,11 @@ impl Emulator {
             }
         }
 
-        // 3b. PBR daemons: their datagrams, their timers; what they send
-        // goes out in this step.
+        // 3b. PBR daemons: their datagrams, their timers, their polled
+        // fetchers; what they send goes out in this step.
+        if now >= self.next_fetch_poll_ns {
+            self.next_fetch_poll_ns = (now / FETCH_POLL_NS + 1) * FETCH_POLL_NS;
+        }
         for n in &mut self.nodes {
             if let Some(p) = n.pbr.as_mut() {
                 if p.poll(&mut n.node, clock::pbr_now(now)) > 0 {
