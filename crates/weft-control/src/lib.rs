@@ -10,6 +10,8 @@
 //!   cloneable [`runner::NodeHandle`] that sends it commands.
 //! * [`api`] — the HTTP/JSON API (axum) over a Unix socket and optional TCP.
 //! * [`client`] — the API's client, used by the CLI.
+//! * [`clock`] — nanoseconds everywhere, and the one conversion to the PBR
+//!   agent's milliseconds.
 //! * [`pbr`] — the PBR daemon: [`pbr::PbrNode`] drives a `weft_pbr::Agent`
 //!   over the node (explicit paths, labels, plugins on chosen hops).
 //! * [`plugins`] — WebAssembly plugins: the loader behind `weft plugin` and
@@ -26,6 +28,7 @@
 pub mod api;
 pub mod auth;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod metrics;
 pub mod pbr;

@@ -5,8 +5,12 @@
 //! data path takes no locks: the control plane never touches node state from
 //! another thread (DESIGN section 4: the node handle is the only way in).
 //!
-//! The loop: run queued commands, advance the node's clock with
-//! [`Node::tick`], and wait for the next command at most [`TICK`].
+//! The loop: run queued commands, let the daemons and the node catch up
+//! ([`Node::tick`]), and wait for the next command until the node or a
+//! daemon next needs time ([`Node::poll_timeout`], the PBR agent's): the
+//! node is driven sans-IO and says when to wake it, so an idle node
+//! sleeps instead of ticking on a grid. The clock is nanoseconds since the
+//! thread started ([`crate::clock`]).
 //!
 //! A runner started with [`NodeRunner::spawn_with_io`] also owns the node's
 //! port drivers (`weft_io`: VXLAN, AF_PACKET) and the optional TUN punt, and
@@ -15,7 +19,8 @@
 //! [`Node::take_tx`] → send. While frames flow it busy-polls; after
 //! [`SPIN`] without work it sleeps in `poll(2)` on the ports' descriptors
 //! and a wake-up socket that [`NodeHandle`] writes to after queueing a
-//! command, at most [`TICK`]. Link state is read a few times a second and
+//! command, until the node's or a daemon's next deadline or the next link
+//! read, whichever comes first. Link state is read a few times a second and
 //! reported with [`Node::set_port_up`]; a read that fails leaves the state
 //! as it was.
 //!
@@ -32,10 +37,6 @@ use weft_dataplane::Node;
 use weft_io::{IoCounters, PortDriver};
 use weft_packet::PortId;
 
-/// How long the loop sleeps waiting for a command before it ticks anyway.
-/// Neighbour retries are counted in seconds (see `weft_dataplane::neigh`), so
-/// 10 ms is far finer than they need and costs nothing measurable.
-pub const TICK: Duration = Duration::from_millis(10);
 /// Frames taken from one port per round (a NIC driver's NAPI budget is 64;
 /// 32 keeps the batch in L1 and the other ports served).
 pub const IO_BATCH: usize = 32;
@@ -83,17 +84,50 @@ impl Daemons {
         Daemons { start, pbr: None }
     }
 
-    /// Milliseconds on the node thread's clock.
-    pub fn now_ms(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
+    /// Nanoseconds on the node thread's clock: the time the node is given.
+    pub fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
     }
 
-    /// Let every daemon take its packets, run its timers and send.
-    fn poll(&mut self, node: &mut Node) {
-        let now = self.now_ms();
+    /// The same clock in the PBR agent's milliseconds ([`crate::clock`]).
+    pub fn now_ms(&self) -> u64 {
+        crate::clock::pbr_now(self.now_ns())
+    }
+
+    /// Let every daemon take its packets, run its timers and send, at
+    /// `now_ns`.
+    fn poll(&mut self, node: &mut Node, now_ns: u64) {
         if let Some(p) = self.pbr.as_mut() {
-            p.poll(node, now);
+            p.poll(node, crate::clock::pbr_now(now_ns));
         }
+    }
+
+    /// When a daemon next needs [`Daemons::poll`], datagrams aside (ns).
+    fn poll_timeout(&self) -> Option<u64> {
+        self.pbr.as_ref()?.poll_timeout().map(crate::clock::pbr_due)
+    }
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// When the node or one of its daemons next needs time (ns).
+fn next_deadline(node: &Node, daemons: &Daemons) -> Option<u64> {
+    earliest(node.poll_timeout(), daemons.poll_timeout())
+}
+
+/// Let the daemons and the node catch up at `now`: the daemons take their
+/// packets and run due timers, then the node ticks if anything is due
+/// (what the daemons sent is due at once).
+fn catch_up(node: &mut Node, daemons: &mut Daemons, now: u64) {
+    daemons.poll(node, now);
+    if node.poll_timeout().is_some_and(|t| t <= now) {
+        node.tick(now);
     }
 }
 
@@ -293,15 +327,20 @@ impl Drop for NodeRunner {
 
 fn run(mut node: Node, rx: mpsc::Receiver<Msg>) -> Node {
     let start = Instant::now();
-    let now_ns = |start: Instant| start.elapsed().as_nanos() as u64;
     let mut daemons = Daemons::new(start);
     tracing::debug!(node = node.name(), "node thread started");
     loop {
-        match rx.recv_timeout(TICK) {
+        let now = daemons.now_ns();
+        let msg = match next_deadline(&node, &daemons) {
+            Some(t) => rx.recv_timeout(Duration::from_nanos(t.saturating_sub(now))),
+            // Nothing is due however long we wait: sleep until a command.
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+        };
+        match msg {
             Ok(Msg::Run(cmd)) => {
                 cmd(&mut node, &mut daemons);
-                // Drain what else is queued before the next tick, so a burst
-                // of CLI commands is not paced by the tick.
+                // Drain what else is queued before catching up, so a burst
+                // of CLI commands is handled in one round.
                 loop {
                     match rx.try_recv() {
                         Ok(Msg::Run(cmd)) => cmd(&mut node, &mut daemons),
@@ -313,8 +352,8 @@ fn run(mut node: Node, rx: mpsc::Receiver<Msg>) -> Node {
             Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return node,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
-        daemons.poll(&mut node);
-        node.tick(now_ns(start));
+        let now = daemons.now_ns();
+        catch_up(&mut node, &mut daemons, now);
     }
 }
 
@@ -388,7 +427,7 @@ fn run_io(
                 Err(mpsc::TryRecvError::Empty) => break,
             }
         }
-        let now = start.elapsed().as_nanos() as u64;
+        let now = daemons.now_ns();
         let mut work = 0;
         for (pid, d) in ports.iter_mut() {
             let n = d.recv(&mut node, &mut batch, IO_BATCH);
@@ -401,8 +440,7 @@ fn run_io(
             work += t.inject(&mut node, IO_BATCH);
         }
         // Daemons take their packets before the punt takes the rest.
-        daemons.poll(&mut node);
-        node.tick(now);
+        catch_up(&mut node, &mut daemons, now);
         if let Some(t) = punt.as_mut() {
             t.punt(&mut node);
         }
@@ -447,7 +485,15 @@ fn run_io(
         } else if t.duration_since(last_work) >= SPIN && !ports.iter().any(|(_, d)| d.ready()) {
             // (A ring block handed over while we spun would make poll(2)
             // return at once; the check saves the call.)
-            if let Err(e) = weft_io::wait_readable(&fds, TICK.as_millis() as i32) {
+            // Until the node or a daemon needs time, or the next link read.
+            let link_due = LINK_POLL.saturating_sub(t.duration_since(last_link));
+            let wait = match next_deadline(&node, &daemons) {
+                Some(d) => link_due.min(Duration::from_nanos(d.saturating_sub(daemons.now_ns()))),
+                None => link_due,
+            };
+            // Rounded up: a wake-up before the deadline would find nothing due.
+            let wait_ms = wait.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
+            if let Err(e) = weft_io::wait_readable(&fds, wait_ms) {
                 tracing::warn!(error = %e, "poll");
                 std::thread::sleep(Duration::from_millis(1));
             }

@@ -93,6 +93,9 @@ async fn api_round_trip() {
     let is: Vec<InstanceView> = c.get("/v1/instances").await.unwrap();
     assert_eq!(is.len(), 1);
     assert_eq!(is[0].filters.len(), 1);
+    // Its handlers, as the ratelimit element declares them.
+    let names: Vec<&str> = is[0].handlers.iter().map(|h| h.name.as_ref()).collect();
+    assert_eq!(names, ["rate", "burst", "passed", "dropped", "rate", "reset"]);
 
     let _ = stop.send(());
     serving.await.unwrap();

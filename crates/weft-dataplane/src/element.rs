@@ -16,9 +16,14 @@
 //! [`Ctx::emit`]. Operators reach an instance through [`Element::control`]
 //! (PromethOS' control port: request → reply), [`Element::report`] (the
 //! read-only reporting port) and [`Element::configure`] (LANA's `set
-//! key=value`, and whole reconfiguration).
+//! key=value`, and whole reconfiguration). What each of those ports
+//! answers is declared as data, Click's `add_handlers`: every element
+//! names its handlers with [`Element::handlers`] (its class documents the
+//! same list in [`ClassDoc::handlers`]), and listings show them; the
+//! free-text control request stays the transport.
 
 use crate::icmp_limit::IcmpLimiter;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -415,6 +420,15 @@ pub trait Element: Send + 'static {
         serde_json::Value::Null
     }
 
+    /// The handlers this element answers (Click's `add_handlers`, as
+    /// data): the keys its [`Element::report`] carries and the requests its
+    /// [`Element::control`] takes, each with one line. `weft instance ls
+    /// --long` and the API's instance view list them. Every built-in
+    /// element declares its own; default: none declared.
+    fn handlers(&self) -> Vec<Handler> {
+        Vec::new()
+    }
+
     /// The largest IP packet (of family IPv6 when `ipv6`, else IPv4) this
     /// element may be given so that what it passes on is at most `room`
     /// octets of IP packet. Explicit paths use it to compute the MTU they
@@ -447,6 +461,61 @@ pub enum Access {
     Write,
 }
 
+/// One handler of an element (Click's `add_handlers` entry): a name, its
+/// access, and one line saying what it reads or does. A read handler is a
+/// key of the element's report; a write handler is a control request (its
+/// first word, or a configuration key).
+///
+/// On the wire (the API's class and instance views) a handler is the
+/// array `[name, access, about]`, the form class documentation has always
+/// had.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handler {
+    /// Name: a report key, a control verb or a configuration key.
+    pub name: Cow<'static, str>,
+    /// Read (report) or write (control, `set`).
+    pub access: Access,
+    /// One line.
+    pub about: Cow<'static, str>,
+}
+
+impl Handler {
+    /// A read handler (a key of the report).
+    pub const fn read(name: &'static str, about: &'static str) -> Handler {
+        Handler {
+            name: Cow::Borrowed(name),
+            access: Access::Read,
+            about: Cow::Borrowed(about),
+        }
+    }
+
+    /// A write handler (a control request or configuration key).
+    pub const fn write(name: &'static str, about: &'static str) -> Handler {
+        Handler {
+            name: Cow::Borrowed(name),
+            access: Access::Write,
+            about: Cow::Borrowed(about),
+        }
+    }
+}
+
+impl serde::Serialize for Handler {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (&self.name, self.access, &self.about).serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Handler {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (name, access, about) = <(String, Access, String)>::deserialize(d)?;
+        Ok(Handler {
+            name: Cow::Owned(name),
+            access,
+            about: Cow::Owned(about),
+        })
+    }
+}
+
 /// Documentation of a class: what `weft fb ls` / the API show.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ClassDoc {
@@ -454,8 +523,8 @@ pub struct ClassDoc {
     pub summary: String,
     /// Configuration keys and positional words.
     pub config: String,
-    /// Handlers: name, access, meaning.
-    pub handlers: Vec<(String, Access, String)>,
+    /// Handlers: the same list its elements give in [`Element::handlers`].
+    pub handlers: Vec<Handler>,
 }
 
 /// Where a class's code came from.
@@ -623,6 +692,17 @@ mod tests {
             let r = Args::parse(&format!("{t} key=SECRET,x psk=\"SE CRET\"")).redacted();
             proptest::prop_assert!(!r.contains("SECRET") && !r.contains("SE CRET"), "{}", r);
         }
+    }
+
+    #[test]
+    fn a_handler_is_a_name_access_about_array_on_the_wire() {
+        let h = Handler::read("packets", "packets seen");
+        let j = serde_json::to_value(&h).unwrap();
+        assert_eq!(j, serde_json::json!(["packets", "read", "packets seen"]));
+        assert_eq!(serde_json::from_value::<Handler>(j).unwrap(), h);
+        let w: Handler = serde_json::from_str(r#"["reset","write","zero"]"#).unwrap();
+        assert_eq!(w, Handler::write("reset", "zero"));
+        assert!(serde_json::from_str::<Handler>(r#"["reset","erase","zero"]"#).is_err());
     }
 
     #[test]

@@ -10,24 +10,21 @@
 //! Informational replies (echo replies, neighbour advertisements) are not
 //! errors and do not pass it.
 
+use crate::token_bucket::TokenBucket;
+
 /// Default errors per second: Linux's `icmp_msgs_per_sec`.
 pub const DEFAULT_RATE: u64 = 1000;
 /// Default burst: Linux's `icmp_msgs_burst`.
 pub const DEFAULT_BURST: u64 = 50;
-/// Largest rate or burst accepted (keeps the bucket's arithmetic exact).
+/// Largest rate or burst accepted.
 pub const MAX: u64 = 1_000_000;
 
-const NS: u64 = 1_000_000_000;
-
-/// A token bucket of ICMP errors: at most `burst` at once, refilled at
-/// `rate` per second. See the module documentation.
+/// The node's ICMP error budget: a [`TokenBucket`] of errors, at most
+/// `burst` at once, refilled at `rate` per second, with counts of what it
+/// allowed and refused. See the module documentation.
 #[derive(Clone, Debug)]
 pub struct IcmpLimiter {
-    rate: u64,
-    burst: u64,
-    tokens: u64,
-    /// The clock up to which tokens have been credited.
-    credited_ns: u64,
+    bucket: TokenBucket,
     sent: u64,
     limited: u64,
 }
@@ -42,12 +39,8 @@ impl IcmpLimiter {
     /// A full bucket: `burst` errors at once, `rate` per second after
     /// that (both capped at [`MAX`]). A rate of 0 allows no error at all.
     pub fn new(rate: u64, burst: u64) -> IcmpLimiter {
-        let burst = burst.min(MAX);
         IcmpLimiter {
-            rate: rate.min(MAX),
-            burst,
-            tokens: burst,
-            credited_ns: 0,
+            bucket: TokenBucket::new(rate.min(MAX), burst.min(MAX)),
             sent: 0,
             limited: 0,
         }
@@ -66,43 +59,25 @@ impl IcmpLimiter {
 
     /// Errors per second.
     pub fn rate(&self) -> u64 {
-        self.rate
+        self.bucket.rate()
     }
 
     /// Errors at once.
     pub fn burst(&self) -> u64 {
-        self.burst
+        self.bucket.burst()
     }
 
     /// Take a token for one error at `now_ns` (the node's clock): `true`
     /// when it may be sent (counted as sent), `false` when the bucket is
     /// empty (counted as limited).
     pub fn allow(&mut self, now_ns: u64) -> bool {
-        if self.rate == 0 {
+        if self.bucket.rate() > 0 && self.bucket.take(now_ns, 1) {
+            self.sent += 1;
+            true
+        } else {
             self.limited += 1;
-            return false;
+            false
         }
-        let elapsed = now_ns.saturating_sub(self.credited_ns);
-        let add = (elapsed as u128 * self.rate as u128 / NS as u128).min(u64::MAX as u128) as u64;
-        if add > 0 {
-            if self.tokens.saturating_add(add) >= self.burst {
-                self.tokens = self.burst;
-                self.credited_ns = now_ns;
-            } else {
-                self.tokens += add;
-                // Credit only the time those tokens stand for, so that the
-                // remainder is not lost at low rates and nothing is
-                // credited twice (rounded up: never more than `rate`).
-                self.credited_ns += (add * NS).div_ceil(self.rate);
-            }
-        }
-        if self.tokens == 0 {
-            self.limited += 1;
-            return false;
-        }
-        self.tokens -= 1;
-        self.sent += 1;
-        true
     }
 
     /// Errors allowed so far.
@@ -119,6 +94,8 @@ impl IcmpLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NS: u64 = 1_000_000_000;
 
     const MS: u64 = 1_000_000;
 

@@ -8,6 +8,7 @@
 //! * [`icmp_limit`] — the node's one ICMP error limiter, which the engine's
 //!   errors and elements' errors all pass.
 //! * [`neigh`] — ARP / neighbour discovery cache.
+//! * [`token_bucket`] — the one token bucket every rate limit uses.
 //! * [`node`] — [`Node`], the node handle and the data path over one
 //!   immutable [`node::Pipeline`] snapshot.
 //!
@@ -24,12 +25,16 @@ pub mod fuzzing;
 pub mod icmp_limit;
 pub mod neigh;
 pub mod node;
+pub mod token_bucket;
 
 pub use classifier::Match;
-pub use element::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, EmitTo, InstanceId, Verdict};
+pub use element::{
+    Access, Args, ClassDoc, Ctx, Element, ElementClass, ElementError, EmitTo, Handler, InstanceId, Verdict,
+};
 pub use fib::{Route, RouteKind};
 pub use icmp_limit::IcmpLimiter;
 pub use node::{
     DropReason, FilterId, FilterSpec, Hook, LabelInfo, LabelOut, Node, NodeError, Owned, Owner, PortConfig,
     ETHERTYPE_MPLS, LABEL_TTL, MPLS_UDP_PORT,
 };
+pub use token_bucket::TokenBucket;

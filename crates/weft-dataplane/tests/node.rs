@@ -607,3 +607,116 @@ fn icmp_errors_share_one_limiter() {
     );
     assert_eq!(n.icmp_errors_sent(), by_element + answered);
 }
+
+/// The node says when it next needs a tick (sans-IO, quinn's
+/// `poll_timeout`): a held neighbour resolution is asked again every
+/// `RETRY_NS` and given up after `RESOLVE_TIMEOUT_NS`, and nothing is due
+/// once it is over; a frame the node originates is due at once.
+#[test]
+fn poll_timeout_drives_neighbour_retries_and_expiry() {
+    use weft_dataplane::neigh::{RESOLVE_TIMEOUT_NS, RETRY_NS};
+    let mut n = router();
+    n.add_neighbor(0, IpAddr::V4(ip("10.0.0.2")), HA).unwrap();
+    assert_eq!(n.poll_timeout(), None, "an idle node needs no tick");
+    let t0 = 5_000;
+    rx(&mut n, t0, 0, &[udp_a_to_b(64, 7)]);
+    let is_arp_request = |f: &Vec<u8>| {
+        matches!(
+            parse(f).map(|h| h.l3),
+            Ok(L3::Arp {
+                op: 1,
+                tpa: [10, 0, 1, 2],
+                ..
+            })
+        )
+    };
+    assert!(tx(&mut n, 1).iter().all(is_arp_request), "asked at once");
+    assert_eq!(n.poll_timeout(), Some(t0 + RETRY_NS));
+
+    n.tick(t0 + RETRY_NS - 1);
+    assert!(tx(&mut n, 1).is_empty(), "nothing before the deadline");
+    let mut asked = 1;
+    while let Some(t) = n.poll_timeout() {
+        assert!(t > t0 && t <= t0 + RESOLVE_TIMEOUT_NS + 1, "deadline {t}");
+        n.tick(t);
+        let out = tx(&mut n, 1);
+        assert!(out.iter().all(is_arp_request));
+        asked += out.len();
+    }
+    assert_eq!(
+        asked as u64,
+        1 + RESOLVE_TIMEOUT_NS / RETRY_NS,
+        "asked once a second until the timeout"
+    );
+    assert_eq!(n.drop_count(DropReason::NeighborUnresolved), 1);
+    let back = tx(&mut n, 0);
+    assert_eq!(back.len(), 1, "the source is told");
+    assert!(
+        matches!(parse(&back[0]).unwrap().l4, L4::Icmp { typ: 3, code: 1, .. }),
+        "host unreachable"
+    );
+
+    n.send(&build::udp4(
+        [0; 6],
+        [0; 6],
+        ip("10.0.0.1"),
+        ip("10.0.0.2"),
+        1,
+        2,
+        64,
+        b"x",
+    ));
+    let now = t0 + RESOLVE_TIMEOUT_NS + 1;
+    assert_eq!(n.poll_timeout(), Some(now), "an originated frame is due at once");
+    n.tick(now);
+    assert_eq!(tx(&mut n, 0).len(), 1);
+    assert_eq!(n.poll_timeout(), None);
+}
+
+/// An element at OUTPUT that originates a packet for every packet it sees
+/// would keep the node busy forever: what is left after a batch's rounds
+/// waits, so the node never asks for a tick at the instant it had one.
+#[test]
+fn an_output_loop_backs_off() {
+    use weft_dataplane::element::EmitTo;
+    struct Echo;
+    impl Element for Echo {
+        fn process(&mut self, cx: &mut Ctx<'_>, pkt: &mut Packet) -> Verdict {
+            let copy = cx.alloc(pkt.data());
+            cx.emit(EmitTo::Route, copy);
+            Verdict::Continue
+        }
+    }
+    let mut n = router();
+    n.add_neighbor(0, IpAddr::V4(ip("10.0.0.2")), HA).unwrap();
+    n.add_class(ElementClass::native("echo", ClassDoc::default(), |_| {
+        Ok(Box::new(Echo))
+    }))
+    .unwrap();
+    let e = n.create_instance("echo", "").unwrap();
+    n.add_filter(FilterSpec {
+        hook: Some(Hook::Output),
+        chain: vec![e],
+        ..Default::default()
+    })
+    .unwrap();
+    n.tick(1_000);
+    n.send(&build::udp4(
+        [0; 6],
+        [0; 6],
+        ip("10.0.0.1"),
+        ip("10.0.0.2"),
+        1,
+        2,
+        64,
+        b"x",
+    ));
+    assert_eq!(n.poll_timeout(), Some(1_000));
+    n.tick(1_000);
+    let sent = tx(&mut n, 0).len();
+    assert!(sent >= 1, "the first rounds went out");
+    let next = n.poll_timeout().expect("the loop's packets still wait");
+    assert!(next > 1_000, "not again at once: {next}");
+    n.tick(next);
+    assert!(!tx(&mut n, 0).is_empty(), "they leave at the next tick");
+}

@@ -63,8 +63,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
-use weft_dataplane::element::Access;
-use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, EmitTo, Verdict};
+use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, EmitTo, Handler, Verdict};
 use weft_packet::{build, checksum, proto, Packet};
 
 /// Counter names for bad input: the reasons docs/datarouter.md lists, each
@@ -218,6 +217,31 @@ fn parse_config(args: &Args) -> Result<(usize, Miss), ElementError> {
     Ok((max_string.min(wire::MAX_STRING), unknown))
 }
 
+/// The handlers (see the module header): the class documents them and
+/// every instance answers [`Element::handlers`] with them.
+const HANDLERS: &[Handler] = &[
+    Handler::read("resolved", "packets whose tag resolved (destination rewritten)"),
+    Handler::read("strings", "strings resolved (several per packet when one router resolves several)"),
+    Handler::read("passed", "packets without a tag, or with an exhausted one, passed on"),
+    Handler::read("miss", "table misses (per the class's outcome)"),
+    Handler::read("unknown_class", "tags of classes with no table"),
+    Handler::read("family_mismatch", "an entry's next hop of the other IP version than the packet"),
+    Handler::read("rewrite_failed", "rewrites that could not be applied or no longer fit"),
+    Handler::read("icmp_sent", "ICMP errors sent"),
+    Handler::read("icmp_limited", "ICMP errors the node's limiter refused"),
+    Handler::read("cache_hits", "strings answered by the resolution cache"),
+    Handler::read("bad", "malformed tags per reason"),
+    Handler::read("classes", "entries and miss outcome per class"),
+    Handler::write(
+        "class",
+        "control `class CLASS add PATTERN DEST [alg ALG] [rewrite RULES] | rm | flush | ls | miss drop|icmp`: edit a class table (droute)",
+    ),
+    Handler::write("ls", "control `ls`: list every class table"),
+    Handler::write("reset", "control `reset`: zero the counters"),
+    Handler::write("max_string", "set: the longest string accepted"),
+    Handler::write("unknown", "set: drop|icmp for tags of classes with no table"),
+];
+
 /// The class, for the node to register.
 pub fn class() -> ElementClass {
     ElementClass::native(
@@ -227,20 +251,7 @@ pub fn class() -> ElementClass {
                       to the node in per-class tables; rewrite the destination to the next hop"
                 .into(),
             config: "[max_string=N] [unknown=drop|icmp]; tables through control".into(),
-            handlers: vec![
-                (
-                    "class CLASS add PATTERN DEST [alg ALG] [rewrite RULES] | rm | flush | ls | miss drop|icmp; ls"
-                        .into(),
-                    Access::Write,
-                    "edit and list the class tables (droute)".into(),
-                ),
-                ("reset".into(), Access::Write, "zero the counters".into()),
-                (
-                    "report".into(),
-                    Access::Read,
-                    "counters per outcome and per bad-input reason; entries per class".into(),
-                ),
-            ],
+            handlers: HANDLERS.to_vec(),
         },
         |args| Ok(Box::new(DataRouter::new(args)?)),
     )
@@ -779,6 +790,10 @@ fn fix_l4_v6(d: &mut [u8], l4: usize, tp: u8, old: &[u8; 16], new: &[u8; 16]) {
 }
 
 impl Element for DataRouter {
+    fn handlers(&self) -> Vec<Handler> {
+        HANDLERS.to_vec()
+    }
+
     /// Resolve ahead: an exact (hash) string at the pointer of an IPv4 tag
     /// that is the packet's first option is looked up now, for the whole
     /// batch, and a hit without rules goes into the resolution cache, where

@@ -12,8 +12,7 @@
 //! Report: `{"packets":N,"bytes":N}`.
 
 use crate::util::{self, Tally};
-use weft_dataplane::element::Access;
-use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, Verdict};
+use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, Handler, Verdict};
 use weft_packet::Packet;
 
 const CLASS: &str = "counter";
@@ -38,6 +37,10 @@ impl Counter {
 }
 
 impl Element for Counter {
+    fn handlers(&self) -> Vec<Handler> {
+        HANDLERS.to_vec()
+    }
+
     fn process(&mut self, _cx: &mut Ctx<'_>, pkt: &mut Packet) -> Verdict {
         self.counts.add(pkt.len());
         Verdict::Continue
@@ -70,16 +73,16 @@ impl Element for Counter {
     }
 }
 
+/// The handlers (see the module header): the class documents them and
+/// every instance answers [`Element::handlers`] with them.
+const HANDLERS: &[Handler] = &[
+    Handler::read("packets", "packets seen"),
+    Handler::read("bytes", "frame bytes seen (Ethernet header included)"),
+    Handler::write("reset", "control `reset`: zero both counts"),
+];
+
 fn doc() -> ClassDoc {
-    util::doc(
-        "count packets and bytes; every packet continues",
-        "none",
-        vec![
-            util::handler("packets", Access::Read, "packets seen"),
-            util::handler("bytes", Access::Read, "frame bytes seen (Ethernet header included)"),
-            util::handler("reset", Access::Write, "control `reset`: zero both counts"),
-        ],
-    )
+    util::doc("count packets and bytes; every packet continues", "none", HANDLERS)
 }
 
 /// The `counter` class.

@@ -80,8 +80,7 @@ use crate::esp::{self, EspError, EspPacket, ReplayWindow, Sa, KEYMAT_LEN};
 use crate::util;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
-use weft_dataplane::element::Access;
-use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, Verdict};
+use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, Handler, Verdict};
 use weft_packet::view::{self, L3};
 use weft_packet::{checksum, Packet};
 
@@ -455,6 +454,10 @@ fn write_outer(h: &mut [u8], inner: &[u8], inner_v6: bool, outer: Option<(IpAddr
 }
 
 impl Element for Encrypt {
+    fn handlers(&self) -> Vec<Handler> {
+        ENCRYPT_HANDLERS.to_vec()
+    }
+
     fn initialize(&mut self) -> Result<(), ElementError> {
         if self.iv.is_none() && !self.draw_iv() {
             return Err(ElementError::Config(
@@ -692,6 +695,10 @@ impl Decrypt {
 }
 
 impl Element for Decrypt {
+    fn handlers(&self) -> Vec<Handler> {
+        DECRYPT_HANDLERS.to_vec()
+    }
+
     fn process(&mut self, _cx: &mut Ctx<'_>, pkt: &mut Packet) -> Verdict {
         self.open(pkt)
     }
@@ -747,61 +754,56 @@ impl Element for Decrypt {
 const CONFIG_DOC: &str = "key=HEX (64 hex digits, or 72: key and RFC 7634 salt; required) \
      [spi=N (default: from the key)] [esn=yes|no (default yes)]";
 
+/// The handlers (see the module header): the class documents them and
+/// every instance answers [`Element::handlers`] with them.
+const ENCRYPT_HANDLERS: &[Handler] = &[
+    Handler::read("encrypted", "IP packets sealed into ESP"),
+    Handler::read("passed", "non-IP frames passed unchanged"),
+    Handler::read("malformed", "frames that do not parse, dropped"),
+    Handler::read("no_room", "dropped: no room in the buffer to grow"),
+    Handler::read("too_big", "dropped: would exceed 65535 octets"),
+    Handler::read("no_iv", "dropped: no OS randomness for the IV counter"),
+    Handler::read(
+        "seq_exhausted",
+        "dropped: 32-bit sequence numbers used up (esn=no); configure a new key",
+    ),
+    Handler::read("spi", "the SA's SPI"),
+    Handler::read("seq", "the last sequence number sent"),
+    Handler::write("reset", "control `reset`: zero the counts; a configuration: a new SA"),
+];
+
 fn enc_doc() -> ClassDoc {
     util::doc(
         "ESP tunnel mode (RFC 4303) with ChaCha20-Poly1305 (RFC 7634) over the whole IP packet, any protocol",
         &format!("{CONFIG_DOC} [src=ADDR dst=ADDR (outer header; default: the packet's own addresses)]"),
-        vec![
-            util::handler("encrypted", Access::Read, "IP packets sealed into ESP"),
-            util::handler("passed", Access::Read, "non-IP frames passed unchanged"),
-            util::handler("malformed", Access::Read, "frames that do not parse, dropped"),
-            util::handler("no_room", Access::Read, "dropped: no room in the buffer to grow"),
-            util::handler("too_big", Access::Read, "dropped: would exceed 65535 octets"),
-            util::handler("no_iv", Access::Read, "dropped: no OS randomness for the IV counter"),
-            util::handler(
-                "seq_exhausted",
-                Access::Read,
-                "dropped: 32-bit sequence numbers used up (esn=no); configure a new key",
-            ),
-            util::handler("spi", Access::Read, "the SA's SPI"),
-            util::handler("seq", Access::Read, "the last sequence number sent"),
-            util::handler(
-                "reset",
-                Access::Write,
-                "control `reset`: zero the counts; a configuration: a new SA",
-            ),
-        ],
+        ENCRYPT_HANDLERS,
     )
 }
+
+/// The handlers (see the module header): the class documents them and
+/// every instance answers [`Element::handlers`] with them.
+const DECRYPT_HANDLERS: &[Handler] = &[
+    Handler::read("decrypted", "ESP packets opened and passed on"),
+    Handler::read("not_esp", "dropped: not ESP (plaintext)"),
+    Handler::read("fragments", "dropped: ESP in IP fragments"),
+    Handler::read("malformed", "dropped: truncated or misaligned"),
+    Handler::read("bad_spi", "dropped: another SA's SPI"),
+    Handler::read("replayed", "dropped: sequence number seen before"),
+    Handler::read("too_old", "dropped: left of the anti-replay window"),
+    Handler::read("auth_failed", "dropped: ICV does not verify"),
+    Handler::read("bad_padding", "dropped: authentic, bad padding"),
+    Handler::read("bad_next_header", "dropped: authentic, not a tunnelled IP packet"),
+    Handler::read("dummy", "dropped: dummy packets (next header 59)"),
+    Handler::read("spi", "the SA's SPI"),
+    Handler::read("seq", "the highest sequence number received"),
+    Handler::write("reset", "control `reset`: zero the counts; a configuration: a new SA"),
+];
 
 fn dec_doc() -> ClassDoc {
     util::doc(
         "verify and decrypt what `encrypt` sealed (ESP, anti-replay window); everything else is dropped",
         CONFIG_DOC,
-        vec![
-            util::handler("decrypted", Access::Read, "ESP packets opened and passed on"),
-            util::handler("not_esp", Access::Read, "dropped: not ESP (plaintext)"),
-            util::handler("fragments", Access::Read, "dropped: ESP in IP fragments"),
-            util::handler("malformed", Access::Read, "dropped: truncated or misaligned"),
-            util::handler("bad_spi", Access::Read, "dropped: another SA's SPI"),
-            util::handler("replayed", Access::Read, "dropped: sequence number seen before"),
-            util::handler("too_old", Access::Read, "dropped: left of the anti-replay window"),
-            util::handler("auth_failed", Access::Read, "dropped: ICV does not verify"),
-            util::handler("bad_padding", Access::Read, "dropped: authentic, bad padding"),
-            util::handler(
-                "bad_next_header",
-                Access::Read,
-                "dropped: authentic, not a tunnelled IP packet",
-            ),
-            util::handler("dummy", Access::Read, "dropped: dummy packets (next header 59)"),
-            util::handler("spi", Access::Read, "the SA's SPI"),
-            util::handler("seq", Access::Read, "the highest sequence number received"),
-            util::handler(
-                "reset",
-                Access::Write,
-                "control `reset`: zero the counts; a configuration: a new SA",
-            ),
-        ],
+        DECRYPT_HANDLERS,
     )
 }
 

@@ -10,8 +10,7 @@
 //! Report: `{"dropped":N,"bytes":N}`.
 
 use crate::util::{self, Tally};
-use weft_dataplane::element::Access;
-use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, Verdict};
+use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, Handler, Verdict};
 use weft_packet::Packet;
 
 const CLASS: &str = "drop";
@@ -31,6 +30,10 @@ impl Discard {
 }
 
 impl Element for Discard {
+    fn handlers(&self) -> Vec<Handler> {
+        HANDLERS.to_vec()
+    }
+
     fn process(&mut self, _cx: &mut Ctx<'_>, pkt: &mut Packet) -> Verdict {
         self.dropped.add(pkt.len());
         Verdict::Drop
@@ -54,16 +57,16 @@ impl Element for Discard {
     }
 }
 
+/// The handlers (see the module header): the class documents them and
+/// every instance answers [`Element::handlers`] with them.
+const HANDLERS: &[Handler] = &[
+    Handler::read("dropped", "packets dropped"),
+    Handler::read("bytes", "frame bytes dropped"),
+    Handler::write("reset", "control `reset`: zero the counts"),
+];
+
 fn doc() -> ClassDoc {
-    util::doc(
-        "drop every packet",
-        "none",
-        vec![
-            util::handler("dropped", Access::Read, "packets dropped"),
-            util::handler("bytes", Access::Read, "frame bytes dropped"),
-            util::handler("reset", Access::Write, "control `reset`: zero the counts"),
-        ],
-    )
+    util::doc("drop every packet", "none", HANDLERS)
 }
 
 /// The `drop` class.

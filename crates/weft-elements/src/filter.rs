@@ -25,8 +25,7 @@
 use crate::util;
 use ipnet::IpNet;
 use std::net::IpAddr;
-use weft_dataplane::element::Access;
-use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, Match, Verdict};
+use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, Handler, Match, Verdict};
 use weft_packet::{proto, Packet};
 
 const CLASS: &str = "match";
@@ -149,6 +148,10 @@ impl MatchFilter {
 }
 
 impl Element for MatchFilter {
+    fn handlers(&self) -> Vec<Handler> {
+        HANDLERS.to_vec()
+    }
+
     fn process(&mut self, _cx: &mut Ctx<'_>, pkt: &mut Packet) -> Verdict {
         let hit = self.expr.matches(&pkt.meta.flow);
         if hit {
@@ -187,22 +190,25 @@ impl Element for MatchFilter {
     }
 }
 
+/// The handlers (see the module header): the class documents them and
+/// every instance answers [`Element::handlers`] with them.
+const HANDLERS: &[Handler] = &[
+    Handler::read("matched", "packets that matched"),
+    Handler::read("unmatched", "packets that did not match"),
+    Handler::read("match", "the expression and action"),
+    Handler::write(
+        "reset",
+        "control `reset`: zero the counts; any other request is a new configuration",
+    ),
+];
+
 fn doc() -> ClassDoc {
     util::doc(
         "keep (or drop) packets whose 6-tuple matches an expression",
         "[proto=udp|tcp|icmp|icmpv6|N] [src=PREFIX] [dst=PREFIX] [sport=N|LO-HI] [dport=N|LO-HI] \
          [in_port=N] [action=pass|drop]; pass (default): matching continue, others dropped; \
          drop: matching dropped, others continue",
-        vec![
-            util::handler("matched", Access::Read, "packets that matched"),
-            util::handler("unmatched", Access::Read, "packets that did not match"),
-            util::handler("match", Access::Read, "the expression and action"),
-            util::handler(
-                "reset",
-                Access::Write,
-                "control `reset`: zero the counts; any other request is a new configuration",
-            ),
-        ],
+        HANDLERS,
     )
 }
 

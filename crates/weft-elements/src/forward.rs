@@ -12,8 +12,7 @@
 //! Report: `{"packets":N,"port":P|null}`.
 
 use crate::util;
-use weft_dataplane::element::Access;
-use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, Verdict};
+use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, Handler, Verdict};
 use weft_packet::{Packet, PortId};
 
 const CLASS: &str = "forward";
@@ -41,6 +40,10 @@ impl Forward {
 }
 
 impl Element for Forward {
+    fn handlers(&self) -> Vec<Handler> {
+        HANDLERS.to_vec()
+    }
+
     fn process(&mut self, _cx: &mut Ctx<'_>, _pkt: &mut Packet) -> Verdict {
         self.packets = self.packets.wrapping_add(1);
         match self.port {
@@ -59,15 +62,19 @@ impl Element for Forward {
     }
 }
 
+/// The handlers (see the module header): the class documents them and
+/// every instance answers [`Element::handlers`] with them.
+const HANDLERS: &[Handler] = &[
+    Handler::read("packets", "packets seen"),
+    Handler::read("port", "the redirect port, null when packets continue"),
+    Handler::write("config", "control: a new configuration"),
+];
+
 fn doc() -> ClassDoc {
     util::doc(
         "the empty block: packets continue, or go straight out of `port`",
         "[PORT | port=PORT]",
-        vec![
-            util::handler("packets", Access::Read, "packets seen"),
-            util::handler("port", Access::Read, "the redirect port, null when packets continue"),
-            util::handler("config", Access::Write, "control: a new configuration"),
-        ],
+        HANDLERS,
     )
 }
 

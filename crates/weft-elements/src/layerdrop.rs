@@ -38,8 +38,7 @@
 use crate::udp::{self, Located};
 use crate::util::{self, Tally};
 use serde::{Deserialize, Serialize};
-use weft_dataplane::element::Access;
-use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, Verdict};
+use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, Handler, Verdict};
 use weft_packet::Packet;
 
 const CLASS: &str = "layerdrop";
@@ -189,6 +188,10 @@ impl LayerDrop {
 }
 
 impl Element for LayerDrop {
+    fn handlers(&self) -> Vec<Handler> {
+        HANDLERS.to_vec()
+    }
+
     fn process(&mut self, cx: &mut Ctx<'_>, pkt: &mut Packet) -> Verdict {
         let Some(layer) = self.layer_of(pkt) else {
             self.other.add(pkt.len());
@@ -274,23 +277,23 @@ impl Element for LayerDrop {
     }
 }
 
+/// The handlers (see the module header): the class documents them and
+/// every instance answers [`Element::handlers`] with them.
+const HANDLERS: &[Handler] = &[
+    Handler::read("rate", "target rate, bytes/s"),
+    Handler::read("cutoff", "highest layer passed (255: all)"),
+    Handler::read("layers", "per layer: estimated offered rate, passed and dropped"),
+    Handler::read("other", "packets without a layer field (passed)"),
+    Handler::write("rate", "control `RATE`: a new target rate"),
+    Handler::write("reset", "control `reset`: zero the counts"),
+];
+
 fn doc() -> ClassDoc {
     util::doc(
         "drop the highest layers of a layered UDP stream (layer = UDP payload byte OFFSET) to fit a rate",
         "RATE | rate=RATE [offset=OFFSET] [window=MS] (bytes/s; layer byte offset in the UDP payload, \
          default 0; EWMA window, default 500 ms)",
-        vec![
-            util::handler("rate", Access::Read, "target rate, bytes/s"),
-            util::handler("cutoff", Access::Read, "highest layer passed (255: all)"),
-            util::handler(
-                "layers",
-                Access::Read,
-                "per layer: estimated offered rate, passed and dropped",
-            ),
-            util::handler("other", Access::Read, "packets without a layer field (passed)"),
-            util::handler("rate", Access::Write, "control `RATE`: a new target rate"),
-            util::handler("reset", Access::Write, "control `reset`: zero the counts"),
-        ],
+        HANDLERS,
     )
 }
 

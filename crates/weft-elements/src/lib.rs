@@ -95,4 +95,40 @@ mod tests {
             assert!(!c.doc.handlers.is_empty(), "{}", c.name);
         }
     }
+
+    /// Handlers are data (Click's `add_handlers`): each instance declares
+    /// the handlers its class documents, and each read handler is a key of
+    /// its report.
+    #[test]
+    fn every_element_declares_its_classs_handlers() {
+        use weft_dataplane::element::Access;
+        let key = "key=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+        let configs = [
+            ("counter", ""),
+            ("tee", "1"),
+            ("forward", ""),
+            ("drop", ""),
+            ("match", "proto=udp"),
+            ("ratelimit", "1000"),
+            ("netmonitor", ""),
+            ("layerdrop", "1000"),
+            ("encrypt", key),
+            ("decrypt", key),
+        ];
+        let classes = super::classes();
+        assert_eq!(configs.len(), classes.len(), "a configuration for every class");
+        for (name, config) in configs {
+            let class = classes.iter().find(|c| c.name == name).expect(name);
+            let e = class.create(&weft_dataplane::Args::parse(config)).expect(name);
+            assert_eq!(e.handlers(), class.doc.handlers, "{name}");
+            let report = e.report();
+            for h in e.handlers().iter().filter(|h| h.access == Access::Read) {
+                assert!(
+                    report.get(h.name.as_ref()).is_some(),
+                    "{name}: no {} in {report}",
+                    h.name
+                );
+            }
+        }
+    }
 }

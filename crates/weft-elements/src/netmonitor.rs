@@ -23,8 +23,7 @@ use crate::util::{self, Tally};
 use ahash::AHashMap;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
-use weft_dataplane::element::Access;
-use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, Verdict};
+use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, Handler, Verdict};
 use weft_packet::flow::Family;
 use weft_packet::Packet;
 
@@ -130,6 +129,10 @@ impl NetMonitor {
 }
 
 impl Element for NetMonitor {
+    fn handlers(&self) -> Vec<Handler> {
+        HANDLERS.to_vec()
+    }
+
     fn process(&mut self, _cx: &mut Ctx<'_>, pkt: &mut Packet) -> Verdict {
         match Self::key(pkt) {
             Some(k) => self.count(
@@ -203,20 +206,23 @@ impl Element for NetMonitor {
     }
 }
 
+/// The handlers (see the module header): the class documents them and
+/// every instance answers [`Element::handlers`] with them.
+const HANDLERS: &[Handler] = &[
+    Handler::read("flows", "per-key packets and bytes, most packets first"),
+    Handler::read("overflow", "packets and bytes of keys beyond max"),
+    Handler::read("non_ip", "packets that are not IP"),
+    Handler::write(
+        "reset",
+        "control `reset`: empty the table; any other request is a new configuration",
+    ),
+];
+
 fn doc() -> ClassDoc {
     util::doc(
         "count packets per (source, destination, TTL/hop limit)",
         "[MAX] | max=MAX (keys kept, default 65536; packets of further keys count as overflow)",
-        vec![
-            util::handler("flows", Access::Read, "per-key packets and bytes, most packets first"),
-            util::handler("overflow", Access::Read, "packets and bytes of keys beyond max"),
-            util::handler("non_ip", Access::Read, "packets that are not IP"),
-            util::handler(
-                "reset",
-                Access::Write,
-                "control `reset`: empty the table; any other request is a new configuration",
-            ),
-        ],
+        HANDLERS,
     )
 }
 

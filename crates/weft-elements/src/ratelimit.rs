@@ -8,7 +8,8 @@
 //!   packets. A packet larger than the burst never passes.
 //! * **Ports:** one in, one out.
 //! * **Time:** tokens refill from [`Ctx::now_ns`] (virtual in the emulator);
-//!   the bucket starts full.
+//!   the bucket starts full. It is Weft's one [`TokenBucket`], which the
+//!   node's ICMP error limiter uses too.
 //! * **Handlers:**
 //!   * `rate`, `burst` (read, report).
 //!   * `passed`, `dropped` (read, report) — `{"packets":N,"bytes":N}` each.
@@ -23,12 +24,10 @@
 
 use crate::util::{self, Tally};
 use serde::{Deserialize, Serialize};
-use weft_dataplane::element::Access;
-use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, Verdict};
+use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, Handler, TokenBucket, Verdict};
 use weft_packet::Packet;
 
 const CLASS: &str = "ratelimit";
-const NS_PER_S: u128 = 1_000_000_000;
 /// Two full-size Ethernet payloads: the smallest default burst.
 const MIN_DEFAULT_BURST: u64 = 3000;
 
@@ -40,12 +39,8 @@ pub fn default_burst(rate: u64) -> u64 {
 /// The `ratelimit` element.
 #[derive(Debug)]
 pub struct RateLimit {
-    rate: u64,
-    burst: u64,
-    /// Tokens in byte-nanoseconds (bytes × 10⁹), so refilling at any rate
-    /// over any interval is exact integer arithmetic with no drift.
-    tokens: u128,
-    last_ns: Option<u64>,
+    /// Tokens are bytes; the bucket is full until the first packet.
+    bucket: TokenBucket,
     stats: Stats,
 }
 
@@ -76,38 +71,19 @@ impl RateLimit {
     pub fn new(args: &Args) -> Result<Self, ElementError> {
         let (rate, burst) = parse(args)?;
         Ok(RateLimit {
-            rate,
-            burst,
-            tokens: 0,
-            last_ns: None,
+            bucket: TokenBucket::new(rate, burst),
             stats: Stats::default(),
         })
-    }
-
-    fn cap(&self) -> u128 {
-        self.burst as u128 * NS_PER_S
-    }
-
-    fn refill(&mut self, now: u64) {
-        match self.last_ns {
-            None => self.tokens = self.cap(),
-            Some(last) if now > last => {
-                let add = ((now - last) as u128).saturating_mul(self.rate as u128);
-                self.tokens = self.tokens.saturating_add(add).min(self.cap());
-            }
-            // A clock that stands still or steps back grants nothing.
-            Some(_) => {}
-        }
-        self.last_ns = Some(self.last_ns.map_or(now, |l| l.max(now)));
     }
 }
 
 impl Element for RateLimit {
+    fn handlers(&self) -> Vec<Handler> {
+        HANDLERS.to_vec()
+    }
+
     fn process(&mut self, cx: &mut Ctx<'_>, pkt: &mut Packet) -> Verdict {
-        self.refill(cx.now_ns);
-        let need = pkt.len() as u128 * NS_PER_S;
-        if self.tokens >= need {
-            self.tokens -= need;
+        if self.bucket.take(cx.now_ns, pkt.len() as u64) {
             self.stats.passed.add(pkt.len());
             Verdict::Continue
         } else {
@@ -118,9 +94,7 @@ impl Element for RateLimit {
 
     fn configure(&mut self, args: &Args) -> Result<(), ElementError> {
         let (rate, burst) = parse(args)?;
-        self.rate = rate;
-        self.burst = burst;
-        self.tokens = self.tokens.min(self.cap());
+        self.bucket.set_rate(rate, burst);
         tracing::debug!(rate, burst, "ratelimit reconfigured");
         Ok(())
     }
@@ -136,8 +110,8 @@ impl Element for RateLimit {
 
     fn report(&self) -> serde_json::Value {
         serde_json::json!({
-            "rate": self.rate,
-            "burst": self.burst,
+            "rate": self.bucket.rate(),
+            "burst": self.bucket.burst(),
             "passed": self.stats.passed,
             "dropped": self.stats.dropped,
         })
@@ -146,8 +120,8 @@ impl Element for RateLimit {
     fn export_state(&mut self) -> Option<serde_json::Value> {
         let s = State {
             stats: self.stats,
-            tokens_bytes: u64::try_from(self.tokens / NS_PER_S).unwrap_or(u64::MAX),
-            last_ns: self.last_ns,
+            tokens_bytes: self.bucket.tokens(),
+            last_ns: self.bucket.refilled_ns(),
         };
         serde_json::to_value(s).ok()
     }
@@ -155,30 +129,29 @@ impl Element for RateLimit {
     fn import_state(&mut self, state: serde_json::Value) -> Result<(), ElementError> {
         let s: State = serde_json::from_value(state).map_err(|e| ElementError::State(format!("{CLASS}: {e}")))?;
         self.stats = s.stats;
-        if s.last_ns.is_some() {
-            self.tokens = (s.tokens_bytes as u128 * NS_PER_S).min(self.cap());
-            self.last_ns = s.last_ns;
+        if let Some(at) = s.last_ns {
+            self.bucket.restore(s.tokens_bytes, at);
         }
         Ok(())
     }
 }
 
+/// The handlers (see the module header): the class documents them and
+/// every instance answers [`Element::handlers`] with them.
+const HANDLERS: &[Handler] = &[
+    Handler::read("rate", "configured rate, bytes/s"),
+    Handler::read("burst", "bucket size, bytes"),
+    Handler::read("passed", "packets and bytes passed"),
+    Handler::read("dropped", "packets and bytes dropped"),
+    Handler::write("rate", "control `RATE [BURST]`: a new rate (PromethOS' `131072`)"),
+    Handler::write("reset", "control `reset`: zero the counts"),
+];
+
 fn doc() -> ClassDoc {
     util::doc(
         "token bucket in bytes/s; the excess is dropped",
         "RATE [BURST] | rate=RATE [burst=BURST] (bytes/s, bytes; default burst max(RATE/10, 3000))",
-        vec![
-            util::handler("rate", Access::Read, "configured rate, bytes/s"),
-            util::handler("burst", Access::Read, "bucket size, bytes"),
-            util::handler("passed", Access::Read, "packets and bytes passed"),
-            util::handler("dropped", Access::Read, "packets and bytes dropped"),
-            util::handler(
-                "rate",
-                Access::Write,
-                "control `RATE [BURST]`: a new rate (PromethOS' `131072`)",
-            ),
-            util::handler("reset", Access::Write, "control `reset`: zero the counts"),
-        ],
+        HANDLERS,
     )
 }
 

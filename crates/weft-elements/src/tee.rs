@@ -14,8 +14,7 @@
 //! Report: `{"port":P,"copies":N}`.
 
 use crate::util;
-use weft_dataplane::element::Access;
-use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, EmitTo, Verdict};
+use weft_dataplane::{Args, ClassDoc, Ctx, Element, ElementClass, ElementError, EmitTo, Handler, Verdict};
 use weft_packet::{Packet, PortId};
 
 const CLASS: &str = "tee";
@@ -44,6 +43,10 @@ impl Tee {
 }
 
 impl Element for Tee {
+    fn handlers(&self) -> Vec<Handler> {
+        HANDLERS.to_vec()
+    }
+
     fn process(&mut self, cx: &mut Ctx<'_>, pkt: &mut Packet) -> Verdict {
         let mut copy = cx.alloc(pkt.data());
         copy.meta = pkt.meta.clone();
@@ -83,19 +86,22 @@ impl Element for Tee {
     }
 }
 
+/// The handlers (see the module header): the class documents them and
+/// every instance answers [`Element::handlers`] with them.
+const HANDLERS: &[Handler] = &[
+    Handler::read("port", "the port copies go out of"),
+    Handler::read("copies", "copies emitted"),
+    Handler::write(
+        "reset",
+        "control `reset`: zero `copies`; any other request is a new configuration",
+    ),
+];
+
 fn doc() -> ClassDoc {
     util::doc(
         "emit a copy of each packet out of a port; the original continues",
         "PORT | port=PORT (required)",
-        vec![
-            util::handler("port", Access::Read, "the port copies go out of"),
-            util::handler("copies", Access::Read, "copies emitted"),
-            util::handler(
-                "reset",
-                Access::Write,
-                "control `reset`: zero `copies`; any other request is a new configuration",
-            ),
-        ],
+        HANDLERS,
     )
 }
 

@@ -2,8 +2,7 @@
 //! rows, packet/byte tallies.
 
 use serde::{Deserialize, Serialize};
-use weft_dataplane::element::Access;
-use weft_dataplane::{Args, ClassDoc, ElementError};
+use weft_dataplane::{Args, ClassDoc, ElementError, Handler};
 
 /// Reject keys and positional words a class does not know, so a typo
 /// (`rat=65536`) is an error instead of a silently ignored setting.
@@ -52,17 +51,12 @@ pub(crate) fn only_reset(class: &str, request: &str) -> ElementError {
     ))
 }
 
-/// One handler row of a [`ClassDoc`].
-pub(crate) fn handler(name: &str, access: Access, meaning: &str) -> (String, Access, String) {
-    (name.to_string(), access, meaning.to_string())
-}
-
-/// A [`ClassDoc`] from string slices.
-pub(crate) fn doc(summary: &str, config: &str, handlers: Vec<(String, Access, String)>) -> ClassDoc {
+/// A [`ClassDoc`] from string slices and the class's handlers.
+pub(crate) fn doc(summary: &str, config: &str, handlers: &[Handler]) -> ClassDoc {
     ClassDoc {
         summary: summary.to_string(),
         config: config.to_string(),
-        handlers,
+        handlers: handlers.to_vec(),
     }
 }
 

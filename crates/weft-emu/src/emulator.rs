@@ -3,7 +3,8 @@
 //!
 //! Time only moves in [`Emulator::step`]: it jumps to the earliest pending
 //! thing — a frame arriving at the end of a link, a host's timer (smoltcp's
-//! `poll_at`, an application's next send), or the periodic node tick — and
+//! `poll_at`, an application's next send), a node's or a PBR daemon's next
+//! deadline ([`Node::poll_timeout`], quinn's driver contract) — and
 //! handles everything due then: frames arriving at one node port at one
 //! instant are handed to [`Node::receive`] as one batch; what nodes and hosts
 //! send in response is offered to their links. Ties are broken by the order
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
+use weft_control::clock;
 use weft_control::config::NodeConfig;
 use weft_control::pbr::{ClassFetcher, PathView, PbrConfig, PbrNode};
 use weft_dataplane::{Node, PortConfig};
@@ -28,9 +30,11 @@ use crate::routing::{self, Edge};
 use crate::topology::{parse_mac, ConfigSource, EndpointSpec, Routing, Topology};
 use crate::EmuError;
 
-/// Node tick period (neighbour retries and expiry, element timers): often
-/// enough for ARP's 1 s retry, rarely enough to cost nothing.
-pub const TICK_NS: u64 = 100_000_000;
+/// How often a PBR daemon's class fetcher that answers by being polled
+/// (`ClassFetcher::poll`) is asked, while anything else is going to
+/// happen: a fetch in flight has no deadline to wake on. (Nodes say when
+/// they need time; fetchers cannot.) The nodes' old tick period.
+pub const FETCH_POLL_NS: u64 = 100_000_000;
 
 /// One end of a link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +57,9 @@ struct EmuNode {
     unconnected: u64,
     /// The node's PBR daemon, when enabled ([`Emulator::enable_pbr`]).
     pbr: Option<PbrNode>,
+    /// Its daemon has a class fetcher that answers by being polled
+    /// ([`Emulator::pbr_set_fetcher`]).
+    polled_fetcher: bool,
 }
 
 struct EmuHost {
@@ -91,7 +98,8 @@ pub struct Emulator {
     topo: Topology,
     now_ns: u64,
     seq: u64,
-    next_tick_ns: u64,
+    /// The next time polled class fetchers are asked ([`FETCH_POLL_NS`]).
+    next_fetch_poll_ns: u64,
     nodes: Vec<EmuNode>,
     node_names: Vec<String>,
     hosts: Vec<EmuHost>,
@@ -230,6 +238,7 @@ impl Emulator {
                 ports,
                 unconnected: 0,
                 pbr: None,
+                polled_fetcher: false,
             });
         }
         let node_names: Vec<String> = topo.nodes.iter().map(|n| n.name.clone()).collect();
@@ -324,7 +333,7 @@ impl Emulator {
             topo,
             now_ns: 0,
             seq: 0,
-            next_tick_ns: 0,
+            next_fetch_poll_ns: 0,
             nodes,
             node_names,
             hosts,
@@ -605,10 +614,14 @@ impl Emulator {
 
     /// Let node `name`'s PBR daemon fetch the plugin classes it lacks
     /// through `f` ([`PbrNode::set_fetcher`]); finished fetches are taken
-    /// through [`ClassFetcher::poll`] at every step.
+    /// through [`ClassFetcher::poll`] at every step, and the emulator steps
+    /// at least every [`FETCH_POLL_NS`] while anything else is pending.
     pub fn pbr_set_fetcher(&mut self, name: &str, f: Box<dyn ClassFetcher>) -> Result<(), EmuError> {
         let (p, _, _) = self.pbr_parts(name)?;
         p.set_fetcher(f);
+        if let Some(i) = self.node_index(name) {
+            self.nodes[i].polled_fetcher = true;
+        }
         Ok(())
     }
 
@@ -652,7 +665,7 @@ impl Emulator {
     /// Set up an explicit path from node `name` (now, in virtual time).
     pub fn pbr_create(&mut self, name: &str, req: weft_pbr::CreateRequest) -> Result<weft_pbr::PathId, EmuError> {
         let (p, node, now) = self.pbr_parts(name)?;
-        let r = p.create(node, now / 1_000_000, req);
+        let r = p.create(node, clock::pbr_now(now), req);
         node.tick(now);
         r.map_err(|e| EmuError::Topology(format!("pbr create on {name}: {e}")))
     }
@@ -660,7 +673,7 @@ impl Emulator {
     /// Release a path node `name` initiated.
     pub fn pbr_release(&mut self, name: &str, id: weft_pbr::PathId) -> Result<(), EmuError> {
         let (p, node, now) = self.pbr_parts(name)?;
-        let r = p.release(node, now / 1_000_000, id);
+        let r = p.release(node, clock::pbr_now(now), id);
         node.tick(now);
         r.map_err(|e| EmuError::Topology(format!("pbr release on {name}: {e}")))
     }
@@ -669,7 +682,7 @@ impl Emulator {
     /// [`Emulator::pbr_path`]'s `status`.
     pub fn pbr_request_status(&mut self, name: &str, id: weft_pbr::PathId) -> Result<(), EmuError> {
         let (p, node, now) = self.pbr_parts(name)?;
-        let r = p.request_status(node, now / 1_000_000, id);
+        let r = p.request_status(node, clock::pbr_now(now), id);
         node.tick(now);
         r.map_err(|e| EmuError::Topology(format!("pbr status on {name}: {e}")))
     }
@@ -768,28 +781,30 @@ impl Emulator {
     fn next_time(&self) -> Option<u64> {
         let ev = self.events.peek().map(|e| e.0.at);
         let host = self.hosts.iter().filter_map(|h| h.host.wake_ns).min();
-        let next = match (ev, host) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        // PBR daemons: frames waiting to go out now, timers in ms.
-        let pbr = self
+        // Nodes: when they next need a tick; PBR daemons: frames waiting to
+        // go out now, their timers.
+        let nodes = self
             .nodes
             .iter()
             .filter_map(|n| {
-                let p = n.pbr.as_ref()?;
-                if n.node.has_tx() {
-                    return Some(self.now_ns);
-                }
-                p.poll_timeout().map(|ms| ms.saturating_mul(1_000_000))
+                let pbr = n.pbr.as_ref().and_then(|p| {
+                    if n.node.has_tx() {
+                        return Some(self.now_ns);
+                    }
+                    p.poll_timeout().map(clock::pbr_due)
+                });
+                earliest(n.node.poll_timeout(), pbr)
             })
             .min();
-        let next = match (next, pbr) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
-        // Ticks only while something else is going to happen.
-        Some(next.min(self.next_tick_ns.max(self.now_ns)))
+        let next = earliest(earliest(ev, host), nodes)?;
+        // Polled fetchers, only while something else is going to happen.
+        let fetch = self
+            .nodes
+            .iter()
+            .any(|n| n.polled_fetcher && n.pbr.is_some())
+            .then_some(self.next_fetch_poll_ns);
+        // Never back in time: something overdue is due now.
+        earliest(Some(next), fetch).map(|t| t.max(self.now_ns))
     }
 
     /// Advance to the earliest pending event and handle everything due then.
@@ -873,12 +888,11 @@ impl Emulator {
             self.nodes[n].node.receive(now, p, &mut b);
         }
 
-        // 2. Node ticks.
-        if now >= self.next_tick_ns {
-            for n in &mut self.nodes {
+        // 2. Nodes whose deadline has come.
+        for n in &mut self.nodes {
+            if n.node.poll_timeout().is_some_and(|t| t <= now) {
                 n.node.tick(now);
             }
-            self.next_tick_ns = (now / TICK_NS + 1) * TICK_NS;
         }
 
         // 3. Hosts with frames or timers due.
@@ -889,11 +903,14 @@ impl Emulator {
             }
         }
 
-        // 3b. PBR daemons: their datagrams, their timers; what they send
-        // goes out in this step.
+        // 3b. PBR daemons: their datagrams, their timers, their polled
+        // fetchers; what they send goes out in this step.
+        if now >= self.next_fetch_poll_ns {
+            self.next_fetch_poll_ns = (now / FETCH_POLL_NS + 1) * FETCH_POLL_NS;
+        }
         for n in &mut self.nodes {
             if let Some(p) = n.pbr.as_mut() {
-                if p.poll(&mut n.node, now / 1_000_000) > 0 {
+                if p.poll(&mut n.node, clock::pbr_now(now)) > 0 {
                     n.node.tick(now);
                 }
             }
@@ -941,5 +958,13 @@ impl Emulator {
                 frame,
             }));
         }
+    }
+}
+
+/// The earlier of two optional times.
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }

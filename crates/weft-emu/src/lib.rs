@@ -40,7 +40,7 @@ pub mod report;
 mod routing;
 pub mod topology;
 
-pub use emulator::{Emulator, TICK_NS};
+pub use emulator::{Emulator, FETCH_POLL_NS};
 pub use host::{
     pattern_byte, FlowId, FlowRx, Host, PingId, PingReply, PingResult, TcpReceived, TcpTransfer, TraceId, Traceroute,
     TransferId, UdpDatagram, UdpFlow,

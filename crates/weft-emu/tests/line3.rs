@@ -306,3 +306,43 @@ fn deterministic_runs() {
     };
     assert_eq!(run(), run());
 }
+
+/// Nodes are ticked when they ask to be (`Node::poll_timeout`), not on a
+/// grid: r3 asks for an address no host holds when the first packet
+/// comes, again exactly once a second, and gives up after three seconds.
+#[test]
+fn neighbour_retries_run_on_the_nodes_own_deadlines() {
+    use weft_dataplane::neigh::{RESOLVE_TIMEOUT_NS, RETRY_NS};
+    use weft_packet::view::{parse, L3};
+    let mut emu = line3();
+    emu.capture("r3-h2").unwrap();
+    emu.host_mut("h1")
+        .ping(ip("10.0.2.99"), 1, Duration::from_millis(1))
+        .unwrap();
+    emu.run_for(Duration::from_secs(5));
+    let asks: Vec<u64> = emu
+        .captured("r3-h2")
+        .iter()
+        .filter(|f| f.dir == 0)
+        .filter(|f| {
+            matches!(
+                parse(&f.frame).map(|h| h.l3),
+                Ok(L3::Arp {
+                    op: 1,
+                    tpa: [10, 0, 2, 99],
+                    ..
+                })
+            )
+        })
+        .map(|f| f.time_ns)
+        .collect();
+    assert_eq!(asks.len() as u64, 1 + RESOLVE_TIMEOUT_NS / RETRY_NS, "{asks:?}");
+    for w in asks.windows(2) {
+        assert_eq!(w[1] - w[0], RETRY_NS, "{asks:?}");
+    }
+    assert_eq!(
+        emu.node("r3")
+            .drop_count(weft_dataplane::DropReason::NeighborUnresolved),
+        1
+    );
+}

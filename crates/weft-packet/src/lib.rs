@@ -12,8 +12,11 @@
 //! * [`checksum`] — Internet checksum and RFC 1624 incremental update.
 //! * [`flow`] — [`FlowKey`], the 6-tuple classifier key.
 //! * [`build`] — small frame builders for replies (ICMP, ARP, ND) and tests.
-//! * [`mpls`] — the label range and the MPLS-in-UDP port, shared by the
-//!   engine's label table and the PBR protocol.
+//! * [`wire`] — smoltcp-style views of single headers (Ethernet, IPv4,
+//!   IPv6, UDP, ICMP, neighbour discovery, MPLS): every field the engine
+//!   reads or rewrites, by name.
+//!   Its [`mpls`] module also holds the label range and the MPLS-in-UDP
+//!   port, shared by the engine's label table and the PBR protocol.
 //!
 //! **Architecture invariant:** this crate knows nothing about the engine,
 //! elements, I/O or time. It never panics on bytes from outside.
@@ -24,8 +27,10 @@ pub mod buf;
 pub mod build;
 pub mod checksum;
 pub mod flow;
-pub mod mpls;
 pub mod view;
+pub mod wire;
+
+pub use wire::mpls;
 
 pub use buf::{Batch, Meta, Packet, PacketPool, PortId};
 pub use flow::FlowKey;
@@ -45,6 +50,8 @@ pub mod ethertype {
     pub const ARP: u16 = 0x0806;
     /// IPv6.
     pub const IPV6: u16 = 0x86dd;
+    /// MPLS unicast (RFC 3032).
+    pub const MPLS: u16 = 0x8847;
 }
 
 /// IP protocol numbers Weft handles.

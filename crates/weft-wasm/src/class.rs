@@ -9,7 +9,7 @@ use crate::linker::{link_host_functions, HostState};
 use crate::verify::{verify_module, LoadError, ModuleInfo};
 use std::sync::Arc;
 use wasmtime::{Linker, Module};
-use weft_dataplane::element::{Access, ClassKind};
+use weft_dataplane::element::ClassKind;
 use weft_dataplane::{Args, ClassDoc, ElementClass, ElementError};
 
 impl WasmHost {
@@ -92,23 +92,7 @@ impl WasmClass {
                 config: "the plugin's own configuration, plus host keys on_fault=pass|drop (default drop) \
                          and max_faults=N (default 3; 0 never disables)"
                     .into(),
-                handlers: vec![
-                    (
-                        "plugin".into(),
-                        Access::Read,
-                        "report: the plugin's own report (JSON)".into(),
-                    ),
-                    (
-                        "wasm".into(),
-                        Access::Read,
-                        "report: faults by kind, disabled, memory, rejected emits, counters".into(),
-                    ),
-                    (
-                        "control".into(),
-                        Access::Write,
-                        "the plugin's control port; `wasm.enable` re-enables a disabled instance".into(),
-                    ),
-                ],
+                handlers: crate::element::HANDLERS.to_vec(),
             },
             factory: Arc::new(move |args: &Args| Ok(Box::new(me.instantiate(args)?) as _)),
         }

@@ -13,7 +13,7 @@ use crate::verify::ModuleInfo;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use wasmtime::{InstancePre, Memory, Store, Trap, TypedFunc};
-use weft_dataplane::{Args, Ctx, Element, ElementError, EmitTo, Verdict};
+use weft_dataplane::{Args, Ctx, Element, ElementError, EmitTo, Handler, Verdict};
 use weft_packet::flow::Family;
 use weft_packet::Packet;
 use weft_plugin_sdk::abi::{self, desc};
@@ -532,7 +532,26 @@ impl WasmElement {
     }
 }
 
+/// The handlers every plugin instance answers, whatever the plugin: the
+/// host's generic ones (a plugin's own report keys and control requests
+/// are its own business, inside them). The class documents the same list.
+pub(crate) const HANDLERS: &[Handler] = &[
+    Handler::read("plugin", "report: the plugin's own report (JSON)"),
+    Handler::read(
+        "wasm",
+        "report: faults by kind, disabled, memory, rejected emits, counters",
+    ),
+    Handler::write(
+        "control",
+        "the plugin's control port; `wasm.enable` re-enables a disabled instance",
+    ),
+];
+
 impl Element for WasmElement {
+    fn handlers(&self) -> Vec<Handler> {
+        HANDLERS.to_vec()
+    }
+
     fn process(&mut self, cx: &mut Ctx<'_>, pkt: &mut Packet) -> Verdict {
         let mut v = [Verdict::Continue];
         self.process_batch(cx, std::slice::from_mut(pkt), &mut v);

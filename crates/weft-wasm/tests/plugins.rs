@@ -235,3 +235,27 @@ fn replacement_under_traffic_carries_state_and_loses_nothing() {
     send(&mut n, 99, &[frame(PLUGIN_PORT, b"x")]);
     assert_eq!(n.report(i).unwrap()["element"]["packets"], sent as u64 + 1);
 }
+
+/// Handlers are data: a plugin instance declares the host's generic
+/// handlers (its class documents the same), and the read ones are keys of
+/// its report.
+#[test]
+fn a_plugin_instance_declares_the_generic_handlers() {
+    use weft_dataplane::element::Access;
+    let h = host();
+    let mut n = node();
+    let class = load(&mut n, &h, "wcounter", "counter");
+    let i = n.create_instance("wcounter", "").unwrap();
+    let info = n.instances().into_iter().find(|x| x.id == i).unwrap();
+    assert_eq!(info.handlers, class.element_class().doc.handlers);
+    let names: Vec<&str> = info.handlers.iter().map(|h| h.name.as_ref()).collect();
+    assert_eq!(names, ["plugin", "wasm", "control"]);
+    let report = n.report(i).unwrap();
+    for r in info.handlers.iter().filter(|h| h.access == Access::Read) {
+        assert!(
+            report["element"].get(r.name.as_ref()).is_some(),
+            "no {} in {report}",
+            r.name
+        );
+    }
+}

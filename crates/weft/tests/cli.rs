@@ -281,6 +281,46 @@ fn operator_drives_a_running_node() {
     assert!(!node.socket.exists(), "the socket file is removed on exit");
 }
 
+/// Handlers are data (Click's `add_handlers`): `--long` lists what each
+/// class and each instance answers; the short listings stay as they were.
+#[test]
+fn long_listings_show_handlers() {
+    let dir = TempDir::new("cli-handlers");
+    let node = start_node(&dir.0);
+    assert_eq!(ok(&node, &["fb", "new", "counter"]).trim(), "#1");
+
+    let short = ok(&node, &["instance", "ls"]);
+    assert!(!short.contains("handler"), "{short}");
+    let long = ok(&node, &["instance", "ls", "--long"]);
+    let block: Vec<&str> = long.lines().skip_while(|l| *l != "counter#1").collect();
+    assert_eq!(
+        block.get(1).map(|l| l.split_whitespace().collect::<Vec<_>>()),
+        Some(vec!["handler", "access", "about"]),
+        "{long}"
+    );
+    for (name, access) in [("packets", "read"), ("bytes", "read"), ("reset", "write")] {
+        assert!(
+            block.iter().any(|l| l.split_whitespace().take(2).eq([name, access])),
+            "{name} {access} not in\n{long}"
+        );
+    }
+
+    let short = ok(&node, &["fb", "ls"]);
+    assert!(!short.contains("handler"), "{short}");
+    let long = ok(&node, &["fb", "ls", "-l"]);
+    let block: Vec<&str> = long.lines().skip_while(|l| *l != "ratelimit").collect();
+    assert!(
+        block.get(1).is_some_and(|l| l.starts_with("  config: RATE [BURST]")),
+        "{long}"
+    );
+    assert!(
+        block
+            .iter()
+            .any(|l| l.split_whitespace().take(2).eq(["reset", "write"])),
+        "{long}"
+    );
+}
+
 #[test]
 fn check_names_the_line() {
     let dir = TempDir::new("check");

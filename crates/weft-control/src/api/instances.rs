@@ -48,6 +48,10 @@ pub struct InstanceView {
     /// The principal that created it (absent: the operator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The handlers its element answers, each `[name, access, about]`
+    /// (Click's `add_handlers`; the same rows as its class's `doc`).
+    #[serde(default)]
+    pub handlers: Vec<weft_dataplane::Handler>,
 }
 
 /// `POST /v1/instances`.
@@ -147,6 +151,7 @@ fn instance_views(n: &Node) -> Vec<InstanceView> {
                 emitted: i.stats.emitted,
             },
             owner: i.owner.map(|o| o.to_string()),
+            handlers: i.handlers,
         })
         .collect()
 }

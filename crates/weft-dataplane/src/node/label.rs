@@ -49,10 +49,12 @@ use serde::Serialize;
 use std::net::IpAddr;
 use std::sync::Arc;
 use weft_packet::flow::Family;
-use weft_packet::{checksum, proto, Batch, Packet};
+use weft_packet::wire::{self, ethernet, ipv4, ipv6, mpls, udp};
+use weft_packet::wire::{EthernetFrame, Ipv4Header, Ipv6Header, MplsEntry, UdpHeader};
+use weft_packet::{ethertype, proto, Batch, Packet};
 
 /// Ethernet type of MPLS unicast (RFC 3032).
-pub const ETHERTYPE_MPLS: u16 = 0x8847;
+pub const ETHERTYPE_MPLS: u16 = ethertype::MPLS;
 pub use weft_packet::mpls::{FIRST_LABEL, MAX_LABEL, MPLS_UDP_PORT};
 /// The label TTL a path starts with (also its hop limit).
 pub const LABEL_TTL: u8 = 64;
@@ -224,7 +226,7 @@ impl Node {
                 max_in,
             },
         );
-        self.publish();
+        self.mark_stale();
         Ok((fid, label))
     }
 
@@ -234,7 +236,7 @@ impl Node {
         let st = self.labels.remove(&label).ok_or(NodeError::UnknownLabel(label))?;
         if let Some(fid) = st.steering {
             self.filters.retain(|f| f.id != fid);
-            self.publish();
+            self.mark_stale();
         }
         Ok(())
     }
@@ -354,13 +356,18 @@ impl Node {
     /// A frame with an MPLS label stack entry right after the Ethernet
     /// header: pop it, run the visit's chain, apply its out action.
     pub(super) fn label_in(&mut self, pl: &Pipeline, mut pkt: Packet) {
-        let d = pkt.data();
-        if d.len() < 14 + 4 + 20 {
+        // Ethernet, the entry, and at least an IPv4 header.
+        let Some(entry) = pkt
+            .data()
+            .get(ethernet::HEADER_LEN..)
+            .filter(|b| b.len() >= mpls::ENTRY_LEN + ipv4::HEADER_LEN)
+            .map(MplsEntry::new_unchecked)
+        else {
             self.drop_pkt(DropReason::MalformedLabel, pkt);
             return;
-        }
-        let lse = u32::from_be_bytes([d[14], d[15], d[16], d[17]]);
-        let (label, bottom, ttl) = (lse >> 12, (lse >> 8) & 1 == 1, lse as u8);
+        };
+        let (label, bottom, ttl) = (entry.label(), entry.bottom(), entry.ttl());
+        let inner_version = wire::ip_version(entry.payload());
         let Some((chain, out, max_in)) = self
             .labels
             .get(&label)
@@ -378,24 +385,19 @@ impl Node {
             self.drop_pkt(DropReason::LabelTtlExceeded, pkt);
             return;
         }
-        let ethertype: [u8; 2] = match d[18] >> 4 {
-            4 => [0x08, 0x00],
-            6 => [0x86, 0xdd],
+        let ethertype = match inner_version {
+            Some(4) => ethertype::IPV4,
+            Some(6) => ethertype::IPV6,
             _ => {
                 self.drop_pkt(DropReason::MalformedLabel, pkt);
                 return;
             }
         };
         // Pop: the Ethernet addresses move up over the label.
-        let mut macs = [0u8; 12];
-        macs.copy_from_slice(&d[..12]);
-        if pkt.remove_range(0, 4).is_err() {
+        if !move_ethernet_header(&mut pkt, |p| p.remove_range(0, mpls::ENTRY_LEN).is_ok(), ethertype) {
             self.drop_pkt(DropReason::MalformedLabel, pkt);
             return;
         }
-        let d = pkt.data_mut();
-        d[..12].copy_from_slice(&macs);
-        d[12..14].copy_from_slice(&ethertype);
         let in_port = pkt.meta.in_port;
         if let Err(e) = pkt.parse() {
             self.drop_pkt(DropReason::from_parse(e), pkt);
@@ -527,23 +529,39 @@ impl Node {
     /// and UDP headers and take the label.
     pub(super) fn label_decap(&mut self, pl: &Pipeline, mut pkt: Packet) {
         let l4 = pkt.meta.l4 as usize;
-        let d = pkt.data();
-        if l4 < 14 || d.len() < l4 + 8 + 4 {
+        if l4 < ethernet::HEADER_LEN || pkt.len() < l4 + udp::HEADER_LEN + mpls::ENTRY_LEN {
             self.drop_pkt(DropReason::MalformedLabel, pkt);
             return;
         }
-        let mut macs = [0u8; 12];
-        macs.copy_from_slice(&d[..12]);
-        // Keep 14 bytes in front of the label: the Ethernet header's place.
-        if pkt.remove_range(0, l4 + 8 - 14).is_err() {
+        // Keep an Ethernet header's room in front of the label.
+        let outer = l4 + udp::HEADER_LEN - ethernet::HEADER_LEN;
+        if !move_ethernet_header(&mut pkt, |p| p.remove_range(0, outer).is_ok(), ETHERTYPE_MPLS) {
             self.drop_pkt(DropReason::MalformedLabel, pkt);
             return;
         }
-        let d = pkt.data_mut();
-        d[..12].copy_from_slice(&macs);
-        d[12..14].copy_from_slice(&ETHERTYPE_MPLS.to_be_bytes());
         self.label_in(pl, pkt);
     }
+}
+
+/// Remove or insert bytes right after the Ethernet addresses (`resize`
+/// removes or inserts at the frame's start; the addresses are put back in
+/// front) and set the ethertype: how labels and tunnels are pushed and
+/// popped. False when the frame is too short or `resize` failed.
+fn move_ethernet_header(pkt: &mut Packet, resize: impl FnOnce(&mut Packet) -> bool, ethertype: u16) -> bool {
+    let Ok(eth) = EthernetFrame::new_checked(pkt.data()) else {
+        return false;
+    };
+    let (dst, src) = (eth.dst(), eth.src());
+    if !resize(pkt) {
+        return false;
+    }
+    let Ok(mut eth) = EthernetFrame::new_checked(pkt.data_mut()) else {
+        return false;
+    };
+    eth.set_dst(dst);
+    eth.set_src(src);
+    eth.set_ethertype(ethertype);
+    true
 }
 
 /// A visit's limit for `pkt` (from [`LabelState::max_in`]), if `pkt` is
@@ -551,18 +569,14 @@ impl Node {
 /// count) against the limit of its family.
 #[inline]
 fn limit(max_in: &[Option<u16>; 2], pkt: &Packet) -> Option<usize> {
+    let ip = pkt.data().get(pkt.meta.l3 as usize..)?;
     let (i, len) = match pkt.meta.flow.family {
-        Family::V4 => (0, be16(pkt.data(), pkt.meta.l3 as usize + 2)?),
-        Family::V6 => (1, 40 + be16(pkt.data(), pkt.meta.l3 as usize + 4)?),
+        Family::V4 => (0, Ipv4Header::new_checked(ip).ok()?.total_len() as usize),
+        Family::V6 => (1, Ipv6Header::new_checked(ip).ok()?.total_len()),
         Family::None => return None,
     };
     let max = usize::from(max_in[i]?);
     (len > max).then_some(max)
-}
-
-#[inline]
-fn be16(d: &[u8], at: usize) -> Option<usize> {
-    Some(u16::from_be_bytes([*d.get(at)?, *d.get(at + 1)?]) as usize)
 }
 
 /// Whether an IP packet addressed to the node is MPLS-in-UDP.
@@ -573,85 +587,74 @@ pub(super) fn is_mpls_udp(pkt: &Packet) -> bool {
 
 /// Push one label stack entry (bottom of stack) after the Ethernet header.
 fn push_label(pkt: &mut Packet, label: u32, ttl: u8) -> bool {
-    let mut macs = [0u8; 12];
-    match pkt.data().get(..12) {
-        Some(m) => macs.copy_from_slice(m),
-        None => return false,
-    }
-    if pkt.insert_gap(0, 4).is_err() {
+    if !move_ethernet_header(pkt, |p| p.insert_gap(0, mpls::ENTRY_LEN).is_ok(), ETHERTYPE_MPLS) {
         return false;
     }
-    let d = pkt.data_mut();
-    d[..12].copy_from_slice(&macs);
-    d[12..14].copy_from_slice(&ETHERTYPE_MPLS.to_be_bytes());
-    let lse = (label << 12) | 1 << 8 | ttl as u32;
-    d[14..18].copy_from_slice(&lse.to_be_bytes());
+    let entry = &mut pkt.data_mut()[ethernet::HEADER_LEN..];
+    MplsEntry::new_unchecked(entry).set(label, 0, true, ttl);
     true
 }
+
+/// The TTL (hop limit) of a tunnel's outer header.
+const TUNNEL_TTL: u8 = 64;
 
 /// Wrap an MPLS frame (Ethernet + label + IP) in IP/UDP to `to`:
 /// Ethernet + IP + UDP(6635) + label + IP.
 fn encap_udp(pkt: &mut Packet, src: IpAddr, to: IpAddr) -> bool {
-    let mut macs = [0u8; 12];
-    match pkt.data().get(..12) {
-        Some(m) => macs.copy_from_slice(m),
-        None => return false,
-    }
-    let inner = pkt.len() - 14; // label + IP
+    let inner = pkt.len().saturating_sub(ethernet::HEADER_LEN); // label + IP
     let (ip_len, ethertype) = match (src, to) {
-        (IpAddr::V4(_), IpAddr::V4(_)) => (20, 0x0800u16),
-        (IpAddr::V6(_), IpAddr::V6(_)) => (40, 0x86dd),
+        (IpAddr::V4(_), IpAddr::V4(_)) => (ipv4::HEADER_LEN, ethertype::IPV4),
+        (IpAddr::V6(_), IpAddr::V6(_)) => (ipv6::HEADER_LEN, ethertype::IPV6),
         _ => return false,
     };
-    let udp_len = 8 + inner;
-    if udp_len + ip_len > u16::MAX as usize || pkt.insert_gap(14, ip_len + 8).is_err() {
+    let udp_len = udp::HEADER_LEN + inner;
+    if udp_len + ip_len > u16::MAX as usize
+        || !move_ethernet_header(
+            pkt,
+            |p| p.insert_gap(ethernet::HEADER_LEN, ip_len + udp::HEADER_LEN).is_ok(),
+            ethertype,
+        )
+    {
         return false;
     }
     // Entropy for ECMP on the way (RFC 7510 section 3): the inner flow.
     let sport = 0xc000 | (pkt.meta.flow.sport ^ pkt.meta.flow.dport) & 0x3fff;
-    let d = pkt.data_mut();
-    d[..12].copy_from_slice(&macs);
-    d[12..14].copy_from_slice(&ethertype.to_be_bytes());
-    let ip = 14;
-    let u = ip + ip_len;
+    let d = &mut pkt.data_mut()[ethernet::HEADER_LEN..];
+    let (ip, datagram) = d.split_at_mut(ip_len);
     match (src, to) {
         (IpAddr::V4(s), IpAddr::V4(t)) => {
-            let h = &mut d[ip..ip + 20];
-            h.fill(0);
-            h[0] = 0x45;
-            h[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
-            h[6] = 0x40; // DF: the path's MTU was checked at its ingress
-            h[8] = 64;
-            h[9] = proto::UDP;
-            h[12..16].copy_from_slice(&s.octets());
-            h[16..20].copy_from_slice(&t.octets());
-            let c = checksum::checksum(h);
-            h[10..12].copy_from_slice(&c.to_be_bytes());
+            let mut h = Ipv4Header::new_unchecked(ip);
+            h.set_version_and_header_len(4, ipv4::HEADER_LEN);
+            h.set_dscp_ecn(0);
+            h.set_total_len((ip_len + udp_len) as u16);
+            h.set_ident(0);
+            // DF: the path's MTU was checked at its ingress.
+            h.set_fragment(true, false, 0);
+            h.set_ttl(TUNNEL_TTL);
+            h.set_protocol(proto::UDP);
+            h.set_src(s);
+            h.set_dst(t);
+            h.fill_checksum();
         }
         (IpAddr::V6(s), IpAddr::V6(t)) => {
-            let h = &mut d[ip..ip + 40];
-            h.fill(0);
-            h[0] = 0x60;
-            h[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-            h[6] = proto::UDP;
-            h[7] = 64;
-            h[8..24].copy_from_slice(&s.octets());
-            h[24..40].copy_from_slice(&t.octets());
+            let mut h = Ipv6Header::new_unchecked(ip);
+            h.set_version(6);
+            h.set_payload_len(udp_len as u16);
+            h.set_next_header(proto::UDP);
+            h.set_hop_limit(TUNNEL_TTL);
+            h.set_src(s);
+            h.set_dst(t);
         }
         _ => return false,
     }
-    d[u..u + 2].copy_from_slice(&sport.to_be_bytes());
-    d[u + 2..u + 4].copy_from_slice(&MPLS_UDP_PORT.to_be_bytes());
-    d[u + 4..u + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-    d[u + 6..u + 8].copy_from_slice(&[0, 0]);
+    let mut u = UdpHeader::new_unchecked(datagram);
+    u.set_src_port(sport);
+    u.set_dst_port(MPLS_UDP_PORT);
+    u.set_len(udp_len as u16);
+    u.set_checksum(0);
     if let (IpAddr::V6(s), IpAddr::V6(t)) = (src, to) {
         // IPv6 UDP needs a checksum (RFC 8200 8.1).
-        let ps = checksum::pseudo_v6(s.octets(), t.octets(), proto::UDP, udp_len as u32);
-        let mut c = checksum::finish(checksum::sum(&d[u..u + udp_len], ps));
-        if c == 0 {
-            c = 0xffff;
-        }
-        d[u + 6..u + 8].copy_from_slice(&c.to_be_bytes());
+        u.fill_checksum_v6(s, t);
     }
     true
 }

@@ -835,3 +835,19 @@ fn max_string_and_unknown_through_configuration() {
     d.control("unknown=icmp").unwrap();
     assert_eq!(run(&mut d, &long).0, Verdict::Continue, "max_string back to 255");
 }
+
+/// Handlers are data: the element declares what its class documents, and
+/// every read handler is a key of its report.
+#[test]
+fn handlers_are_the_class_doc_and_name_report_keys() {
+    let d = dr("class DNS add joe.com 10.0.9.9");
+    assert_eq!(d.handlers(), class().doc.handlers);
+    let report = d.report();
+    for h in d
+        .handlers()
+        .iter()
+        .filter(|h| h.access == weft_dataplane::element::Access::Read)
+    {
+        assert!(report.get(h.name.as_ref()).is_some(), "no {} in {report}", h.name);
+    }
+}

@@ -9,7 +9,7 @@ use weft_control::api::{
     BindRequest, ClassRequest, ClassView, Done, InstanceCreated, InstanceRequest, ReplaceRequest, SetRequest,
     UnbindRequest,
 };
-use weft_dataplane::element::ClassKind;
+use weft_dataplane::element::{Access, ClassKind, Handler};
 use weft_dataplane::{FilterId, InstanceId};
 
 #[derive(Debug, Subcommand)]
@@ -26,7 +26,11 @@ pub enum FbCmd {
     },
     /// List registered classes.
     #[command(alias = "list")]
-    Ls,
+    Ls {
+        /// Also print each class's configuration and handlers.
+        #[arg(long, short)]
+        long: bool,
+    },
     /// Create an instance of a class; prints its id (#N).
     New {
         /// Class name.
@@ -75,6 +79,25 @@ pub enum FbCmd {
     },
 }
 
+/// Handlers as `weft fb ls --long` and `weft instance ls --long` print
+/// them: name, access, one line, indented under their class or instance.
+pub(crate) fn handler_table(handlers: &[Handler]) -> String {
+    let rows: Vec<Vec<String>> = handlers
+        .iter()
+        .map(|h| {
+            let access = match h.access {
+                Access::Read => "read",
+                Access::Write => "write",
+            };
+            vec![h.name.to_string(), access.into(), h.about.to_string()]
+        })
+        .collect();
+    table(&["handler", "access", "about"], &rows)
+        .lines()
+        .map(|l| format!("  {l}\n"))
+        .collect()
+}
+
 pub async fn run(cmd: FbCmd, node: Option<PathBuf>) -> anyhow::Result<()> {
     let c = client(node)?;
     let inst = |id: InstanceId, what: &str| format!("/v1/instances/{}/{what}", id.0);
@@ -85,7 +108,7 @@ pub async fn run(cmd: FbCmd, node: Option<PathBuf>) -> anyhow::Result<()> {
         FbCmd::Rm { class } => {
             let _: Done = c.delete::<(), _>(&format!("/v1/classes/{class}"), None).await?;
         }
-        FbCmd::Ls => {
+        FbCmd::Ls { long } => {
             let cs: Vec<ClassView> = c.get("/v1/classes").await?;
             let rows: Vec<Vec<String>> = cs
                 .iter()
@@ -98,6 +121,12 @@ pub async fn run(cmd: FbCmd, node: Option<PathBuf>) -> anyhow::Result<()> {
                 })
                 .collect();
             print!("{}", table(&["class", "kind", "summary"], &rows));
+            if long {
+                for k in &cs {
+                    println!("\n{}\n  config: {}", k.name, k.doc.config);
+                    print!("{}", handler_table(&k.doc.handlers));
+                }
+            }
         }
         FbCmd::New { class, config } => {
             let r: InstanceCreated = c.post("/v1/instances", &InstanceRequest { class, config }).await?;

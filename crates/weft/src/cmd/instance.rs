@@ -23,7 +23,11 @@ pub enum InstanceCmd {
     },
     /// List instances.
     #[command(alias = "list")]
-    Ls,
+    Ls {
+        /// Also print each instance's handlers.
+        #[arg(long, short)]
+        long: bool,
+    },
     /// Remove an instance (refused while it is on a path).
     #[command(alias = "del")]
     Rm {
@@ -46,7 +50,7 @@ pub async fn run(cmd: InstanceCmd, node: Option<PathBuf>) -> anyhow::Result<()> 
             let v: serde_json::Value = c.get(&format!("/v1/instances/{}/report", id.0)).await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
-        InstanceCmd::Ls => {
+        InstanceCmd::Ls { long } => {
             let is: Vec<InstanceView> = c.get("/v1/instances").await?;
             let rows: Vec<Vec<String>> = is
                 .iter()
@@ -66,6 +70,12 @@ pub async fn run(cmd: InstanceCmd, node: Option<PathBuf>) -> anyhow::Result<()> 
                 })
                 .collect();
             print!("{}", table(&["id", "config", "filters", "packets", "dropped"], &rows));
+            if long {
+                for i in &is {
+                    println!("\n{}{}", i.class, i.id);
+                    print!("{}", crate::cmd::fb::handler_table(&i.handlers));
+                }
+            }
         }
         InstanceCmd::Rm { id } => {
             let _: Done = c.delete::<(), _>(&format!("/v1/instances/{}", id.0), None).await?;
