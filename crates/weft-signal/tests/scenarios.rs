@@ -185,7 +185,10 @@ fn lost_datagrams_are_retransmitted() {
     let (_, stack) = net.response(LIMIT, n).unwrap();
     assert_eq!(summary(&stack), ok_at(&["R1", "R2"]));
     assert!(net.dropped.iter().any(|d| d.from_node == "R1" && d.kind() == "REQUEST"));
-    assert!(net.dropped.iter().any(|d| d.from_node == "R2" && d.kind() == "RESPONSE"));
+    assert!(net
+        .dropped
+        .iter()
+        .any(|d| d.from_node == "R2" && d.kind() == "RESPONSE"));
     assert!(net.node("R1").agent.counters().retransmits >= 1);
     assert!(net.node("R2").agent.counters().retransmits >= 1);
     // Installed once each: the retransmission is not a second request.
