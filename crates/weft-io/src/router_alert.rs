@@ -51,7 +51,8 @@ impl RouterAlertSocket {
     /// Receive one datagram, waiting at most `timeout` (None: when nothing
     /// came).
     pub fn recv_from(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<(usize, SocketAddr)>> {
-        self.sock.set_read_timeout(Some(timeout.max(Duration::from_micros(1))))?;
+        self.sock
+            .set_read_timeout(Some(timeout.max(Duration::from_micros(1))))?;
         match self.sock.recv_from(buf) {
             Ok(x) => Ok(Some(x)),
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(None),
@@ -92,7 +93,10 @@ mod tests {
         assert_eq!(&b[..n], b"with");
         let (n, _) = rx.recv_from(&mut b).unwrap();
         assert_eq!(&b[..n], b"without");
-        assert_eq!(source_toward("127.0.0.1".parse().unwrap()).unwrap(), "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            source_toward("127.0.0.1".parse().unwrap()).unwrap(),
+            "127.0.0.1".parse::<IpAddr>().unwrap()
+        );
         let mut r = [0u8; 4];
         let got = tx.recv_from(&mut r, Duration::from_millis(10)).unwrap();
         assert!(got.is_none());

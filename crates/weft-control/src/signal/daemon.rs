@@ -203,7 +203,13 @@ impl SignalNode {
     }
 
     /// An install a [`ServerModules`] host (or the fetch) finished.
-    pub fn install_done(&mut self, node: &mut Node, now: u64, session: SessionId, r: Result<Installed, Refusal>) -> usize {
+    pub fn install_done(
+        &mut self,
+        node: &mut Node,
+        now: u64,
+        session: SessionId,
+        r: Result<Installed, Refusal>,
+    ) -> usize {
         let (agent, mut env) = self.split(node);
         agent.install_done(now, session, r, &mut env);
         self.flush(node)
@@ -226,7 +232,16 @@ impl SignalNode {
                 continue;
             };
             let frame = if t.router_alert {
-                weft_packet::build::udp_router_alert([0; 6], [0; 6], src, t.dst, SIGNAL_PORT, t.dst_port, 64, &t.payload)
+                weft_packet::build::udp_router_alert(
+                    [0; 6],
+                    [0; 6],
+                    src,
+                    t.dst,
+                    SIGNAL_PORT,
+                    t.dst_port,
+                    64,
+                    &t.payload,
+                )
             } else {
                 match (src, t.dst) {
                     (IpAddr::V4(s), IpAddr::V4(d)) => {

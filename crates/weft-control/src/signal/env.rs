@@ -36,10 +36,7 @@ use weft_signal::{
 #[derive(Clone, Debug)]
 pub(super) enum Slot {
     /// Waiting for the fetcher.
-    Fetching {
-        req: Box<Request>,
-        owner: String,
-    },
+    Fetching { req: Box<Request>, owner: String },
     /// A packet module: its class, instance and filter.
     Packet {
         class: String,
@@ -126,7 +123,12 @@ impl NodeEnv<'_> {
 
     /// Create the SETUP's instance and filter, owned by `owner`: both or
     /// neither.
-    pub(super) fn instantiate(&mut self, session: SessionId, req: &Request, owner: &str) -> Result<InstanceId, Refusal> {
+    pub(super) fn instantiate(
+        &mut self,
+        session: SessionId,
+        req: &Request,
+        owner: &str,
+    ) -> Result<InstanceId, Refusal> {
         let p = self.st.principal(&req.key)?;
         let cost = self.st.accounts.instance_cost();
         self.st
@@ -275,7 +277,10 @@ impl Env for NodeEnv<'_> {
                     .map_err(|e| refusal(Reason::Prefix, e))?;
                 if p.reverse_path && !p.is_operator() {
                     let Some(dst) = f.dst else {
-                        return Err(Refusal::new(Reason::Prefix, "a filter without a destination cannot be checked for its reverse path"));
+                        return Err(Refusal::new(
+                            Reason::Prefix,
+                            "a filter without a destination cannot be checked for its reverse path",
+                        ));
                     };
                     let (to_prefix, to_origin) = (self.port_toward(dst.network()), self.port_toward(ctx.origin));
                     if to_prefix.is_none() || to_prefix != to_origin {
@@ -323,7 +328,10 @@ impl Env for NodeEnv<'_> {
                     self.st.slots.insert(session, Slot::Server);
                     Ok(r)
                 }
-                None => Err(Refusal::new(Reason::Unsupported, "this node does not host server modules")),
+                None => Err(Refusal::new(
+                    Reason::Unsupported,
+                    "this node does not host server modules",
+                )),
             };
         }
         let Some(code) = &req.code else {

@@ -91,8 +91,15 @@ async fn load(loader: Loader, spec: FetchSpec) -> Result<FetchedModule, Refusal>
         .parse()
         .map_err(|e: String| Refusal::new(Reason::BadMessage, e))?;
     let t = Instant::now();
-    let f = loader.fetch(&ps, Some(&spec.url)).await.map_err(|e| fetch_refusal(&e))?;
-    let fetch = if f.source == "cache" { Duration::ZERO } else { t.elapsed() };
+    let f = loader
+        .fetch(&ps, Some(&spec.url))
+        .await
+        .map_err(|e| fetch_refusal(&e))?;
+    let fetch = if f.source == "cache" {
+        Duration::ZERO
+    } else {
+        t.elapsed()
+    };
     let l = tokio::task::spawn_blocking(move || loader.verify_and_load(&ps, f))
         .await
         .map_err(|e| Refusal::new(Reason::InstallFailed, e.to_string()))?

@@ -58,7 +58,9 @@ pub struct Requester {
 
 impl std::fmt::Debug for Requester {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Requester").field("sock", &self.sock).finish_non_exhaustive()
+        f.debug_struct("Requester")
+            .field("sock", &self.sock)
+            .finish_non_exhaustive()
     }
 }
 
