@@ -547,5 +547,16 @@ async fn ls(n: NodeArg) -> Result<()> {
             .collect();
         print!("{}", table(&["session", "origin", "dest", "upstream", "left"], &rows));
     }
+    // The agent's non-zero counters: what arrived, what was refused and why.
+    if let Some(m) = v.counters.get("agent").and_then(|a| a.as_object()) {
+        let nz: Vec<String> = m
+            .iter()
+            .filter(|(_, n)| n.as_u64().is_some_and(|n| n > 0))
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        if !nz.is_empty() {
+            println!("\ncounters: {}", nz.join(", "));
+        }
+    }
     Ok(())
 }
