@@ -33,6 +33,8 @@ mod env;
 pub mod fetch;
 pub mod host;
 pub mod server;
+#[cfg(test)]
+mod tests;
 
 pub use accounts::{Accounts, NodeAccounts, Usage};
 pub use daemon::{SignalNode, SignalStats};
