@@ -81,14 +81,6 @@ pub fn udp6(
     )
 }
 
-/// The IPv4 Router Alert option (RFC 2113): type 148, length 4, value 0
-/// ("every router examines this packet").
-pub const IPV4_ROUTER_ALERT: [u8; 4] = [148, 4, 0, 0];
-/// The IPv6 hop-by-hop header's options carrying Router Alert (RFC 2711,
-/// option type 5, value 2: "Active Networks", the kind of message on-path
-/// signaling is) and a two-octet PadN to fill the header's eight octets.
-pub const IPV6_ROUTER_ALERT_OPTIONS: [u8; 6] = [5, 2, 0, 2, 1, 0];
-
 /// An Ethernet/IP/UDP frame whose IP header carries the Router Alert option
 /// (IPv4: RFC 2113; IPv6: a hop-by-hop header with the option of RFC
 /// 2711): what on-path signaling sends, so that every router that cares
@@ -105,6 +97,7 @@ pub fn udp_router_alert(
     ttl: u8,
     payload: &[u8],
 ) -> Vec<u8> {
+    use crate::router_alert::{IPV4_ROUTER_ALERT, IPV6_ROUTER_ALERT_OPTIONS};
     use etherparse::{IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, Ipv6Extensions, Ipv6Header, Ipv6RawExtHeader};
     use std::net::IpAddr;
     let ip = match (src, dst) {
@@ -300,7 +293,8 @@ mod tests {
             panic!()
         };
         assert_eq!(ip.header().ihl(), 6);
-        assert_eq!(ip.header().options(), &IPV4_ROUTER_ALERT);
+        assert_eq!(ip.header().options(), &crate::router_alert::IPV4_ROUTER_ALERT);
+        assert!(crate::router_alert::carries_router_alert(&f[14..]));
         assert_eq!(
             p.transport.map(|t| matches!(t, etherparse::TransportSlice::Udp(_))),
             Some(true)
@@ -311,6 +305,7 @@ mod tests {
         // Ethernet, IPv6 (next header 0: hop-by-hop), then the option.
         assert_eq!(f[14 + 6], 0);
         assert_eq!(&f[14 + 40..14 + 48], &[17, 0, 5, 2, 0, 2, 1, 0]);
+        assert!(crate::router_alert::carries_router_alert(&f[14..]));
         let p = SlicedPacket::from_ethernet(&f).unwrap();
         assert!(matches!(p.transport, Some(etherparse::TransportSlice::Udp(_))));
         assert!(udp_router_alert([0; 6], [0; 6], a, b6, 1, 2, 64, b"").is_empty());

@@ -14,6 +14,8 @@
 //! * [`build`] — small frame builders for replies (ICMP, ARP, ND) and tests.
 //! * [`mpls`] — the label range and the MPLS-in-UDP port, shared by the
 //!   engine's label table and the PBR protocol.
+//! * [`router_alert`] — the IP Router Alert option (RFC 2113, RFC 2711):
+//!   finding it in a packet, for the engine's on-path signaling hook.
 //!
 //! **Architecture invariant:** this crate knows nothing about the engine,
 //! elements, I/O or time. It never panics on bytes from outside.
@@ -25,6 +27,7 @@ pub mod build;
 pub mod checksum;
 pub mod flow;
 pub mod mpls;
+pub mod router_alert;
 pub mod view;
 
 pub use buf::{Batch, Meta, Packet, PacketPool, PortId};
