@@ -16,6 +16,9 @@
 //!   over the node (explicit paths, labels, plugins on chosen hops).
 //! * [`plugins`] — WebAssembly plugins: the loader behind `weft plugin` and
 //!   on-demand loading of filter plugins.
+//! * [`signal`] — the on-path signaling daemon: [`signal::SignalNode`]
+//!   drives a `weft_signal::Agent` over the node (NetServ SETUP, REMOVE,
+//!   PROBE, TRIGGER under the node's one policy).
 //!
 //! **Architecture invariant:** every change goes through the node handle
 //! (DESIGN section 4); this crate never reaches into node internals and the
@@ -34,6 +37,7 @@ pub mod metrics;
 pub mod pbr;
 pub mod plugins;
 pub mod runner;
+pub mod signal;
 
 pub use api::ApiServer;
 pub use client::{Client, ClientError};

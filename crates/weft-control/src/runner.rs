@@ -70,18 +70,36 @@ pub enum NoPbr {
     Disabled,
 }
 
+/// Error returned by [`NodeHandle::call_signal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NoSignal {
+    /// The node thread is gone.
+    #[error("the node has stopped")]
+    Stopped,
+    /// The node does not take part in on-path signaling.
+    #[error("signaling is not enabled on this node (add a [signal] section to its configuration)")]
+    Disabled,
+}
+
 /// Protocol daemons that live on the node's thread beside it (sans-IO
 /// state machines driven with the node's clock after each round of I/O):
-/// today the PBR agent.
+/// the PBR agent and the signaling agent.
 pub struct Daemons {
     start: Instant,
     /// The explicit-path daemon, when enabled ([`NodeHandle::enable_pbr`]).
     pub pbr: Option<crate::pbr::PbrNode>,
+    /// The on-path signaling daemon, when enabled
+    /// ([`NodeHandle::enable_signal`]).
+    pub signal: Option<crate::signal::SignalNode>,
 }
 
 impl Daemons {
     fn new(start: Instant) -> Daemons {
-        Daemons { start, pbr: None }
+        Daemons {
+            start,
+            pbr: None,
+            signal: None,
+        }
     }
 
     /// Nanoseconds on the node thread's clock: the time the node is given.
@@ -100,11 +118,15 @@ impl Daemons {
         if let Some(p) = self.pbr.as_mut() {
             p.poll(node, crate::clock::pbr_now(now_ns));
         }
+        if let Some(s) = self.signal.as_mut() {
+            s.poll(node, now_ns);
+        }
     }
 
     /// When a daemon next needs [`Daemons::poll`], datagrams aside (ns).
     fn poll_timeout(&self) -> Option<u64> {
-        self.pbr.as_ref()?.poll_timeout().map(crate::clock::pbr_due)
+        let pbr = self.pbr.as_ref().and_then(|p| p.poll_timeout().map(crate::clock::pbr_due));
+        earliest(pbr, self.signal.as_ref().and_then(|s| s.poll_timeout()))
     }
 }
 
@@ -211,6 +233,48 @@ impl NodeHandle {
             }
         })
         .await
+    }
+
+    /// Run `f` on the node and its signaling daemon (with the node thread's
+    /// clock in nanoseconds).
+    pub async fn call_signal<R, F>(&self, f: F) -> Result<R, NoSignal>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Node, &mut crate::signal::SignalNode, u64) -> R + Send + 'static,
+    {
+        self.call_daemons(move |n, d| {
+            let now = d.now_ns();
+            d.signal.as_mut().map(|s| f(n, s, now)).ok_or(NoSignal::Disabled)
+        })
+        .await
+        .map_err(|_| NoSignal::Stopped)?
+    }
+
+    /// Start the node's signaling daemon, built by `make` on the node
+    /// thread at its clock (it listens on UDP 270 from now on).
+    pub async fn enable_signal<F>(&self, make: F) -> Result<(), NodeStopped>
+    where
+        F: FnOnce(&mut Node, u64) -> crate::signal::SignalNode + Send + 'static,
+    {
+        self.call_daemons(move |n, d| {
+            if d.signal.is_none() {
+                let now = d.now_ns();
+                d.signal = Some(make(n, now));
+            }
+        })
+        .await
+    }
+
+    /// Have the node thread run its daemons soon (a fetch finished) without
+    /// waiting for anything.
+    pub fn nudge(&self) {
+        if self
+            .tx
+            .send(Msg::Run(Box::new(|_: &mut Node, _: &mut Daemons| {})))
+            .is_ok()
+        {
+            self.wake();
+        }
     }
 
     /// [`NodeHandle::call`] for blocking code (never from inside an async

@@ -76,6 +76,24 @@ pub struct NodeSpec {
     /// Processing cost of the node (used by walk computation).
     #[serde(default)]
     pub cost: u32,
+    /// What runs it: `weft` (the default) or `linux` — a plain router:
+    /// in `weft emu run --netns` a namespace whose kernel forwards (no Weft
+    /// process), in the in-process emulator a node with routes and nothing
+    /// else (no config, no daemons). On-path signaling crosses it as plain
+    /// UDP.
+    #[serde(default)]
+    pub kind: NodeKind,
+}
+
+/// Who forwards at a `[[node]]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeKind {
+    /// A Weft node.
+    #[default]
+    Weft,
+    /// A plain router run by the Linux kernel (in `--netns`).
+    Linux,
 }
 
 /// `[[host]]`.
@@ -340,6 +358,14 @@ impl Topology {
                 return err(format!("name {n:?} is declared twice"));
             }
         }
+        for n in &self.nodes {
+            if n.kind == NodeKind::Linux && n.config.is_some() {
+                return err(format!(
+                    "node {:?} is a plain Linux router (kind = \"linux\"): it takes no config",
+                    n.name
+                ));
+            }
+        }
         for h in &self.hosts {
             if h.addr.is_none() && h.addr6.is_none() {
                 return err(format!("host {:?} needs `addr` or `addr6`", h.name));
@@ -447,5 +473,13 @@ a_addr = "10.0.1.1/24"
         assert!(e.to_string().contains("r9"), "{e}");
         let e = Topology::parse("[[node]]\nname = \"r1\"\nbogus = 1\n", "t.toml").unwrap_err();
         assert!(e.to_string().contains("t.toml:3"), "{e}");
+        let t = Topology::parse("[[node]]\nname = \"x\"\nkind = \"linux\"\n", "t.toml").unwrap();
+        assert_eq!(t.nodes[0].kind, NodeKind::Linux);
+        let e = Topology::parse(
+            "[[node]]\nname = \"x\"\nkind = \"linux\"\n[node.config.node]\nname = \"x\"\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("plain Linux router"), "{e}");
     }
 }

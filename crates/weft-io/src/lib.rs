@@ -8,7 +8,9 @@
 //!   processes on one or many machines, and to Linux `vxlan` devices;
 //! * [`afpacket`] — AF_PACKET on an existing interface (veth, NIC), with a
 //!   memory-mapped `TPACKET_V3` receive ring;
-//! * [`tun`] — node-local traffic punted to a kernel TUN interface.
+//! * [`tun`] — node-local traffic punted to a kernel TUN interface;
+//! * [`router_alert`] — an ordinary UDP socket that sends with the IP
+//!   Router Alert option (on-path signaling from a Linux host).
 //!
 //! Socket ports implement [`PortDriver`], which the node runner
 //! (`weft-control`) polls on the node's thread. All `unsafe` (the system
@@ -22,6 +24,7 @@
 pub mod afpacket;
 pub mod driver;
 pub mod mem;
+pub mod router_alert;
 mod sys;
 pub mod tun;
 pub mod vxlan;

@@ -307,6 +307,33 @@ pub(crate) fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, v
     .map(|_| ())
 }
 
+/// Set a socket option to the bytes `v` (empty: clear it, for options
+/// like `IP_OPTIONS` whose length says what is set).
+pub(crate) fn setsockopt_bytes(fd: RawFd, level: libc::c_int, name: libc::c_int, v: &[u8]) -> io::Result<()> {
+    // SAFETY: passes a pointer into a live slice and its length (a null
+    // pointer is never passed: an empty slice's pointer is dangling but
+    // the kernel reads no byte of it when the length is 0).
+    cvt(unsafe { libc::setsockopt(fd, level, name, v.as_ptr().cast(), v.len() as libc::socklen_t) }).map(|_| ())
+}
+
+/// Set or clear the Router Alert option on every datagram `fd` sends:
+/// `IP_OPTIONS` (IPv4, RFC 2113) or the `IPV6_HOPOPTS` sticky option
+/// (IPv6, RFC 2711; Linux asks for `CAP_NET_RAW`).
+pub(crate) fn set_router_alert(fd: RawFd, v6: bool, on: bool) -> io::Result<()> {
+    // IPv4: type 148, length 4, value 0.
+    const V4: [u8; 4] = [148, 4, 0, 0];
+    // IPv6 hop-by-hop header: next header (the kernel fills it), length
+    // 0 (8 octets), Router Alert (type 5, length 2, value 2: Active
+    // Networks), PadN of 2.
+    const V6: [u8; 8] = [0, 0, 5, 2, 0, 2, 1, 0];
+    match (v6, on) {
+        (false, true) => setsockopt_bytes(fd, libc::IPPROTO_IP, libc::IP_OPTIONS, &V4),
+        (false, false) => setsockopt_bytes(fd, libc::IPPROTO_IP, libc::IP_OPTIONS, &[]),
+        (true, true) => setsockopt_bytes(fd, libc::IPPROTO_IPV6, libc::IPV6_HOPOPTS, &V6),
+        (true, false) => setsockopt_bytes(fd, libc::IPPROTO_IPV6, libc::IPV6_HOPOPTS, &[]),
+    }
+}
+
 /// Make the socket's buffers `bytes` large: `SO_RCVBUFFORCE` /
 /// `SO_SNDBUFFORCE` when privileged (beyond `rmem_max`), else the plain
 /// options (capped by the host's limits). Best effort.

@@ -81,6 +81,60 @@ pub fn udp6(
     )
 }
 
+/// An Ethernet/IP/UDP frame whose IP header carries the Router Alert option
+/// (IPv4: RFC 2113; IPv6: a hop-by-hop header with the option of RFC
+/// 2711): what on-path signaling sends, so that every router that cares
+/// looks at it. Empty when the addresses are of different families or the
+/// payload is too large.
+#[allow(clippy::too_many_arguments)]
+pub fn udp_router_alert(
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: std::net::IpAddr,
+    dst: std::net::IpAddr,
+    sport: u16,
+    dport: u16,
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    use crate::router_alert::{IPV4_ROUTER_ALERT, IPV6_ROUTER_ALERT_OPTIONS};
+    use etherparse::{IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, Ipv6Extensions, Ipv6Header, Ipv6RawExtHeader};
+    use std::net::IpAddr;
+    let ip = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let Ok(mut h) = Ipv4Header::new(0, ttl, IpNumber::UDP, s.octets(), d.octets()) else {
+                return Vec::new();
+            };
+            h.options = IPV4_ROUTER_ALERT.into();
+            IpHeaders::Ipv4(h, Ipv4Extensions::default())
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let Ok(hbh) = Ipv6RawExtHeader::new_raw(IpNumber::UDP, &IPV6_ROUTER_ALERT_OPTIONS) else {
+                return Vec::new();
+            };
+            let h = Ipv6Header {
+                traffic_class: 0,
+                flow_label: Default::default(),
+                payload_length: 0,
+                next_header: IpNumber::IPV6_HEADER_HOP_BY_HOP,
+                hop_limit: ttl,
+                source: s.octets(),
+                destination: d.octets(),
+            };
+            let ext = Ipv6Extensions {
+                hop_by_hop_options: Some(hbh),
+                ..Default::default()
+            };
+            IpHeaders::Ipv6(h, ext)
+        }
+        _ => return Vec::new(),
+    };
+    finish(
+        PacketBuilder::ethernet2(src_mac, dst_mac).ip(ip).udp(sport, dport),
+        payload,
+    )
+}
+
 /// An Ethernet/IPv4/TCP frame (flags as in the TCP header byte 13).
 #[allow(clippy::too_many_arguments)]
 pub fn tcp4(
@@ -227,6 +281,35 @@ pub fn neighbor_advert(src_mac: Mac, target: Ipv6Addr, dst_mac: Mac, dst: Ipv6Ad
 mod tests {
     use super::*;
     use crate::view::{parse, L3, L4};
+
+    #[test]
+    fn router_alert_frames_carry_the_option_and_parse() {
+        use etherparse::SlicedPacket;
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let f = udp_router_alert([1; 6], [2; 6], a, b, 270, 270, 64, b"WFSG");
+        let p = SlicedPacket::from_ethernet(&f).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else {
+            panic!()
+        };
+        assert_eq!(ip.header().ihl(), 6);
+        assert_eq!(ip.header().options(), &crate::router_alert::IPV4_ROUTER_ALERT);
+        assert!(crate::router_alert::carries_router_alert(&f[14..]));
+        assert_eq!(
+            p.transport.map(|t| matches!(t, etherparse::TransportSlice::Udp(_))),
+            Some(true)
+        );
+        let a6: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+        let b6: std::net::IpAddr = "2001:db8::2".parse().unwrap();
+        let f = udp_router_alert([1; 6], [2; 6], a6, b6, 270, 270, 64, b"WFSG");
+        // Ethernet, IPv6 (next header 0: hop-by-hop), then the option.
+        assert_eq!(f[14 + 6], 0);
+        assert_eq!(&f[14 + 40..14 + 48], &[17, 0, 5, 2, 0, 2, 1, 0]);
+        assert!(crate::router_alert::carries_router_alert(&f[14..]));
+        let p = SlicedPacket::from_ethernet(&f).unwrap();
+        assert!(matches!(p.transport, Some(etherparse::TransportSlice::Udp(_))));
+        assert!(udp_router_alert([0; 6], [0; 6], a, b6, 1, 2, 64, b"").is_empty());
+    }
 
     #[test]
     fn arp_roundtrip() {

@@ -17,6 +17,8 @@
 //!   reads or rewrites, by name.
 //!   Its [`mpls`] module also holds the label range and the MPLS-in-UDP
 //!   port, shared by the engine's label table and the PBR protocol.
+//! * [`router_alert`] — the IP Router Alert option (RFC 2113, RFC 2711):
+//!   finding it in a packet, for the engine's on-path signaling hook.
 //!
 //! **Architecture invariant:** this crate knows nothing about the engine,
 //! elements, I/O or time. It never panics on bytes from outside.
@@ -27,6 +29,7 @@ pub mod buf;
 pub mod build;
 pub mod checksum;
 pub mod flow;
+pub mod router_alert;
 pub mod view;
 pub mod wire;
 

@@ -44,6 +44,14 @@ impl PublicKey {
         self.0.to_bytes()
     }
 
+    /// The key of 32 raw bytes (as on-path signaling carries it); an error
+    /// when they are not a point on the curve.
+    pub fn from_bytes(b: &[u8; 32]) -> Result<PublicKey, KeyError> {
+        VerifyingKey::from_bytes(b)
+            .map(PublicKey)
+            .map_err(|_| KeyError::Format("not an ed25519 public key (not a point on the curve)".into()))
+    }
+
     /// The short id shown as a plugin's signer.
     pub fn id(&self) -> KeyId {
         KeyId(to_hex(&self.to_bytes())[..16].to_string())

@@ -174,6 +174,10 @@ pub struct Loaded {
     pub source: String,
     /// What was checked, one line each, in order (for operators).
     pub steps: Vec<String>,
+    /// Time spent checking hash, signature and ABI.
+    pub verify_time: std::time::Duration,
+    /// Time spent compiling (or taking the compiled code from the cache).
+    pub compile_time: std::time::Duration,
 }
 
 struct Inner {
@@ -305,6 +309,7 @@ impl Loader {
     /// Check a fetched package (hash, signature, then ABI), compile it and
     /// keep it in the cache. CPU-bound: call from a blocking thread.
     pub fn verify_and_load(&self, spec: &PluginSpec, f: Fetched) -> Result<Loaded, LoaderError> {
+        let started = Instant::now();
         let untrusted = |error| LoaderError::Untrusted {
             spec: spec.to_string(),
             source_url: f.source.clone(),
@@ -348,7 +353,9 @@ impl Loader {
             }
         ));
         let t = Instant::now();
+        let verify_time = t.duration_since(started);
         let class = self.inner.host.load_class(&m.name, &f.module).map_err(module_err)?;
+        let compile_time = t.elapsed();
         steps.push(format!(
             "compiled in {:.1} ms; class {} (wasm, sha256 {}…)",
             t.elapsed().as_secs_f64() * 1e3,
@@ -369,6 +376,8 @@ impl Loader {
             signer,
             source: f.source,
             steps,
+            verify_time,
+            compile_time,
         })
     }
 

@@ -15,7 +15,8 @@ mod cmd;
 use clap::{Parser, Subcommand};
 use cmd::common::NodeArg;
 use cmd::{
-    bench, demo, droute, emu, fb, filter, instance, keygen, metrics, node, pbr, plugin, recv, repo, route, send, token,
+    bench, demo, droute, emu, fb, filter, instance, keygen, metrics, node, pbr, plugin, policy, recv, repo, route,
+    send, signal, token,
 };
 use std::process::ExitCode;
 
@@ -106,6 +107,20 @@ enum Command {
     /// status, release, ls.
     #[command(subcommand)]
     Pbr(pbr::PbrCmd),
+    /// On-path signaling (NetServ) from this host: setup, remove, probe,
+    /// trigger modules at every Weft node toward a destination; ls a
+    /// node's sessions.
+    #[command(subcommand)]
+    Signal(signal::SignalCmd),
+    /// The node's principals and their rights (the API's and signaling's
+    /// one policy).
+    Policy {
+        #[command(flatten)]
+        node: NodeArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Command {
@@ -138,6 +153,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send(a) => send::run(&a),
         Command::Recv(a) => recv::run(&a),
         Command::Pbr(c) => pbr::run(c).await,
+        Command::Signal(c) => signal::run(c).await,
+        Command::Policy { node, json } => policy::run(node, json).await,
     }
 }
 
@@ -240,6 +257,8 @@ mod tests {
         "pbr status",
         "pbr release",
         "pbr ls",
+        "signal ls",
+        "policy",
     ];
     /// Leaves that do not, and do not offer `--node`.
     const LOCAL: &[&str] = &[
@@ -259,6 +278,10 @@ mod tests {
         "send",
         "recv",
         "pbr plan",
+        "signal setup",
+        "signal remove",
+        "signal probe",
+        "signal trigger",
     ];
     /// Leaves that offer `--node` without talking to a node: none (`pbr
     /// plan` computes from a topology file, and `--node` is on the four

@@ -28,6 +28,9 @@
 //! | GET | `/v1/plugins` | → `[`[`PluginView`](crate::plugins::PluginView)`]` |
 //! | POST | `/v1/plugins` | [`PluginLoadRequest`](crate::plugins::PluginLoadRequest) → [`PluginLoaded`](crate::plugins::PluginLoaded) |
 //! | DELETE | `/v1/plugins/{name}` | → [`Done`] (refused while instances exist) |
+//! | GET | `/v1/policy` | → [`PolicyView`] (the operator: every principal; a principal: itself) |
+//! | GET | `/v1/signal` | → [`SignalView`] |
+//! | DELETE | `/v1/signal/sessions/{id}` | → [`Done`] (the operator) |
 //!
 //! With a `[plugins]` section, `POST /v1/filters` naming a `plugin` the
 //! node lacks (or `NAME@HASH`) first fetches, verifies and loads it.
@@ -54,7 +57,9 @@ mod instances;
 mod node;
 mod pbr;
 mod plugins;
+mod policy;
 mod routes;
+mod signal;
 
 pub use classes::{ClassRequest, ClassView};
 pub use filters::{FilterCreated, FilterRequest, FilterView, MatchAll, PathEntry};
@@ -63,7 +68,9 @@ pub use instances::{
     ReplaceRequest, SetRequest, UnbindRequest,
 };
 pub use node::{NodeView, PortView};
+pub use policy::{PolicyView, PrincipalView};
 pub use routes::{RouteDelete, RouteRequest, RouteView};
+pub use signal::SignalView;
 
 use crate::auth::{guard, Auth, Credential, Principal, Refused, Right};
 use crate::config::ApiSettings;
@@ -250,14 +257,22 @@ fn own(n: &mut Node, who: &Principal, what: Owned) -> Result<(), ApiError> {
 // ----- the router -----------------------------------------------------------
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no such API path (see /v1/node, /v1/filters, /v1/instances, /v1/classes, /v1/routes, /v1/plugins, /v1/pbr/paths)")
+    ApiError::new(StatusCode::NOT_FOUND, "no such API path (see /v1/node, /v1/filters, /v1/instances, /v1/classes, /v1/routes, /v1/plugins, /v1/pbr/paths, /v1/policy, /v1/signal)")
 }
 
-/// What the API's handlers share: the node handle and its plugins.
+/// What the API's handlers share: the node handle, its plugins and its
+/// policy.
 #[derive(Clone, Debug)]
 struct ApiState {
     node: NodeHandle,
     plugins: PluginState,
+    policy: Arc<crate::auth::Policy>,
+}
+
+impl FromRef<ApiState> for Arc<crate::auth::Policy> {
+    fn from_ref(s: &ApiState) -> Arc<crate::auth::Policy> {
+        s.policy.clone()
+    }
 }
 
 impl FromRef<ApiState> for NodeHandle {
@@ -296,8 +311,15 @@ pub fn router(h: NodeHandle, plugins: PluginState, auth: Auth, limits: Limits) -
         .route("/v1/plugins/{name}", delete(plugins::unload))
         .route("/v1/pbr/paths", get(pbr::ls).post(pbr::create))
         .route("/v1/pbr/paths/{id}", get(pbr::get).delete(pbr::release))
+        .route("/v1/policy", get(policy::get))
+        .route("/v1/signal", get(signal::get))
+        .route("/v1/signal/sessions/{id}", delete(signal::remove))
         .fallback(not_found)
-        .with_state(ApiState { node: h, plugins })
+        .with_state(ApiState {
+            node: h,
+            plugins,
+            policy: auth.shared_policy(),
+        })
         .layer(axum::middleware::from_fn_with_state(auth, guard))
         .layer(axum::middleware::from_fn_with_state(limits, weft_http::limits::enforce))
 }
@@ -376,6 +398,11 @@ impl ApiServer {
     /// The Unix socket path.
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// The node's policy (the signaling daemon checks the same principals).
+    pub fn policy(&self) -> Arc<crate::auth::Policy> {
+        self.auth.shared_policy()
     }
 
     /// The TCP address, if listening on one.

@@ -76,6 +76,12 @@ impl Auth {
         &self.policy
     }
 
+    /// The policy, shared (the signaling daemon and `/v1/policy` read the
+    /// same one).
+    pub fn shared_policy(&self) -> Arc<Policy> {
+        self.policy.clone()
+    }
+
     fn unauthorized(&self, message: String) -> Response {
         let mut r = json_error(StatusCode::UNAUTHORIZED, message);
         r.headers_mut().insert(

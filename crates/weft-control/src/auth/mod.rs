@@ -16,7 +16,7 @@ pub mod policy;
 pub mod request;
 
 pub use guard::{guard, Auth, Caller};
-pub use policy::{Principal, Refused, Right};
+pub use policy::{Limits, PortRule, Principal, Refused, Right};
 
 use std::collections::HashMap;
 use std::sync::Arc;

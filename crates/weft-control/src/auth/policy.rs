@@ -6,9 +6,14 @@
 //! nouns (filters, instances, routes, plugins, explicit paths, DataRouter
 //! tables, classes), each optionally narrowed to destination prefixes,
 //! element classes and plugin signers. The operator holds every right.
-//! NetServ's per-user rights (modules, server ports, resource limits)
-//! extend this same [`Principal`]: one policy, one set of principals,
-//! whether a request arrives by signaling or through the API.
+//! NetServ's per-user rights extend this same [`Principal`]: the right
+//! `signal` (deploy modules by on-path signaling), the modules it may
+//! install (its `classes` and `signers`, as for `weft plugin load`), the
+//! prefixes its filters may cover (its `prefixes`, optionally only those
+//! that route back toward the requester: `reverse_path`), the ports its
+//! server modules may listen on (`server_ports`) and its resource
+//! [`Limits`] — one policy, one set of principals, whether a request
+//! arrives by signaling or through the API.
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -39,13 +44,17 @@ pub enum Right {
     Droute,
     /// Register and remove built-in classes.
     Class,
+    /// Deploy modules by on-path signaling (SETUP, REMOVE, TRIGGER; PROBE
+    /// needs `signal` or `read`), within its classes or signers,
+    /// prefixes, server ports and limits.
+    Signal,
     /// Everything: the operator.
     All,
 }
 
 impl Right {
     /// Every right, in the order `docs/security.md` lists them.
-    pub const ALL: [Right; 9] = [
+    pub const ALL: [Right; 10] = [
         Right::Read,
         Right::Filter,
         Right::Instance,
@@ -54,6 +63,7 @@ impl Right {
         Right::Pbr,
         Right::Droute,
         Right::Class,
+        Right::Signal,
         Right::All,
     ];
 
@@ -68,6 +78,7 @@ impl Right {
             Right::Pbr => "pbr",
             Right::Droute => "droute",
             Right::Class => "class",
+            Right::Signal => "signal",
             Right::All => "all",
         }
     }
@@ -100,6 +111,75 @@ pub struct Principal {
     pub classes: Option<Vec<String>>,
     /// Plugin signers whose plugins it may load whatever their name.
     pub signers: Vec<PublicKey>,
+    /// Ports its server modules may listen on (none unless listed).
+    pub server_ports: Vec<PortRule>,
+    /// What it may hold on the node.
+    pub limits: Limits,
+    /// Signaling: a filter's prefix must also route back toward the
+    /// request's origin (the node's route to the prefix leaves by the same
+    /// port as its route to the origin) — NetServ's reverse-routability
+    /// check, with the FIB standing in for the password the paper fetches.
+    pub reverse_path: bool,
+}
+
+/// Ports of one protocol a principal's server modules may listen on:
+/// `tcp:8080`, `udp:5000-5010`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRule {
+    /// 6 (TCP) or 17 (UDP).
+    pub proto: u8,
+    /// Inclusive range.
+    pub ports: (u16, u16),
+}
+
+impl std::str::FromStr for PortRule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<PortRule, String> {
+        let bad = || format!("bad server port {s:?}: expected tcp:PORT, udp:PORT or tcp:LOW-HIGH");
+        let (p, ports) = s.trim().split_once(':').ok_or_else(bad)?;
+        let proto = match p {
+            "tcp" => 6,
+            "udp" => 17,
+            _ => return Err(bad()),
+        };
+        let (lo, hi) = match ports.split_once('-') {
+            Some((a, b)) => (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?),
+            None => {
+                let p: u16 = ports.parse().map_err(|_| bad())?;
+                (p, p)
+            }
+        };
+        if lo == 0 || lo > hi {
+            return Err(bad());
+        }
+        Ok(PortRule { proto, ports: (lo, hi) })
+    }
+}
+
+impl std::fmt::Display for PortRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = if self.proto == 6 { "tcp" } else { "udp" };
+        match self.ports {
+            (a, b) if a == b => write!(f, "{p}:{a}"),
+            (a, b) => write!(f, "{p}:{a}-{b}"),
+        }
+    }
+}
+
+/// What a principal may hold on the node at once; None: no limit beyond
+/// the node's own. Enforced through [`crate::signal::Accounts`] (which the
+/// node's domains will implement) for what signaling installs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Element instances it owns.
+    pub instances: Option<u64>,
+    /// WebAssembly memory its instances may reserve, MiB (each plugin
+    /// instance counts as the node's per-instance cap, `[plugins]
+    /// memory_mib`).
+    pub memory_mib: Option<u64>,
+    /// Longest lifetime a SETUP of its may ask for, s (the node's own
+    /// limit still applies).
+    pub lifetime_s: Option<u32>,
 }
 
 /// A request refused for a missing right: `403` with
@@ -122,6 +202,9 @@ impl Principal {
             prefixes: None,
             classes: None,
             signers: Vec::new(),
+            server_ports: Vec::new(),
+            limits: Limits::default(),
+            reverse_path: false,
         }
     }
 
@@ -203,6 +286,46 @@ impl Principal {
         ))
     }
 
+    /// May its server modules listen on `proto`/`port`?
+    pub fn need_server_port(&self, proto: u8, port: u16) -> Result<(), Refused> {
+        if self.is_operator()
+            || self
+                .server_ports
+                .iter()
+                .any(|r| r.proto == proto && (r.ports.0..=r.ports.1).contains(&port))
+        {
+            return Ok(());
+        }
+        let rule = PortRule {
+            proto,
+            ports: (port, port),
+        };
+        let list = if self.server_ports.is_empty() {
+            "none".to_string()
+        } else {
+            self.server_ports
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Err(self.refuse(
+            format!("server port {rule}"),
+            format!("listen on {rule}: its server ports are {list}"),
+        ))
+    }
+
+    /// May a SETUP of its live `lifetime_s` seconds?
+    pub fn need_lifetime(&self, lifetime_s: u32) -> Result<(), Refused> {
+        match self.limits.lifetime_s {
+            Some(max) if lifetime_s > max && !self.is_operator() => Err(self.refuse(
+                format!("lifetime {lifetime_s}"),
+                format!("ask for a lifetime of {lifetime_s} s: its limit is {max} s"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// May change what `owner` owns?
     pub fn need_owner(&self, owner: Option<&str>, what: &str) -> Result<(), Refused> {
         if self.is_operator() || owner == Some(self.name.as_str()) {
@@ -227,6 +350,12 @@ mod tests {
             prefixes: Some(vec!["10.1.0.0/16".parse().unwrap()]),
             classes: Some(vec!["counter".into()]),
             signers: Vec::new(),
+            server_ports: vec!["tcp:8080".parse().unwrap(), "udp:5000-5010".parse().unwrap()],
+            limits: Limits {
+                lifetime_s: Some(600),
+                ..Limits::default()
+            },
+            reverse_path: false,
         }
     }
 
@@ -261,5 +390,24 @@ mod tests {
         assert_eq!(op.owner(), None);
         assert_eq!(a.owner().as_deref(), Some("alice"));
         assert!("write".parse::<Right>().is_err());
+    }
+
+    #[test]
+    fn server_ports_and_lifetimes() {
+        let a = alice();
+        assert!(a.need_server_port(6, 8080).is_ok());
+        assert!(a.need_server_port(17, 5005).is_ok());
+        let e = a.need_server_port(6, 8081).unwrap_err();
+        assert_eq!(e.missing, "server port tcp:8081");
+        assert!(e.message.contains("tcp:8080, udp:5000-5010"), "{e}");
+        assert!(a.need_server_port(17, 8080).is_err());
+        assert!(a.need_lifetime(600).is_ok());
+        assert_eq!(a.need_lifetime(601).unwrap_err().missing, "lifetime 601");
+        assert!(Principal::operator("op").need_server_port(6, 1).is_ok());
+        for bad in ["tcp", "sctp:1", "tcp:0", "tcp:9-8", "udp:x"] {
+            assert!(bad.parse::<PortRule>().is_err(), "{bad}");
+        }
+        assert_eq!("udp:53".parse::<PortRule>().unwrap().to_string(), "udp:53");
+        assert_eq!("signal".parse::<Right>(), Ok(Right::Signal));
     }
 }

@@ -126,6 +126,12 @@ pub struct NodeConfig {
     /// `port_capacity_bps`, `max_instances`, `class_map`, …).
     #[serde(default)]
     pub pbr: Option<Spanned<crate::pbr::PbrConfig>>,
+    /// `[signal]`: take part in on-path signaling (NetServ): the node
+    /// intercepts signaling requests, installs modules its principals ask
+    /// for, answers on UDP 270; see [`crate::signal::SignalConfig`] for the
+    /// keys (`max_lifetime`, `max_sessions`, `origin_rate`, …).
+    #[serde(default)]
+    pub signal: Option<Spanned<crate::signal::SignalConfig>>,
     /// `[[principal]]`: who besides the operator may use the API, and
     /// with which rights (`principals.rs`, `docs/security.md`).
     #[serde(default, rename = "principal")]

@@ -12,10 +12,15 @@
 //! prefixes = ["10.1.0.0/16"]    # filters and routes only for these destinations
 //! classes = ["counter", "netmon"]
 //! signers = ["…"]               # plugins signed by these keys, whatever their name
+//! server_ports = ["tcp:8080"]   # signaling: ports its server modules may serve
+//! max_instances = 8             # what it may hold (signaling; domains will account it all)
+//! max_memory_mib = 128
+//! max_lifetime = 3600           # longest lifetime a SETUP of its may ask for, s
+//! reverse_path = true           # filters only for prefixes routed back toward the requester
 //! ```
 
 use super::{ConfigError, NodeConfig};
-use crate::auth::{Credential, Policy, Principal, Right};
+use crate::auth::{Credential, Limits, Policy, PortRule, Principal, Right};
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -49,6 +54,22 @@ pub struct PrincipalSection {
     /// Plugin signers (public keys) whose plugins it may load.
     #[serde(default)]
     pub signers: Vec<Spanned<String>>,
+    /// Ports its server modules may listen on: `tcp:8080`, `udp:5000-5010`.
+    #[serde(default)]
+    pub server_ports: Vec<Spanned<String>>,
+    /// Most element instances it may own.
+    #[serde(default)]
+    pub max_instances: Option<u64>,
+    /// Most WebAssembly memory its instances may reserve, MiB.
+    #[serde(default)]
+    pub max_memory_mib: Option<u64>,
+    /// Longest lifetime a SETUP of its may ask for, s.
+    #[serde(default)]
+    pub max_lifetime: Option<Spanned<u32>>,
+    /// Signaling filters only for prefixes that route back toward the
+    /// request's origin.
+    #[serde(default)]
+    pub reverse_path: bool,
 }
 
 impl NodeConfig {
@@ -92,6 +113,16 @@ impl NodeConfig {
                 rights.insert(r.get_ref().parse::<Right>().map_err(|e| src.error(r.span(), e))?);
             }
             let signers = s.signers.iter().map(key).collect::<Result<Vec<_>, _>>()?;
+            let server_ports = s
+                .server_ports
+                .iter()
+                .map(|p| p.get_ref().parse::<PortRule>().map_err(|e| src.error(p.span(), e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Some(l) = &s.max_lifetime {
+                if *l.get_ref() == 0 {
+                    return Err(src.error(l.span(), "max_lifetime must be at least 1 s"));
+                }
+            }
             v.push((
                 Principal {
                     name: name.to_string(),
@@ -99,6 +130,13 @@ impl NodeConfig {
                     prefixes: s.prefixes.clone(),
                     classes: s.classes.clone(),
                     signers,
+                    server_ports,
+                    limits: Limits {
+                        instances: s.max_instances,
+                        memory_mib: s.max_memory_mib,
+                        lifetime_s: s.max_lifetime.as_ref().map(|l| *l.get_ref()),
+                    },
+                    reverse_path: s.reverse_path,
                 },
                 creds,
             ));

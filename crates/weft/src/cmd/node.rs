@@ -116,6 +116,8 @@ async fn run_node(a: RunArgs) -> anyhow::Result<()> {
             h.call_pbr(move |_, pbr, _| pbr.set_fetcher(Box::new(f))).await?;
         }
     }
+    // On-path signaling: the same principals as the API's.
+    weft_control::signal::enable(&runner.handle(), &cfg, server.policy(), plugins.as_ref()).await?;
     match server.tcp_addr() {
         Some(t) => println!("node {} serving on {} (tcp {t})", cfg.name(), socket.display()),
         None => println!("node {} serving on {}", cfg.name(), socket.display()),

@@ -3,7 +3,9 @@
 //!
 //! Each node is a `weft node run` process in its own namespace with one
 //! AF_PACKET port per link; links are veth pairs; each end host is a
-//! namespace with the Linux stack (address, default route via its router).
+//! namespace with the Linux stack (address, default route via its router);
+//! a `kind = "linux"` node is a namespace whose kernel forwards, with the
+//! node's addresses and routes (a plain router).
 //! Routes, MACs and addresses come from building the topology with the
 //! in-process emulator (`weft_emu::Emulator`), so both emulators route
 //! alike. Each node's API listens on its Unix socket only, reached through
@@ -25,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use weft_control::config::words::MacAddr;
-use weft_emu::topology::{ConfigSource, EndpointSpec};
+use weft_emu::topology::{ConfigSource, EndpointSpec, NodeKind};
 use weft_emu::Emulator;
 
 /// TCP port of a netns node's API with `--api-tcp`, reachable on its
@@ -41,7 +43,7 @@ const PUNT_TUN: &str = "weft0";
 pub struct Member {
     /// Topology name.
     pub name: String,
-    /// `node` or `host`.
+    /// `node`, `router` (a Linux router) or `host`.
     pub kind: String,
     /// Its network namespace.
     pub netns: String,
@@ -352,16 +354,19 @@ fn build(emu: &Emulator, topo_dir: &Path, st: &mut State) -> Result<()> {
         save(st)?;
         cmd(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
     }
+    let linux = |name: &str| topo.nodes.iter().any(|n| n.name == name && n.kind == NodeKind::Linux);
     for n in &topo.nodes {
         let ns = ns_name(&id, &n.name);
-        // The node forwards; the namespace's kernel must not.
+        // A Weft node forwards; the namespace's kernel must not. A Linux
+        // router's kernel does.
+        let on = if n.kind == NodeKind::Linux { "1" } else { "0" };
         in_ns(
             &ns,
             &[
                 "sysctl",
                 "-qw",
-                "net.ipv4.ip_forward=0",
-                "net.ipv6.conf.all.forwarding=0",
+                &format!("net.ipv4.ip_forward={on}"),
+                &format!("net.ipv6.conf.all.forwarding={on}"),
             ],
         )?;
     }
@@ -377,9 +382,9 @@ fn build(emu: &Emulator, topo_dir: &Path, st: &mut State) -> Result<()> {
                     let mac = n.port_mac(pid).ok_or_else(|| anyhow!("{node}:{port}: no port"))?;
                     End {
                         ns: ns_name(&id, &node),
+                        node: !linux(&node),
                         ifname: port,
                         mac,
-                        node: true,
                     }
                 }
                 EndpointSpec::Host(h) => End {
@@ -486,6 +491,54 @@ fn build(emu: &Emulator, topo_dir: &Path, st: &mut State) -> Result<()> {
             pid: None,
         });
     }
+    // Linux routers: the node's addresses on its interfaces, its routes.
+    for n in topo.nodes.iter().filter(|n| n.kind == NodeKind::Linux) {
+        let ns = ns_name(&id, &n.name);
+        let node = emu.node(&n.name);
+        let ports = node.ports();
+        let ifname = |pid: u16| ports.iter().find(|p| p.id == pid).map(|p| p.cfg.name.clone());
+        let mut addrs = Vec::new();
+        for (pid, a) in node.addresses() {
+            let dev = ifname(pid).ok_or_else(|| anyhow!("{}: port {pid}", n.name))?;
+            let mut args = vec!["ip", "-n", &ns, "addr", "add"];
+            let a_s = a.to_string();
+            args.extend([a_s.as_str(), "dev", dev.as_str()]);
+            if a.addr().is_ipv6() {
+                args.push("nodad");
+            }
+            cmd(&args)?;
+            addrs.push(a_s);
+        }
+        for r in node
+            .routes()
+            .iter()
+            .filter(|r| r.kind == weft_dataplane::RouteKind::Static)
+        {
+            let prefix = r.prefix.to_string();
+            let mut args = vec!["ip", "-n", &ns];
+            if r.prefix.addr().is_ipv6() {
+                args.push("-6");
+            }
+            args.extend(["route", "add", prefix.as_str()]);
+            let via = r.via.map(|v| v.to_string());
+            if let Some(v) = &via {
+                args.extend(["via", v.as_str()]);
+            }
+            let dev = ifname(r.port);
+            if let Some(d) = &dev {
+                args.extend(["dev", d.as_str()]);
+            }
+            cmd(&args)?;
+        }
+        st.members.push(Member {
+            name: n.name.clone(),
+            kind: "router".into(),
+            netns: ns,
+            addrs,
+            socket: None,
+            pid: None,
+        });
+    }
     // Nodes: punt device, ingress drop, config, process.
     let exe = std::env::current_exe().context("finding the weft binary")?;
     let token_sha256 = if st.api_tcp {
@@ -505,7 +558,7 @@ fn build(emu: &Emulator, topo_dir: &Path, st: &mut State) -> Result<()> {
         None
     };
     let mut started = Vec::new();
-    for n in &topo.nodes {
+    for n in topo.nodes.iter().filter(|n| n.kind == NodeKind::Weft) {
         let ns = ns_name(&id, &n.name);
         let node = emu.node(&n.name);
         let addrs: Vec<IpNet> = node.addresses().into_iter().map(|(_, a)| a).collect();
