@@ -125,7 +125,10 @@ impl Daemons {
 
     /// When a daemon next needs [`Daemons::poll`], datagrams aside (ns).
     fn poll_timeout(&self) -> Option<u64> {
-        let pbr = self.pbr.as_ref().and_then(|p| p.poll_timeout().map(crate::clock::pbr_due));
+        let pbr = self
+            .pbr
+            .as_ref()
+            .and_then(|p| p.poll_timeout().map(crate::clock::pbr_due));
         earliest(pbr, self.signal.as_ref().and_then(|s| s.poll_timeout()))
     }
 }
