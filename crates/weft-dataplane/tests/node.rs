@@ -720,3 +720,55 @@ fn an_output_loop_backs_off() {
     n.tick(next);
     assert!(!tx(&mut n, 0).is_empty(), "they leave at the next tick");
 }
+
+/// On-path signaling: a packet the node would forward is handed to the
+/// local queue only when it carries Router Alert, goes to the intercepted
+/// port and starts with the magic; everything else is forwarded as before.
+#[test]
+fn intercepts_router_alert_datagrams_only() {
+    let mut n = router();
+    n.intercept_router_alert(weft_packet::proto::UDP, 270, b"WFSG");
+    let ra4 = |dport: u16, payload: &[u8]| {
+        build::udp_router_alert(
+            HA,
+            M0,
+            "10.0.0.2".parse().unwrap(),
+            "10.0.1.2".parse().unwrap(),
+            40000,
+            dport,
+            64,
+            payload,
+        )
+    };
+    let ra6 = build::udp_router_alert(
+        HA,
+        M0,
+        "2001:db8::2".parse().unwrap(),
+        "2001:db8:1::2".parse().unwrap(),
+        40000,
+        270,
+        64,
+        b"WFSG-six",
+    );
+    let plain = build::udp4(HA, M0, ip("10.0.0.2"), ip("10.0.1.2"), 40000, 270, 64, b"WFSG-plain");
+    rx(
+        &mut n,
+        0,
+        0,
+        &[ra4(270, b"WFSG-four"), ra6, ra4(271, b"WFSG"), ra4(270, b"XXXX"), plain],
+    );
+    let mut got = Vec::new();
+    while let Some(p) = n.poll_local() {
+        let l4 = p.meta.l4 as usize;
+        got.push(p.data()[l4 + 8..].to_vec());
+    }
+    assert_eq!(got, vec![b"WFSG-four".to_vec(), b"WFSG-six".to_vec()]);
+    // The other three wait for host B's address, to be forwarded.
+    resolve_b(&mut n);
+    assert_eq!(tx(&mut n, 1).len(), 3, "{:?}", n.drops());
+    // Stopped: forwarded like any packet.
+    n.stop_intercepting(weft_packet::proto::UDP, 270);
+    rx(&mut n, 3, 0, &[ra4(270, b"WFSG-again")]);
+    assert!(n.poll_local().is_none());
+    assert_eq!(tx(&mut n, 1).len(), 1);
+}

@@ -84,8 +84,7 @@ impl SignalNode {
         now: u64,
         unix_now_ns: u64,
     ) -> SignalNode {
-        node.listen(proto::UDP, SIGNAL_PORT);
-        // INTERCEPT-HOOK node.intercept_router_alert(proto::UDP, SIGNAL_PORT, weft_signal::MAGIC);
+        node.intercept_router_alert(proto::UDP, SIGNAL_PORT, &weft_signal::MAGIC);
         let addrs = node.addresses().into_iter().map(|(_, a)| a.addr()).collect();
         let mut acfg = cfg.agent_config(node.name(), addrs);
         acfg.unix_offset_ns = unix_now_ns.saturating_sub(now);
@@ -290,6 +289,7 @@ impl SignalNode {
     /// Stop without signalling (a shutdown): remove everything installed.
     /// Upstream nodes purge their state when refreshes stop reaching here.
     pub fn stop(&mut self, node: &mut Node) {
+        node.stop_intercepting(proto::UDP, SIGNAL_PORT);
         let sessions: Vec<SessionId> = self.env.slots.keys().copied().collect();
         let (_, mut env) = self.split(node);
         for s in sessions {

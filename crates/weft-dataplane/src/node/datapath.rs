@@ -184,6 +184,11 @@ impl Node {
             };
             r = self.route(pl, &mut pkt);
         }
+        if r.is_ok() && !self.intercepts.is_empty() && may_carry_options(&pkt) && self.intercepted(&pkt) {
+            // On-path signaling: the daemon sends it on itself.
+            local.push(pkt);
+            return;
+        }
         match r {
             Ok(RouteKind::Local) => local.push(pkt),
             Ok(_) if direct => {

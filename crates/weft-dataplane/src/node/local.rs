@@ -25,6 +25,49 @@ impl Node {
         }
     }
 
+    /// Deliver to [`Node::poll_local`], instead of forwarding, every packet
+    /// the node would forward that carries the IP Router Alert option
+    /// (RFC 2113, RFC 2711), goes to `(proto, port)` and whose transport
+    /// payload starts with `magic` (on-path signaling, `docs/signaling.md`:
+    /// a signaling daemon acts on a request and sends it on itself). The
+    /// node must also [`Node::listen`] on the port. Packets without IP
+    /// options or an IPv6 extension header cost one comparison.
+    pub fn intercept_router_alert(&mut self, proto: u8, port: u16, magic: &[u8]) {
+        self.listen(proto, port);
+        if !self
+            .intercepts
+            .iter()
+            .any(|(p, q, m)| *p == proto && *q == port && m == magic)
+        {
+            self.intercepts.push((proto, port, magic.to_vec()));
+        }
+    }
+
+    /// Stop what [`Node::intercept_router_alert`] started (packets are
+    /// forwarded again; the listener stays).
+    pub fn stop_intercepting(&mut self, proto: u8, port: u16) {
+        self.intercepts.retain(|(p, q, _)| !(*p == proto && *q == port));
+    }
+
+    /// Should the packet the node is about to forward be intercepted?
+    pub(super) fn intercepted(&self, pkt: &Packet) -> bool {
+        let f = pkt.meta.flow;
+        let (l3, l4) = (pkt.meta.l3 as usize, pkt.meta.l4 as usize);
+        if l4 == 0 {
+            return false;
+        }
+        let Some((_, _, magic)) = self.intercepts.iter().find(|(p, q, _)| *p == f.proto && *q == f.dport) else {
+            return false;
+        };
+        let hdr = match f.proto {
+            proto::UDP => 8,
+            _ => return false,
+        };
+        let d = pkt.data();
+        d.get(l3..).is_some_and(weft_packet::router_alert::carries_router_alert)
+            && d.get(l4 + hdr..).is_some_and(|p| p.starts_with(magic))
+    }
+
     /// The next packet delivered to a local listener.
     pub fn poll_local(&mut self) -> Option<LocalPacket> {
         self.local_rx.pop_front()

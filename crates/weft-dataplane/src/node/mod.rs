@@ -230,6 +230,10 @@ pub struct Node {
     originate: Batch,
     local_rx: VecDeque<LocalPacket>,
     listeners: Vec<(u8, u16)>,
+    /// Datagrams to intercept instead of forwarding: (protocol, port,
+    /// payload prefix) of packets carrying the Router Alert option
+    /// ([`Node::intercept_router_alert`]).
+    intercepts: Vec<(u8, u16, Vec<u8>)>,
     /// Every ICMP error the node sends, the engine's and its elements',
     /// takes a token here (`icmp_rate`, `icmp_burst`).
     icmp: IcmpLimiter,
@@ -292,6 +296,7 @@ impl Node {
             originate: Vec::new(),
             local_rx: VecDeque::new(),
             listeners: Vec::new(),
+            intercepts: Vec::new(),
             icmp: IcmpLimiter::default(),
             now_ns: 0,
             output_due_ns: 0,
