@@ -30,6 +30,9 @@ use crate::routing::{self, Edge};
 use crate::topology::{parse_mac, ConfigSource, EndpointSpec, Routing, Topology};
 use crate::EmuError;
 
+mod signal;
+pub use signal::{SignalAnswer, SignalSetup, EPOCH_S, REQUESTER_PORT};
+
 /// How often a PBR daemon's class fetcher that answers by being polled
 /// (`ClassFetcher::poll`) is asked, while anything else is going to
 /// happen: a fetch in flight has no deadline to wake on. (Nodes say when
@@ -60,11 +63,15 @@ struct EmuNode {
     /// Its daemon has a class fetcher that answers by being polled
     /// ([`Emulator::pbr_set_fetcher`]).
     polled_fetcher: bool,
+    /// The node's signaling daemon, when enabled ([`Emulator::enable_signal`]).
+    signal: Option<weft_control::signal::SignalNode>,
 }
 
 struct EmuHost {
     host: Host,
     link: Option<(usize, usize)>,
+    /// The host's signaling requester ([`Emulator::enable_requester`]).
+    signal: Option<signal::Requester>,
 }
 
 /// A frame arriving at the `to` side of a link.
@@ -239,6 +246,7 @@ impl Emulator {
                 unconnected: 0,
                 pbr: None,
                 polled_fetcher: false,
+                signal: None,
             });
         }
         let node_names: Vec<String> = topo.nodes.iter().map(|n| n.name.clone()).collect();
@@ -326,6 +334,7 @@ impl Emulator {
             hosts.push(EmuHost {
                 host,
                 link: host_links[hi],
+                signal: None,
             });
         }
 
@@ -767,7 +776,7 @@ impl Emulator {
     /// True when no frame is in flight and no host application has work
     /// left.
     pub fn is_idle(&self) -> bool {
-        self.events.is_empty() && !self.hosts.iter().any(|h| h.host.busy()) && !self.pbr_busy()
+        self.events.is_empty() && !self.hosts.iter().any(|h| h.host.busy()) && !self.pbr_busy() && !self.signal_busy()
     }
 
     /// A PBR daemon has frames to send or messages not yet acknowledged
@@ -793,9 +802,21 @@ impl Emulator {
                     }
                     p.poll_timeout().map(clock::pbr_due)
                 });
-                earliest(n.node.poll_timeout(), pbr)
+                let sig = n.signal.as_ref().and_then(|s| {
+                    if n.node.has_tx() {
+                        return Some(self.now_ns);
+                    }
+                    s.poll_timeout()
+                });
+                earliest(earliest(n.node.poll_timeout(), pbr), sig)
             })
             .min();
+        let requesters = self
+            .hosts
+            .iter()
+            .filter_map(|h| h.signal.as_ref().and_then(|r| r.poll_timeout()))
+            .min();
+        let nodes = earliest(nodes, requesters);
         let next = earliest(earliest(ev, host), nodes)?;
         // Polled fetchers, only while something else is going to happen.
         let fetch = self
@@ -913,6 +934,29 @@ impl Emulator {
                 if p.poll(&mut n.node, clock::pbr_now(now)) > 0 {
                     n.node.tick(now);
                 }
+            }
+        }
+
+        // 3c. Signaling: daemons take their datagrams, finished fetches and
+        // timers (a fetch the emulator's blocking fetcher ran while a
+        // datagram was handled is collected by the second poll, at the same
+        // instant: fetches take no virtual time); requesters read their
+        // hosts' ports. What they send goes out in this step.
+        for n in &mut self.nodes {
+            if let Some(s) = n.signal.as_mut() {
+                let before = s.stats().datagrams_in;
+                let mut sent = s.poll(&mut n.node, now);
+                if s.stats().datagrams_in != before {
+                    sent += s.poll(&mut n.node, now);
+                }
+                if sent > 0 {
+                    n.node.tick(now);
+                }
+            }
+        }
+        for h in &mut self.hosts {
+            if let Some(r) = h.signal.as_mut() {
+                r.poll(&mut h.host, now);
             }
         }
 

@@ -341,6 +341,8 @@ pub struct Host {
     next_port: u16,
     pings: Vec<PingResult>,
     udp_bound: BTreeMap<u16, SocketHandle>,
+    /// Ports whose datagrams are also kept whole ([`Host::udp_keep`]).
+    udp_kept: BTreeMap<u16, std::collections::VecDeque<(IpAddr, u16, Vec<u8>)>>,
     udp_client: Option<SocketHandle>,
     flows: Vec<UdpFlow>,
     received: Vec<UdpDatagram>,
@@ -439,6 +441,7 @@ impl Host {
             next_port: EPHEMERAL,
             pings: Vec::new(),
             udp_bound: BTreeMap::new(),
+            udp_kept: BTreeMap::new(),
             udp_client: None,
             flows: Vec::new(),
             received: Vec::new(),
@@ -581,6 +584,24 @@ impl Host {
         let h = self.sockets.add(s);
         self.udp_bound.insert(port, h);
         Ok(())
+    }
+
+    /// Receive UDP datagrams on `port` and keep their payloads for
+    /// [`Host::udp_take`] (an application reading its socket: the
+    /// signaling requester).
+    pub fn udp_keep(&mut self, port: u16) -> Result<(), EmuError> {
+        self.udp_bind(port)?;
+        self.udp_kept.entry(port).or_default();
+        Ok(())
+    }
+
+    /// The datagrams kept on `port` since the last call: (source address,
+    /// source port, payload).
+    pub fn udp_take(&mut self, port: u16) -> Vec<(IpAddr, u16, Vec<u8>)> {
+        self.udp_kept
+            .get_mut(&port)
+            .map(|q| q.drain(..).collect())
+            .unwrap_or_default()
     }
 
     /// Send one UDP datagram from an ephemeral port.
@@ -991,6 +1012,14 @@ impl Host {
                 } else {
                     (None, None)
                 };
+                if let Some(q) = self.udp_kept.get_mut(&port) {
+                    // Bounded: a host whose application stopped reading
+                    // keeps the newest.
+                    if q.len() >= 4096 {
+                        q.pop_front();
+                    }
+                    q.push_back((meta.endpoint.addr.into(), meta.endpoint.port, data.to_vec()));
+                }
                 self.received.push(UdpDatagram {
                     src: meta.endpoint.addr.into(),
                     sport: meta.endpoint.port,

@@ -16,6 +16,11 @@
 //!   ([`Emulator::enable_pbr`]), driven by the virtual clock after every
 //!   step; explicit paths are created, queried and released by node name
 //!   ([`Emulator::pbr_create`], [`Emulator::pbr_path`], [`Emulator::hop_addresses`]).
+//! * On-path signaling: signaling daemons
+//!   ([`weft_control::signal::SignalNode`]) on chosen nodes
+//!   ([`Emulator::enable_signal`]) and requesters on hosts
+//!   ([`Emulator::enable_requester`], [`Emulator::signal_send`]), driven by
+//!   the virtual clock; Unix time is [`EPOCH_S`] plus virtual time.
 //! * [`host`] — end hosts on smoltcp (real ARP / ND, IPv4 / IPv6, ICMP, UDP,
 //!   TCP) with ping, UDP flows, TCP bulk transfers and traceroute; each
 //!   records what it got.
@@ -40,7 +45,7 @@ pub mod report;
 mod routing;
 pub mod topology;
 
-pub use emulator::{Emulator, FETCH_POLL_NS};
+pub use emulator::{Emulator, SignalAnswer, SignalSetup, EPOCH_S, FETCH_POLL_NS, REQUESTER_PORT};
 pub use host::{
     pattern_byte, FlowId, FlowRx, Host, PingId, PingReply, PingResult, TcpReceived, TcpTransfer, TraceId, Traceroute,
     TransferId, UdpDatagram, UdpFlow,
