@@ -582,3 +582,102 @@ fn refusals_over_the_wire_name_their_reason_and_install_nothing() {
         assert_eq!(filters_on(&emu, n), 0);
     }
 }
+
+/// What the verifying loader and the node refuse, through a real code
+/// server: a hash the server does not have, a version other than the
+/// signed one, a module signed by a key the nodes do not trust, an
+/// instance that cannot be created. Each node answers with the reason and
+/// keeps no instance or filter.
+#[test]
+fn install_refusals_with_a_real_loader_name_their_reason_and_leave_nothing() {
+    let code = code_server("install-refusals");
+    // The no-op plugin published as wcounter 2 by a key nobody trusts.
+    let plugins = weft_wasm::plugins::ensure_built().unwrap();
+    let other = std::fs::read(plugins.join("noop.wasm")).unwrap();
+    let untrusted = SecretKey::generate().unwrap();
+    let man2 = store::publish(&code.dir.join("repo"), &other, "wcounter", Some("2"), &untrusted).unwrap();
+    let mut emu = net(Some(&code), 0.0);
+    let both = |r: Reason| vec![("r2".to_string(), r), ("r1".to_string(), r)];
+
+    let mut r = setup(&code, session(20), 60, "10.0.1.0/24");
+    r.code.as_mut().unwrap().sha256 = [0x77; 32];
+    let a = ask(&mut emu, "server", r, provider_key());
+    assert_eq!(reasons(&a.stack), both(Reason::UnknownModule), "{:?}", a.stack);
+
+    let mut r = setup(&code, session(21), 60, "10.0.1.0/24");
+    r.module.as_mut().unwrap().version = "9".into();
+    let a = ask(&mut emu, "server", r, provider_key());
+    assert_eq!(reasons(&a.stack), both(Reason::ModuleRejected), "{:?}", a.stack);
+    assert!(a.stack[0].text.contains("version 1, not 9"), "{}", a.stack[0].text);
+
+    let mut r = setup(&code, session(22), 60, "10.0.1.0/24");
+    r.module.as_mut().unwrap().version = "2".into();
+    r.code.as_mut().unwrap().sha256 = weft_repo::from_hex::<32>(&man2.sha256).unwrap();
+    let a = ask(&mut emu, "server", r, provider_key());
+    assert_eq!(reasons(&a.stack), both(Reason::ModuleRejected), "{:?}", a.stack);
+
+    // counter takes no configuration: the class loads, the instance fails.
+    let mut r = setup(&code, session(23), 60, "10.0.1.0/24");
+    r.config = "rate=5".into();
+    let a = ask(&mut emu, "server", r, provider_key());
+    assert_eq!(reasons(&a.stack), both(Reason::InstallFailed), "{:?}", a.stack);
+
+    for n in ["r1", "r2"] {
+        assert!(counters_on(&emu, n).is_empty(), "{n}");
+        assert_eq!(filters_on(&emu, n), 0, "{n}");
+        assert!(emu.signal(n).unwrap().sessions(emu.now_ns()).is_empty(), "{n}");
+    }
+    // And the same key's valid SETUP still installs.
+    let a = ask(
+        &mut emu,
+        "server",
+        setup(&code, session(24), 60, "10.0.1.0/24"),
+        provider_key(),
+    );
+    assert_eq!(reasons(&a.stack), ok_at(&["r2", "r1"]));
+}
+
+/// A TRIGGER is judged by the request it carries: nodes on the way only
+/// verify it, and every node of the reverse flow refuses a stranger's
+/// inner SETUP — nothing installed anywhere. A TRIGGER tampered with stops
+/// at the first node.
+#[test]
+fn a_strangers_trigger_is_refused_on_the_reverse_flow_and_installs_nothing() {
+    let code = code_server("trigger-refusals");
+    let mut emu = net(Some(&code), 0.0);
+    let mut inner = setup(&code, session(30), 3600, "10.0.1.0/24");
+    inner.dest = ip(SERVER);
+    let inner = sign(&mut emu, "server", inner, stranger_key());
+    let mut t = Request::new(Kind::Trigger, session(30), ip(CLIENT));
+    t.inner = Some(Box::new(inner.clone()));
+    let a = ask(&mut emu, "server", t.clone(), stranger_key());
+    assert_eq!(
+        reasons(&a.stack),
+        [("r1".into(), Reason::UnknownKey), ("r2".into(), Reason::UnknownKey)],
+        "{:?}",
+        a.stack
+    );
+    for n in ["r1", "r2"] {
+        assert!(counters_on(&emu, n).is_empty(), "{n}");
+        assert!(emu.signal(n).unwrap().sessions(emu.now_ns()).is_empty(), "{n}");
+    }
+    // The provider's TRIGGER with its signature broken: refused at r2, the
+    // first node, and no reverse flow starts.
+    let mut inner = setup(&code, session(31), 3600, "10.0.1.0/24");
+    inner.dest = ip(SERVER);
+    t.session = session(31);
+    t.inner = Some(Box::new(sign(&mut emu, "server", inner, provider_key())));
+    let s = sign(&mut emu, "server", t, provider_key());
+    let mut b = s.as_bytes().to_vec();
+    let last = b.len() - 1;
+    b[last] ^= 0x80;
+    let n = emu.signal_send("server", Signed::parse(&b).unwrap()).unwrap();
+    let a = emu.run_until_answer("server", n, LIMIT).unwrap();
+    assert_eq!(reasons(&a.stack), [("r2".into(), Reason::BadSignature)]);
+    assert_eq!(
+        emu.signal("r1").unwrap().agent().counters().triggered,
+        1,
+        "only the stranger's"
+    );
+    assert!(counters_on(&emu, "r1").is_empty());
+}
