@@ -348,6 +348,11 @@ fn readme_explicit_paths() {
 }
 
 #[test]
+fn readme_signaling() {
+    run_named("signaling");
+}
+
+#[test]
 fn docs_code_server() {
     run_named("code-server");
 }

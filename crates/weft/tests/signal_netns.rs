@@ -315,7 +315,11 @@ fn probe_shows_exactly_the_weft_nodes_and_the_linux_router_forwards_plain_udp() 
     assert!(!from_r2.is_empty(), "r2 sent the request on toward the client");
     assert_eq!(from_r2.len(), via_x.len(), "x forwarded every one");
     for (i, o) in from_r2.iter().zip(&via_x) {
-        assert!(i.1 == [10, 0, 1, 2] || i.1 == [10, 0, 11, 1], "toward the client or r1: {:?}", i.1);
+        assert!(
+            i.1 == [10, 0, 1, 2] || i.1 == [10, 0, 11, 1],
+            "toward the client or r1: {:?}",
+            i.1
+        );
         assert_eq!(i.2 - 1, o.2, "one TTL lower");
     }
     let from_x = |f: &Vec<u8>| {
