@@ -204,6 +204,40 @@ fn the_policy_refuses_with_the_reason() {
     assert_eq!(refused(env.authorize(&r, &c)), Reason::Port);
 }
 
+/// REMOVE needs `signal` like SETUP; PROBE needs `signal` or `read`.
+#[test]
+fn remove_and_probe_need_their_rights() {
+    let mut n = node();
+    let mut reader = provider();
+    reader.name = "reader".into();
+    reader.rights = BTreeSet::from([Right::Read]);
+    let mut filterer = provider();
+    filterer.name = "filterer".into();
+    filterer.rights = BTreeSet::from([Right::Filter]);
+    let mut st = state(
+        policy(vec![(provider(), 1), (reader, 2), (filterer, 3)]),
+        Some(Fake::default()),
+    );
+    let mut env = NodeEnv {
+        node: &mut n,
+        st: &mut st,
+    };
+    let c = ctx("10.2.0.10");
+    let req = |kind: Kind, k: u8| {
+        let mut r = Request::new(kind, SessionId([3; 16]), ip("10.1.0.10"));
+        r.key = key(k).public().to_bytes();
+        r
+    };
+    assert!(env.authorize(&req(Kind::Remove, 1), &c).is_ok());
+    assert_eq!(refused(env.authorize(&req(Kind::Remove, 2), &c)), Reason::NotAllowed);
+    assert_eq!(refused(env.authorize(&req(Kind::Remove, 9), &c)), Reason::UnknownKey);
+    assert!(env.authorize(&req(Kind::Probe, 1), &c).is_ok());
+    assert!(env.authorize(&req(Kind::Probe, 2), &c).is_ok());
+    let e = env.authorize(&req(Kind::Probe, 3), &c).unwrap_err();
+    assert_eq!(e.reason, Reason::NotAllowed);
+    assert!(e.text.contains("read"), "{e}");
+}
+
 #[test]
 fn reverse_path_checks_the_route_back_toward_the_origin() {
     let mut n = node();
