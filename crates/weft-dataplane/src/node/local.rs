@@ -30,8 +30,10 @@ impl Node {
     /// (RFC 2113, RFC 2711), goes to `(proto, port)` and whose transport
     /// payload starts with `magic` (on-path signaling, `docs/signaling.md`:
     /// a signaling daemon acts on a request and sends it on itself). The
-    /// node must also [`Node::listen`] on the port. Packets without IP
-    /// options or an IPv6 extension header cost one comparison.
+    /// node must also [`Node::listen`] on the port. On a node that
+    /// intercepts nothing this costs every packet one comparison; on one
+    /// that does, a look at the IPv4 header length or the IPv6 next header,
+    /// and the options are read only when there are some.
     pub fn intercept_router_alert(&mut self, proto: u8, port: u16, magic: &[u8]) {
         self.listen(proto, port);
         if !self
