@@ -482,7 +482,7 @@ fn setup_installs_at_both_nodes_remove_and_expiry_take_it_away_trigger_installs_
 
 #[test]
 fn refusals_over_the_wire_come_back_with_their_reasons() {
-    require!("signal refusals", "nft", "curl");
+    require!("signal refusals", "nft", "curl", "tcpdump", "python3");
     let lab = lab("sgr");
     // A prefix the provider does not own.
     let args = lab.setup_args("60", "10.0.2.0/24", None);
@@ -507,4 +507,72 @@ fn refusals_over_the_wire_come_back_with_their_reasons() {
         assert!(lab.wcounters(n).is_empty());
         assert_eq!(lab.owned_filters(n), 0);
     }
+
+    // A request taken off the wire and sent again (a new hop-by-hop
+    // sequence number, else it is a mere duplicate): r2 refuses it as
+    // replayed. With its signature's last octet changed: bad-signature.
+    // Neither goes further than r2 (r1's counters stay).
+    let cap = NsCapture::start(&lab.net, "server", "eth0", &lab.tmp.0);
+    let (ok, a) = lab.signal("server", &["probe", "--to", CLIENT], &lab.key_file);
+    assert!(ok, "{a}");
+    let frames = cap.frames();
+    let f = frames
+        .iter()
+        .find(|f| ra_request(f).is_some_and(|r| r.0 == [10, 0, 2, 2]))
+        .expect("the server's request on the wire");
+    let ip = f[14..].to_vec();
+    let refused = |n: &str, what: &str| {
+        lab.api(n, "/v1/signal")["counters"]["agent"][what]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let r1_before = (
+        refused("r1", "refused-replayed"),
+        refused("r1", "refused-bad-signature"),
+    );
+    send_raw(&lab, &resequenced(&ip, 1, false));
+    wait_until("r2 refuses the replay", Duration::from_secs(10), || {
+        refused("r2", "refused-replayed") == 1
+    });
+    send_raw(&lab, &resequenced(&ip, 2, true));
+    wait_until("r2 refuses the forged signature", Duration::from_secs(10), || {
+        refused("r2", "refused-bad-signature") == 1
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        (
+            refused("r1", "refused-replayed"),
+            refused("r1", "refused-bad-signature")
+        ),
+        r1_before,
+        "they stopped at r2"
+    );
+}
+
+/// The IPv4 packet `ip` (Router Alert option, UDP, a signaling REQUEST)
+/// with its sequence number raised by `by`, the signature's last octet
+/// flipped when `forge`, and the UDP checksum cleared (0: none, in IPv4).
+fn resequenced(ip: &[u8], by: u32, forge: bool) -> Vec<u8> {
+    let mut p = ip.to_vec();
+    let ihl = (p[0] & 0x0f) as usize * 4;
+    let udp = ihl;
+    let len = u16::from_be_bytes([p[udp + 4], p[udp + 5]]) as usize;
+    let msg = udp + 8;
+    let seq = u32::from_be_bytes(p[msg + 8..msg + 12].try_into().unwrap()).wrapping_add(by);
+    p[msg + 8..msg + 12].copy_from_slice(&seq.to_be_bytes());
+    if forge {
+        p[udp + len - 1] ^= 1;
+    }
+    p[udp + 6] = 0;
+    p[udp + 7] = 0;
+    p
+}
+
+/// Send the IP packet `ip` as it is from the server host (a raw socket).
+fn send_raw(lab: &Lab, ip: &[u8]) {
+    let hex: String = ip.iter().map(|b| format!("{b:02x}")).collect();
+    let script = format!(
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW); s.sendto(bytes.fromhex('{hex}'), ('{CLIENT}', 0))"
+    );
+    lab.net.ok("server", &["python3", "-c", &script]);
 }
