@@ -145,7 +145,7 @@ fn udp_to(dst: &str) -> FilterRequest {
     FilterRequest {
         proto: Some("udp".parse().unwrap()),
         dst: Some(dst.parse().unwrap()),
-        plugin: Some("counter".into()),
+        class: Some("counter".into()),
         autoinstance: true,
         ..Default::default()
     }
@@ -388,7 +388,7 @@ async fn browsers_and_malformed_bodies_are_refused_with_reasons() {
     // Said explicitly, a catch-all is fine.
     let all = FilterRequest {
         match_all: Some(MatchAll::All),
-        plugin: Some("counter".into()),
+        class: Some("counter".into()),
         autoinstance: true,
         ..Default::default()
     };

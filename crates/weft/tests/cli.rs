@@ -456,7 +456,7 @@ chain = ["c"]
     );
 }
 
-/// docs/datarouter.md, "Configuring the element" (issue 13 item 10): the
+/// docs/datarouter.md, "Configuring the element": the
 /// commands it gives for `max_string` and `unknown=`, and `flush`, which
 /// keeps the class and its miss outcome.
 #[test]
