@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use proc_macro2::{TokenStream, TokenTree};
+use syn::ext::IdentExt;
 use syn::visit::Visit;
 
 /// A module: its path from the crate root (`[]` is the root).
@@ -70,18 +71,18 @@ impl Paths<'_> {
     fn use_tree(&mut self, prefix: &mut Vec<String>, t: &syn::UseTree, line: usize) {
         match t {
             syn::UseTree::Path(p) => {
-                prefix.push(p.ident.to_string());
+                prefix.push(p.ident.unraw().to_string());
                 self.use_tree(prefix, &p.tree, line);
                 prefix.pop();
             }
             syn::UseTree::Name(n) => {
                 let mut s = prefix.clone();
-                s.push(n.ident.to_string());
+                s.push(n.ident.unraw().to_string());
                 self.push(s, line);
             }
             syn::UseTree::Rename(r) => {
                 let mut s = prefix.clone();
-                s.push(r.ident.to_string());
+                s.push(r.ident.unraw().to_string());
                 self.push(s, line);
             }
             syn::UseTree::Glob(_) => self.push(prefix.clone(), line),
@@ -131,7 +132,7 @@ impl Paths<'_> {
 
 impl<'ast> Visit<'ast> for Paths<'_> {
     fn visit_path(&mut self, p: &'ast syn::Path) {
-        let segs: Vec<String> = p.segments.iter().map(|s| s.ident.to_string()).collect();
+        let segs: Vec<String> = p.segments.iter().map(|s| s.ident.unraw().to_string()).collect();
         if let Some(first) = p.segments.first() {
             self.push(segs, first.ident.span().start().line);
         }
@@ -176,7 +177,7 @@ fn read_items(c: &mut Crate, module: &ModPath, file: &Path, dir: &Path, items: &
         match item {
             syn::Item::Mod(m) if is_test_only(&m.attrs) => {}
             syn::Item::Mod(m) => {
-                let name = m.ident.to_string();
+                let name = m.ident.unraw().to_string();
                 let mut sub = module.clone();
                 sub.push(name.clone());
                 match &m.content {
