@@ -165,7 +165,11 @@ fn render(fs: &[FilterView]) -> String {
                     f.src.map(|s| s.to_string()).unwrap_or_else(|| "anywhere".into()),
                     f.dst.map(|s| s.to_string()).unwrap_or_else(|| "anywhere".into()),
                     ports(f),
-                    if chain.is_empty() { "-".into() } else { chain.join(" -> ") },
+                    if chain.is_empty() {
+                        "-".into()
+                    } else {
+                        chain.join(" -> ")
+                    },
                     f.hits.to_string(),
                 ]
             })
