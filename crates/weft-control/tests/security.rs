@@ -270,7 +270,7 @@ async fn a_principal_gets_its_rights_and_no_more() {
     assert_eq!(s, 403);
     assert!(m.contains("10.2.0.0/24") && m.contains("10.1.0.0/16"), "{m}");
     let mut drop = udp_to("10.1.3.0/24");
-    drop.plugin = Some("drop".into());
+    drop.class = Some("drop".into());
     let (s, m) = status(alice.post("/v1/filters", &drop).await);
     assert_eq!((s, m.contains("class drop")), (403, true), "{m}");
     let (s, m) = raw_post(
