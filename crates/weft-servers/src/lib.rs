@@ -34,5 +34,28 @@ pub mod host;
 pub mod server;
 
 pub use config::{ConfigError, ModuleConfig};
+
+/// The fuzz entry point `server_config` (and a property test): `data` as a
+/// server module's configuration — what parses re-parses from its own
+/// text to the same value, and names no more than its origins — and as an
+/// outgoing request's URI before the egress policy. Never panics.
+pub fn fuzz_config(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(c) = ModuleConfig::parse(&text) {
+        assert_eq!(ModuleConfig::parse(&c.raw).as_ref(), Ok(&c));
+        assert!(c.origins.len() <= config::MAX_ORIGINS);
+        let e = egress::Egress {
+            allowed: c.origins.clone().into(),
+            deny: Vec::new().into(),
+            deny_loopback: true,
+            stats: std::sync::Arc::default(),
+        };
+        if let Ok(u) = text.parse::<http::Uri>() {
+            if let Some(to) = e.admit(&u) {
+                assert!(c.origins.contains(&to) && !to.ip().is_loopback());
+            }
+        }
+    }
+}
 pub use host::{Bounds, CompileError, ServerCode, ServerHost};
 pub use server::{Server, ServerSpec, ServerStats, StartError};

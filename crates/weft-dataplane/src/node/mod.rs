@@ -230,6 +230,8 @@ pub struct Node {
     originate: Batch,
     local_rx: VecDeque<LocalPacket>,
     listeners: Vec<(u8, u16)>,
+    /// `(proto, lo, hi)`: port ranges delivered locally ([`Node::listen_range`]).
+    listen_ranges: Vec<(u8, u16, u16)>,
     /// Every ICMP error the node sends, the engine's and its elements',
     /// takes a token here (`icmp_rate`, `icmp_burst`).
     icmp: IcmpLimiter,
@@ -292,6 +294,7 @@ impl Node {
             originate: Vec::new(),
             local_rx: VecDeque::new(),
             listeners: Vec::new(),
+            listen_ranges: Vec::new(),
             icmp: IcmpLimiter::default(),
             now_ns: 0,
             output_due_ns: 0,
