@@ -16,6 +16,8 @@
 //!   over the node (explicit paths, labels, plugins on chosen hops).
 //! * [`plugins`] — WebAssembly plugins: the loader behind `weft plugin` and
 //!   on-demand loading of filter plugins.
+//! * [`daemons`] — starting the node's daemons from its configuration
+//!   (above `runner`, `config`, `plugins` and `signal`).
 //! * [`signal`] — the on-path signaling daemon: [`signal::SignalNode`]
 //!   drives a `weft_signal::Agent` over the node (NetServ SETUP, REMOVE,
 //!   PROBE, TRIGGER under the node's one policy).
@@ -33,6 +35,7 @@ pub mod auth;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod daemons;
 pub mod metrics;
 pub mod pbr;
 pub mod plugins;
@@ -45,7 +48,8 @@ pub use config::{apply, ConfigError, NodeConfig};
 pub use runner::{NodeHandle, NodeRunner};
 
 /// The built-in element classes a node can register (LANA `add` by name).
-/// Later issues add plugin classes beside them.
+/// WebAssembly plugin classes are registered beside them at run time
+/// ([`plugins`]).
 pub fn builtin_classes() -> Vec<weft_dataplane::ElementClass> {
     let mut v = weft_elements::classes();
     v.push(weft_datarouter::class());

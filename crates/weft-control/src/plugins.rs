@@ -1,5 +1,5 @@
 //! WebAssembly plugins on a node: the [`Plugins`] manager behind `weft
-//! plugin load|ls|unload`, on-demand loading for `filter add --plugin NAME
+//! plugin load|ls|unload`, on-demand loading for `filter add --class NAME
 //! --autoinstance` (and config-file filters naming a plugin), the PBR
 //! daemon's class fetcher, and the values the API sends and takes
 //! (its handlers are in `api/plugins.rs`, above this module).

@@ -31,7 +31,7 @@ async fn api_round_trip() {
     let req = FilterRequest {
         proto: Some("udp".parse().unwrap()),
         dport: Some("6060".parse().unwrap()),
-        plugin: Some("ratelimit".into()),
+        class: Some("ratelimit".into()),
         autoinstance: true,
         config: Some("65536".into()),
         ..Default::default()

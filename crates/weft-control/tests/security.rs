@@ -145,7 +145,7 @@ fn udp_to(dst: &str) -> FilterRequest {
     FilterRequest {
         proto: Some("udp".parse().unwrap()),
         dst: Some(dst.parse().unwrap()),
-        plugin: Some("counter".into()),
+        class: Some("counter".into()),
         autoinstance: true,
         ..Default::default()
     }
@@ -270,7 +270,7 @@ async fn a_principal_gets_its_rights_and_no_more() {
     assert_eq!(s, 403);
     assert!(m.contains("10.2.0.0/24") && m.contains("10.1.0.0/16"), "{m}");
     let mut drop = udp_to("10.1.3.0/24");
-    drop.plugin = Some("drop".into());
+    drop.class = Some("drop".into());
     let (s, m) = status(alice.post("/v1/filters", &drop).await);
     assert_eq!((s, m.contains("class drop")), (403, true), "{m}");
     let (s, m) = raw_post(
@@ -388,7 +388,7 @@ async fn browsers_and_malformed_bodies_are_refused_with_reasons() {
     // Said explicitly, a catch-all is fine.
     let all = FilterRequest {
         match_all: Some(MatchAll::All),
-        plugin: Some("counter".into()),
+        class: Some("counter".into()),
         autoinstance: true,
         ..Default::default()
     };

@@ -515,7 +515,7 @@ impl Element for AsksForIcmp {
     }
 }
 
-/// Issue 13 item 9: every ICMP error the node sends passes one limiter,
+/// Every ICMP error the node sends passes one limiter,
 /// `icmp_rate` per second with bursts of `icmp_burst`: the engine's port
 /// unreachables (300 UDP datagrams to a closed port, IPv4 and IPv6), and an
 /// element's errors, which share the same budget.

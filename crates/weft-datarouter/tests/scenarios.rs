@@ -485,7 +485,7 @@ fn mp3_hash_exact_match_around_a_chord_ring() {
     assert_eq!(n0.report(id).unwrap()["element"]["miss"], 1);
 }
 
-// ----- issue 13, items 7–9 ----------------------------------------------------
+// ----- ICMP errors and bad options from the DataRouter -----------------------
 
 const H1_6: &str = "2001:db8:1::2";
 const DR1_6: &str = "2001:db8:1::1";

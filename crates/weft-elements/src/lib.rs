@@ -10,8 +10,8 @@
 //! | [`counter`] | counts packets and bytes | none |
 //! | [`tee`] | copies each packet out of a port | `PORT` \| `port=PORT` |
 //! | [`forward`] | LANA's empty block: continue, or redirect | `[port=PORT]` |
-//! | [`drop`](discard) | drops every packet | none |
-//! | [`match`](filter) | keeps (or drops) packets matching a 6-tuple expression | `[proto=…] [src=…] [dst=…] [sport=…] [dport=…] [in_port=…] [action=pass\|drop]` |
+//! | [`drop`] | drops every packet | none |
+//! | [`match`](r#match) | keeps (or drops) packets matching a 6-tuple expression | `[proto=…] [src=…] [dst=…] [sport=…] [dport=…] [in_port=…] [action=pass\|drop]` |
 //! | [`ratelimit`] | token bucket in bytes/s | `RATE [BURST]` \| `rate=RATE [burst=BURST]` |
 //! | [`netmonitor`] | NetServ's NetMonitor: packets per (src, dst, TTL) | `[max=N]` |
 //! | [`layerdrop`] | thins a layered UDP stream to a rate, top layer first | `RATE [offset=N] [window=MS]` |
@@ -35,11 +35,11 @@ use weft_dataplane::ElementClass;
 
 pub mod counter;
 pub mod crypto;
-pub mod discard;
+pub mod drop;
 pub mod esp;
-pub mod filter;
 pub mod forward;
 pub mod layerdrop;
+pub mod r#match;
 pub mod netmonitor;
 pub mod ratelimit;
 pub mod tee;
@@ -57,8 +57,8 @@ pub fn classes() -> Vec<ElementClass> {
         counter::class(),
         tee::class(),
         forward::class(),
-        discard::class(),
-        filter::class(),
+        drop::class(),
+        r#match::class(),
         ratelimit::class(),
         netmonitor::class(),
         layerdrop::class(),

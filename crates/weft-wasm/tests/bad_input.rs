@@ -1,4 +1,4 @@
-//! Every bad-input case of issue 4, each with the node forwarding other
+//! Every bad-input case of the plugin host, each with the node forwarding other
 //! traffic afterwards: malformed module, unknown import, ABI mismatch, an
 //! endless loop, memory growth past the cap, a panic, a malformed emitted
 //! packet, a length beyond the buffer; and disabling after repeated faults.

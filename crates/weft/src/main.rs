@@ -38,7 +38,7 @@ enum Command {
     /// Run a node, check a config file, show a running node.
     #[command(subcommand)]
     Node(node::NodeCmd),
-    /// Filters and their paths, iptables-style (add, ls, rm).
+    /// Filters and their chains, iptables-style (add, ls, rm).
     Filter {
         #[command(flatten)]
         node: NodeArg,

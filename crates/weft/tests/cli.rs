@@ -124,7 +124,8 @@ fn operator_drives_a_running_node() {
     let dir = TempDir::new("cli");
     let node = start_node(&dir.0);
 
-    // PromethOS' example: the instance id alone on the first line.
+    // PromethOS' example (its `--plugin` is `--class`'s alias): the
+    // instance id alone on the first line.
     let out = ok(
         &node,
         &[
@@ -151,7 +152,10 @@ fn operator_drives_a_running_node() {
 
     let ls = ok(&node, &["filter", "ls"]);
     assert!(ls.starts_with("Chain PREROUTING\n"), "{ls}");
+    let header: Vec<&str> = ls.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(header[7], "chain", "a filter's instances are its chain: {ls}");
     let row = filter_row(&node, "1").unwrap();
+    assert_eq!(row.split_whitespace().nth(1), Some("CHAIN"), "{row}");
     for want in ["ratelimit#1", "udp dpt:6060", "129.132.66.115", "anywhere"] {
         assert!(row.contains(want), "{want:?} not in {row:?}");
     }
@@ -456,7 +460,7 @@ chain = ["c"]
     );
 }
 
-/// docs/datarouter.md, "Configuring the element" (issue 13 item 10): the
+/// docs/datarouter.md, "Configuring the element": the
 /// commands it gives for `max_string` and `unknown=`, and `flush`, which
 /// keeps the class and its miss outcome.
 #[test]

@@ -6,7 +6,7 @@
 //!   a tagged datagram sent by `weft send` (the application API:
 //!   `IP_OPTIONS`) from h1 and read with its tags by `weft recv` on h4 — the
 //!   receiving Linux kernel hands the option to the application.
-//! * `linux_router_between_datarouters_v4` / `_v6` (issue 6): host A — Weft
+//! * `linux_router_between_datarouters_v4` / `_v6`: host A — Weft
 //!   DataRouter D1 — a plain Linux router L (kernel forwarding only) — Weft
 //!   DataRouter D2 — host B, built by hand from namespaces and veths. A sends
 //!   a datagram with two tags to D1 (`weft send`: IPv4 `IP_OPTIONS`, IPv6 a
@@ -15,10 +15,10 @@
 //!   exhausted chain; tcpdump on both of L's interfaces shows that L
 //!   forwarded the tagged packet unchanged but for TTL / hop limit (and the
 //!   IPv4 header checksum), and on B's interface what arrived there.
-//! * `bad_tags_in_icmp_errors_get_no_answer_v4` / `_v6` (issue 13): host
+//! * `bad_tags_in_icmp_errors_get_no_answer_v4` / `_v6`: host
 //!   A's kernel sends D1 ICMP errors with a bad tag through a raw socket;
 //!   A receives no parameter problem but for the echo request among them.
-//! * `closed_port_answers_are_limited_by_icmp_rate` (issue 13): 300 UDP
+//! * `closed_port_answers_are_limited_by_icmp_rate`: 300 UDP
 //!   datagrams from A to a closed port of D1 (`icmp_rate = 10`): the port
 //!   unreachables A receives stay within the budget.
 //!
@@ -101,7 +101,7 @@ fn datarouter_line_with_linux_hosts() {
     );
 }
 
-// ----- issue 6: a Linux router between two DataRouters ---------------------
+// ----- a Linux router between two DataRouters ---------------------
 
 /// IPv4 or IPv6: which addresses the tables name and the datagram uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -701,7 +701,7 @@ fn linux_router_between_datarouters_v6() {
     linux_router_between_datarouters(Family::V6);
 }
 
-// ----- issue 13: ICMP errors from a DataRouter node -------------------------
+// ----- ICMP errors from a DataRouter node -------------------------
 
 /// An ICMP (v4) or ICMPv6 message of type `typ` from host A to D1 carrying
 /// a DataRouter tag whose pointer is past its end: the IP packet.
@@ -745,7 +745,7 @@ fn icmp_with_bad_tag(f: Family, typ: u8) -> Vec<u8> {
     }
 }
 
-/// Issue 13 item 7: a real Linux host (A's kernel, through a raw socket)
+/// A real Linux host (A's kernel, through a raw socket)
 /// sends D1 ICMP errors carrying a bad DataRouter tag, then an echo request
 /// carrying the same tag. D1 drops and counts all of them, and answers the
 /// echo request alone with a parameter problem: never an ICMP error about
@@ -823,7 +823,7 @@ fn bad_tags_in_icmp_errors_get_no_answer_v6() {
     bad_tags_in_icmp_errors_get_no_answer(Family::V6);
 }
 
-/// Issue 13 item 9: host A's kernel sends 300 UDP datagrams to a closed
+/// Host A's kernel sends 300 UDP datagrams to a closed
 /// port of D1, configured with `icmp_rate = 10` and `icmp_burst = 5`. The
 /// port unreachables A receives stay within that budget: at most the burst
 /// plus the rate over the whole time the test watched (they used to pass a

@@ -14,9 +14,9 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use weft_dataplane::{FilterId, FilterSpec, Hook, Match, Node, Owned};
 
-/// One instance in a filter's path.
+/// One instance in a filter's chain.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PathEntry {
+pub struct ChainEntry {
     /// `#N`.
     pub id: String,
     /// Class.
@@ -42,8 +42,8 @@ pub struct FilterView {
     pub sport: Option<PortRange>,
     /// Destination ports.
     pub dport: Option<PortRange>,
-    /// The path.
-    pub chain: Vec<PathEntry>,
+    /// The chain: the instances its packets run through, in order.
+    pub chain: Vec<ChainEntry>,
     /// Packets matched.
     pub hits: u64,
     /// The principal that created it (absent: the operator).
@@ -52,7 +52,7 @@ pub struct FilterView {
 }
 
 /// `POST /v1/filters`: a filter spec in the CLI's words, plus PromethOS'
-/// `plugin` / `autoinstance` / `config`.
+/// `class` (alias `plugin`) / `autoinstance` / `config`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilterRequest {
@@ -77,13 +77,14 @@ pub struct FilterRequest {
     /// Destination ports.
     #[serde(default)]
     pub dport: Option<PortRange>,
-    /// Existing instances, in path order (`#N`).
+    /// Existing instances, in chain order (`#N`).
     #[serde(default)]
     pub chain: Vec<String>,
-    /// Class of an instance to create for this filter.
-    #[serde(default)]
-    pub plugin: Option<String>,
-    /// Create the `plugin` instance (required with `plugin`).
+    /// Class of an instance to create for this filter (a built-in class or
+    /// a plugin's); `plugin` is accepted too (PromethOS' word).
+    #[serde(default, alias = "plugin")]
+    pub class: Option<String>,
+    /// Create the `class` instance (required with `class`).
     #[serde(default)]
     pub autoinstance: bool,
     /// Its configuration.
@@ -133,7 +134,7 @@ fn filter_views(n: &Node) -> Vec<FilterView> {
             chain: f
                 .chain
                 .into_iter()
-                .map(|(id, class)| PathEntry {
+                .map(|(id, class)| ChainEntry {
                     id: id.to_string(),
                     class,
                 })
@@ -169,19 +170,19 @@ fn filter_add(
         .iter()
         .map(|s| instance_id(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let plugin = match (&req.plugin, req.autoinstance) {
+    let plugin = match (&req.class, req.autoinstance) {
         (Some(p), true) => Some(p.as_str()),
         (Some(_), false) => {
             return Err(ApiError::bad(
-                "a plugin needs autoinstance (or bind existing instances with chain)",
+                "a class needs autoinstance (or bind existing instances with chain)",
             ))
         }
-        (None, true) => return Err(ApiError::bad("autoinstance needs a plugin class")),
+        (None, true) => return Err(ApiError::bad("autoinstance needs a class")),
         (None, false) => None,
     };
     if req.config.is_some() && plugin.is_none() {
         return Err(ApiError::bad(
-            "config configures the plugin instance; give a plugin too",
+            "config configures the created instance; give a class too",
         ));
     }
     let m = Match {
@@ -243,12 +244,12 @@ pub(super) async fn add(
     // On-demand loading (PromethOS' one-liner with a plugin the node lacks):
     // fetched and verified here, off the node thread.
     let mut loaded = None;
-    if let (Some(plugin), true, Some(pl)) = (&req.plugin, req.autoinstance, &p) {
+    if let (Some(plugin), true, Some(pl)) = (&req.class, req.autoinstance, &p) {
         let (class, l) = pl.ensure(&h, plugin, &c.principal).await?;
-        req.plugin = Some(class);
+        req.class = Some(class);
         loaded = l;
     }
-    let signer = req.plugin.as_deref().and_then(|cl| signer_of(&p, cl));
+    let signer = req.class.as_deref().and_then(|cl| signer_of(&p, cl));
     let who = c.principal.clone();
     let loads_plugins = p.is_some();
     let mut created = on_node(&h, move |n| filter_add(n, req, &who, signer))

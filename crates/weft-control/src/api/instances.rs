@@ -41,7 +41,7 @@ pub struct InstanceView {
     pub config: String,
     /// Times replaced.
     pub generation: u32,
-    /// Filters whose paths hold it.
+    /// Filters whose chains hold it.
     pub filters: Vec<FilterId>,
     /// Counters.
     pub stats: InstanceCounters,
@@ -118,9 +118,9 @@ pub struct ReplaceRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BindRequest {
-    /// The filter whose path to join.
+    /// The filter whose chain to join.
     pub filter: FilterId,
-    /// Position in the path (absent: the end).
+    /// Position in the chain (absent: the end).
     #[serde(default)]
     pub position: Option<usize>,
 }
@@ -129,7 +129,7 @@ pub struct BindRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UnbindRequest {
-    /// The filter whose path to leave.
+    /// The filter whose chain to leave.
     pub filter: FilterId,
 }
 

@@ -62,7 +62,7 @@ mod routes;
 mod signal;
 
 pub use classes::{ClassRequest, ClassView};
-pub use filters::{FilterCreated, FilterRequest, FilterView, MatchAll, PathEntry};
+pub use filters::{ChainEntry, FilterCreated, FilterRequest, FilterView, MatchAll};
 pub use instances::{
     BindRequest, ControlReply, ControlRequest, InstanceCounters, InstanceCreated, InstanceRequest, InstanceView,
     ReplaceRequest, SetRequest, UnbindRequest,

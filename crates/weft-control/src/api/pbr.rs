@@ -1,4 +1,4 @@
-//! `/v1/pbr/…`: explicit paths (issue 5, `docs/pbr.md`) through the node's
+//! `/v1/pbr/…`: explicit paths (`docs/pbr.md`) through the node's
 //! PBR daemon ([`crate::pbr::PbrNode`], enabled by `[pbr]` in the node
 //! configuration).
 //!

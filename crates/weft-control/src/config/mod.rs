@@ -288,7 +288,7 @@ pub struct InstanceSection {
     pub config: Option<Spanned<String>>,
 }
 
-/// `[[filter]]`: a match at a hook and the path its packets take.
+/// `[[filter]]`: a match at a hook and the chain its packets run through.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilterSection {
@@ -313,13 +313,14 @@ pub struct FilterSection {
     /// Destination port or range.
     #[serde(default)]
     pub dport: Option<PortRange>,
-    /// Instance labels in path order.
+    /// Instance labels in chain order.
     #[serde(default)]
     pub chain: Vec<Spanned<String>>,
-    /// Class of an instance created for this filter (with `autoinstance`).
-    #[serde(default)]
-    pub plugin: Option<Spanned<String>>,
-    /// Create an instance of `plugin` for this filter (PromethOS).
+    /// Class of an instance created for this filter (with `autoinstance`);
+    /// `plugin` is accepted too (PromethOS' word).
+    #[serde(default, alias = "plugin")]
+    pub class: Option<Spanned<String>>,
+    /// Create an instance of `class` for this filter (PromethOS).
     #[serde(default)]
     pub autoinstance: Option<Spanned<bool>>,
     /// The created instance's configuration.
@@ -554,24 +555,24 @@ pub fn apply(cfg: &NodeConfig, node: &mut Node) -> Result<Applied, ConfigError> 
         words::check_ports(fs.proto.map(|p| p.0), fs.sport.is_some() || fs.dport.is_some())
             .map_err(|e| at(f.span(), &e))?;
         let auto = fs.autoinstance.as_ref().map(|a| *a.get_ref()).unwrap_or(false);
-        let plugin = match (&fs.plugin, auto) {
+        let plugin = match (&fs.class, auto) {
             (Some(p), true) => Some(p),
             (Some(p), false) => {
                 return Err(at(
                     p.span(),
-                    &"`plugin` needs `autoinstance = true` (or name defined instances in `chain`)",
+                    &"`class` needs `autoinstance = true` (or name defined instances in `chain`)",
                 ))
             }
             (None, true) => {
                 let span = fs.autoinstance.as_ref().map(|a| a.span()).unwrap_or(f.span());
-                return Err(at(span, &"`autoinstance` needs `plugin = \"CLASS\"`"));
+                return Err(at(span, &"`autoinstance` needs `class = \"CLASS\"`"));
             }
             (None, false) => None,
         };
         if let (Some(c), None) = (&fs.config, plugin) {
             return Err(at(
                 c.span(),
-                &"`config` configures the `plugin` instance; set `plugin` too",
+                &"`config` configures the created instance; set `class` too",
             ));
         }
         let spec = FilterSpec {
@@ -612,7 +613,7 @@ pub fn apply(cfg: &NodeConfig, node: &mut Node) -> Result<Applied, ConfigError> 
 }
 
 /// Add a filter, first creating an instance of `plugin = (class, config)` at
-/// the head of its path (PromethOS' `--plugin CLASS --autoinstance --config
+/// the head of its chain (PromethOS' `--plugin CLASS --autoinstance --config
 /// STR`). If the filter is refused, the created instance is removed again.
 pub fn add_filter_with_plugin(
     node: &mut Node,

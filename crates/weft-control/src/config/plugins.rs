@@ -137,13 +137,13 @@ impl NodeConfig {
         }))
     }
 
-    /// Classes the file uses (instance classes, filters' `plugin`) that are
+    /// Classes the file uses (instance classes, filters' `class`) that are
     /// not built in: the plugins to fetch before the node is built, each
     /// as written (`NAME` or `NAME@HASH`) with where it is written.
     pub fn plugin_uses(&self) -> Vec<&Spanned<String>> {
         let builtins: Vec<String> = crate::builtin_classes().into_iter().map(|c| c.name).collect();
         let inst = self.instances.iter().map(|i| &i.get_ref().class);
-        let filt = self.filters.iter().filter_map(|f| f.get_ref().plugin.as_ref());
+        let filt = self.filters.iter().filter_map(|f| f.get_ref().class.as_ref());
         let mut out: Vec<&Spanned<String>> = Vec::new();
         for c in inst.chain(filt) {
             let name = class_name(c.get_ref());

@@ -290,9 +290,8 @@ fn other_semantic_errors_point_at_their_line() {
     fails_at("[node]\nname = \"r1\"\n[[port]\n", 3, "");
 }
 
-/// `[node] icmp_rate` / `icmp_burst` set the node's one ICMP error limiter
-/// (issue 13 item 9); absent, Linux's defaults; too large, an error at the
-/// value.
+/// `[node] icmp_rate` / `icmp_burst` set the node's one ICMP error limiter;
+/// absent, Linux's defaults; too large, an error at the value.
 #[test]
 fn icmp_rate_and_burst() {
     let (n, _) = build(HEAD).unwrap();

@@ -74,7 +74,7 @@ impl fmt::Display for FilterId {
     }
 }
 
-/// A filter to add: a match at a hook and the path (chain of instances)
+/// A filter to add: a match at a hook and the chain of instances
 /// packets matching it run through.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilterSpec {
@@ -83,7 +83,7 @@ pub struct FilterSpec {
     /// Match.
     #[serde(flatten)]
     pub m: Match,
-    /// Instances in path order.
+    /// Instances in chain order.
     #[serde(default)]
     pub chain: Vec<InstanceId>,
     /// Rule position within the hook (0 = first); `None` appends.
@@ -112,7 +112,7 @@ pub struct FilterInfo {
     /// Match.
     #[serde(flatten)]
     pub m: Match,
-    /// Instances in path order, with their classes.
+    /// Instances in chain order, with their classes.
     pub chain: Vec<(InstanceId, String)>,
     /// Packets matched.
     pub hits: u64,
@@ -475,7 +475,7 @@ impl Node {
         Ok(())
     }
 
-    /// Bind an instance into a filter's path at `position` (None: at the end).
+    /// Bind an instance into a filter's chain at `position` (None: at the end).
     pub fn bind(&mut self, id: InstanceId, filter: FilterId, position: Option<usize>) -> Result<(), NodeError> {
         self.inst(id)?;
         let f = self
@@ -492,7 +492,7 @@ impl Node {
         Ok(())
     }
 
-    /// Take an instance out of a filter's path.
+    /// Take an instance out of a filter's chain.
     pub fn unbind(&mut self, id: InstanceId, filter: FilterId) -> Result<(), NodeError> {
         let f = self
             .filters

@@ -97,7 +97,7 @@ pub enum Hook {
 }
 
 impl Hook {
-    /// All hooks in path order.
+    /// All hooks in the order a forwarded packet meets them.
     pub const ALL: [Hook; 5] = [
         Hook::Prerouting,
         Hook::Input,
@@ -179,10 +179,10 @@ pub enum NodeError {
     /// The filter has no hook.
     #[error("a filter needs a hook")]
     NoHook,
-    /// The instance is already in that path.
+    /// The instance is already in that chain.
     #[error("instance {0} is already bound to filter {1}")]
     AlreadyBound(InstanceId, FilterId),
-    /// The instance is not in that path.
+    /// The instance is not in that chain.
     #[error("instance {0} is not bound to filter {1}")]
     NotBound(InstanceId, FilterId),
     /// No visit holds that label.

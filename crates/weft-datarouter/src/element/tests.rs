@@ -309,7 +309,7 @@ fn bad_options_around_the_tag() {
     bad_case(&[0x01, 0x07, 30, 4], "truncated", 22);
 }
 
-/// Issue 13 item 8: an option of length 41 (more than 40 octets never fit)
+/// An option of length 41 (more than 40 octets never fit)
 /// is `too-long`, not `truncated`, and answered with a parameter problem
 /// pointing at its length octet.
 #[test]
@@ -549,7 +549,7 @@ proptest::proptest! {
     }
 }
 
-// ----- never an ICMP error about an ICMP error (issue 13 item 7) ------------
+// ----- never an ICMP error about an ICMP error ------------
 
 const ME6: &str = "fd00::1";
 const SRC6: &str = "fd00::2";
@@ -686,7 +686,7 @@ fn icmp_errors_and_later_fragments_with_a_bad_tag_are_never_answered() {
 
 /// The element asks the node's one ICMP error limiter
 /// ([`Ctx::icmp_error_allowed`]) before it answers, and counts what the
-/// limiter refused (issue 13 item 9); `icmp_rate` is no longer its own.
+/// limiter refused; `icmp_rate` is no longer its own.
 #[test]
 fn icmp_answers_pass_the_nodes_limiter() {
     let mut d = dr("class DNS add joe.com 10.0.2.2 alg suffix");
@@ -708,7 +708,7 @@ fn icmp_answers_pass_the_nodes_limiter() {
     assert!(e.contains("[node]"), "{e}");
 }
 
-// ----- what the doc promises (issue 13 items 8 and 10) ---------------------
+// ----- what the doc promises ---------------------
 
 /// The reasons docs/datarouter.md's table lists, in its order.
 fn documented_reasons() -> Vec<String> {
@@ -804,7 +804,7 @@ fn which_reason_wins() {
 
 /// `flush` empties a class but keeps it and its miss outcome: a tag of the
 /// class is then a `miss` answered as the class says, not an unknown
-/// class (issue 13 item 10).
+/// class.
 #[test]
 fn flush_keeps_the_class_and_its_miss_outcome() {
     let mut d = dr("class DNS add joe.com 10.0.2.2 alg suffix\nclass DNS miss icmp");

@@ -6,7 +6,7 @@
 //! remembered a while to drop duplicates.
 
 use super::outputs::Transmit;
-use super::transactions::TxnKey;
+use super::TxnKey;
 use super::{Agent, Env, Timer};
 use crate::wire::{Body, Message};
 use std::net::{IpAddr, SocketAddr};

@@ -49,14 +49,32 @@ pub use env::{Context, Env, Grant, Install, Installed, NullEnv, Refusal};
 pub use outputs::{Counters, Event, PeerView, Removal, SessionState, SessionView, Transmit};
 pub use requester::RequestError;
 
-use crate::wire::{peek, Body, Message, SessionId, Signer};
+use crate::wire::{peek, Body, Message, SessionId, Signed, Signer};
 use delivery::Pending;
 use guard::Guard;
 use serde::{Deserialize, Serialize};
 use sessions::Session;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use transactions::{Txn, TxnKey};
+use transactions::Txn;
+
+/// A request in flight: its session and nonce (unique per key; a
+/// collision between keys only makes the second request look like a
+/// duplicate at this node).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct TxnKey {
+    pub(crate) session: SessionId,
+    pub(crate) nonce: [u8; 16],
+}
+
+impl TxnKey {
+    pub(crate) fn of(s: &Signed) -> TxnKey {
+        TxnKey {
+            session: s.request().session,
+            nonce: s.request().nonce,
+        }
+    }
+}
 
 /// One second, ns.
 pub const SECOND: u64 = 1_000_000_000;

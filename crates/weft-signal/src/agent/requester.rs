@@ -6,7 +6,8 @@
 //! and time every interval, so that every node on the path — one that
 //! restarted too — holds it).
 
-use super::transactions::{TxnKey, Upstream, Via};
+use super::transactions::{Upstream, Via};
+use super::TxnKey;
 use super::{Agent, BoxSigner, Env, Timer};
 use crate::wire::{Kind, Request, SessionId, Signed, Signer, WireError};
 use std::net::IpAddr;

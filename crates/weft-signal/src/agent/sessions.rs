@@ -6,7 +6,8 @@
 //! it installed.
 
 use super::outputs::{Removal, SessionState, SessionView};
-use super::transactions::{Own, TxnKey};
+use super::transactions::Own;
+use super::TxnKey;
 use super::{Agent, Context, Env, Event, Install, Installed, Refusal, Timer, SECOND};
 use crate::wire::{Entry, Kind, ModuleFact, Probe, Reason, Request, SessionId};
 use std::net::IpAddr;

@@ -17,29 +17,11 @@
 //! the stack of that flow becomes the TRIGGER's answer.
 
 use super::delivery::OnFail;
-use super::{Agent, Context, Env, Event, Timer, SECOND};
+use super::{Agent, Context, Env, Event, Timer, TxnKey, SECOND};
 use crate::wire::{
     Body, Entry, Kind, Reason, RequestMsg, ResponseMsg, SessionId, Signed, HEADER_LEN, MAX_MESSAGE_LEN, SIGNAL_PORT,
 };
 use std::net::{IpAddr, SocketAddr};
-
-/// A request in flight: its session and nonce (unique per key; a
-/// collision between keys only makes the second request look like a
-/// duplicate at this node).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct TxnKey {
-    pub(crate) session: SessionId,
-    pub(crate) nonce: [u8; 16],
-}
-
-impl TxnKey {
-    pub(crate) fn of(s: &Signed) -> TxnKey {
-        TxnKey {
-            session: s.request().session,
-            nonce: s.request().nonce,
-        }
-    }
-}
 
 /// Where a transaction's stack goes.
 #[derive(Clone, Copy, Debug)]

@@ -47,7 +47,7 @@ pub enum FbCmd {
         #[arg(required = true)]
         pairs: Vec<String>,
     },
-    /// Bind an instance into a filter's path.
+    /// Bind an instance into a filter's chain.
     Bind {
         /// Instance: '#N'.
         id: InstanceId,
@@ -57,7 +57,7 @@ pub enum FbCmd {
         #[arg(long, value_name = "N")]
         position: Option<usize>,
     },
-    /// Take an instance out of a filter's path.
+    /// Take an instance out of a filter's chain.
     Unbind {
         /// Instance: '#N'.
         id: InstanceId,

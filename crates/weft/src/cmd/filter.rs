@@ -1,4 +1,4 @@
-//! `weft filter add|ls|rm`: iptables-like filters whose targets are paths of
+//! `weft filter add|ls|rm`: iptables-like filters whose targets are chains of
 //! instances.
 
 use crate::cmd::common::{client, table};
@@ -10,7 +10,7 @@ use weft_dataplane::{Hook, InstanceId};
 
 #[derive(Debug, Subcommand)]
 pub enum FilterCmd {
-    /// Add a filter; with --plugin CLASS --autoinstance prints the created instance (#N) on the first line.
+    /// Add a filter; with --class CLASS --autoinstance prints the created instance (#N) on the first line.
     Add(AddArgs),
     /// List filters per hook, iptables -L style.
     #[command(alias = "list")]
@@ -48,13 +48,15 @@ pub struct AddArgs {
     /// Receiving port name.
     #[arg(short = 'i', long = "in-port")]
     in_port: Option<String>,
-    /// Existing instances in path order: '#1,#2'.
+    /// Existing instances in chain order: '#1,#2'.
     #[arg(long, value_delimiter = ',')]
     chain: Vec<InstanceId>,
-    /// Class of an instance to create for this filter (with --autoinstance).
-    #[arg(long, value_name = "CLASS")]
-    plugin: Option<String>,
-    /// Create an instance of --plugin for this filter (PromethOS).
+    /// Class of an instance to create for this filter (with --autoinstance):
+    /// a built-in class or a plugin's. `--plugin` is the same option in
+    /// PromethOS' words.
+    #[arg(long, value_name = "CLASS", visible_alias = "plugin")]
+    class: Option<String>,
+    /// Create an instance of --class for this filter (PromethOS).
     #[arg(long)]
     autoinstance: bool,
     /// Configuration of the created instance.
@@ -84,7 +86,7 @@ pub async fn run(cmd: FilterCmd, node: Option<PathBuf>) -> anyhow::Result<()> {
                 sport: a.sport,
                 dport: a.dport,
                 chain: a.chain.iter().map(|i| i.to_string()).collect(),
-                plugin: a.plugin,
+                class: a.class,
                 autoinstance: a.autoinstance,
                 config: a.config,
                 position: a.position,
@@ -154,16 +156,20 @@ fn render(fs: &[FilterView]) -> String {
         let rows: Vec<Vec<String>> = mine
             .iter()
             .map(|f| {
-                let path: Vec<String> = f.chain.iter().map(|e| format!("{}{}", e.class, e.id)).collect();
+                let chain: Vec<String> = f.chain.iter().map(|e| format!("{}{}", e.class, e.id)).collect();
                 vec![
                     f.id.to_string(),
-                    if path.is_empty() { "ACCEPT" } else { "PATH" }.to_string(),
+                    if chain.is_empty() { "ACCEPT" } else { "CHAIN" }.to_string(),
                     f.proto.map(|p| p.to_string()).unwrap_or_else(|| "all".into()),
                     f.in_port.clone().unwrap_or_else(|| "any".into()),
                     f.src.map(|s| s.to_string()).unwrap_or_else(|| "anywhere".into()),
                     f.dst.map(|s| s.to_string()).unwrap_or_else(|| "anywhere".into()),
                     ports(f),
-                    if path.is_empty() { "-".into() } else { path.join(" -> ") },
+                    if chain.is_empty() {
+                        "-".into()
+                    } else {
+                        chain.join(" -> ")
+                    },
                     f.hits.to_string(),
                 ]
             })
@@ -177,7 +183,7 @@ fn render(fs: &[FilterView]) -> String {
                 "source",
                 "destination",
                 "ports",
-                "path",
+                "chain",
                 "hits",
             ],
             &rows,

@@ -117,7 +117,7 @@ async fn run_node(a: RunArgs) -> anyhow::Result<()> {
         }
     }
     // On-path signaling: the same principals as the API's.
-    weft_control::signal::enable(&runner.handle(), &cfg, server.policy(), plugins.as_ref()).await?;
+    weft_control::daemons::enable_signal(&runner.handle(), &cfg, server.policy(), plugins.as_ref()).await?;
     match server.tcp_addr() {
         Some(t) => println!("node {} serving on {} (tcp {t})", cfg.name(), socket.display()),
         None => println!("node {} serving on {}", cfg.name(), socket.display()),

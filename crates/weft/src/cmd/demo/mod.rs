@@ -164,7 +164,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     say("\n3. Load a rate limiter into the running router r2 with one filter command (PromethOS §2.6):");
     cmd(
         "r2",
-        "filter add --hook prerouting -p udp -s 10.0.1.2 --dport 6060 --plugin ratelimit --autoinstance --config 65536",
+        "filter add --hook prerouting -p udp -s 10.0.1.2 --dport 6060 --class ratelimit --autoinstance --config 65536",
     );
     let (rl, _) = filter(emu.node_mut("r2"), video_match(), ("ratelimit", "65536"))?;
     println!("  {rl}");
@@ -207,15 +207,15 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     );
     cmd(
         "r1",
-        "filter add -p udp -s 10.0.1.2 --dport 6060 --plugin encrypt --autoinstance --config key=…",
+        "filter add -p udp -s 10.0.1.2 --dport 6060 --class encrypt --autoinstance --config key=…",
     );
     let (enc, _) = filter(emu.node_mut("r1"), video_match(), ("encrypt", &format!("key={KEY}")))?;
     cmd(
         "r3",
-        "filter add -p esp -s 10.0.1.2 --plugin decrypt --autoinstance --config key=…",
+        "filter add -p esp -s 10.0.1.2 --class decrypt --autoinstance --config key=…",
     );
     let (dec, _) = filter(emu.node_mut("r3"), esp_match(), ("decrypt", &format!("key={KEY}")))?;
-    cmd("r2", "filter add -p esp -s 10.0.1.2 --plugin counter --autoinstance");
+    cmd("r2", "filter add -p esp -s 10.0.1.2 --class counter --autoinstance");
     let (count, f_esp) = filter(emu.node_mut("r2"), esp_match(), ("counter", ""))?;
     println!("  {count}");
     cmd("r2", "fb new netmonitor");

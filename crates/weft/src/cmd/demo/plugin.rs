@@ -80,7 +80,7 @@ pub(super) fn run(emu: &mut Emulator, h2: IpAddr) -> Result<()> {
     };
     cmd(
         "r2",
-        &format!("filter add -p udp --dport {PORT} --plugin {PLUGIN} --autoinstance   # r2 lacks the class"),
+        &format!("filter add -p udp --dport {PORT} --class {PLUGIN} --autoinstance   # r2 lacks the class"),
     );
     let l = loader.load_blocking(&PLUGIN.parse().map_err(|e: String| anyhow!(e))?, None)?;
     for s in &l.steps {
@@ -112,7 +112,7 @@ pub(super) fn run(emu: &mut Emulator, h2: IpAddr) -> Result<()> {
     store::write_package(&repo, &m, &evil, Some(&m.sign(&key)))?;
     cmd(
         "r2",
-        &format!("filter add -p udp --dport {PORT} --plugin netmon-evil --autoinstance"),
+        &format!("filter add -p udp --dport {PORT} --class netmon-evil --autoinstance"),
     );
     match loader.load_blocking(&"netmon-evil".parse().map_err(|e: String| anyhow!(e))?, None) {
         Ok(_) => return Err(anyhow!("a tampered plugin was accepted")),

@@ -1,6 +1,6 @@
 //! `match` — a filter expression inside a chain: the packet's 6-tuple is
 //! tested with the classifier's own [`Match::matches`], so a `match` and a
-//! path filter with the same fields agree.
+//! filter with the same fields agree.
 //!
 //! * **Configuration** (every field optional; an absent field matches
 //!   anything):
