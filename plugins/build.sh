@@ -2,6 +2,8 @@
 # Build every example and test plugin to target/plugins/*.wasm (in the main
 # workspace's target directory). Installs what is missing: the Rust
 # wasm32-unknown-unknown target, and clang + lld for the C plugin.
+# Server modules (WASI HTTP proxy components: ActiveCDN, the test module)
+# build for wasm32-wasip2, installed here when missing.
 # Idempotent: returns at once when every output is newer than every source.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -10,7 +12,9 @@ out="${WEFT_PLUGIN_DIR:-$root/target/plugins}"
 rust_plugins=(counter netmonitor layerdrop rewrite noop spin grow panic badlen badpkt echo)
 outputs=()
 for p in "${rust_plugins[@]}"; do outputs+=("$out/$p.wasm"); done
+server_modules=(activecdn srvtest)
 outputs+=("$out/counter_v2.wasm" "$out/c-counter.wasm")
+for p in "${server_modules[@]}"; do outputs+=("$out/$p.wasm"); done
 
 up_to_date() {
     local newest_src oldest_out f
@@ -26,6 +30,9 @@ as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     rustup target add wasm32-unknown-unknown
+fi
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    rustup target add wasm32-wasip2
 fi
 find_wasm_ld() { command -v wasm-ld || command -v wasm-ld-14 || ls /usr/lib/llvm-*/bin/wasm-ld 2>/dev/null | head -1; }
 if ! command -v clang >/dev/null || [[ -z "$(find_wasm_ld)" ]]; then
@@ -46,6 +53,12 @@ for p in "${rust_plugins[@]}"; do args+=(-p "weft-plugin-$p"); done
 cargo build -q --release "${args[@]}" --target-dir "$here/target"
 for p in "${rust_plugins[@]}"; do
     cp "target/wasm32-unknown-unknown/release/weft_plugin_${p}.wasm" "$out/$p.wasm"
+done
+args=()
+for p in "${server_modules[@]}"; do args+=(-p "weft-server-$p"); done
+cargo build -q --release "${args[@]}" --target wasm32-wasip2 --target-dir "$here/target"
+for p in "${server_modules[@]}"; do
+    cp "target/wasm32-wasip2/release/weft_server_${p}.wasm" "$out/$p.wasm"
 done
 
 # clang finds wasm-ld on PATH; Debian's lld package names it wasm-ld-NN.

@@ -7,7 +7,8 @@
 /// Start the signaling daemon of the running node `h` as its configuration
 /// `cfg` says (`[signal]`; nothing when absent): rights from `policy` (the
 /// API's), code through `plugins` (`[plugins]`; without it every packet
-/// module is refused `unsupported`), fetches on the current tokio runtime.
+/// module is refused `unsupported`), fetches on the current tokio runtime;
+/// server modules when the node has `[plugins]` and `[punt]`.
 pub async fn enable_signal(
     h: &crate::runner::NodeHandle,
     cfg: &crate::config::NodeConfig,
@@ -31,6 +32,22 @@ pub async fn enable_signal(
             std::sync::Arc::new(move || h2.nudge()),
         )
     });
+    // Server modules need the loader (code) and the punt (the kernel's TCP
+    // on the node's addresses).
+    let servers = match (plugins, cfg.punt.is_some()) {
+        (Some(p), true) => {
+            let host = weft_servers::ServerHost::new().map_err(|e| anyhow::anyhow!("server modules: {e}"))?;
+            let h2 = h.clone();
+            Some(crate::signal::WasiServers::new(
+                host,
+                p.loader().clone(),
+                tokio::runtime::Handle::current(),
+                sc.server_bounds(),
+                std::sync::Arc::new(move || h2.nudge()),
+            ))
+        }
+        _ => None,
+    };
     let unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -42,6 +59,13 @@ pub async fn enable_signal(
         let mut s = crate::signal::SignalNode::new(n, &sc, policy, repos, accounts, now, unix);
         if let Some(f) = fetcher {
             s.set_fetcher(Box::new(f));
+        }
+        if let Some(sv) = servers {
+            // Replies to the connections the node's kernel opens for the
+            // modules' outgoing requests arrive at its ephemeral ports.
+            let (lo, hi) = crate::signal::ephemeral_ports();
+            n.listen_range(weft_packet::proto::TCP, lo, hi);
+            s.set_servers(Box::new(sv));
         }
         s
     })

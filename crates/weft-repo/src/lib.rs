@@ -32,7 +32,7 @@ pub mod server;
 pub mod store;
 
 pub use keys::{KeyError, KeyId, PublicKey, SecretKey};
-pub use loader::{Loaded, Loader, LoaderConfig, LoaderError, PluginSpec};
+pub use loader::{Loaded, Loader, LoaderConfig, LoaderError, PluginSpec, VerifiedServer};
 pub use package::{Manifest, TrustError};
 
 /// Lowercase hex of `bytes`.

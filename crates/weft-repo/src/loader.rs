@@ -180,6 +180,19 @@ pub struct Loaded {
     pub compile_time: std::time::Duration,
 }
 
+/// A verified server-module package ([`Loader::verify_server`]).
+#[derive(Clone, Debug)]
+pub struct VerifiedServer {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Who signed it.
+    pub signer: KeyId,
+    /// The component's bytes.
+    pub module: Vec<u8>,
+    /// Time spent checking hash and signature.
+    pub verify_time: std::time::Duration,
+}
+
 struct Inner {
     cfg: LoaderConfig,
     host: WasmHost,
@@ -378,6 +391,41 @@ impl Loader {
             steps,
             verify_time,
             compile_time,
+        })
+    }
+
+    /// Check a fetched **server module** package: the same hash and
+    /// signature checks as [`Loader::verify_and_load`], the ABI
+    /// [`SERVER_ABI`](crate::package::SERVER_ABI); keep it in the cache.
+    /// Nothing is compiled here: the server-module host compiles the
+    /// component and checks its world. The module's bytes come back.
+    pub fn verify_server(&self, spec: &PluginSpec, f: Fetched) -> Result<VerifiedServer, LoaderError> {
+        let started = Instant::now();
+        let untrusted = |error| LoaderError::Untrusted {
+            spec: spec.to_string(),
+            source_url: f.source.clone(),
+            error: Box::new(error),
+        };
+        let m = Manifest::parse(&f.manifest).map_err(untrusted)?;
+        let expect = Expect {
+            name: &spec.name,
+            hash: spec.hash.as_deref(),
+            trusted: &self.inner.cfg.trusted_keys,
+        };
+        let signer = package::check_server(&expect, &m, &f.module, f.signature.as_deref()).map_err(untrusted)?;
+        if f.source != "cache" {
+            if let Some(d) = self.package_dir(&m.sha256) {
+                if let Err(e) = keep(&d, &f) {
+                    tracing::warn!(dir = %d.display(), error = %e, "could not cache the server module package");
+                }
+            }
+        }
+        tracing::info!(module = %m.name, version = %m.version, sha256 = %m.sha256, signer = %signer, source = %f.source, "server module verified");
+        Ok(VerifiedServer {
+            manifest: m,
+            signer,
+            module: f.module,
+            verify_time: started.elapsed(),
         })
     }
 

@@ -22,6 +22,13 @@
 use crate::keys::{KeyId, PublicKey, SecretKey};
 use crate::{from_hex, sha256_hex, to_hex};
 
+/// The `abi` of a **server module**: a WebAssembly component of the WASI
+/// HTTP proxy world (`wasi:http/proxy@0.2`, `docs/server-modules.md`),
+/// not a packet plugin. Signed like any package, so a node can never load
+/// one as the other: the packet loader wants [`weft_wasm::abi::ABI_VERSION`],
+/// the server-module host this.
+pub const SERVER_ABI: u32 = 1000;
+
 /// Domain separation tag: the first line of the signed bytes.
 pub const SIGNING_TAG: &str = "weft-plugin-v1";
 
@@ -210,6 +217,26 @@ pub struct Expect<'a> {
 /// [`Manifest::signed_bytes`]; the declared ABI is ours. Returns the
 /// signer's id.
 pub fn check(expect: &Expect<'_>, m: &Manifest, module: &[u8], signature: Option<&[u8]>) -> Result<KeyId, TrustError> {
+    check_as(expect, m, module, signature, weft_wasm::abi::ABI_VERSION as u32)
+}
+
+/// [`check`] for a server module: the same checks, the ABI [`SERVER_ABI`].
+pub fn check_server(
+    expect: &Expect<'_>,
+    m: &Manifest,
+    module: &[u8],
+    signature: Option<&[u8]>,
+) -> Result<KeyId, TrustError> {
+    check_as(expect, m, module, signature, SERVER_ABI)
+}
+
+fn check_as(
+    expect: &Expect<'_>,
+    m: &Manifest,
+    module: &[u8],
+    signature: Option<&[u8]>,
+    ours: u32,
+) -> Result<KeyId, TrustError> {
     if m.name != expect.name {
         return Err(TrustError::NameMismatch {
             asked: expect.name.into(),
@@ -262,7 +289,6 @@ pub fn check(expect: &Expect<'_>, m: &Manifest, module: &[u8], signature: Option
     if !m.signer.verify(&m.signed_bytes(), &sig) {
         return Err(bad());
     }
-    let ours = weft_wasm::abi::ABI_VERSION as u32;
     if m.abi != ours {
         return Err(TrustError::WrongAbi {
             name: m.name.clone(),

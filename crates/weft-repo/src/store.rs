@@ -57,10 +57,18 @@ pub enum Select {
     Hash(String),
 }
 
+/// The first octets of a WebAssembly component (magic, version 0x0d,
+/// layer 1): what makes a published module a server module.
+pub const COMPONENT_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+
 /// Sign `module` as `name` `version` with `key` and write it into the
-/// repository at `dir` (created if missing); it becomes `latest`. The
-/// module must pass [`weft_wasm::verify_module`] first. `version` defaults
-/// to the first 12 hex digits of the module's sha256.
+/// repository at `dir` (created if missing); it becomes `latest`. A packet
+/// plugin must pass [`weft_wasm::verify_module`] first; a component is
+/// published as a server module (its manifest's ABI is
+/// [`SERVER_ABI`](crate::package::SERVER_ABI); the node's server-module host
+/// compiles and checks it). `version` defaults to the first 12 hex digits
+/// of the module's sha256.
+
 pub fn publish(
     dir: &Path,
     module: &[u8],
@@ -73,16 +81,24 @@ pub fn publish(
             "bad plugin name {name:?}: use 1-64 of a-z 0-9 _ - . (starting with a letter or digit)"
         )));
     }
-    let info = weft_wasm::verify_module(module).map_err(|e| StoreError::Refused(name.into(), e))?;
+    // A component is a server module (its ABI says so in the signed
+    // manifest); anything else must be a packet plugin the verifier takes.
+    let server = module.starts_with(&COMPONENT_HEADER);
+    if !server {
+        weft_wasm::verify_module(module).map_err(|e| StoreError::Refused(name.into(), e))?;
+    }
     let version = version
         .map(str::to_string)
-        .unwrap_or_else(|| info.hash[..12].to_string());
+        .unwrap_or_else(|| crate::sha256_hex(module)[..12].to_string());
     if !valid_version(&version) {
         return Err(StoreError::BadName(format!(
             "bad version {version:?}: use 1-64 of A-Z a-z 0-9 _ - . + (not `latest`)"
         )));
     }
-    let m = Manifest::new(name, &version, module, key.public());
+    let mut m = Manifest::new(name, &version, module, key.public());
+    if server {
+        m.abi = crate::package::SERVER_ABI;
+    }
     if let Ok(old) = read_manifest(&dir.join(name).join(&version)) {
         if old.sha256 != m.sha256 {
             return Err(StoreError::Exists {
@@ -203,6 +219,38 @@ mod tests {
             Err(StoreError::BadName(_))
         ));
         assert!(list(&dir).unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_component_is_published_as_a_server_module() {
+        let dir = std::env::temp_dir().join(format!("weft-store-srv-{}", std::process::id()));
+        let k = SecretKey::from_seed([4; 32]);
+        let mut component = COMPONENT_HEADER.to_vec();
+        component.extend_from_slice(b"rest of a component");
+        let m = publish(&dir, &component, "cdn", Some("1"), &k).unwrap();
+        assert_eq!(m.abi, crate::package::SERVER_ABI);
+        let trusted = [k.public()];
+        let e = crate::package::Expect {
+            name: "cdn",
+            hash: None,
+            trusted: &trusted,
+        };
+        let sig = m.sign(&k);
+        // Never loaded as a packet plugin; accepted as a server module.
+        assert!(matches!(
+            crate::package::check(&e, &m, &component, Some(sig.as_bytes())),
+            Err(crate::TrustError::WrongAbi { abi: 1000, .. })
+        ));
+        assert!(crate::package::check_server(&e, &m, &component, Some(sig.as_bytes())).is_ok());
+        // And a packet plugin's manifest is not a server module's.
+        let mut p = m.clone();
+        p.abi = weft_wasm::abi::ABI_VERSION as u32;
+        let psig = p.sign(&k);
+        assert!(matches!(
+            crate::package::check_server(&e, &p, &component, Some(psig.as_bytes())),
+            Err(crate::TrustError::WrongAbi { .. })
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 use cmd::common::NodeArg;
 use cmd::{
     bench, demo, droute, emu, fb, filter, instance, keygen, metrics, node, pbr, plugin, policy, recv, repo, route,
-    send, signal, token,
+    send, serve, signal, token,
 };
 use std::process::ExitCode;
 
@@ -86,6 +86,8 @@ enum Command {
     /// Code servers: sign and publish plugins into a directory, serve it over HTTP.
     #[command(subcommand)]
     Repo(repo::RepoCmd),
+    /// Run a server module (a WASI HTTP proxy component) on this host, under a node's bounds.
+    Serve(serve::ServeArgs),
     /// Make an ed25519 key pair (signing plugins, signing API requests); prints the public key.
     Keygen(keygen::KeygenArgs),
     /// Make a bearer token for an API principal; prints it, and its token_sha256 line on stderr.
@@ -128,7 +130,7 @@ impl Command {
     fn runs_node(&self) -> bool {
         matches!(
             self,
-            Command::Node(node::NodeCmd::Run(_)) | Command::Repo(repo::RepoCmd::Serve { .. })
+            Command::Node(node::NodeCmd::Run(_)) | Command::Repo(repo::RepoCmd::Serve { .. }) | Command::Serve(_)
         )
     }
 }
@@ -147,6 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(&a),
         Command::Plugin { node, cmd } => plugin::run(cmd, node.node).await,
         Command::Repo(c) => repo::run(c).await,
+        Command::Serve(a) => serve::run(a).await,
         Command::Keygen(a) => keygen::run(&a),
         Command::Token(a) => token::run(&a),
         Command::Droute { node, args } => droute::run(args, node.node).await,

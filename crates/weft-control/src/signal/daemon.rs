@@ -155,6 +155,14 @@ impl SignalNode {
         while let Some(f) = self.env.fetcher.as_mut().and_then(|f| f.poll()) {
             self.module_fetched(node, now, f);
         }
+        while let Some((session, r)) = self.env.servers.as_mut().and_then(|s| s.poll()) {
+            if let Err(e) = &r {
+                tracing::warn!(node = %node.name(), %session, error = %e, "signal: server module failed to start");
+                let (_, mut env) = self.split(node);
+                env.server_failed(session);
+            }
+            self.install_done(node, now, session, r);
+        }
         while let Some(pkt) = node.poll_local_where(is_signal) {
             self.stats.datagrams_in += 1;
             let flow = pkt.meta.flow;
@@ -335,6 +343,16 @@ impl SignalNode {
             "sessions": self.agent.session_count(),
             "transactions": self.agent.transaction_count(),
             "pending_acks": self.agent.pending_count(),
+            "servers": self.env.servers.as_ref().map(|s| {
+                s.counters()
+                    .into_iter()
+                    .map(|(session, c)| {
+                        let c: serde_json::Map<String, serde_json::Value> =
+                            c.into_iter().map(|(k, v)| (k.to_string(), v.into())).collect();
+                        (session.to_string(), serde_json::Value::Object(c))
+                    })
+                    .collect::<serde_json::Map<String, serde_json::Value>>()
+            }),
         })
     }
 

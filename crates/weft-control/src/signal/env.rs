@@ -43,8 +43,9 @@ pub(super) enum Slot {
         instance: InstanceId,
         filter: FilterId,
     },
-    /// A server module, held by the [`ServerModules`] host.
-    Server,
+    /// A server module, held by the [`ServerModules`] host, and the TCP
+    /// ports the node delivers to it.
+    Server { ports: Vec<u16> },
 }
 
 /// Install counters ([`super::SignalNode::counters`]).
@@ -233,6 +234,54 @@ impl NodeEnv<'_> {
     }
 }
 
+impl NodeEnv<'_> {
+    /// Start a server module: TCP ports only; by name only (a principal
+    /// allowed modules by signer must name server modules in `classes`:
+    /// the host checks the package's signature against the node's trusted
+    /// keys, not the principal's signers); the node delivers the ports to
+    /// the kernel, where the host listens on the node's addresses.
+    fn start_server(&mut self, session: SessionId, req: &Request, grant: &Grant) -> Result<Install, Refusal> {
+        let Some(m) = &req.module else {
+            return Err(Refusal::new(Reason::InstallFailed, "no module"));
+        };
+        if req.server_ports.is_empty() {
+            return Err(Refusal::new(Reason::Port, "a server module needs a server port"));
+        }
+        if let Some(p) = req.server_ports.iter().find(|p| p.proto != weft_packet::proto::TCP) {
+            return Err(Refusal::new(
+                Reason::Unsupported,
+                format!("server modules serve HTTP over TCP; port {} is not TCP", p.port),
+            ));
+        }
+        let p = self.st.principal(&req.key)?;
+        if !p.signers.is_empty() {
+            p.need_class(&m.name, None)
+                .map_err(|e| refusal(Reason::ModuleNotAllowed, e))?;
+        }
+        let addrs: Vec<IpAddr> = self.node.addresses().into_iter().map(|(_, a)| a.addr()).collect();
+        let Some(s) = self.st.servers.as_mut() else {
+            return Err(Refusal::new(Reason::Unsupported, "this node does not host server modules"));
+        };
+        let r = s.start(session, req, &grant.principal, &addrs)?;
+        let ports: Vec<u16> = req.server_ports.iter().map(|p| p.port).collect();
+        for &port in &ports {
+            self.node.listen(weft_packet::proto::TCP, port);
+        }
+        self.st.slots.insert(session, Slot::Server { ports });
+        Ok(r)
+    }
+
+    /// A server module's pending start failed: forget its slot and ports.
+    pub(super) fn server_failed(&mut self, session: SessionId) {
+        if let Some(Slot::Server { ports }) = self.st.slots.remove(&session) {
+            for p in ports {
+                self.node.unlisten(weft_packet::proto::TCP, p);
+            }
+        }
+        self.st.stats.failed += 1;
+    }
+}
+
 fn us(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
@@ -321,23 +370,16 @@ impl Env for NodeEnv<'_> {
                 ));
             }
         }
-        if m.kind == ModuleKind::Server {
-            return match self.st.servers.as_mut() {
-                Some(s) => {
-                    let r = s.start(session, req, &grant.principal)?;
-                    self.st.slots.insert(session, Slot::Server);
-                    Ok(r)
-                }
-                None => Err(Refusal::new(
-                    Reason::Unsupported,
-                    "this node does not host server modules",
-                )),
-            };
-        }
         let Some(code) = &req.code else {
             return Err(Refusal::new(Reason::InstallFailed, "no code"));
         };
-        if self.st.fetcher.is_none() {
+        if m.kind == ModuleKind::Server && self.st.servers.is_none() {
+            return Err(Refusal::new(
+                Reason::Unsupported,
+                "this node does not host server modules (it needs [plugins] and [punt])",
+            ));
+        }
+        if m.kind == ModuleKind::Packet && self.st.fetcher.is_none() {
             return Err(Refusal::new(
                 Reason::Unsupported,
                 "this node loads no plugins (it has no [plugins] section)",
@@ -363,6 +405,9 @@ impl Env for NodeEnv<'_> {
                     }
                 ),
             ));
+        }
+        if m.kind == ModuleKind::Server {
+            return self.start_server(session, req, grant);
         }
         if self.is_native(&m.name) {
             return Err(Refusal::new(
@@ -409,7 +454,10 @@ impl Env for NodeEnv<'_> {
                 let _ = self.node.remove_filter(filter);
                 let _ = self.node.remove_instance(instance);
             }
-            Some(Slot::Server) => {
+            Some(Slot::Server { ports }) => {
+                for p in ports {
+                    self.node.unlisten(weft_packet::proto::TCP, p);
+                }
                 if let Some(s) = self.st.servers.as_mut() {
                     s.stop(session);
                 }

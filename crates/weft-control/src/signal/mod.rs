@@ -33,6 +33,7 @@ mod env;
 pub mod fetch;
 pub mod host;
 pub mod server;
+pub mod servers;
 #[cfg(test)]
 mod tests;
 
@@ -41,6 +42,7 @@ pub use daemon::{SignalNode, SignalStats};
 pub use env::InstallStats;
 pub use fetch::{BlockingFetcher, FetchSpec, FetchedModule, LoaderFetcher, ModuleFetcher};
 pub use server::ServerModules;
+pub use servers::WasiServers;
 
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -75,6 +77,14 @@ pub struct SignalConfig {
     /// Seed for sequence numbers and nonces; `None` draws them from the
     /// OS. Tests and the emulator seed it to be deterministic.
     pub seed: Option<u64>,
+    /// Server modules: linear memory of each, MiB (its cache included).
+    pub server_memory_mib: u64,
+    /// Server modules: CPU one request may use, ms.
+    pub server_cpu_ms: u64,
+    /// Server modules: longest a request may take, s.
+    pub server_timeout: u64,
+    /// Server modules: concurrent connections per listener.
+    pub server_connections: usize,
 }
 
 impl Default for SignalConfig {
@@ -91,11 +101,26 @@ impl Default for SignalConfig {
             install_timeout: a.install_timeout_ns / SECOND,
             window: a.window_s,
             seed: None,
+            server_memory_mib: 64,
+            server_cpu_ms: 1000,
+            server_timeout: 30,
+            server_connections: 256,
         }
     }
 }
 
 impl SignalConfig {
+    /// The bounds every server module runs under.
+    pub fn server_bounds(&self) -> weft_servers::Bounds {
+        weft_servers::Bounds {
+            memory: (self.server_memory_mib.clamp(1, 4096) as usize) << 20,
+            cpu_budget: std::time::Duration::from_millis(self.server_cpu_ms.max(10)),
+            request_timeout: std::time::Duration::from_secs(self.server_timeout.max(1)),
+            max_connections: self.server_connections.max(1),
+            ..weft_servers::Bounds::default()
+        }
+    }
+
     /// The agent's settings for node `name` with `addresses`.
     pub fn agent_config(&self, name: &str, addresses: Vec<IpAddr>) -> AgentConfig {
         let mut a = AgentConfig::new(name, addresses);
@@ -113,4 +138,16 @@ impl SignalConfig {
         a.window_s = self.window;
         a
     }
+}
+
+/// The kernel's ephemeral port range (`net.ipv4.ip_local_port_range`, per
+/// network namespace; Linux's default when unreadable).
+pub(crate) fn ephemeral_ports() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            let mut it = t.split_whitespace().map(|x| x.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999))
 }

@@ -70,6 +70,30 @@ impl Node {
             && d.get(l4 + hdr..).is_some_and(|p| p.starts_with(magic))
     }
 
+    /// Stop delivering `(proto, port)` (a server module went away).
+    pub fn unlisten(&mut self, proto: u8, port: u16) {
+        self.listeners.retain(|l| *l != (proto, port));
+    }
+
+    /// Deliver `proto` packets for every port in `lo..=hi` too: the
+    /// replies to connections the node's kernel opens from its ephemeral
+    /// ports (a server module's outgoing requests, punted). One range per
+    /// protocol; a later call replaces it.
+    pub fn listen_range(&mut self, proto: u8, lo: u16, hi: u16) {
+        self.listen_ranges.retain(|(p, _, _)| *p != proto);
+        if lo <= hi {
+            self.listen_ranges.push((proto, lo, hi));
+        }
+    }
+
+    fn listening(&self, proto: u8, port: u16) -> bool {
+        self.listeners.contains(&(proto, port))
+            || self
+                .listen_ranges
+                .iter()
+                .any(|&(p, lo, hi)| p == proto && (lo..=hi).contains(&port))
+    }
+
     /// The next packet delivered to a local listener.
     pub fn poll_local(&mut self) -> Option<LocalPacket> {
         self.local_rx.pop_front()
@@ -138,7 +162,7 @@ impl Node {
             }
             (Family::V6, proto::ICMPV6) if l4 > 0 => self.icmpv6_local(pkt),
             (_, p @ (proto::UDP | proto::TCP)) => {
-                if self.listeners.contains(&(p, f.dport)) {
+                if self.listening(p, f.dport) {
                     if self.local_rx.len() >= LOCAL_QUEUE_MAX {
                         self.drop_pkt(DropReason::LocalQueueFull, pkt);
                     } else {

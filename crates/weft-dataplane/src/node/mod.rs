@@ -234,6 +234,8 @@ pub struct Node {
     /// payload prefix) of packets carrying the Router Alert option
     /// ([`Node::intercept_router_alert`]).
     intercepts: Vec<(u8, u16, Vec<u8>)>,
+    /// `(proto, lo, hi)`: port ranges delivered locally ([`Node::listen_range`]).
+    listen_ranges: Vec<(u8, u16, u16)>,
     /// Every ICMP error the node sends, the engine's and its elements',
     /// takes a token here (`icmp_rate`, `icmp_burst`).
     icmp: IcmpLimiter,
@@ -297,6 +299,7 @@ impl Node {
             local_rx: VecDeque::new(),
             listeners: Vec::new(),
             intercepts: Vec::new(),
+            listen_ranges: Vec::new(),
             icmp: IcmpLimiter::default(),
             now_ns: 0,
             output_due_ns: 0,

@@ -21,5 +21,6 @@ pub mod recv;
 pub mod repo;
 pub mod route;
 pub mod send;
+pub mod serve;
 pub mod signal;
 pub mod token;

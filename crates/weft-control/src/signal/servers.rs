@@ -1,0 +1,242 @@
+//! [`WasiServers`]: the node's host of server modules — WASI HTTP proxy
+//! components (`crates/weft-servers`) started by SETUP.
+//!
+//! A start, off the node thread (on the API's tokio runtime): the code
+//! server must be one of `[plugins] repos` (checked before anything
+//! connects); fetch `NAME@SHA256` from it; verify hash and signature by a
+//! trusted key as for packet modules, with the server-module ABI
+//! ([`weft_repo::Loader::verify_server`]); the signed version must be the
+//! requested one; compile the component (refused unless it is of the proxy
+//! world); listen on each node address at each SERVER_PORT (the node
+//! delivers those TCP ports to its kernel through the `[punt]` TUN, which
+//! carries the node's addresses). The outcome is queued and the node
+//! thread nudged; the daemon takes it with [`ServerModules::poll`].
+//!
+//! The module's outgoing requests may reach the `origin=` entries of its
+//! configuration only, and never an address of the node or loopback
+//! (`weft_servers::egress`).
+
+use super::fetch::fetch_refusal;
+use super::server::ServerModules;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use weft_repo::{Loader, PluginSpec};
+use weft_servers::{Bounds, ModuleConfig, Server, ServerHost, ServerSpec};
+use weft_signal::wire::Timing;
+use weft_signal::{Install, Installed, Reason, Refusal, Request, SessionId};
+
+type Done = Arc<Mutex<VecDeque<(SessionId, Result<Installed, Refusal>)>>>;
+
+#[derive(Default)]
+struct Slot {
+    cancelled: bool,
+    server: Option<Server>,
+}
+
+/// Server modules of a running node.
+pub struct WasiServers {
+    host: ServerHost,
+    loader: Loader,
+    rt: tokio::runtime::Handle,
+    bounds: Bounds,
+    wake: Arc<dyn Fn() + Send + Sync>,
+    done: Done,
+    slots: HashMap<SessionId, Arc<Mutex<Slot>>>,
+}
+
+impl std::fmt::Debug for WasiServers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasiServers")
+            .field("modules", &self.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasiServers {
+    /// Host server modules with `bounds`, code through `loader`, work on
+    /// `rt`; `wake` nudges the node thread when a start ends.
+    pub fn new(
+        host: ServerHost,
+        loader: Loader,
+        rt: tokio::runtime::Handle,
+        bounds: Bounds,
+        wake: Arc<dyn Fn() + Send + Sync>,
+    ) -> WasiServers {
+        WasiServers {
+            host,
+            loader,
+            rt,
+            bounds,
+            wake,
+            done: Arc::default(),
+            slots: HashMap::new(),
+        }
+    }
+
+    /// Counters of `session`'s module, if it is serving.
+    pub fn stats(&self, session: SessionId) -> Option<Vec<(&'static str, u64)>> {
+        let s = self.slots.get(&session)?.lock().ok()?;
+        Some(s.server.as_ref()?.stats().snapshot())
+    }
+}
+
+fn us(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
+struct Job {
+    loader: Loader,
+    host: ServerHost,
+    spec: PluginSpec,
+    url: String,
+    version: String,
+    listen: Vec<SocketAddr>,
+    deny: Vec<IpAddr>,
+    config: ModuleConfig,
+    bounds: Bounds,
+}
+
+async fn start(j: Job, slot: Arc<Mutex<Slot>>) -> Result<Installed, Refusal> {
+    let t = Instant::now();
+    let f = j
+        .loader
+        .fetch(&j.spec, Some(&j.url))
+        .await
+        .map_err(|e| fetch_refusal(&e))?;
+    let fetch = if f.source == "cache" { Duration::ZERO } else { t.elapsed() };
+    let (loader, spec) = (j.loader.clone(), j.spec.clone());
+    let v = tokio::task::spawn_blocking(move || loader.verify_server(&spec, f))
+        .await
+        .map_err(|e| Refusal::new(Reason::InstallFailed, e.to_string()))?
+        .map_err(|e| fetch_refusal(&e))?;
+    if v.manifest.version != j.version {
+        return Err(Refusal::new(
+            Reason::ModuleRejected,
+            format!(
+                "the code server's {} is version {}, not {}",
+                j.spec.name, v.manifest.version, j.version
+            ),
+        ));
+    }
+    let t = Instant::now();
+    let host = j.host.clone();
+    let code = tokio::task::spawn_blocking(move || host.compile(&v.module))
+        .await
+        .map_err(|e| Refusal::new(Reason::InstallFailed, e.to_string()))?
+        .map_err(|e| Refusal::new(Reason::ModuleRejected, e.to_string()))?;
+    let compile = t.elapsed();
+    let t = Instant::now();
+    let server = Server::start(
+        &j.host,
+        code,
+        ServerSpec {
+            name: format!("{}@{}", j.spec.name, j.version),
+            listen: j.listen,
+            config: j.config,
+            deny: j.deny,
+            deny_loopback: true,
+            bounds: j.bounds,
+        },
+    )
+    .await
+    .map_err(|e| Refusal::new(Reason::InstallFailed, e.to_string()))?;
+    let instantiate = t.elapsed();
+    let mut s = slot
+        .lock()
+        .map_err(|_| Refusal::new(Reason::InstallFailed, "poisoned"))?;
+    if s.cancelled {
+        // Removed (REMOVE, expiry, install timeout) while starting.
+        return Err(Refusal::new(Reason::InstallFailed, "removed while starting"));
+    }
+    s.server = Some(server);
+    Ok(Installed {
+        instance: None,
+        timing: Some(Timing {
+            fetch_us: us(fetch),
+            verify_us: us(v.verify_time),
+            compile_us: us(compile),
+            instantiate_us: us(instantiate),
+        }),
+    })
+}
+
+impl ServerModules for WasiServers {
+    fn start(
+        &mut self,
+        session: SessionId,
+        req: &Request,
+        _owner: &str,
+        addresses: &[IpAddr],
+    ) -> Result<Install, Refusal> {
+        let (Some(m), Some(code)) = (&req.module, &req.code) else {
+            return Err(Refusal::new(Reason::InstallFailed, "no module or code"));
+        };
+        let config = ModuleConfig::parse(&req.config)
+            .map_err(|e| Refusal::new(Reason::InstallFailed, format!("bad configuration: {e}")))?;
+        let sha: String = code.sha256.iter().map(|b| format!("{b:02x}")).collect();
+        let spec: PluginSpec = format!("{}@{sha}", m.name)
+            .parse()
+            .map_err(|e: String| Refusal::new(Reason::BadMessage, e))?;
+        let listen: Vec<SocketAddr> = addresses
+            .iter()
+            .flat_map(|a| req.server_ports.iter().map(move |p| SocketAddr::new(*a, p.port)))
+            .collect();
+        if listen.is_empty() {
+            return Err(Refusal::new(Reason::InstallFailed, "the node has no address to serve on"));
+        }
+        let slot = Arc::new(Mutex::new(Slot::default()));
+        self.slots.insert(session, slot.clone());
+        let job = Job {
+            loader: self.loader.clone(),
+            host: self.host.clone(),
+            spec,
+            url: code.url.clone(),
+            version: m.version.clone(),
+            listen,
+            deny: addresses.to_vec(),
+            config,
+            bounds: self.bounds,
+        };
+        let (done, wake) = (self.done.clone(), self.wake.clone());
+        self.rt.spawn(async move {
+            let r = start(job, slot).await;
+            if let Ok(mut q) = done.lock() {
+                q.push_back((session, r));
+            }
+            wake();
+        });
+        Ok(Install::Pending)
+    }
+
+    fn stop(&mut self, session: SessionId) {
+        if let Some(slot) = self.slots.remove(&session) {
+            if let Ok(mut s) = slot.lock() {
+                s.cancelled = true;
+                if let Some(mut srv) = s.server.take() {
+                    srv.stop();
+                }
+            }
+        }
+    }
+
+    fn counters(&self) -> Vec<(SessionId, Vec<(&'static str, u64)>)> {
+        let mut v: Vec<_> = self.slots.keys().filter_map(|s| Some((*s, self.stats(*s)?))).collect();
+        v.sort_by_key(|(s, _)| s.0);
+        v
+    }
+
+    fn poll(&mut self) -> Option<(SessionId, Result<Installed, Refusal>)> {
+        loop {
+            let (session, r) = self.done.lock().ok()?.pop_front()?;
+            // A start whose session went meanwhile is nobody's news.
+            if self.slots.contains_key(&session) {
+                if r.is_err() {
+                    self.slots.remove(&session);
+                }
+                return Some((session, r));
+            }
+        }
+    }
+}

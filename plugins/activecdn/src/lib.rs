@@ -1,0 +1,386 @@
+//! ActiveCDN (NetServ §6): a caching HTTP reverse proxy that a content
+//! provider deploys onto the Weft node nearest its users with one SETUP.
+//! A WebAssembly component of the WASI HTTP proxy world
+//! (`docs/server-modules.md`).
+//!
+//! Configuration (the SETUP's CONFIG, read from `WEFT_CONFIG`; `key=value`
+//! separated by `;`):
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `origin=IP:PORT` | the provider's origin server (required; the node lets the module reach it and nothing else) |
+//! | `header=NAME: VALUE` | the provider's hook: a header added to every response |
+//! | `watermark=TEXT` | the provider's hook: `TEXT` and a newline appended to every `text/*` body |
+//! | `max_bytes=N` | cache size, bytes of bodies (default 16 MiB; oldest first out) |
+//! | `max_object=N` | largest body cached (default 1 MiB) |
+//!
+//! HTTP caching follows RFC 9111 through `http-cache-semantics` (a shared
+//! cache): freshness from `max-age`/`s-maxage`/`Expires`, `no-store` and
+//! `private` never stored, `Vary` keeps one variant per set of varying
+//! request headers, a stale entry with a validator is revalidated
+//! (`If-None-Match` from its `ETag`, `If-Modified-Since`) and a `304`
+//! refreshes it. Only `GET` and `HEAD` are served from the cache; other
+//! methods pass through. Every response says what happened in
+//! `x-cache: HIT | MISS | REVALIDATED`.
+
+use http_cache_semantics::{AfterResponse, BeforeRequest, CachePolicy};
+use std::cell::RefCell;
+use std::time::SystemTime;
+use wasi::http::types::{
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse, ResponseOutparam, Scheme,
+};
+
+pub mod config;
+use config::Config;
+
+struct Cdn;
+
+/// One cached response.
+struct Entry {
+    key: String,
+    policy: CachePolicy,
+    status: u16,
+    body: Vec<u8>,
+    /// Insertion order (eviction: oldest first).
+    seq: u64,
+}
+
+#[derive(Default)]
+struct Cache {
+    entries: Vec<Entry>,
+    bytes: usize,
+    seq: u64,
+}
+
+impl Cache {
+    fn insert(&mut self, e: Entry, max_bytes: usize) {
+        // Oldest out until the new body fits.
+        while self.bytes + e.body.len() > max_bytes && !self.entries.is_empty() {
+            let oldest = (0..self.entries.len()).min_by_key(|&i| self.entries[i].seq).unwrap_or(0);
+            let o = self.entries.swap_remove(oldest);
+            self.bytes -= o.body.len();
+        }
+        self.bytes += e.body.len();
+        self.entries.push(e);
+    }
+
+    fn remove(&mut self, i: usize) {
+        let o = self.entries.swap_remove(i);
+        self.bytes -= o.body.len();
+    }
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+    static CONFIG: RefCell<Option<Result<Config, String>>> = const { RefCell::new(None) };
+}
+
+/// Headers that never cross a proxy (hop by hop), or that the host sets.
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "http2-settings"
+            | "content-length"
+    )
+}
+
+fn method_of(m: &Method) -> http::Method {
+    match m {
+        Method::Get => http::Method::GET,
+        Method::Head => http::Method::HEAD,
+        Method::Post => http::Method::POST,
+        Method::Put => http::Method::PUT,
+        Method::Delete => http::Method::DELETE,
+        Method::Options => http::Method::OPTIONS,
+        Method::Patch => http::Method::PATCH,
+        Method::Connect => http::Method::CONNECT,
+        Method::Trace => http::Method::TRACE,
+        Method::Other(s) => http::Method::from_bytes(s.as_bytes()).unwrap_or(http::Method::GET),
+    }
+}
+
+fn wasi_method(m: &http::Method) -> Method {
+    match *m {
+        http::Method::GET => Method::Get,
+        http::Method::HEAD => Method::Head,
+        http::Method::POST => Method::Post,
+        http::Method::PUT => Method::Put,
+        http::Method::DELETE => Method::Delete,
+        http::Method::OPTIONS => Method::Options,
+        http::Method::PATCH => Method::Patch,
+        _ => Method::Other(m.as_str().to_string()),
+    }
+}
+
+fn to_header_map(f: &Fields) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    for (k, v) in f.entries() {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_bytes(&v),
+        ) {
+            h.append(k, v);
+        }
+    }
+    h
+}
+
+fn to_fields(h: &http::HeaderMap) -> Fields {
+    let list: Vec<(String, Vec<u8>)> = h
+        .iter()
+        .filter(|(k, _)| !hop_by_hop(k.as_str()))
+        .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
+        .collect();
+    Fields::from_list(&list).unwrap_or_else(|_| Fields::new())
+}
+
+/// The origin's answer.
+struct Fetched {
+    status: u16,
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+}
+
+fn fetch(cfg: &Config, parts: &http::request::Parts, body: Vec<u8>) -> Result<Fetched, String> {
+    let req = OutgoingRequest::new(to_fields(&parts.headers));
+    let _ = req.set_method(&wasi_method(&parts.method));
+    let _ = req.set_scheme(Some(&Scheme::Http));
+    let _ = req.set_authority(Some(&cfg.origin));
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let _ = req.set_path_with_query(Some(pq));
+    let ob = req.body().map_err(|_| "request body")?;
+    let f = wasi::http::outgoing_handler::handle(req, None).map_err(|e| format!("origin refused: {e:?}"))?;
+    {
+        let s = ob.write().map_err(|_| "request stream")?;
+        for c in body.chunks(4096) {
+            s.blocking_write_and_flush(c).map_err(|e| format!("{e:?}"))?;
+        }
+    }
+    OutgoingBody::finish(ob, None).map_err(|e| format!("{e:?}"))?;
+    f.subscribe().block();
+    let resp = f
+        .get()
+        .ok_or("no response")?
+        .map_err(|_| "response taken")?
+        .map_err(|e| format!("origin: {e:?}"))?;
+    let status = resp.status();
+    let headers = to_header_map(&resp.headers());
+    let ib = resp.consume().map_err(|_| "response body")?;
+    let mut v = Vec::new();
+    {
+        let s = ib.stream().map_err(|_| "response stream")?;
+        while let Ok(c) = s.blocking_read(64 * 1024) {
+            v.extend_from_slice(&c);
+        }
+    }
+    Ok(Fetched {
+        status,
+        headers,
+        body: v,
+    })
+}
+
+fn reply(out: ResponseOutparam, cfg: Option<&Config>, status: u16, headers: &http::HeaderMap, body: &[u8], head: bool, how: &str) {
+    let mut h = headers.clone();
+    let mut body = body.to_vec();
+    if let Some(c) = cfg {
+        let text = h
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("text/"));
+        if let (Some(w), true) = (&c.watermark, text) {
+            body.extend_from_slice(w.as_bytes());
+            body.push(b'\n');
+        }
+        if let Some((k, v)) = &c.header {
+            if let (Ok(k), Ok(v)) = (
+                http::HeaderName::from_bytes(k.as_bytes()),
+                http::HeaderValue::from_str(v),
+            ) {
+                h.insert(k, v);
+            }
+        }
+    }
+    h.insert("x-cache", http::HeaderValue::from_static(match how {
+        "HIT" => "HIT",
+        "REVALIDATED" => "REVALIDATED",
+        "MISS" => "MISS",
+        _ => "ERROR",
+    }));
+    let fields = to_fields(&h);
+    let _ = fields.set("content-length", &[body.len().to_string().into_bytes()]);
+    let r = OutgoingResponse::new(fields);
+    let _ = r.set_status_code(status);
+    let Ok(b) = r.body() else { return };
+    ResponseOutparam::set(out, Ok(r));
+    if !head {
+        if let Ok(s) = b.write() {
+            for c in body.chunks(4096) {
+                if s.blocking_write_and_flush(c).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = OutgoingBody::finish(b, None);
+}
+
+fn error(out: ResponseOutparam, status: u16, msg: &str) {
+    let mut h = http::HeaderMap::new();
+    h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    reply(out, None, status, &h, format!("activecdn: {msg}\n").as_bytes(), false, "ERROR");
+}
+
+fn config() -> Result<Config, String> {
+    CONFIG.with(|c| {
+        c.borrow_mut()
+            .get_or_insert_with(|| Config::parse(&std::env::var("WEFT_CONFIG").unwrap_or_default()))
+            .clone()
+    })
+}
+
+fn read_body(req: &IncomingRequest) -> Vec<u8> {
+    let mut v = Vec::new();
+    if let Ok(b) = req.consume() {
+        if let Ok(s) = b.stream() {
+            while let Ok(c) = s.blocking_read(64 * 1024) {
+                v.extend_from_slice(&c);
+            }
+        }
+    }
+    v
+}
+
+impl wasi::exports::http::incoming_handler::Guest for Cdn {
+    fn handle(req: IncomingRequest, out: ResponseOutparam) {
+        let cfg = match config() {
+            Ok(c) => c,
+            Err(e) => return error(out, 500, &format!("bad configuration: {e}")),
+        };
+        let method = method_of(&req.method());
+        let pq = req.path_with_query().unwrap_or_else(|| "/".into());
+        let mut builder = http::Request::builder().method(method.clone()).uri(pq.as_str());
+        if let Some(h) = builder.headers_mut() {
+            *h = to_header_map(&req.headers());
+        }
+        let Ok(hreq) = builder.body(()) else {
+            return error(out, 400, "bad request target");
+        };
+        let (parts, ()) = hreq.into_parts();
+        let head = method == http::Method::HEAD;
+        if method != http::Method::GET && !head {
+            let body = read_body(&req);
+            drop(req);
+            return match fetch(&cfg, &parts, body) {
+                Ok(f) => reply(out, Some(&cfg), f.status, &f.headers, &f.body, false, "MISS"),
+                Err(e) => error(out, 502, &e),
+            };
+        }
+        drop(req);
+        let now = SystemTime::now();
+        // A fresh or revalidatable variant?
+        let found = CACHE.with(|c| {
+            let c = c.borrow();
+            c.entries.iter().enumerate().find_map(|(i, e)| {
+                if e.key != pq {
+                    return None;
+                }
+                match e.policy.before_request(&parts, now) {
+                    BeforeRequest::Fresh(res) => Some((i, Ok(res))),
+                    BeforeRequest::Stale { request, matches: true } => Some((i, Err(request))),
+                    BeforeRequest::Stale { matches: false, .. } => None,
+                }
+            })
+        });
+        match found {
+            Some((i, Ok(res))) => {
+                let (status, body) = CACHE.with(|c| {
+                    let c = c.borrow();
+                    (c.entries[i].status, c.entries[i].body.clone())
+                });
+                reply(out, Some(&cfg), status, &res.headers, &body, head, "HIT")
+            }
+            Some((i, Err(revalidate))) => match fetch(&cfg, &revalidate, Vec::new()) {
+                Ok(f) => {
+                    let mut rb = http::Response::builder().status(f.status);
+                    if let Some(h) = rb.headers_mut() {
+                        *h = f.headers.clone();
+                    }
+                    let Ok(res) = rb.body(()) else {
+                        return error(out, 502, "bad origin response");
+                    };
+                    let after = CACHE.with(|c| c.borrow().entries[i].policy.after_response(&parts, &res, now));
+                    match after {
+                        AfterResponse::NotModified(policy, rparts) => {
+                            let (status, body) = CACHE.with(|c| {
+                                let mut c = c.borrow_mut();
+                                c.seq += 1;
+                                let seq = c.seq;
+                                let e = &mut c.entries[i];
+                                e.policy = policy;
+                                e.seq = seq;
+                                (e.status, e.body.clone())
+                            });
+                            reply(out, Some(&cfg), status, &rparts.headers, &body, head, "REVALIDATED")
+                        }
+                        AfterResponse::Modified(policy, _) => {
+                            CACHE.with(|c| c.borrow_mut().remove(i));
+                            store(&cfg, &pq, policy, &f);
+                            reply(out, Some(&cfg), f.status, &f.headers, &f.body, head, "MISS")
+                        }
+                    }
+                }
+                Err(e) => error(out, 502, &e),
+            },
+            None => match fetch(&cfg, &parts, Vec::new()) {
+                Ok(f) => {
+                    let mut rb = http::Response::builder().status(f.status);
+                    if let Some(h) = rb.headers_mut() {
+                        *h = f.headers.clone();
+                    }
+                    if let Ok(res) = rb.body(()) {
+                        let policy = CachePolicy::new(&parts, &res);
+                        store(&cfg, &pq, policy, &f);
+                    }
+                    reply(out, Some(&cfg), f.status, &f.headers, &f.body, head, "MISS")
+                }
+                Err(e) => error(out, 502, &e),
+            },
+        }
+    }
+}
+
+/// Keep `f` if the policy lets a shared cache store it and it fits;
+/// replaces the variants of `key` the new one supersedes.
+fn store(cfg: &Config, key: &str, policy: CachePolicy, f: &Fetched) {
+    if !policy.is_storable() || f.body.len() > cfg.max_object {
+        return;
+    }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        c.seq += 1;
+        let seq = c.seq;
+        c.insert(
+            Entry {
+                key: key.to_string(),
+                policy,
+                status: f.status,
+                body: f.body.clone(),
+                seq,
+            },
+            cfg.max_bytes,
+        );
+    });
+}
+
+wasi::http::proxy::export!(Cdn);
