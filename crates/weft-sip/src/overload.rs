@@ -45,9 +45,7 @@ impl OcParams {
             Some(i) => &via[i..],
             None => "",
         };
-        let oc = param(v, "oc")
-            .and_then(|s| crate::msg::parse_u32(s))
-            .map(|p| p.min(100) as u8);
+        let oc = param(v, "oc").and_then(crate::msg::parse_u32).map(|p| p.min(100) as u8);
         let loss = match param(v, "oc-algo") {
             None => true,
             Some(a) => a.split(',').any(|x| x.trim().eq_ignore_ascii_case("loss")),
