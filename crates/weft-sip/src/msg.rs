@@ -53,6 +53,34 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every reason name, in [`Error::index`] order (for counter tables).
+    pub const REASONS: [&'static str; 15] = [
+        "empty",
+        "too-large",
+        "truncated",
+        "not-utf8",
+        "bad-start-line",
+        "bad-header",
+        "too-many-headers",
+        "missing-via",
+        "missing-cseq",
+        "missing-header",
+        "bad-cseq",
+        "bad-length",
+        "no-room",
+        "not-request",
+        "other",
+    ];
+
+    /// This error's position in [`Error::REASONS`].
+    pub fn index(&self) -> usize {
+        let r = self.reason();
+        Self::REASONS
+            .iter()
+            .position(|x| *x == r)
+            .unwrap_or(Self::REASONS.len() - 1)
+    }
+
     /// A short name for counters and logs (`too-large`, `missing-via`, …).
     pub fn reason(&self) -> &'static str {
         match self {
@@ -534,6 +562,18 @@ Content-Length: 0\r\n\r\n"
             write_response(&r, 200, "OK", "t", &[], &mut [0; 512]),
             Err(Error::NotRequest)
         );
+    }
+
+    #[test]
+    fn every_reason_has_its_index() {
+        for e in [
+            Error::Empty,
+            Error::Missing("Via"),
+            Error::Missing("To"),
+            Error::NotRequest,
+        ] {
+            assert_eq!(Error::REASONS[e.index()], e.reason());
+        }
     }
 
     #[test]
