@@ -90,6 +90,8 @@ pub fn fuzz_message(data: &[u8]) {
     let _ = m.cseq();
     let _ = m.in_dialog();
     let _ = m.top_via().map(overload::OcParams::from_via);
+    let _ = overload::is_candidate(&m);
+    let _ = overload::is_ack_of_shed(&m);
     let mut buf = [0u8; 2048];
     if let Ok(n) = keepalive::write_ok(&m, &mut buf) {
         let r = Message::parse(&buf[..n]).expect("our 200 OK parses");

@@ -12,15 +12,18 @@
 //! * **Candidates** ([`is_candidate`]): INVITE and REGISTER outside a
 //!   dialog (their To has no tag). Never in-dialog requests — BYE, ACK,
 //!   re-INVITE, … — nor responses.
-//! * **Which ones:** RFC 7339 leaves the choice to the client; Decision:
-//!   deterministic error diffusion (every request adds `P` to an
-//!   accumulator; one is shed each time it passes 100), so exactly `P`% of
-//!   candidates are shed over any run, with no random number generator.
+//! * **Which ones:** RFC 7339 leaves the choice to the client. Decision: a
+//!   request's fate is a function of its Call-ID — shed when a hash of the
+//!   Call-ID, modulo 100, is below `P` — so a retransmission of an admitted
+//!   INVITE (the server's answer delayed by its own overload) is admitted
+//!   again instead of being answered 503 while the server works on it, and
+//!   no state or random number generator is needed. Over many calls `P`%
+//!   are shed.
 //! * **Defaults:** an `oc` without `oc-validity` holds 500 ms (RFC 7339
 //!   §5.2's default); an `oc-algo` not naming `loss` is ignored (this edge
 //!   implements only `loss`); `oc` above 100 is read as 100.
 
-use crate::msg::{param, tag_for, write_response, Error, Message};
+use crate::msg::{addr_params, param, write_response, Error, Message};
 
 /// `oc-validity` when the server gives none, ms (RFC 7339 §5.2).
 pub const DEFAULT_VALIDITY_MS: u64 = 500;
@@ -99,7 +102,6 @@ pub struct Shedder {
     pub until_ms: u64,
     /// The newest `oc-seq` applied.
     pub seq: Option<u64>,
-    acc: u32,
 }
 
 impl Shedder {
@@ -133,38 +135,74 @@ impl Shedder {
         }
     }
 
-    /// Decide for one candidate request: `true` sheds it.
-    pub fn shed(&mut self, now_ms: u64) -> bool {
+    /// Decide for one candidate request, named by its Call-ID: `true`
+    /// sheds it.
+    pub fn shed(&self, now_ms: u64, call_id: &str) -> bool {
         let oc = self.current(now_ms) as u32;
-        if oc == 0 {
-            return false;
-        }
-        self.acc += oc;
-        if self.acc >= 100 {
-            self.acc -= 100;
-            true
-        } else {
-            false
-        }
+        oc > 0 && bucket(call_id) < oc
     }
 }
 
+/// A Call-ID's bucket, 0..100: FNV-1a, then murmur3's finaliser so that
+/// Call-IDs differing in one digit spread evenly.
+pub fn bucket(call_id: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in call_id.bytes() {
+        h = (h ^ b as u32).wrapping_mul(0x0100_0193);
+    }
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 16;
+    h % 100
+}
+
+/// The To tag of the edge's 503s: `oc` and 8 hex digits of a hash of the
+/// Call-ID, so that the ACK a user agent sends for the 503 (RFC 3261
+/// §17.1.1.3: to the same next hop, with the response's To tag) is known
+/// again without any state, and absorbed at the edge.
+pub fn shed_tag(req: &Message<'_>) -> [u8; 10] {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in req.call_id().unwrap_or("").bytes() {
+        h = (h ^ b as u32).wrapping_mul(0x0100_0193);
+    }
+    let mut t = [b'o', b'c', 0, 0, 0, 0, 0, 0, 0, 0];
+    for (i, d) in t[2..].iter_mut().enumerate() {
+        *d = b"0123456789abcdef"[((h >> (28 - 4 * i)) & 15) as usize];
+    }
+    t
+}
+
+/// `m` is the ACK of a 503 the edge sent (its To tag is [`shed_tag`]).
+pub fn is_ack_of_shed(m: &Message<'_>) -> bool {
+    if m.method() != Some("ACK") {
+        return false;
+    }
+    let tag = m.header("To").and_then(|t| param(addr_params(t), "tag"));
+    tag.is_some_and(|t| t.as_bytes() == shed_tag(m))
+}
+
 /// Write `503 Service Unavailable` with `Retry-After: SECONDS` answering
-/// `req` (RFC 7339 §5.3 through RFC 3261 §21.5.4).
+/// `req` (RFC 7339 §5.3 through RFC 3261 §21.5.4), To tag [`shed_tag`].
 pub fn write_503(req: &Message<'_>, retry_after_s: u32, out: &mut [u8]) -> Result<usize, Error> {
     let mut num = [0u8; 12];
     let mut o = crate::Out::new(&mut num);
     o.put_u64(retry_after_s as u64)?;
     let n = o.len();
     let ra = core::str::from_utf8(&num[..n]).map_err(|_| Error::NoRoom)?;
-    let tag = tag_for(req);
+    let tag = shed_tag(req);
     let tag = core::str::from_utf8(&tag).map_err(|_| Error::NoRoom)?;
     write_response(req, 503, "Service Unavailable", tag, &[("Retry-After", ra)], out)
 }
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
+    use std::format;
+    use std::string::String;
+    use std::vec::Vec;
 
     #[test]
     fn via_parameters() {
@@ -197,10 +235,13 @@ mod tests {
             seq,
         };
         assert!(s.feedback(0, &p(25, Some(1000), Some(5))));
-        let shed = (0..100).filter(|_| s.shed(10)).count();
-        assert_eq!(shed, 25);
+        let ids: Vec<String> = (0..10_000).map(|i| format!("{i}-4242@10.0.1.2")).collect();
+        let shed = ids.iter().filter(|c| s.shed(10, c)).count();
+        assert!((2300..=2700).contains(&shed), "about 25% of 10,000: {shed}");
+        // The same Call-ID always gets the same decision.
+        assert!(ids.iter().all(|c| s.shed(10, c) == s.shed(999, c)));
         assert!(!s.feedback(20, &p(90, None, Some(5))), "same sequence ignored");
-        assert!(!s.shed(1000), "expired");
+        assert!(ids.iter().all(|c| !s.shed(1000, c)), "expired");
         assert!(s.feedback(1000, &p(50, None, Some(6))));
         assert_eq!(s.current(1499), 50);
         assert_eq!(s.current(1500), 0, "500 ms default validity");
@@ -223,5 +264,18 @@ mod tests {
         assert_eq!(r.status(), Some(503));
         assert_eq!(r.header("Retry-After"), Some("3"));
         assert_eq!(r.cseq(), Some((1, "INVITE")));
+        // The UA's ACK for it carries the 503's To tag: known as ours.
+        let to = r.header("To").unwrap();
+        let mut ack = [0u8; 512];
+        let mut o = crate::Out::new(&mut ack);
+        o.put(b"ACK sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag=1\r\nTo: ")
+            .unwrap();
+        o.put(to.as_bytes()).unwrap();
+        o.put(b"\r\nCall-ID: c\r\nCSeq: 1 ACK\r\n\r\n").unwrap();
+        let n = o.len();
+        assert!(is_ack_of_shed(&Message::parse(&ack[..n]).unwrap()));
+        let other =
+            b"ACK sip:b@x SIP/2.0\r\nVia: v\r\nFrom: f\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: c\r\nCSeq: 1 ACK\r\n\r\n";
+        assert!(!is_ack_of_shed(&Message::parse(other).unwrap()));
     }
 }
