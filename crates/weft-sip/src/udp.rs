@@ -64,6 +64,40 @@ pub fn reply_frame(req: Request<'_>, payload: &[u8], out: &mut [u8]) -> Result<u
         )
     };
     let eth = f.get(..ETH).ok_or(Error::Truncated)?;
+    let mut macs = [0u8; 12];
+    macs[..6].copy_from_slice(&eth[6..12]);
+    macs[6..].copy_from_slice(&eth[0..6]);
+    let sport = u16::from_be_bytes([udp[2], udp[3]]);
+    let dport = u16::from_be_bytes([udp[0], udp[1]]);
+    let to = Endpoint { addr: src, port: dport };
+    let from = Endpoint { addr: dst, port: sport };
+    udp_frame(&macs, from, to, payload, out)
+}
+
+/// One end of a UDP exchange: an address (4 or 16 bytes) and a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoint<'a> {
+    /// IPv4 (4 bytes) or IPv6 (16 bytes) address, network order.
+    pub addr: &'a [u8],
+    /// UDP port.
+    pub port: u16,
+}
+
+/// Write an Ethernet + IP + UDP frame from `from` to `to` carrying
+/// `payload`; `macs` is destination then source MAC. Both addresses must be
+/// of one family.
+pub fn udp_frame(
+    macs: &[u8; 12],
+    from: Endpoint<'_>,
+    to: Endpoint<'_>,
+    payload: &[u8],
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    let v6 = match (from.addr.len(), to.addr.len()) {
+        (4, 4) => false,
+        (16, 16) => true,
+        _ => return Err(Error::Truncated),
+    };
     let iph = if v6 { 40 } else { 20 };
     let udp_len = 8 + payload.len();
     let total = ETH + iph + udp_len;
@@ -71,8 +105,7 @@ pub fn reply_frame(req: Request<'_>, payload: &[u8], out: &mut [u8]) -> Result<u
         return Err(Error::NoRoom);
     }
     let o = &mut out[..total];
-    o[0..6].copy_from_slice(&eth[6..12]);
-    o[6..12].copy_from_slice(&eth[0..6]);
+    o[0..12].copy_from_slice(macs);
     o[12..14].copy_from_slice(if v6 { &[0x86, 0xdd] } else { &[0x08, 0x00] });
     let h = &mut o[ETH..ETH + iph];
     if v6 {
@@ -80,8 +113,8 @@ pub fn reply_frame(req: Request<'_>, payload: &[u8], out: &mut [u8]) -> Result<u
         h[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
         h[6] = 17;
         h[7] = 64;
-        h[8..24].copy_from_slice(dst);
-        h[24..40].copy_from_slice(src);
+        h[8..24].copy_from_slice(from.addr);
+        h[24..40].copy_from_slice(to.addr);
     } else {
         h[0] = 0x45;
         h[1] = 0;
@@ -90,20 +123,20 @@ pub fn reply_frame(req: Request<'_>, payload: &[u8], out: &mut [u8]) -> Result<u
         h[8] = 64;
         h[9] = 17;
         h[10..12].copy_from_slice(&[0, 0]);
-        h[12..16].copy_from_slice(dst);
-        h[16..20].copy_from_slice(src);
+        h[12..16].copy_from_slice(from.addr);
+        h[16..20].copy_from_slice(to.addr);
         let c = fold(sum(h, 0));
         h[10..12].copy_from_slice(&c.to_be_bytes());
     }
     let u = ETH + iph;
-    o[u..u + 2].copy_from_slice(&udp[2..4]);
-    o[u + 2..u + 4].copy_from_slice(&udp[0..2]);
+    o[u..u + 2].copy_from_slice(&from.port.to_be_bytes());
+    o[u + 2..u + 4].copy_from_slice(&to.port.to_be_bytes());
     o[u + 4..u + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
     o[u + 6..u + 8].copy_from_slice(&[0, 0]);
     o[u + 8..].copy_from_slice(payload);
     // Pseudo-header: addresses, protocol, UDP length.
-    let mut s = sum(dst, 0);
-    s = sum(src, s);
+    let mut s = sum(from.addr, 0);
+    s = sum(to.addr, s);
     s += 17 + udp_len as u32;
     let c = match fold(sum(&o[u..], s)) {
         0 => 0xffff,

@@ -39,6 +39,8 @@ fn scenario(name: &str) -> PathBuf {
 /// holding the named modules (version `1`).
 struct Lab {
     net: Net,
+    /// Where `weft signal setup` runs.
+    provider: &'static str,
     tmp: TempDir,
     key: PathBuf,
     sha: std::collections::HashMap<String, String>,
@@ -55,7 +57,34 @@ fn weft_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// h1 — r1 — h2 (see the module documentation).
+const EDGE_TOPOLOGY: &str = r#"
+[[host]]
+name = "h1"
+addr = "10.0.1.2/24"
+
+[[host]]
+name = "h2"
+addr = "10.0.2.2/24"
+
+[[link]]
+a = "h1"
+b = "r1:eth0"
+b_addr = "10.0.1.1/24"
+
+[[link]]
+a = "r1:eth1"
+b = "h2"
+a_addr = "10.0.2.1/24"
+"#;
+
 fn lab(tag: &str, modules: &[&str]) -> Lab {
+    lab_with(tag, modules, EDGE_TOPOLOGY, "h2")
+}
+
+/// A lab whose Weft node `r1` has the principal and code server; the rest
+/// of the network is `topology` (hosts, other nodes, links).
+fn lab_with(tag: &str, modules: &[&str], topology: &str, provider: &'static str) -> Lab {
     let plugins = weft_wasm::plugins::ensure_built().expect("plugins/build.sh builds the plugins");
     let tmp = TempDir::new(tag);
     let d = &tmp.0;
@@ -96,6 +125,8 @@ fn lab(tag: &str, modules: &[&str]) -> Lab {
         &topo,
         format!(
             r#"
+routing = "shortest-path"
+
 [[node]]
 name = "r1"
 [node.config.signal]
@@ -109,24 +140,7 @@ key = "{pubkey}"
 rights = ["signal"]
 classes = [{classes}]
 prefixes = ["10.0.0.0/16"]
-
-[[host]]
-name = "h1"
-addr = "{UA}/24"
-
-[[host]]
-name = "h2"
-addr = "{SERVER}/24"
-
-[[link]]
-a = "h1"
-b = "r1:eth0"
-b_addr = "10.0.1.1/24"
-
-[[link]]
-a = "r1:eth1"
-b = "h2"
-a_addr = "10.0.2.1/24"
+{topology}
 "#,
             cache = d.join("cache").display()
         ),
@@ -151,6 +165,7 @@ a_addr = "10.0.2.1/24"
     assert!(line.contains("7080"), "code server: {line}");
     Lab {
         net,
+        provider,
         tmp,
         key,
         sha,
@@ -163,7 +178,7 @@ impl Lab {
     /// instance the edge installed (`#N`).
     fn setup(&self, module: &str, filter: &str, config: &str) -> String {
         let out = self.net.ok(
-            "h2",
+            self.provider,
             &[
                 WEFT,
                 "signal",
@@ -203,7 +218,8 @@ impl Lab {
 
 /// sipp on `net`'s member `host` with `args`, its screen written to `out`
 /// (sipp redraws its screen all the time: a pipe nobody reads would fill
-/// and stop it). Read the file once the process has finished.
+/// and stop it), run in `out`'s directory (where scenarios find their
+/// audio files). Read the file once the process has finished.
 fn sipp(net: &Net, host: &str, args: &[&str], out: &Path) -> Proc {
     let f = std::fs::File::create(out).unwrap();
     let e = f.try_clone().unwrap();
@@ -211,6 +227,7 @@ fn sipp(net: &Net, host: &str, args: &[&str], out: &Path) -> Proc {
         Command::new("ip")
             .args(["netns", "exec", &net.ns(host), "sipp"])
             .args(args)
+            .current_dir(out.parent().unwrap())
             .stdin(Stdio::null())
             .stdout(f)
             .stderr(e)
@@ -529,4 +546,230 @@ fn overload_control_sheds_new_calls_at_the_edge() {
         r["feedback"].as_u64().unwrap() > 0 && !r["seq"].is_null(),
         "the server's oc parameters reached the module: {r}"
     );
+}
+
+/// Two parties each behind a NAT (nftables masquerade), B's SIP port
+/// forwarded, the relay on the Weft node between the NATs.
+const RELAY_TOPOLOGY: &str = r#"
+[[node]]
+name = "natA"
+kind = "linux"
+
+[[node]]
+name = "natB"
+kind = "linux"
+
+[[host]]
+name = "uaA"
+addr = "10.1.0.2/24"
+
+[[host]]
+name = "uaB"
+addr = "10.2.0.2/24"
+
+[[link]]
+a = "uaA"
+b = "natA:eth0"
+b_addr = "10.1.0.1/24"
+
+[[link]]
+a = "natA:eth1"
+b = "r1:eth0"
+a_addr = "10.0.1.2/24"
+b_addr = "10.0.1.1/24"
+
+[[link]]
+a = "r1:eth1"
+b = "natB:eth0"
+a_addr = "10.0.2.1/24"
+b_addr = "10.0.2.2/24"
+
+[[link]]
+a = "natB:eth1"
+b = "uaB"
+a_addr = "10.2.0.1/24"
+"#;
+
+/// The RTP payloads (after the 12-byte header) of the UDP datagrams in a
+/// capture, with their source and destination ports.
+fn rtp_payloads(frames: &[Vec<u8>]) -> Vec<(u16, u16, Vec<u8>)> {
+    frames
+        .iter()
+        .filter_map(|f| {
+            let ip = f.get(14..34)?;
+            if f.get(12..14)? != [8, 0] || ip[9] != 17 {
+                return None;
+            }
+            let u = 14 + (ip[0] & 15) as usize * 4;
+            let h = f.get(u..u + 8)?;
+            let len = u16::from_be_bytes([h[4], h[5]]) as usize;
+            let p = f.get(u + 8..u + len)?;
+            Some((
+                u16::from_be_bytes([h[0], h[1]]),
+                u16::from_be_bytes([h[2], h[3]]),
+                p.get(12..)?.to_vec(),
+            ))
+        })
+        .collect()
+}
+
+/// Media Relay (NetServ §6.3): party A (behind NAT A) calls party B (behind
+/// NAT B) with sipp; both stream PCMA with sipp's rtp_stream to the port
+/// pair a control request allocated on the relay (`mediarelay`, installed
+/// by `weft signal setup`), whose numbers the test gives the scenarios'
+/// SDP. The relay latches onto each side's NAT mapping and relays both
+/// ways: each party receives exactly what the relay forwarded from the
+/// other, and nothing of its own or from anyone else; the session expires
+/// after the idle time. RTP to a port of no session and a flood of
+/// allocations are counted.
+#[test]
+fn media_relay_between_two_nats() {
+    require!("media_relay", "sipp", "nft", "tcpdump");
+    let lab = lab_with("smr", &["mediarelay"], RELAY_TOPOLOGY, "natB");
+    let net = &lab.net;
+    for (nat, out) in [("natA", "eth1"), ("natB", "eth0")] {
+        net.ok(nat, &["nft", "add", "table", "ip", "nat"]);
+        net.ok(
+            nat,
+            &[
+                "nft",
+                "add",
+                "chain",
+                "ip",
+                "nat",
+                "post",
+                "{ type nat hook postrouting priority 100; }",
+            ],
+        );
+        net.ok(
+            nat,
+            &["nft", "add", "rule", "ip", "nat", "post", "oifname", out, "masquerade"],
+        );
+    }
+    // B's SIP port forwarded (as for a registered UA); its media is not.
+    net.ok(
+        "natB",
+        &[
+            "nft",
+            "add",
+            "chain",
+            "ip",
+            "nat",
+            "pre",
+            "{ type nat hook prerouting priority -100; }",
+        ],
+    );
+    net.ok(
+        "natB",
+        &[
+            "nft", "add", "rule", "ip", "nat", "pre", "iifname", "eth0", "udp", "dport", "5060", "dnat", "to",
+            "10.2.0.2",
+        ],
+    );
+    let inst = lab.setup(
+        "mediarelay",
+        "udp:40000-40511:10.0.0.0/16",
+        "base=40000 sessions=4 idle=4",
+    );
+    let alloc: serde_json::Value =
+        serde_json::from_str(net.weft("r1", &["instance", "ctl", &inst, "alloc"]).trim()).unwrap();
+    let (pa, pb) = (alloc["ports"][0].as_u64().unwrap(), alloc["ports"][1].as_u64().unwrap());
+
+    let d = &lab.tmp.0;
+    // One second of PCMA each (50 packets of 160 octets), told apart by content.
+    std::fs::write(d.join("a.raw"), [0xaa; 8000]).unwrap();
+    std::fs::write(d.join("b.raw"), [0xbb; 8000]).unwrap();
+    let cap_a = NsCapture::start(net, "uaA", "eth0", d);
+    let cap_b = NsCapture::start(net, "uaB", "eth0", d);
+    let keys = [
+        "-key",
+        "relay_a_ip",
+        "10.0.1.1",
+        "-key",
+        "relay_a_port",
+        &pa.to_string(),
+        "-key",
+        "relay_b_ip",
+        "10.0.2.1",
+        "-key",
+        "relay_b_port",
+        &pb.to_string(),
+    ];
+    let (fb, fa) = (d.join("b.out"), d.join("a.out"));
+    let mut args_b = vec![
+        "-sf",
+        scenario("relay-uas.xml").to_str().unwrap().to_string().leak() as &str,
+    ];
+    args_b.extend([
+        "-i", "10.2.0.2", "-p", "5060", "-mp", "6000", "-m", "1", "-nostdin", "-timeout", "30s",
+    ]);
+    args_b.extend(keys);
+    let b = sipp(net, "uaB", &args_b, &fb);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut args_a = vec![
+        "10.0.2.2:5060",
+        "-sf",
+        scenario("relay-uac.xml").to_str().unwrap().to_string().leak() as &str,
+    ];
+    args_a.extend([
+        "-i", "10.1.0.2", "-p", "5060", "-mp", "6000", "-m", "1", "-nostdin", "-timeout", "30s",
+    ]);
+    args_a.extend(keys);
+    let a = sipp(net, "uaA", &args_a, &fa);
+    let (a_ok, a_out) = sipp_wait(a, &fa, Duration::from_secs(40));
+    let (b_ok, b_out) = sipp_wait(b, &fb, Duration::from_secs(20));
+    assert!(a_ok && b_ok, "the call failed:\n{a_out}\n{b_out}");
+    let r = lab.report(&inst);
+    let s = &r["sessions"][0];
+    let (relayed_a, relayed_b) = (s["a"]["packets"].as_u64().unwrap(), s["b"]["packets"].as_u64().unwrap());
+
+    let at_a = rtp_payloads(&cap_a.frames());
+    let at_b = rtp_payloads(&cap_b.frames());
+    let is = |p: &Vec<u8>, v: u8| !p.is_empty() && p.iter().all(|&x| x == v);
+    let sent_a = at_a.iter().filter(|(_, _, p)| is(p, 0xaa)).count() as u64;
+    let sent_b = at_b.iter().filter(|(_, _, p)| is(p, 0xbb)).count() as u64;
+    let got_a = at_a.iter().filter(|(_, _, p)| is(p, 0xbb)).count() as u64;
+    let got_b = at_b.iter().filter(|(_, _, p)| is(p, 0xaa)).count() as u64;
+    println!(
+        "Media relay: A sent {sent_a}, relayed {relayed_a}, B received {got_b}; B sent {sent_b}, relayed {relayed_b}, \
+         A received {got_a}; dropped before the other side latched: {}; session: {s}",
+        r["unlatched"]
+    );
+    assert!(sent_a >= 50 && sent_b >= 50, "both parties streamed");
+    assert!(relayed_a > 0 && relayed_b > 0, "media flowed both ways: {r}");
+    assert_eq!(got_b, relayed_a, "B received every packet relayed from A");
+    assert_eq!(got_a, relayed_b, "A received every packet relayed from B");
+    assert_eq!(
+        relayed_a + relayed_b + r["unlatched"].as_u64().unwrap(),
+        sent_a + sent_b,
+        "every packet was relayed, or dropped because the other side had not latched yet: {r}"
+    );
+    // The latched addresses are the NATs' (A's masquerade, B's NAT), not the parties'.
+    assert!(s["a"]["addr"].as_str().unwrap().starts_with("10.0.1.2:"), "{s}");
+    assert!(s["b"]["addr"].as_str().unwrap().starts_with("10.0.2.2:"), "{s}");
+
+    // A flood of allocations: the table (4 sessions) holds, the rest are refused.
+    let mut refused = 0;
+    for _ in 0..6 {
+        if !net
+            .exec("r1", &[WEFT, "instance", "ctl", &inst, "alloc"])
+            .status
+            .success()
+        {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 3, "4 sessions, one in use: 3 more allocated, 3 refused");
+    // Idle for more than 4 s: every session expires — at the next packet
+    // the module sees (it has no timer; the node's clock in control and
+    // report calls is that of its last packet): RTP to a port of no
+    // session, dropped and counted.
+    std::thread::sleep(Duration::from_millis(4600));
+    socat_send(net, "uaA", "10.0.1.1", 40100, &[0x80; 40]);
+    std::thread::sleep(Duration::from_millis(200));
+    let r = lab.report(&inst);
+    assert_eq!(r["active"], 0, "{r}");
+    assert!(r["expired"].as_u64().unwrap() >= 4, "{r}");
+    assert!(r["unknown_session"].as_u64().unwrap() >= 1, "{r}");
+    assert_eq!(r["refused"], 3, "{r}");
 }
