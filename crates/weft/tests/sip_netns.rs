@@ -92,8 +92,10 @@ fn lab_with(tag: &str, modules: &[&str], topology: &str, provider: &'static str)
     let pubkey = weft_ok(&["keygen", "--out", key.to_str().unwrap()]).trim().to_string();
     let repo = d.join("repo");
     let mut sha = std::collections::HashMap::new();
-    for m in modules {
-        let file = plugins.join(format!("{m}.wasm"));
+    // `FILE=NAME` publishes plugins/FILE.wasm as NAME.
+    let modules: Vec<(&str, &str)> = modules.iter().map(|m| m.split_once('=').unwrap_or((m, m))).collect();
+    for &(f, m) in &modules {
+        let file = plugins.join(format!("{f}.wasm"));
         weft_ok(&[
             "repo",
             "publish",
@@ -117,7 +119,7 @@ fn lab_with(tag: &str, modules: &[&str], topology: &str, provider: &'static str)
     }
     let classes = modules
         .iter()
-        .map(|m| format!("\"{m}\""))
+        .map(|(_, m)| format!("\"{m}\""))
         .collect::<Vec<_>>()
         .join(", ");
     let topo = d.join("sip.toml");
@@ -772,4 +774,48 @@ fn media_relay_between_two_nats() {
     assert!(r["expired"].as_u64().unwrap() >= 4, "{r}");
     assert!(r["unknown_session"].as_u64().unwrap() >= 1, "{r}");
     assert_eq!(r["refused"], 3, "{r}");
+}
+
+/// NetMonitor (NetServ §6.4) as a deployable module: `weft signal setup`
+/// installs the `netmonitor` plugin at the edge for the SIP server's
+/// traffic, `weft signal probe` lists it with its time left, and its report
+/// counts the UAs' datagrams per (source, destination, TTL) — and nothing
+/// outside its filter.
+#[test]
+fn netmonitor_deployed_probed_and_reported() {
+    require!("netmonitor", "socat");
+    // `netmonitor` is also a built-in class: the plugin is published as `wnetmonitor`.
+    let lab = lab("snm", &["netmonitor=wnetmonitor"]);
+    let net = &lab.net;
+    let inst = lab.setup("wnetmonitor", &format!("udp:5060:{SERVER}/32"), "max=64");
+    for _ in 0..7 {
+        socat_send(net, "h1", SERVER, 5060, b"OPTIONS sip:x SIP/2.0\r\n\r\n");
+    }
+    socat_send(net, "h1", SERVER, 5070, b"not for the monitor");
+    let probe = net.ok(
+        "h2",
+        &[
+            WEFT,
+            "signal",
+            "probe",
+            "--to",
+            EDGE,
+            "--key",
+            lab.key.to_str().unwrap(),
+        ],
+    );
+    println!("{probe}");
+    assert!(
+        probe.contains("yours: wnetmonitor@1"),
+        "PROBE lists the module as the key's: {probe}"
+    );
+    let r = lab.report(&inst);
+    println!("NetMonitor report: {r}");
+    let flows = r["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 1, "{r}");
+    assert_eq!(flows[0]["src"], UA);
+    assert_eq!(flows[0]["dst"], SERVER);
+    assert_eq!(flows[0]["ttl"], 64, "counted before the node decrements the TTL: {r}");
+    assert_eq!(flows[0]["packets"], 7, "{r}");
+    assert_eq!(r["max"], 64);
 }
