@@ -819,3 +819,58 @@ fn netmonitor_deployed_probed_and_reported() {
     assert_eq!(flows[0]["packets"], 7, "{r}");
     assert_eq!(r["max"], 64);
 }
+
+/// Bad input at the KeepAlive Responder: SIP cut short, without Via or
+/// CSeq, not UTF-8 — each counted under its reason and passed to the server
+/// untouched (the server decides); a keep-alive with a folded header is
+/// still one, answered at the edge. (Oversized messages — above 8 KiB, so
+/// IP fragments on this path — are covered by weft-sip's tests: a node
+/// never reassembles, and a fragment is not a whole UDP datagram.)
+#[test]
+fn keepalive_counts_bad_input_per_reason() {
+    require!("keepalive_bad_input", "socat");
+    let lab = lab("skb", &["keepalive"]);
+    let net = &lab.net;
+    let inst = lab.setup("keepalive", &format!("udp:5060:{SERVER}/32"), "");
+    let sink = UdpSink::start(net, "h2", 5060, &lab.tmp.0);
+    std::thread::sleep(Duration::from_millis(300));
+    let bad: [(&str, &[u8]); 4] = [
+        ("truncated", b"REGISTER sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.1.2\r\nCSeq: 1 REG"),
+        (
+            "missing-via",
+            b"OPTIONS sip:x SIP/2.0\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:x>\r\nCall-ID: nv\r\nCSeq: 1 OPTIONS\r\n\r\n",
+        ),
+        (
+            "missing-cseq",
+            b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.1.2\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:x>\r\nCall-ID: nc\r\n\r\n",
+        ),
+        (
+            "not-utf8",
+            b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.1.2\r\nFrom: \xff\xfe\r\nTo: <sip:x>\r\nCall-ID: nu\r\nCSeq: 1 OPTIONS\r\n\r\n",
+        ),
+    ];
+    for (_, b) in &bad {
+        socat_send(net, "h1", SERVER, 5060, b);
+    }
+    let folded = b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.1.2:5060;\r\n branch=z9hG4bK-f\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:x>\r\nCall-ID: folded\r\nCSeq: 1 OPTIONS\r\n\r\n";
+    socat_send(net, "h1", SERVER, 5060, folded);
+    let mut r = serde_json::Value::Null;
+    wait_until("the module's counters", Duration::from_secs(5), || {
+        r = lab.report(&inst);
+        r["absorbed"]["options"] == 1 && r["bad"].as_object().map(|o| o.len()) == Some(4)
+    });
+    for (reason, _) in &bad {
+        assert_eq!(r["bad"][reason], 1, "{reason}: {r}");
+    }
+    let got = sink.got();
+    for (reason, b) in &bad {
+        assert!(
+            got.windows(b.len()).any(|w| w == *b),
+            "{reason} reached the server untouched"
+        );
+    }
+    assert!(
+        !got.windows(14).any(|w| w == b"Call-ID: folde"),
+        "the folded keep-alive was absorbed"
+    );
+}
