@@ -148,7 +148,13 @@ pub struct Message<'a> {
     head: &'a str,
     /// The body: Content-Length bytes, or every byte after the blank line.
     pub body: &'a [u8],
+    /// The first value of each of [`KNOWN`], found while parsing (the
+    /// modules ask for these on every packet).
+    known: [Option<&'a str>; 6],
 }
+
+/// The headers [`Message::parse`] records as it goes.
+const KNOWN: [&str; 6] = ["Via", "From", "To", "Call-ID", "CSeq", "Content-Length"];
 
 /// The long name of a compact header name (RFC 3261 §7.3.3, RFC 3265 `o`).
 fn long_name(n: &str) -> &str {
@@ -182,8 +188,28 @@ fn is_token(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&c))
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// The first `CRLF` in `hay`.
+fn find_crlf(hay: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(p) = hay.get(i..)?.iter().position(|&c| c == b'\r') {
+        if hay.get(i + p + 1) == Some(&b'\n') {
+            return Some(i + p);
+        }
+        i += p + 1;
+    }
+    None
+}
+
+/// The first `CRLF CRLF` in `hay`.
+fn find_blank_line(hay: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(p) = find_crlf(hay.get(i..)?) {
+        if hay.get(i + p + 2..i + p + 4) == Some(b"\r\n") {
+            return Some(i + p);
+        }
+        i += p + 2;
+    }
+    None
 }
 
 /// Iterator over the header lines of a [`Message`], folding continuation
@@ -204,7 +230,7 @@ impl<'a> Iterator for Headers<'a> {
             let b = self.rest.as_bytes();
             let mut end = b.len();
             let mut i = 0;
-            while let Some(p) = find(&b[i..], b"\r\n") {
+            while let Some(p) = find_crlf(&b[i..]) {
                 let at = i + p;
                 if matches!(b.get(at + 2), Some(b' ') | Some(b'\t')) {
                     i = at + 2;
@@ -235,7 +261,7 @@ impl<'a> Message<'a> {
         if data.len() > MAX_LEN {
             return Err(Error::TooLarge);
         }
-        let end = find(data, b"\r\n\r\n").ok_or(Error::Truncated)?;
+        let end = find_blank_line(data).ok_or(Error::Truncated)?;
         let text = core::str::from_utf8(&data[..end]).map_err(|_| Error::NotUtf8)?;
         let after = &data[end + 4..];
         let (first, head) = match text.find("\r\n") {
@@ -261,13 +287,20 @@ impl<'a> Message<'a> {
                 return Err(Error::TooManyHeaders);
             }
         }
+        let mut known = [None; 6];
+        for h in (Headers { rest: head }) {
+            if let Some(k) = KNOWN.iter().position(|k| same_name(h.name, k)) {
+                known[k].get_or_insert(h.value);
+            }
+        }
         let mut m = Message {
             start,
             head,
             body: after,
+            known,
         };
-        for h in ["Via", "From", "To", "Call-ID", "CSeq"] {
-            if m.header(h).is_none() {
+        for (h, v) in KNOWN.iter().zip(known.iter()).take(5) {
+            if v.is_none() {
                 return Err(Error::Missing(h));
             }
         }
@@ -292,7 +325,10 @@ impl<'a> Message<'a> {
     /// The first header called `name` (case-insensitive; compact forms
     /// match their long names).
     pub fn header(&self, name: &str) -> Option<&'a str> {
-        self.headers().find(|h| same_name(h.name, name)).map(|h| h.value)
+        match KNOWN.iter().position(|k| same_name(name, k)) {
+            Some(k) => self.known[k],
+            None => self.headers().find(|h| same_name(h.name, name)).map(|h| h.value),
+        }
     }
 
     /// The request's method; `None` for a response.
