@@ -177,6 +177,31 @@ fn long_name(n: &str) -> &str {
     }
 }
 
+/// The position in [`KNOWN`] of header `name` (case-insensitive, compact
+/// forms), decided by length first: this runs for every header of every
+/// packet.
+fn known_index(name: &str) -> Option<usize> {
+    let b = name.as_bytes();
+    let is = |w: &str| b.eq_ignore_ascii_case(w.as_bytes());
+    match b.len() {
+        1 => match b[0].to_ascii_lowercase() {
+            b'v' => Some(0),
+            b'f' => Some(1),
+            b't' => Some(2),
+            b'i' => Some(3),
+            b'l' => Some(5),
+            _ => None,
+        },
+        2 if is("to") => Some(2),
+        3 if is("via") => Some(0),
+        4 if is("from") => Some(1),
+        4 if is("cseq") => Some(4),
+        7 if is("call-id") => Some(3),
+        14 if is("content-length") => Some(5),
+        _ => None,
+    }
+}
+
 /// `a` and `b` name the same header (case-insensitive, compact forms).
 pub fn same_name(a: &str, b: &str) -> bool {
     long_name(a).eq_ignore_ascii_case(long_name(b))
@@ -218,35 +243,58 @@ pub struct Headers<'a> {
     rest: &'a str,
 }
 
+impl<'a> Headers<'a> {
+    /// The next logical header line (continuation lines folded in).
+    fn next_line(&mut self) -> Option<&'a str> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        // The header runs to a CRLF not followed by SP or HT.
+        let b = self.rest.as_bytes();
+        let mut end = b.len();
+        let mut i = 0;
+        while let Some(p) = find_crlf(&b[i..]) {
+            let at = i + p;
+            if matches!(b.get(at + 2), Some(b' ') | Some(b'\t')) {
+                i = at + 2;
+                continue;
+            }
+            end = at;
+            break;
+        }
+        let line = &self.rest[..end];
+        self.rest = self.rest.get(end + 2..).unwrap_or("");
+        Some(line)
+    }
+}
+
+/// `s` without leading and trailing bytes in `set` (ASCII only, so the
+/// result stays on character boundaries).
+fn trim_ascii_set<'s>(s: &'s str, set: &[u8]) -> &'s str {
+    let b = s.as_bytes();
+    let start = b.iter().position(|c| !set.contains(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !set.contains(c)).map_or(start, |e| e + 1);
+    &s[start..end.max(start)]
+}
+
+/// Split a header line at its colon: (name, value), trimmed.
+fn split_header(line: &str) -> Option<Header<'_>> {
+    let colon = line.as_bytes().iter().position(|&c| c == b':')?;
+    Some(Header {
+        name: trim_ascii_set(&line[..colon], b" \t"),
+        value: trim_ascii_set(&line[colon + 1..], b" \t\r\n"),
+    })
+}
+
 impl<'a> Iterator for Headers<'a> {
     type Item = Header<'a>;
 
     fn next(&mut self) -> Option<Header<'a>> {
         loop {
-            if self.rest.is_empty() {
-                return None;
-            }
-            // The header runs to a CRLF not followed by SP or HT.
-            let b = self.rest.as_bytes();
-            let mut end = b.len();
-            let mut i = 0;
-            while let Some(p) = find_crlf(&b[i..]) {
-                let at = i + p;
-                if matches!(b.get(at + 2), Some(b' ') | Some(b'\t')) {
-                    i = at + 2;
-                    continue;
-                }
-                end = at;
-                break;
-            }
-            let line = &self.rest[..end];
-            self.rest = self.rest.get(end + 2..).unwrap_or("");
             // Checked by `parse`: every line has a colon.
-            let Some(colon) = line.find(':') else { continue };
-            return Some(Header {
-                name: line[..colon].trim_end_matches([' ', '\t']),
-                value: line[colon + 1..].trim_matches([' ', '\t', '\r', '\n']),
-            });
+            if let Some(h) = split_header(self.next_line()?) {
+                return Some(h);
+            }
         }
     }
 }
@@ -269,27 +317,25 @@ impl<'a> Message<'a> {
             None => (text, ""),
         };
         let start = parse_start(first)?;
-        // Every line: a continuation (not first) or `token *WS ":"`.
+        // Every logical line: `token *WS ":" value` (continuation lines
+        // folded in; a continuation first is an error). One pass also
+        // records the headers every module asks for.
+        if head.starts_with([' ', '\t']) {
+            return Err(Error::BadHeader);
+        }
         let mut count = 0;
-        for (i, line) in head.split("\r\n").enumerate() {
-            if line.starts_with([' ', '\t']) {
-                if i == 0 {
-                    return Err(Error::BadHeader);
-                }
-                continue;
-            }
-            let colon = line.find(':').ok_or(Error::BadHeader)?;
-            if !is_token(line[..colon].trim_end_matches([' ', '\t'])) {
+        let mut known = [None; 6];
+        let mut lines = Headers { rest: head };
+        while let Some(line) = lines.next_line() {
+            let h = split_header(line).ok_or(Error::BadHeader)?;
+            if !is_token(h.name) {
                 return Err(Error::BadHeader);
             }
             count += 1;
             if count > MAX_HEADERS {
                 return Err(Error::TooManyHeaders);
             }
-        }
-        let mut known = [None; 6];
-        for h in (Headers { rest: head }) {
-            if let Some(k) = KNOWN.iter().position(|k| same_name(h.name, k)) {
+            if let Some(k) = known_index(h.name) {
                 known[k].get_or_insert(h.value);
             }
         }
@@ -325,7 +371,7 @@ impl<'a> Message<'a> {
     /// The first header called `name` (case-insensitive; compact forms
     /// match their long names).
     pub fn header(&self, name: &str) -> Option<&'a str> {
-        match KNOWN.iter().position(|k| same_name(name, k)) {
+        match known_index(name) {
             Some(k) => self.known[k],
             None => self.headers().find(|h| same_name(h.name, name)).map(|h| h.value),
         }
@@ -610,6 +656,20 @@ Content-Length: 0\r\n\r\n"
         ] {
             assert_eq!(Error::REASONS[e.index()], e.reason());
         }
+    }
+
+    #[test]
+    fn known_headers_by_any_name() {
+        for (i, k) in KNOWN.iter().enumerate() {
+            assert_eq!(known_index(k), Some(i));
+            assert_eq!(known_index(&k.to_ascii_uppercase()), Some(i));
+        }
+        for (c, i) in [("v", 0), ("F", 1), ("t", 2), ("i", 3), ("L", 5)] {
+            assert_eq!(known_index(c), Some(i));
+            assert!(same_name(c, KNOWN[i]));
+        }
+        assert_eq!(known_index("Event"), None);
+        assert_eq!(known_index("m"), None);
     }
 
     #[test]
