@@ -9,7 +9,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 root="$(dirname "$here")"
 out="${WEFT_PLUGIN_DIR:-$root/target/plugins}"
-rust_plugins=(counter netmonitor layerdrop rewrite noop spin grow panic badlen badpkt echo)
+rust_plugins=(counter netmonitor layerdrop rewrite noop spin grow panic badlen badpkt echo keepalive sipoc mediarelay)
 outputs=()
 for p in "${rust_plugins[@]}"; do outputs+=("$out/$p.wasm"); done
 server_modules=(activecdn srvtest)
@@ -19,7 +19,7 @@ for p in "${server_modules[@]}"; do outputs+=("$out/$p.wasm"); done
 up_to_date() {
     local newest_src oldest_out f
     for f in "${outputs[@]}"; do [[ -f "$f" ]] || return 1; done
-    newest_src=$(find "$here" "$root/crates/weft-plugin-sdk" \( -name target -prune \) -o -type f \
+    newest_src=$(find "$here" "$root/crates/weft-plugin-sdk" "$root/crates/weft-sip" \( -name target -prune \) -o -type f \
         \( -name '*.rs' -o -name '*.toml' -o -name '*.c' -o -name build.sh \) -printf '%T@\n' | sort -n | tail -1)
     oldest_out=$(stat -c '%Y' "${outputs[@]}" | sort -n | head -1)
     [[ "${newest_src%.*}" -lt "$oldest_out" ]]

@@ -9,6 +9,7 @@
 //! packet: the hot path is meant to make none.
 
 mod datarouter;
+mod netserv;
 mod plugins;
 
 use anyhow::{Context, Result};
@@ -321,6 +322,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     } else {
         None
     };
+    // The netserv group runs only when named (`--only netserv`): it repeats
+    // rows above at NetServ's configurations and adds the users figures.
+    let ns = if args.only.as_deref().is_some_and(|o| o.contains("netserv")) {
+        Some(netserv::rows(args)?)
+    } else {
+        None
+    };
     let dr_rows = if args.only.as_ref().is_none_or(|o| {
         o.contains("datarouter") || ["exact-hash", "regex", "suffix"].iter().any(|k| k.contains(o.as_str()))
     }) {
@@ -330,8 +338,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     if args.json {
         let figs = wasm_instances.map(|(_, j)| j);
-        let all =
-            serde_json::json!({ "forwarding": rows, "classifier": cls, "wasm_instances": figs, "datarouter": dr_rows });
+        let all = serde_json::json!({ "forwarding": rows, "classifier": cls, "wasm_instances": figs,
+            "datarouter": dr_rows, "netserv": ns });
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(());
     }
@@ -379,6 +387,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     if !dr_rows.is_empty() {
         datarouter::print(&dr_rows);
+    }
+    if let Some(ns) = &ns {
+        netserv::print(ns, args);
     }
     Ok(())
 }

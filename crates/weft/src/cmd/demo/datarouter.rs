@@ -33,7 +33,7 @@ fn droute(emu: &mut Emulator, node: &str, line: &str) -> Result<()> {
 /// Run the scene.
 pub fn run() -> Result<()> {
     super::say(
-        "\n8. DataRouter (topologies/datarouter-line.toml): forwarding on strings in the IP header (IPv4 option \
+        "\n9. DataRouter (topologies/datarouter-line.toml): forwarding on strings in the IP header (IPv4 option \
          0x9e). dr1, dr3 and dr4 resolve tags hop by hop; r2 is a plain router.",
     );
     let mut emu = Emulator::from_str(TOPOLOGY, ".")?;

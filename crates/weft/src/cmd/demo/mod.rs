@@ -4,7 +4,9 @@
 //! (a rate limiter loaded by one filter command, reconfigured through its
 //! control port), LANA's replace, and an encrypt/decrypt pair — and the
 //! receiver's view is printed after every step. A last step loads user
-//! code: a signed WebAssembly plugin fetched by r2 from a code server.
+//! code: a signed WebAssembly plugin fetched by r2 from a code server, and
+//! another answers SIP keep-alives at the edge for a server (NetServ's
+//! KeepAlive Responder, with the server's view).
 //! Two more scenes run on their own topologies: DataRouter string
 //! forwarding, and an explicit path (PBR) through encrypt and decrypt sites.
 //!
@@ -15,6 +17,7 @@
 mod datarouter;
 mod pbr;
 mod plugin;
+mod sip;
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
@@ -325,6 +328,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         );
     }
     plugin::run(&mut emu, h2)?;
+    sip::run(&mut emu, h2)?;
     datarouter::run()?;
     pbr::run()?;
     say("\nDone. Try it yourself: weft emu run topologies/line3.toml; weft node run --config examples/r1.toml");

@@ -57,7 +57,7 @@ fn owner(emu: &Emulator, a: IpAddr) -> String {
 /// Run the scene on its own emulator.
 pub(super) fn run() -> Result<()> {
     say(
-        "\n9. Explicit paths (PromethOS PBR, topologies/promethos-fig2.toml): h1's UDP to h7:6060 must be \
+        "\n10. Explicit paths (PromethOS PBR, topologies/promethos-fig2.toml): h1's UDP to h7:6060 must be \
          encrypted at R2 or R3 and decrypted at R6 or R8; plain IP takes R1–R4–R7.",
     );
     let mut emu = Emulator::from_str(TOPOLOGY, ".")?;

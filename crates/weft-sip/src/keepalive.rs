@@ -1,0 +1,140 @@
+//! NAT keep-alives a SIP server need not see (NetServ §6.1, KeepAlive
+//! Responder), and the answers an edge node gives on the server's behalf.
+//!
+//! * **CRLF ping** (RFC 5626 §4.4.1): a datagram of exactly `CRLF CRLF`;
+//!   the answer is the pong, a single `CRLF`. (A lone `CRLF` is a pong:
+//!   never answered.)
+//! * **NOTIFY with `Event: keep-alive`** (the event package's name compared
+//!   case-insensitively, parameters ignored).
+//! * **OPTIONS**: any OPTIONS request, in or outside a dialog — user agents
+//!   use it as a ping (RFC 3261 §11), and its answer carries nothing the
+//!   edge cannot build. Decision: the `200 OK` has no `Allow`/`Accept`
+//!   headers (the server's capabilities are not the edge's to state).
+//!
+//! Everything else — REGISTER above all — is not a keep-alive and goes on to
+//! the server.
+
+use crate::msg::{tag_for, write_response, Error, Message};
+
+/// The answer to a CRLF ping.
+pub const PONG: &[u8] = b"\r\n";
+/// A CRLF ping.
+pub const PING: &[u8] = b"\r\n\r\n";
+
+/// A keep-alive's kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeepAlive {
+    /// RFC 5626's `CRLF CRLF`.
+    CrlfPing,
+    /// An OPTIONS request.
+    Options,
+    /// A NOTIFY of the `keep-alive` event.
+    Notify,
+}
+
+impl KeepAlive {
+    /// A short name for counters (`crlf`, `options`, `notify`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            KeepAlive::CrlfPing => "crlf",
+            KeepAlive::Options => "options",
+            KeepAlive::Notify => "notify",
+        }
+    }
+}
+
+/// What a datagram to the server is: a keep-alive (`Ok(Some)`), another
+/// SIP message (`Ok(None)`), or not a SIP message (`Err`, the parser's
+/// reason).
+pub fn classify(payload: &[u8]) -> Result<Option<KeepAlive>, Error> {
+    if payload == PING {
+        return Ok(Some(KeepAlive::CrlfPing));
+    }
+    if payload == PONG {
+        return Ok(None);
+    }
+    let m = Message::parse(payload)?;
+    Ok(kind_of(&m))
+}
+
+/// The keep-alive kind of a parsed message, if it is one.
+pub fn kind_of(m: &Message<'_>) -> Option<KeepAlive> {
+    match m.method()? {
+        "OPTIONS" => Some(KeepAlive::Options),
+        "NOTIFY" => {
+            let ev = m.header("Event")?;
+            let package = ev.split(';').next().unwrap_or("").trim();
+            package.eq_ignore_ascii_case("keep-alive").then_some(KeepAlive::Notify)
+        }
+        _ => None,
+    }
+}
+
+/// Write the `200 OK` answering `req` (see [`write_response`]; the To tag,
+/// when the request has none, is [`tag_for`] the request).
+pub fn write_ok(req: &Message<'_>, out: &mut [u8]) -> Result<usize, Error> {
+    let tag = tag_for(req);
+    let tag = core::str::from_utf8(&tag).map_err(|_| Error::NoRoom)?;
+    write_response(req, 200, "OK", tag, &[], out)
+}
+
+/// Write the answer to a keep-alive payload: the pong, or a `200 OK`.
+/// `Ok(None)` when the payload is not a keep-alive.
+pub fn answer(payload: &[u8], out: &mut [u8]) -> Result<Option<(KeepAlive, usize)>, Error> {
+    if payload == PING {
+        let dst = out.get_mut(..PONG.len()).ok_or(Error::NoRoom)?;
+        dst.copy_from_slice(PONG);
+        return Ok(Some((KeepAlive::CrlfPing, PONG.len())));
+    }
+    if payload == PONG {
+        return Ok(None);
+    }
+    let m = Message::parse(payload)?;
+    match kind_of(&m) {
+        Some(k) => Ok(Some((k, write_ok(&m, out)?))),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOTIFY: &[u8] = b"NOTIFY sip:srv@10.0.2.2 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.1.2:6000;branch=z9hG4bK-7\r\n\
+From: <sip:ua@x>;tag=1\r\nTo: <sip:srv@x>\r\nCall-ID: c7\r\nCSeq: 3 NOTIFY\r\n\
+o: Keep-Alive;id=1\r\nContent-Length: 0\r\n\r\n";
+
+    #[test]
+    fn classify_each_kind() {
+        assert_eq!(classify(PING), Ok(Some(KeepAlive::CrlfPing)));
+        assert_eq!(classify(PONG), Ok(None));
+        assert_eq!(classify(NOTIFY), Ok(Some(KeepAlive::Notify)));
+        let presence: &[u8] =
+            b"NOTIFY sip:s SIP/2.0\r\nVia: v\r\nFrom: f\r\nTo: t\r\nCall-ID: c\r\nCSeq: 1 NOTIFY\r\nEvent: presence\r\n\r\n";
+        assert_eq!(classify(presence), Ok(None));
+        let options = b"OPTIONS sip:s SIP/2.0\r\nVia: v\r\nFrom: f\r\nTo: t\r\nCall-ID: c\r\nCSeq: 9 OPTIONS\r\n\r\n";
+        assert_eq!(classify(options), Ok(Some(KeepAlive::Options)));
+        assert_eq!(classify(crate::msg::tests::REGISTER), Ok(None));
+        assert_eq!(classify(b"\r\n\r\n\r\n"), Err(Error::BadStartLine));
+    }
+
+    #[test]
+    fn answers() {
+        let mut out = [0u8; 512];
+        assert_eq!(answer(PING, &mut out), Ok(Some((KeepAlive::CrlfPing, 2))));
+        assert_eq!(&out[..2], b"\r\n");
+        let (k, n) = answer(NOTIFY, &mut out).unwrap().unwrap();
+        assert_eq!(k, KeepAlive::Notify);
+        let r = Message::parse(&out[..n]).unwrap();
+        assert_eq!(r.status(), Some(200));
+        assert_eq!(r.cseq(), Some((3, "NOTIFY")));
+        assert_eq!(r.call_id(), Some("c7"));
+        assert!(r.in_dialog(), "the answer's To has a tag");
+        // The same request always gets the same tag.
+        let mut again = [0u8; 512];
+        let (_, n2) = answer(NOTIFY, &mut again).unwrap().unwrap();
+        assert_eq!(out[..n], again[..n2]);
+        assert_eq!(answer(crate::msg::tests::REGISTER, &mut out), Ok(None));
+    }
+}
