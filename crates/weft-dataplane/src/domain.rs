@@ -302,8 +302,9 @@ pub struct DomainCounters {
     /// Dropped on arrival: a buffer would have taken it over its memory
     /// limit.
     pub dropped_memory: u64,
-    /// Refused memory (instance reservations, channel buffers) over its
-    /// limit.
+    /// Memory charges refused over its limit (instance reservations,
+    /// queued packets' buffers — those are also `dropped_memory` —,
+    /// channel buffers).
     pub alloc_failures: u64,
     /// CPU charged, nanoseconds.
     pub cpu_ns: u64,

@@ -54,6 +54,10 @@ pub(super) struct DomainSlot {
     pub(super) deficit: i64,
     /// CPU charged in the current round (against `limits.cpu_ns`).
     pub(super) round_ns: u64,
+    /// Recent CPU per packet, ns: how many packets a service takes.
+    pub(super) avg_pkt_ns: u64,
+    /// The round in which `cpu_limited` was last counted.
+    pub(super) limited_round: u64,
 }
 
 impl DomainSlot {
@@ -72,6 +76,8 @@ impl DomainSlot {
             queue: VecDeque::with_capacity(spec.limits.queue_len as usize),
             deficit: 0,
             round_ns: 0,
+            avg_pkt_ns: 0,
+            limited_round: 0,
         }
     }
 
@@ -134,6 +140,7 @@ impl Node {
         let id = DomainId(self.domains.len() as u32);
         self.domains.push(Some(DomainSlot::new(&spec, Some(spec.parent))));
         self.dom_mut(spec.parent)?.children.push(id);
+        self.sched_refresh();
         tracing::info!(node = %self.name, domain = %id, name = %spec.name, class = %spec.class, "domain created");
         self.mark_stale();
         Ok(id)
@@ -216,15 +223,21 @@ impl Node {
         Ok(out)
     }
 
-    /// `id` and its ancestors up to the root.
+    /// `id` and its ancestors up to the root (control paths only: it
+    /// allocates).
     fn ancestry(&self, id: DomainId) -> Vec<DomainId> {
         let mut out = Vec::new();
         let mut cur = Some(id);
         while let Some(c) = cur {
             out.push(c);
-            cur = self.dom(c).ok().and_then(|d| d.parent);
+            cur = self.parent_of(c);
         }
         out
+    }
+
+    #[inline]
+    fn parent_of(&self, id: DomainId) -> Option<DomainId> {
+        self.domains.get(id.0 as usize).and_then(|d| d.as_ref()).and_then(|d| d.parent)
     }
 
     /// Change a domain's limits. A lower memory limit than the domain
@@ -442,8 +455,11 @@ impl Node {
     /// domain's or an ancestor's limit it is refused, counted as an
     /// allocation failure, and nothing is charged.
     pub fn charge_memory(&mut self, domain: DomainId, bytes: u64) -> Result<(), NodeError> {
+        // Walks the parents in place: queueing a packet charges its buffer
+        // here, on the hot path, which must not allocate.
         self.dom(domain)?;
-        for a in self.ancestry(domain) {
+        let mut cur = Some(domain);
+        while let Some(a) = cur {
             let d = self.dom(a)?;
             if let Some(limit) = d.limits.memory {
                 let need = d.usage.memory.saturating_add(bytes);
@@ -452,11 +468,13 @@ impl Node {
                     return Err(NodeError::Domain(DomainError::MemoryLimit { domain: a, need, limit }));
                 }
             }
+            cur = d.parent;
         }
-        for a in self.ancestry(domain) {
-            if let Ok(d) = self.dom_mut(a) {
-                d.usage.memory += bytes;
-            }
+        let mut cur = Some(domain);
+        while let Some(a) = cur {
+            let Ok(d) = self.dom_mut(a) else { break };
+            d.usage.memory += bytes;
+            cur = d.parent;
         }
         Ok(())
     }
@@ -465,10 +483,11 @@ impl Node {
     /// buffers in the usage.
     pub fn charge_buffers(&mut self, domain: DomainId, bytes: u64) -> Result<(), NodeError> {
         self.charge_memory(domain, bytes)?;
-        for a in self.ancestry(domain) {
-            if let Ok(d) = self.dom_mut(a) {
-                d.usage.buffers += bytes;
-            }
+        let mut cur = Some(domain);
+        while let Some(a) = cur {
+            let Ok(d) = self.dom_mut(a) else { break };
+            d.usage.buffers += bytes;
+            cur = d.parent;
         }
         Ok(())
     }
@@ -484,13 +503,14 @@ impl Node {
     }
 
     pub(super) fn uncharge(&mut self, domain: DomainId, bytes: u64, buffers: bool) {
-        for a in self.ancestry(domain) {
-            if let Ok(d) = self.dom_mut(a) {
-                d.usage.memory = d.usage.memory.saturating_sub(bytes);
-                if buffers {
-                    d.usage.buffers = d.usage.buffers.saturating_sub(bytes);
-                }
+        let mut cur = Some(domain);
+        while let Some(a) = cur {
+            let Ok(d) = self.dom_mut(a) else { break };
+            d.usage.memory = d.usage.memory.saturating_sub(bytes);
+            if buffers {
+                d.usage.buffers = d.usage.buffers.saturating_sub(bytes);
             }
+            cur = d.parent;
         }
     }
 
@@ -610,6 +630,7 @@ impl Node {
             if let Some(mut slot) = self.domains[d.0 as usize].take() {
                 for q in slot.queue.drain(..) {
                     self.pool.free(q.pkt);
+                    self.sched.queued -= 1;
                     out.packets_freed += 1;
                 }
                 out.objects.append(&mut slot.objects);
@@ -622,6 +643,7 @@ impl Node {
         if let Ok(p) = self.dom_mut(parent) {
             p.children.retain(|c| *c != id);
         }
+        self.sched_refresh();
         self.mark_stale();
         for h in self.domain_hooks.iter_mut() {
             h(&out);

@@ -72,6 +72,7 @@ mod ports;
 mod sched;
 
 pub use domains::DomainHook;
+pub use sched::{CpuClock, BUFFER_CHARGE, MAX_CREDIT_NS, NOMINAL_PKT_NS};
 pub use control::{FilterId, FilterInfo, FilterSpec, InstanceInfo, Owned, Owner};
 pub use label::{LabelInfo, LabelOut, ETHERTYPE_MPLS, FIRST_LABEL, LABEL_TTL, MAX_LABEL, MPLS_UDP_PORT};
 pub use metrics::{DropReason, InstanceStats, PortStats};
@@ -271,6 +272,8 @@ pub struct Node {
     visit_domain: HashMap<u32, crate::domain::DomainId>,
     /// Told about every destroyed domain.
     domain_hooks: Vec<DomainHook>,
+    /// The domain schedulers' state.
+    sched: sched::Sched,
 }
 
 impl fmt::Debug for Node {
@@ -327,6 +330,7 @@ impl Node {
             domains: vec![Some(domains::DomainSlot::root())],
             visit_domain: HashMap::new(),
             domain_hooks: Vec::new(),
+            sched: sched::Sched::default(),
         }
     }
 
@@ -346,6 +350,7 @@ impl Node {
         let pl = self.pipeline.clone();
         self.neighbor_timers(now_ns);
         self.output_pending(&pl);
+        self.sched_tick(&pl);
     }
 
     /// When the node next needs [`Node::tick`], on the clock it is given
@@ -361,6 +366,10 @@ impl Node {
     /// next batch or lookup. Explicit-path soft state lives in the PBR
     /// daemon, which has its own `poll_timeout`.
     pub fn poll_timeout(&self) -> Option<u64> {
+        if self.sched.queued > 0 {
+            // Packets wait in domains' queues: the next round is due now.
+            return Some(self.now_ns);
+        }
         let output = (!self.originate.is_empty() || !self.emitted.is_empty()).then_some(self.output_due_ns);
         match (output, self.neighbor_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -407,6 +416,12 @@ impl Node {
     #[inline]
     pub fn alloc_into(&mut self, out: &mut Batch, frame: &[u8]) {
         self.pool.alloc_into(out, frame);
+    }
+
+    /// Buffers free in the node's pool now (what a destroyed domain's
+    /// queue gave back shows here).
+    pub fn pool_available(&self) -> usize {
+        self.pool.available()
     }
 
     /// Buffers the node's pool has ever allocated.
