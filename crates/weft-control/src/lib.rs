@@ -16,6 +16,8 @@
 //!   over the node (explicit paths, labels, plugins on chosen hops).
 //! * [`plugins`] — WebAssembly plugins: the loader behind `weft plugin` and
 //!   on-demand loading of filter plugins.
+//! * [`domains`] — principals and domains: home domains, who may manage
+//!   which, and the [`domains::DomainAccounts`] signaling charges.
 //! * [`signal`] — the on-path signaling daemon: [`signal::SignalNode`]
 //!   drives a `weft_signal::Agent` over the node (NetServ SETUP, REMOVE,
 //!   PROBE, TRIGGER under the node's one policy).
@@ -33,6 +35,7 @@ pub mod auth;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod domains;
 pub mod metrics;
 pub mod pbr;
 pub mod plugins;

@@ -10,6 +10,7 @@
 //! * [`icmp_limit`] — the node's one ICMP error limiter, which the engine's
 //!   errors and elements' errors all pass.
 //! * [`neigh`] — ARP / neighbour discovery cache.
+//! * [`vcpu`] — a virtual CPU for the domain schedulers' tests and demo.
 //! * [`token_bucket`] — the one token bucket every rate limit uses.
 //! * [`node`] — [`Node`], the node handle and the data path over one
 //!   immutable [`node::Pipeline`] snapshot.
@@ -29,6 +30,7 @@ pub mod icmp_limit;
 pub mod neigh;
 pub mod node;
 pub mod token_bucket;
+pub mod vcpu;
 
 pub use classifier::Match;
 pub use element::{

@@ -7,14 +7,10 @@
 //! 100 ns a packet, a tenant's chain 450 ns. The node charges domains from
 //! that clock, so every figure here is exact and the same on every run.
 
-use std::collections::VecDeque;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use weft_dataplane::domain::{DomainLimits, DomainSpec, SchedClass};
-use weft_dataplane::element::{Args, ClassDoc, Ctx, Element, ElementClass, Verdict};
+use weft_dataplane::vcpu::{udp_dport, Bench, Source, Tally, VirtualCpu, COST_CLASS};
 use weft_dataplane::{DomainId, FilterSpec, Hook, Match, Node, PortConfig};
-use weft_packet::view::{parse, L4};
 use weft_packet::{build, Batch, Packet};
 
 const M0: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -24,22 +20,8 @@ const HB: [u8; 6] = [2, 0xbb, 0, 0, 0, 1];
 const PLAIN: u16 = 1000;
 const GOOD: u16 = 2000;
 const FLOOD: u16 = 3000;
-const RING: usize = 1024;
 
-/// Advances the virtual CPU clock by `ns` per packet.
-struct Cost {
-    clock: Arc<AtomicU64>,
-    ns: u64,
-}
-
-impl Element for Cost {
-    fn process(&mut self, _cx: &mut Ctx<'_>, _p: &mut Packet) -> Verdict {
-        self.clock.fetch_add(self.ns, Ordering::Relaxed);
-        Verdict::Continue
-    }
-}
-
-fn node(clock: &Arc<AtomicU64>) -> Node {
+fn node(cpu: &VirtualCpu) -> Node {
     let mut n = Node::new("iso");
     n.add_port(PortConfig {
         name: "p0".into(),
@@ -56,16 +38,7 @@ fn node(clock: &Arc<AtomicU64>) -> Node {
     })
     .unwrap();
     n.add_neighbor(1, "10.0.1.2".parse().unwrap(), HB).unwrap();
-    let c = clock.clone();
-    n.add_class(ElementClass::native("cost", ClassDoc::default(), move |a: &Args| {
-        Ok(Box::new(Cost {
-            clock: c.clone(),
-            ns: a.get_parsed("ns", 0)?.unwrap_or(0),
-        }))
-    }))
-    .unwrap();
-    let c = clock.clone();
-    n.set_cpu_clock(Box::new(move || c.load(Ordering::Relaxed)));
+    cpu.attach(&mut n);
     n
 }
 
@@ -78,7 +51,7 @@ fn by_dport(dport: u16) -> Match {
 
 /// A path for traffic to `dport` in domain `d` whose chain costs `ns`.
 fn path(n: &mut Node, d: DomainId, dport: u16, ns: u64) {
-    let i = n.create_instance_in(d, "cost", &format!("ns={ns}")).unwrap();
+    let i = n.create_instance_in(d, COST_CLASS, &format!("ns={ns}")).unwrap();
     n.add_filter_in(
         d,
         FilterSpec {
@@ -101,38 +74,17 @@ fn tenant(n: &mut Node, name: &str, class: SchedClass, limits: DomainLimits) -> 
     .unwrap()
 }
 
-struct Source {
-    dport: u16,
-    interval: u64,
-    next: u64,
-    frame: Vec<u8>,
-}
-
-impl Source {
-    fn new(dport: u16, interval: u64) -> Source {
-        Source {
-            dport,
-            interval,
-            next: 0,
-            frame: build::udp4(
-                HA,
-                M0,
-                Ipv4Addr::new(10, 0, 0, 2),
-                Ipv4Addr::new(10, 0, 1, 2),
-                5000,
-                dport,
-                64,
-                &[0u8; 18],
-            ),
-        }
-    }
-}
-
-#[derive(Default, Debug)]
-struct Tally {
-    offered: [u64; 3],
-    ring_drops: [u64; 3],
-    delivered: [u64; 3],
+fn frame(dport: u16) -> Vec<u8> {
+    build::udp4(
+        HA,
+        M0,
+        Ipv4Addr::new(10, 0, 0, 2),
+        Ipv4Addr::new(10, 0, 1, 2),
+        5000,
+        dport,
+        64,
+        &[0u8; 18],
+    )
 }
 
 fn class_of(dport: u16) -> usize {
@@ -143,62 +95,16 @@ fn class_of(dport: u16) -> usize {
     }
 }
 
-/// Run the node for `span` ns of virtual time with arrivals from
-/// `sources`, then `drain` ns more without arrivals; as a runner does,
-/// receive up to 32 from the ring, then tick when the node says, and when
-/// there is nothing to receive let time pass (1 µs at most at a time, so a
-/// node with queued work spins as a real one would).
-fn simulate(n: &mut Node, clock: &Arc<AtomicU64>, sources: &mut [Source], span: u64, drain: u64) -> Tally {
-    let mut t = Tally::default();
-    let mut ring: VecDeque<Packet> = VecDeque::new();
-    let start = clock.load(Ordering::Relaxed);
-    let stop = start + span;
-    for s in sources.iter_mut() {
-        s.next = start;
-    }
-    let mut out = Batch::new();
-    loop {
-        let now = clock.load(Ordering::Relaxed);
-        if now >= stop + drain {
-            break;
-        }
-        // Arrivals up to now, in time order (a full ring drops whoever
-        // comes next).
-        while let Some(s) = sources
-            .iter_mut()
-            .filter(|s| s.next <= now && s.next < stop)
-            .min_by_key(|s| s.next)
-        {
-            t.offered[class_of(s.dport)] += 1;
-            if ring.len() < RING {
-                ring.push_back(Packet::from_bytes(&s.frame));
-            } else {
-                t.ring_drops[class_of(s.dport)] += 1;
-            }
-            s.next += s.interval;
-        }
-        if ring.is_empty() {
-            let next = sources.iter().map(|s| s.next).filter(|x| *x < stop).min().unwrap_or(stop + drain);
-            clock.store(next.min(now + 1_000).max(now + 1), Ordering::Relaxed);
-            let now = clock.load(Ordering::Relaxed);
-            n.tick(now);
-        } else {
-            let mut b: Batch = ring.drain(..ring.len().min(32)).collect();
-            n.receive(now, 0, &mut b);
-            if n.poll_timeout().is_some_and(|d| d <= now) {
-                n.tick(clock.load(Ordering::Relaxed));
-            }
-        }
-        n.take_tx(1, &mut out);
-        for p in out.drain(..) {
-            if let Ok(h) = parse(p.data()) {
-                if let L4::Udp { .. } = h.l4 {
-                    t.delivered[class_of(h.flow.dport)] += 1;
-                }
-            }
-            n.recycle(p);
-        }
-    }
+/// A source of UDP to `dport` every `interval` ns.
+fn src(dport: u16, interval: u64) -> Source {
+    Source::new(class_of(dport), interval, frame(dport))
+}
+
+fn simulate(n: &mut Node, cpu: &VirtualCpu, sources: &mut [Source], span: u64, drain: u64) -> Tally {
+    let mut t = Bench::new(n, cpu.clone(), 0, 1, |f| udp_dport(f).map(class_of)).run(sources, span, drain);
+    t.offered.resize(3, 0);
+    t.ring_drops.resize(3, 0);
+    t.delivered.resize(3, 0);
     t
 }
 
@@ -211,14 +117,14 @@ const DRAIN: u64 = 2_000_000;
 /// quarter: half the CPU goes to domains when plain forwarding is busy —
 /// the default share — split evenly between two fair domains).
 fn sources(flood_interval: Option<u64>) -> Vec<Source> {
-    let mut v = vec![Source::new(PLAIN, 500), Source::new(GOOD, 4_500)];
+    let mut v = vec![src(PLAIN, 500), src(GOOD, 4_500)];
     if let Some(i) = flood_interval {
-        v.push(Source::new(FLOOD, i));
+        v.push(src(FLOOD, i));
     }
     v
 }
 
-fn two_tenants(clock: &Arc<AtomicU64>, flood_in_root: bool) -> (Node, DomainId, DomainId) {
+fn two_tenants(clock: &VirtualCpu, flood_in_root: bool) -> (Node, DomainId, DomainId) {
     let mut n = node(clock);
     let good = tenant(&mut n, "good", SchedClass::Fair { weight: 1 }, DomainLimits::default());
     let flood = tenant(&mut n, "flood", SchedClass::Fair { weight: 1 }, DomainLimits::default());
@@ -234,11 +140,11 @@ fn a_flooding_domain_cannot_hurt_a_well_behaved_one_nor_plain_forwarding() {
     // its 450 ns chain: one packet every 180 ns.
     let flood_interval = CHAIN_NS * 4 / 10;
 
-    let clock = Arc::new(AtomicU64::new(0));
+    let clock = VirtualCpu::new();
     let (mut n, _, _) = two_tenants(&clock, false);
     let unloaded = simulate(&mut n, &clock, &mut sources(None), SPAN, DRAIN);
 
-    let clock = Arc::new(AtomicU64::new(0));
+    let clock = VirtualCpu::new();
     let (mut n, good, flood) = two_tenants(&clock, false);
     let loaded = simulate(&mut n, &clock, &mut sources(Some(flood_interval)), SPAN, DRAIN);
     let g = n.domain(good).unwrap();
@@ -246,7 +152,7 @@ fn a_flooding_domain_cannot_hurt_a_well_behaved_one_nor_plain_forwarding() {
 
     let good_ratio = loaded.delivered[1] as f64 / loaded.offered[1] as f64;
     let plain_ratio = loaded.delivered[0] as f64 / unloaded.delivered[0] as f64;
-    let flood_cpu = f.counters.cpu_ns as f64 / clock.load(Ordering::Relaxed) as f64;
+    let flood_cpu = f.counters.cpu_ns as f64 / clock.now() as f64;
     eprintln!(
         "isolation: good tenant {:.4} of its offered load (reservation 0.25 CPU, offered 0.10), \
          plain forwarding {:.4} of its unloaded rate, flood offered {} served {} dropped early {} \
@@ -261,7 +167,7 @@ fn a_flooding_domain_cannot_hurt_a_well_behaved_one_nor_plain_forwarding() {
 
     // The same flood in the root (run at once, unscheduled) is what the
     // domains prevent: plain forwarding then loses packets at the ring.
-    let clock = Arc::new(AtomicU64::new(0));
+    let clock = VirtualCpu::new();
     let (mut n, _, _) = two_tenants(&clock, true);
     let unscheduled = simulate(&mut n, &clock, &mut sources(Some(flood_interval)), SPAN, DRAIN);
     let plain_unscheduled = unscheduled.delivered[0] as f64 / unloaded.delivered[0] as f64;
@@ -271,7 +177,7 @@ fn a_flooding_domain_cannot_hurt_a_well_behaved_one_nor_plain_forwarding() {
 
 #[test]
 fn a_domain_over_its_memory_limit_drops_its_own_packets_only() {
-    let clock = Arc::new(AtomicU64::new(0));
+    let clock = VirtualCpu::new();
     let mut n = node(&clock);
     let small = tenant(
         &mut n,
@@ -286,8 +192,8 @@ fn a_domain_over_its_memory_limit_drops_its_own_packets_only() {
     path(&mut n, small, FLOOD, CHAIN_NS);
     path(&mut n, other, GOOD, CHAIN_NS);
     // No credit yet: what arrives stays queued.
-    let f = Source::new(FLOOD, 1).frame;
-    let g = Source::new(GOOD, 1).frame;
+    let f = frame(FLOOD);
+    let g = frame(GOOD);
     let mut b: Batch = (0..10).map(|_| Packet::from_bytes(&f)).chain((0..10).map(|_| Packet::from_bytes(&g))).collect();
     n.set_root_share(1000).unwrap(); // a received batch earns the domains nothing
     n.receive(0, 0, &mut b);
@@ -309,7 +215,7 @@ fn a_domain_over_its_memory_limit_drops_its_own_packets_only() {
 
 #[test]
 fn destroying_a_busy_domain_frees_all_of_it() {
-    let clock = Arc::new(AtomicU64::new(0));
+    let clock = VirtualCpu::new();
     let mut n = node(&clock);
     let busy = tenant(&mut n, "busy", SchedClass::Fair { weight: 1 }, DomainLimits::default());
     let child = n
@@ -322,8 +228,8 @@ fn destroying_a_busy_domain_frees_all_of_it() {
     path(&mut n, busy, FLOOD, CHAIN_NS);
     path(&mut n, child, GOOD, CHAIN_NS);
     n.set_root_share(1000).unwrap();
-    let f = Source::new(FLOOD, 1).frame;
-    let g = Source::new(GOOD, 1).frame;
+    let f = frame(FLOOD);
+    let g = frame(GOOD);
     let mut b: Batch = (0..20).map(|_| Packet::from_bytes(&f)).chain((0..7).map(|_| Packet::from_bytes(&g))).collect();
     n.receive(0, 0, &mut b);
     assert_eq!(n.domain_queued(), 27);
@@ -343,7 +249,7 @@ fn destroying_a_busy_domain_frees_all_of_it() {
     assert!(n.instances().is_empty() && n.filters().is_empty());
     // The node goes on forwarding what is left.
     path(&mut n, DomainId::ROOT, PLAIN, PLAIN_NS);
-    let mut b: Batch = vec![Packet::from_bytes(&Source::new(PLAIN, 1).frame)];
+    let mut b: Batch = vec![Packet::from_bytes(&frame(PLAIN))];
     n.receive(1, 0, &mut b);
     let mut out = Batch::new();
     n.take_tx(1, &mut out);
@@ -352,29 +258,26 @@ fn destroying_a_busy_domain_frees_all_of_it() {
 
 /// Let `ns` of idle time pass, then tick: a tick with nothing received
 /// since the last one gives the domains the idle time.
-fn idle(n: &mut Node, clock: &Arc<AtomicU64>, ns: u64) {
-    n.tick(clock.load(Ordering::Relaxed));
-    clock.fetch_add(ns, Ordering::Relaxed);
-    n.tick(clock.load(Ordering::Relaxed));
+fn idle(n: &mut Node, clock: &VirtualCpu, ns: u64) {
+    n.tick(clock.now());
+    clock.advance(ns);
+    n.tick(clock.now());
 }
 
 /// Serve what `n` has queued with `credit` ns of idle time; the order in
 /// which domains' packets left.
-fn serve_order(n: &mut Node, clock: &Arc<AtomicU64>, credit: u64) -> Vec<u16> {
+fn serve_order(n: &mut Node, clock: &VirtualCpu, credit: u64) -> Vec<u16> {
     idle(n, clock, credit);
     let mut out = Batch::new();
     n.take_tx(1, &mut out);
     out.iter()
-        .filter_map(|p| {
-            let h = parse(p.data()).ok()?;
-            matches!(h.l4, L4::Udp { .. }).then_some(h.flow.dport)
-        })
+        .filter_map(|p| udp_dport(p.data()))
         .collect()
 }
 
 #[test]
 fn fixed_priority_serves_the_higher_level_first_within_its_cpu_limit() {
-    let clock = Arc::new(AtomicU64::new(0));
+    let clock = VirtualCpu::new();
     let mut n = node(&clock);
     let hi = tenant(
         &mut n,
@@ -389,8 +292,8 @@ fn fixed_priority_serves_the_higher_level_first_within_its_cpu_limit() {
     path(&mut n, lo, GOOD, CHAIN_NS);
     path(&mut n, hi, FLOOD, CHAIN_NS);
     n.set_root_share(1000).unwrap();
-    let f = Source::new(FLOOD, 1).frame;
-    let g = Source::new(GOOD, 1).frame;
+    let f = frame(FLOOD);
+    let g = frame(GOOD);
     let mut b: Batch = (0..4).map(|_| Packet::from_bytes(&g)).chain((0..8).map(|_| Packet::from_bytes(&f))).collect();
     n.receive(0, 0, &mut b);
     let order = serve_order(&mut n, &clock, 100 * CHAIN_NS);
@@ -405,15 +308,15 @@ fn fixed_priority_serves_the_higher_level_first_within_its_cpu_limit() {
 
 #[test]
 fn earliest_deadline_first_serves_the_packet_due_first() {
-    let clock = Arc::new(AtomicU64::new(0));
+    let clock = VirtualCpu::new();
     let mut n = node(&clock);
     let slow = tenant(&mut n, "slow", SchedClass::Deadline { deadline_ns: 10_000 }, DomainLimits::default());
     let urgent = tenant(&mut n, "urgent", SchedClass::Deadline { deadline_ns: 1_000 }, DomainLimits::default());
     path(&mut n, slow, GOOD, CHAIN_NS);
     path(&mut n, urgent, FLOOD, CHAIN_NS);
     n.set_root_share(1000).unwrap();
-    let f = Source::new(FLOOD, 1).frame;
-    let g = Source::new(GOOD, 1).frame;
+    let f = frame(FLOOD);
+    let g = frame(GOOD);
     // slow's packets arrive at 0 (due 10,000), urgent's at 5,000 (due 6,000).
     let mut b: Batch = (0..2).map(|_| Packet::from_bytes(&g)).collect();
     n.receive(0, 0, &mut b);
@@ -424,7 +327,7 @@ fn earliest_deadline_first_serves_the_packet_due_first() {
 
 #[test]
 fn weighted_fair_domains_share_in_proportion_to_their_weights() {
-    let clock = Arc::new(AtomicU64::new(0));
+    let clock = VirtualCpu::new();
     let mut n = node(&clock);
     let three = tenant(&mut n, "three", SchedClass::Fair { weight: 3 }, DomainLimits::default());
     let one = tenant(&mut n, "one", SchedClass::Fair { weight: 1 }, DomainLimits::default());
@@ -435,7 +338,7 @@ fn weighted_fair_domains_share_in_proportion_to_their_weights() {
     let t = simulate(
         &mut n,
         &clock,
-        &mut [Source::new(GOOD, 100), Source::new(FLOOD, 100)],
+        &mut [src(GOOD, 100), src(FLOOD, 100)],
         span,
         0,
     );
@@ -448,7 +351,7 @@ fn weighted_fair_domains_share_in_proportion_to_their_weights() {
 #[test]
 fn plain_forwarding_keeps_its_configured_share_when_everyone_is_overloaded() {
     for share in [500u32, 800] {
-        let clock = Arc::new(AtomicU64::new(0));
+        let clock = VirtualCpu::new();
         let (mut n, _, _) = two_tenants(&clock, false);
         n.set_root_share(share).unwrap();
         // Plain offered 1.67 CPUs, the flood 2.5: both far past what the
@@ -456,11 +359,11 @@ fn plain_forwarding_keeps_its_configured_share_when_everyone_is_overloaded() {
         let t = simulate(
             &mut n,
             &clock,
-            &mut [Source::new(PLAIN, 60), Source::new(FLOOD, 180)],
+            &mut [src(PLAIN, 60), src(FLOOD, 180)],
             SPAN,
             0,
         );
-        let plain_cpu = (t.delivered[0] * PLAIN_NS) as f64 / clock.load(Ordering::Relaxed) as f64;
+        let plain_cpu = (t.delivered[0] * PLAIN_NS) as f64 / clock.now() as f64;
         eprintln!("root share {share}‰: plain forwarding used {plain_cpu:.3} of the CPU; {t:?}");
         assert!(
             plain_cpu >= share as f64 / 1000.0 - 0.01,

@@ -18,7 +18,8 @@
 //!   loader (`[plugins]`), only from the code servers `[plugins] repos`
 //!   lists ([`fetch`] says why).
 //! * **Accounting** of what each principal holds goes through the
-//!   [`Accounts`] trait, which the node's domains will implement
+//!   [`Accounts`] trait, which the node's domains implement
+//!   ([`crate::domains::DomainAccounts`])
 //!   ([`accounts`]); server modules through [`ServerModules`], the seam a
 //!   server-module host plugs into ([`server`]).
 //!
@@ -147,7 +148,7 @@ pub async fn enable(
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     h.enable_signal(move |n, now| {
-        let accounts = Box::new(NodeAccounts {
+        let accounts = Box::new(crate::domains::DomainAccounts {
             memory_per_instance_mib: per_instance,
         });
         let mut s = SignalNode::new(n, &sc, policy, repos, accounts, now, unix);

@@ -15,8 +15,7 @@
 //! * A WebAssembly instance created in a domain with a memory limit
 //!   reserves its memory cap, lowered to what the domain has left
 //!   ([`crate::Element::limit_memory`]): growth past it fails inside the
-//!   instance (an allocation failure, `memory.grow` returning −1), never
-//!   in a neighbour.
+//!   instance (a memory fault of that instance), never in a neighbour.
 
 use super::sched::Queued;
 use super::{Node, NodeError};

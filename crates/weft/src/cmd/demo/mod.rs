@@ -6,13 +6,15 @@
 //! receiver's view is printed after every step. A last step loads user
 //! code: a signed WebAssembly plugin fetched by r2 from a code server.
 //! Two more scenes run on their own topologies: DataRouter string
-//! forwarding, and an explicit path (PBR) through encrypt and decrypt sites.
+//! forwarding, and an explicit path (PBR) through encrypt and decrypt sites;
+//! the last puts two tenants' domains on one router, one misbehaving.
 //!
 //! Every step is shown as the CLI command an operator would type against a
 //! running node; the demo performs it through the same node handle the CLI's
 //! API server calls.
 
 mod datarouter;
+mod domains;
 mod pbr;
 mod plugin;
 
@@ -327,6 +329,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     plugin::run(&mut emu, h2)?;
     datarouter::run()?;
     pbr::run()?;
+    domains::run()?;
     say("\nDone. Try it yourself: weft emu run topologies/line3.toml; weft node run --config examples/r1.toml");
     Ok(())
 }
