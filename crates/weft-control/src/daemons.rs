@@ -53,7 +53,7 @@ pub async fn enable_signal(
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     h.enable_signal(move |n, now| {
-        let accounts = Box::new(crate::signal::NodeAccounts {
+        let accounts = Box::new(crate::domains::DomainAccounts {
             memory_per_instance_mib: per_instance,
         });
         let mut s = crate::signal::SignalNode::new(n, &sc, policy, repos, accounts, now, unix);

@@ -18,6 +18,8 @@
 //!   on-demand loading of filter plugins.
 //! * [`daemons`] — starting the node's daemons from its configuration
 //!   (above `runner`, `config`, `plugins` and `signal`).
+//! * [`domains`] — principals and domains: home domains, who may manage
+//!   which, and the [`domains::DomainAccounts`] signaling charges.
 //! * [`signal`] — the on-path signaling daemon: [`signal::SignalNode`]
 //!   drives a `weft_signal::Agent` over the node (NetServ SETUP, REMOVE,
 //!   PROBE, TRIGGER under the node's one policy).
@@ -36,6 +38,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod daemons;
+pub mod domains;
 pub mod metrics;
 pub mod pbr;
 pub mod plugins;

@@ -310,6 +310,15 @@ impl NodeHandle {
     }
 }
 
+/// The clock the runner charges domains' CPU with: the node's thread runs
+/// to completion on its core, so the time a batch or a round takes on a
+/// monotonic clock is the CPU it used (a thread CPU clock would also count
+/// nothing while the kernel sends, which is plain forwarding's work).
+fn wall_clock() -> weft_dataplane::node::CpuClock {
+    let base = std::time::Instant::now();
+    Box::new(move || base.elapsed().as_nanos() as u64)
+}
+
 /// Owns a node's thread. Dropping it stops the thread.
 #[derive(Debug)]
 pub struct NodeRunner {
@@ -319,7 +328,8 @@ pub struct NodeRunner {
 
 impl NodeRunner {
     /// Start `node` on a new thread named after it.
-    pub fn spawn(node: Node) -> std::io::Result<NodeRunner> {
+    pub fn spawn(mut node: Node) -> std::io::Result<NodeRunner> {
+        node.set_cpu_clock(wall_clock());
         let (tx, rx) = mpsc::channel::<Msg>();
         let thread = std::thread::Builder::new()
             .name(format!("weft-node-{}", node.name()))
@@ -338,10 +348,11 @@ impl NodeRunner {
     /// attached to the node port it names) and, if given, the TUN punt for
     /// node-local traffic.
     pub fn spawn_with_io(
-        node: Node,
+        mut node: Node,
         ports: weft_io::Drivers,
         punt: Option<weft_io::tun::TunPunt>,
     ) -> std::io::Result<NodeRunner> {
+        node.set_cpu_clock(wall_clock());
         let (tx, rx) = mpsc::channel::<Msg>();
         let (wake_tx, wake_rx) = UnixDatagram::pair()?;
         wake_tx.set_nonblocking(true)?;

@@ -552,6 +552,33 @@ impl Element for WasmElement {
         HANDLERS.to_vec()
     }
 
+    fn memory_cap(&self) -> Option<u64> {
+        let i = match self.inner.lock() {
+            Ok(i) => i,
+            Err(p) => p.into_inner(),
+        };
+        Some(i.store.data().limiter.cap as u64)
+    }
+
+    /// The domain has no more to give: growing past `bytes` then faults
+    /// (kind `memory`), in this instance alone.
+    fn limit_memory(&mut self, bytes: u64) -> Result<(), ElementError> {
+        let held = self.memory_bytes() as u64;
+        if held > bytes {
+            return Err(ElementError::Resource(format!(
+                "the instance holds {held} bytes of memory, more than the {bytes} its domain has left"
+            )));
+        }
+        let i = self.inner();
+        let l = &mut i.store.data_mut().limiter;
+        l.cap = l.cap.min(bytes.min(usize::MAX as u64) as usize);
+        Ok(())
+    }
+
+    fn memory_bytes(&mut self) -> u64 {
+        WasmElement::memory_bytes(self) as u64
+    }
+
     fn process(&mut self, cx: &mut Ctx<'_>, pkt: &mut Packet) -> Verdict {
         let mut v = [Verdict::Continue];
         self.process_batch(cx, std::slice::from_mut(pkt), &mut v);

@@ -15,7 +15,7 @@ mod cmd;
 use clap::{Parser, Subcommand};
 use cmd::common::NodeArg;
 use cmd::{
-    bench, demo, droute, emu, fb, filter, instance, keygen, metrics, node, pbr, plugin, policy, recv, repo, route,
+    bench, demo, domain, droute, emu, fb, filter, instance, keygen, metrics, node, pbr, plugin, policy, recv, repo, route,
     send, serve, signal, token,
 };
 use std::process::ExitCode;
@@ -65,6 +65,14 @@ enum Command {
         node: NodeArg,
         #[command(subcommand)]
         cmd: route::RouteCmd,
+    },
+    /// Domains (Snow on Silk): tenants' accounts of CPU, memory, bandwidth
+    /// and queues, and their schedulers (add, ls, show, rm, set).
+    Domain {
+        #[command(flatten)]
+        node: NodeArg,
+        #[command(subcommand)]
+        cmd: domain::DomainCmd,
     },
     /// Print the node's counters (Prometheus text format).
     Metrics(NodeArg),
@@ -143,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Instance { node, cmd } => instance::run(cmd, node.node).await,
         Command::Fb { node, cmd } => fb::run(cmd, node.node).await,
         Command::Route { node, cmd } => route::run(cmd, node.node).await,
+        Command::Domain { node, cmd } => domain::run(cmd, node.node).await,
         Command::Metrics(node) => metrics::run(node.node).await,
         Command::Demo(a) => demo::run(&a),
         Command::Emu(c) => emu::run(c).await,
@@ -251,6 +260,11 @@ mod tests {
         "route replace",
         "route ls",
         "route del",
+        "domain add",
+        "domain ls",
+        "domain show",
+        "domain rm",
+        "domain set",
         "metrics",
         "plugin load",
         "plugin ls",

@@ -222,10 +222,11 @@ fn filter_add(
     };
     let config = req.config.as_deref().unwrap_or("");
     let (filter, inst) = add_filter_with_plugin(n, spec, plugin.map(|p| (p, config)))?;
-    own(n, who, Owned::Filter(filter))?;
+    // The instance first: a filter goes into a domain only with its path.
     if let Some(i) = inst {
         own(n, who, Owned::Instance(i))?;
     }
+    own(n, who, Owned::Filter(filter))?;
     tracing::info!(node = n.name(), %filter, instance = ?inst.map(|i| i.to_string()), owner = ?who.owner(), "filter added");
     Ok(FilterCreated {
         filter,

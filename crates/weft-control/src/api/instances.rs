@@ -48,6 +48,9 @@ pub struct InstanceView {
     /// The principal that created it (absent: the operator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The domain it belongs to, by name (`root`: plain forwarding's).
+    #[serde(default)]
+    pub domain: String,
     /// The handlers its element answers, each `[name, access, about]`
     /// (Click's `add_handlers`; the same rows as its class's `doc`).
     #[serde(default)]
@@ -63,6 +66,10 @@ pub struct InstanceRequest {
     /// Configuration.
     #[serde(default)]
     pub config: Option<String>,
+    /// The domain to create it in, by name or id (absent: the caller's
+    /// home domain, else the root); a principal only one it owns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
 }
 
 /// Reply to `POST /v1/instances`.
@@ -151,6 +158,11 @@ fn instance_views(n: &Node) -> Vec<InstanceView> {
                 emitted: i.stats.emitted,
             },
             owner: i.owner.map(|o| o.to_string()),
+            domain: n
+                .domain_of(weft_dataplane::Member::Instance(i.id))
+                .and_then(|d| n.domain(d))
+                .map(|d| d.name)
+                .unwrap_or_default(),
             handlers: i.handlers,
         })
         .collect()
@@ -171,8 +183,21 @@ pub(super) async fn new(
     who.need(Right::Instance, "create instances")?;
     who.need_class(&req.class, signer_of(&p, &req.class).as_deref())?;
     let id = on_node(&h, move |n| {
-        let id = n.create_instance(&req.class, req.config.as_deref().unwrap_or(""))?;
-        own(n, &who, Owned::Instance(id))?;
+        let config = req.config.as_deref().unwrap_or("");
+        let Some(d) = &req.domain else {
+            let id = n.create_instance(&req.class, config)?;
+            own(n, &who, Owned::Instance(id))?;
+            return Ok(id);
+        };
+        let d = n
+            .resolve_domain(d)
+            .map_err(|e| ApiError::new(axum::http::StatusCode::NOT_FOUND, e.to_string()))?;
+        let owner = n.domain(d)?.owner;
+        who.need_owner(owner.as_deref(), &format!("domain {d}"))?;
+        let id = n.create_instance_in(d, &req.class, config)?;
+        if let Some(o) = who.owner() {
+            n.set_owner(Owned::Instance(id), Some(o))?;
+        }
         Ok(id)
     })
     .await?;

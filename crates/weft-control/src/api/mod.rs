@@ -28,6 +28,11 @@
 //! | GET | `/v1/plugins` | → `[`[`PluginView`](crate::plugins::PluginView)`]` |
 //! | POST | `/v1/plugins` | [`PluginLoadRequest`](crate::plugins::PluginLoadRequest) → [`PluginLoaded`](crate::plugins::PluginLoaded) |
 //! | DELETE | `/v1/plugins/{name}` | → [`Done`] (refused while instances exist) |
+//! | GET | `/v1/domains` | → `[`[`DomainView`]`]` |
+//! | POST | `/v1/domains` | [`DomainRequest`] → [`DomainCreated`] |
+//! | GET | `/v1/domains/{domain}` | → [`DomainView`] (by name or id) |
+//! | POST | `/v1/domains/{domain}/set` | [`DomainSet`] → [`DomainView`] |
+//! | DELETE | `/v1/domains/{domain}` | → what was freed (`DomainRemoved`) |
 //! | GET | `/v1/policy` | → [`PolicyView`] (the operator: every principal; a principal: itself) |
 //! | GET | `/v1/signal` | → [`SignalView`] |
 //! | DELETE | `/v1/signal/sessions/{id}` | → [`Done`] (the operator) |
@@ -52,6 +57,7 @@
 //! checks, the router and the listeners.
 
 mod classes;
+mod domains;
 mod filters;
 mod instances;
 mod node;
@@ -62,6 +68,7 @@ mod routes;
 mod signal;
 
 pub use classes::{ClassRequest, ClassView};
+pub use domains::{DomainCreated, DomainRequest, DomainSet, DomainView};
 pub use filters::{ChainEntry, FilterCreated, FilterRequest, FilterView, MatchAll};
 pub use instances::{
     BindRequest, ControlReply, ControlRequest, InstanceCounters, InstanceCreated, InstanceRequest, InstanceView,
@@ -144,6 +151,10 @@ impl From<Refused> for ApiError {
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         let status = match &e {
+            NodeError::Domain(weft_dataplane::DomainError::Unknown(_))
+            | NodeError::Domain(weft_dataplane::DomainError::UnknownName(_)) => StatusCode::NOT_FOUND,
+            NodeError::Domain(weft_dataplane::DomainError::NameTaken(_)) => StatusCode::CONFLICT,
+            NodeError::Domain(weft_dataplane::DomainError::MemoryLimit { .. }) => StatusCode::INSUFFICIENT_STORAGE,
             NodeError::UnknownInstance(_)
             | NodeError::UnknownFilter(_)
             | NodeError::UnknownRoute(_)
@@ -247,9 +258,16 @@ fn need_filter(n: &Node, who: &Principal, id: FilterId) -> Result<(), ApiError> 
 }
 
 /// Record `who` as the owner of what it created (nothing for the operator).
+/// A principal's creation also goes into its home domain when it has one
+/// ([`crate::domains::place_in_home`]).
 fn own(n: &mut Node, who: &Principal, what: Owned) -> Result<(), ApiError> {
     if let Some(o) = who.owner() {
         n.set_owner(what, Some(o))?;
+        let m = match what {
+            Owned::Instance(i) => weft_dataplane::Member::Instance(i),
+            Owned::Filter(f) => weft_dataplane::Member::Filter(f),
+        };
+        crate::domains::place_in_home(n, who, m)?;
     }
     Ok(())
 }
@@ -257,7 +275,7 @@ fn own(n: &mut Node, who: &Principal, what: Owned) -> Result<(), ApiError> {
 // ----- the router -----------------------------------------------------------
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no such API path (see /v1/node, /v1/filters, /v1/instances, /v1/classes, /v1/routes, /v1/plugins, /v1/pbr/paths, /v1/policy, /v1/signal)")
+    ApiError::new(StatusCode::NOT_FOUND, "no such API path (see /v1/node, /v1/filters, /v1/instances, /v1/classes, /v1/routes, /v1/plugins, /v1/pbr/paths, /v1/domains, /v1/policy, /v1/signal)")
 }
 
 /// What the API's handlers share: the node handle, its plugins and its
@@ -311,6 +329,9 @@ pub fn router(h: NodeHandle, plugins: PluginState, auth: Auth, limits: Limits) -
         .route("/v1/plugins/{name}", delete(plugins::unload))
         .route("/v1/pbr/paths", get(pbr::ls).post(pbr::create))
         .route("/v1/pbr/paths/{id}", get(pbr::get).delete(pbr::release))
+        .route("/v1/domains", get(domains::ls).post(domains::add))
+        .route("/v1/domains/{domain}", get(domains::show).delete(domains::rm))
+        .route("/v1/domains/{domain}/set", post(domains::set))
         .route("/v1/policy", get(policy::get))
         .route("/v1/signal", get(signal::get))
         .route("/v1/signal/sessions/{id}", delete(signal::remove))

@@ -170,6 +170,8 @@ fn noun_right(method: &Method, path: &str) -> &'static [Right] {
         &[Right::Plugin]
     } else if under("/v1/pbr") {
         &[Right::Pbr]
+    } else if under("/v1/domains") {
+        &[Right::Domain]
     } else {
         &[Right::All]
     }
@@ -284,6 +286,8 @@ mod tests {
         assert_eq!(noun_right(&Method::POST, "/v1/filtersX"), &[Right::All]);
         assert_eq!(noun_right(&Method::POST, "/v1/pbr/paths"), &[Right::Pbr]);
         assert_eq!(noun_right(&Method::DELETE, "/v1/routes"), &[Right::Route]);
+        assert_eq!(noun_right(&Method::POST, "/v1/domains"), &[Right::Domain]);
+        assert_eq!(noun_right(&Method::DELETE, "/v1/domains/alice"), &[Right::Domain]);
     }
 
     #[test]

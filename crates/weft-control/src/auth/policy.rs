@@ -48,13 +48,16 @@ pub enum Right {
     /// needs `signal` or `read`), within its classes or signers,
     /// prefixes, server ports and limits.
     Signal,
+    /// Create sub-domains of the domains it owns, change their limits and
+    /// class, and remove domains it owns (`docs/domains.md`).
+    Domain,
     /// Everything: the operator.
     All,
 }
 
 impl Right {
     /// Every right, in the order `docs/security.md` lists them.
-    pub const ALL: [Right; 10] = [
+    pub const ALL: [Right; 11] = [
         Right::Read,
         Right::Filter,
         Right::Instance,
@@ -64,6 +67,7 @@ impl Right {
         Right::Droute,
         Right::Class,
         Right::Signal,
+        Right::Domain,
         Right::All,
     ];
 
@@ -79,6 +83,7 @@ impl Right {
             Right::Droute => "droute",
             Right::Class => "class",
             Right::Signal => "signal",
+            Right::Domain => "domain",
             Right::All => "all",
         }
     }

@@ -1,18 +1,17 @@
 //! Per-principal resource accounting: [`Accounts`], the one small trait
 //! through which the signaling daemon asks whether a principal may hold one
-//! more instance, and [`NodeAccounts`], today's implementation.
+//! more instance and in which domain its installs go.
 //!
-//! Domains (Snow on Silk: a domain per owner with its memory pool, CPU
-//! share and queues) have not landed; when they do, a domain table
-//! implements [`Accounts`] and nothing else changes. Until then
-//! [`NodeAccounts`] counts what the node already records: the instances
-//! whose `Owner` is the principal, each reserving the node's per-instance
-//! WebAssembly memory cap — so instances a principal created through the
-//! API count too, though only signaling is refused at the limit.
+//! The daemon uses [`crate::domains::DomainAccounts`]: a principal's
+//! installs go into its home domain (Snow on Silk: the domain holds its
+//! memory, CPU and queues) and are limited by it. [`NodeAccounts`] is the
+//! accounting from before domains — instances by `Owner`, each reserving
+//! the node's per-instance WebAssembly cap, everything in the root — kept
+//! for embedders that want no domains.
 
 use crate::auth::Limits;
 use serde::{Deserialize, Serialize};
-use weft_dataplane::Node;
+use weft_dataplane::{DomainId, Node};
 
 /// What a principal holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +29,12 @@ pub trait Accounts: Send {
     fn usage(&self, node: &Node, owner: &str) -> Usage;
     /// What one more instance costs.
     fn instance_cost(&self) -> Usage;
+    /// The domain `owner`'s installs go into (default: the root).
+    fn domain(&self, node: &mut Node, owner: &str, limits: &Limits) -> Result<DomainId, String> {
+        let _ = (node, owner, limits);
+        Ok(DomainId::ROOT)
+    }
+
     /// Would `owner` stay within `limits` holding `add` more? The error
     /// says which limit, for the response stack.
     fn admit(&self, node: &Node, owner: &str, limits: &Limits, add: Usage) -> Result<(), String> {

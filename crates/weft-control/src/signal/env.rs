@@ -139,10 +139,15 @@ impl NodeEnv<'_> {
         let (Some(m), Some(f)) = (&req.module, &req.filter) else {
             return Err(Refusal::new(Reason::InstallFailed, "a packet module needs a filter"));
         };
-        let id = self
-            .node
-            .create_instance(&m.name, &req.config)
-            .map_err(|e| Refusal::new(Reason::InstallFailed, e.to_string()))?;
+        let domain = self
+            .st
+            .accounts
+            .domain(self.node, owner, &p.limits)
+            .map_err(|e| Refusal::new(Reason::Resources, e))?;
+        let id = self.node.create_instance_in(domain, &m.name, &req.config).map_err(|e| match e {
+            weft_dataplane::NodeError::Domain(d) => Refusal::new(Reason::Resources, d.to_string()),
+            e => Refusal::new(Reason::InstallFailed, e.to_string()),
+        })?;
         let spec = FilterSpec {
             hook: Some(Hook::Prerouting),
             m: Match {
@@ -154,7 +159,7 @@ impl NodeEnv<'_> {
             chain: vec![id],
             position: None,
         };
-        let fid = match self.node.add_filter(spec) {
+        let fid = match self.node.add_filter_in(domain, spec) {
             Ok(f) => f,
             Err(e) => {
                 let _ = self.node.remove_instance(id);

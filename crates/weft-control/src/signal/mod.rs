@@ -18,7 +18,8 @@
 //!   loader (`[plugins]`), only from the code servers `[plugins] repos`
 //!   lists ([`fetch`] says why).
 //! * **Accounting** of what each principal holds goes through the
-//!   [`Accounts`] trait, which the node's domains will implement
+//!   [`Accounts`] trait, which the node's domains implement
+//!   ([`crate::domains::DomainAccounts`])
 //!   ([`accounts`]); server modules through [`ServerModules`], the seam a
 //!   server-module host plugs into ([`server`]).
 //!

@@ -65,6 +65,8 @@ impl Node {
         self.now_ns = now_ns;
         self.publish_if_stale();
         let pl = self.pipeline.clone();
+        let t0 = self.sched_begin();
+        let received = batch.len();
         let Some(p) = self.ports.get_mut(port as usize) else {
             for pkt in batch.drain(..) {
                 self.drops[DropReason::BadPort as usize] += 1;
@@ -125,6 +127,9 @@ impl Node {
         }
         self.s_ip = ip;
         self.output_pending(&pl);
+        if self.sched.on {
+            self.sched_after_batch(&pl, t0, received);
+        }
     }
 
     /// Drop a packet that could not be routed, telling its source when
@@ -143,7 +148,7 @@ impl Node {
     }
 
     /// IP packets after L2: PREROUTING, routing decision, INPUT or FORWARD.
-    fn ip_input(&mut self, pl: &Pipeline, ip: &mut Batch) {
+    pub(super) fn ip_input(&mut self, pl: &Pipeline, ip: &mut Batch) {
         self.run_hook(Hook::Prerouting, pl, ip);
         let mut local = std::mem::take(&mut self.s_local);
         let mut fwd = std::mem::take(&mut self.s_fwd);
@@ -159,14 +164,14 @@ impl Node {
     /// With no filters at FORWARD and POSTROUTING a forwarded packet needs
     /// no batch boundary after routing: it is taken to its port in one go.
     #[inline]
-    fn direct(pl: &Pipeline) -> bool {
+    pub(super) fn direct(pl: &Pipeline) -> bool {
         pl.hook_empty(Hook::Forward) && pl.hook_empty(Hook::Postrouting)
     }
 
     /// Routing decision for one packet: to `local`, to `fwd`, or (direct)
     /// straight through TTL, MTU and neighbour resolution to its port.
     #[inline]
-    fn dispatch(&mut self, pl: &Pipeline, mut pkt: Packet, direct: bool, local: &mut Batch, fwd: &mut Batch) {
+    pub(super) fn dispatch(&mut self, pl: &Pipeline, mut pkt: Packet, direct: bool, local: &mut Batch, fwd: &mut Batch) {
         if pkt.meta.label != 0 {
             // Steered onto an explicit path at PREROUTING.
             self.steered(pl, pkt);
@@ -200,7 +205,7 @@ impl Node {
     }
 
     /// INPUT for `local`, FORWARD onwards for `fwd`.
-    fn finish_input(&mut self, pl: &Pipeline, local: &mut Batch, fwd: &mut Batch) {
+    pub(super) fn finish_input(&mut self, pl: &Pipeline, local: &mut Batch, fwd: &mut Batch) {
         self.run_hook(Hook::Input, pl, local);
         for pkt in local.drain(..) {
             self.deliver_local(pkt);
@@ -351,7 +356,7 @@ impl Node {
     }
 
     /// MTU check, POSTROUTING, neighbour resolution, transmit.
-    fn post_and_send(&mut self, pl: &Pipeline, out: &mut Batch) {
+    pub(super) fn post_and_send(&mut self, pl: &Pipeline, out: &mut Batch) {
         let filtered = !pl.hook_empty(Hook::Postrouting);
         let mut ok = std::mem::take(&mut self.s_rest);
         for pkt in out.drain(..) {

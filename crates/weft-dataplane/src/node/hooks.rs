@@ -35,6 +35,11 @@ impl Node {
                 if let Some(h) = self.filter_hits.get_mut(fid.0 as usize) {
                     *h += batch.len() as u64;
                 }
+                let d = table.domain[r as usize];
+                if !d.is_root() {
+                    self.enqueue(d, hook, *fid, batch);
+                    return;
+                }
                 match table.steer[r as usize] {
                     0 => self.run_chain(chain, batch),
                     label => self.run_steering(pl, chain, label, batch),
@@ -63,6 +68,12 @@ impl Node {
             }
         }
         for (r, mut b) in groups.drain(..) {
+            let d = table.domain[r];
+            if !d.is_root() {
+                self.enqueue(d, hook, table.rules[r].0, &mut b);
+                self.s_group_pool.push(b);
+                continue;
+            }
             let chain = table.rules[r].1.clone();
             match table.steer[r] {
                 0 => self.run_chain(&chain, &mut b),
@@ -81,7 +92,7 @@ impl Node {
     /// the visit's label on every packet — except packets for the node
     /// itself (its own PBR messages may match a wide flow), which pass
     /// untouched.
-    fn run_steering(&mut self, pl: &Pipeline, chain: &[InstanceId], label: u32, batch: &mut Batch) {
+    pub(super) fn run_steering(&mut self, pl: &Pipeline, chain: &[InstanceId], label: u32, batch: &mut Batch) {
         let mut mine = std::mem::take(&mut self.s_one);
         if batch.iter().any(|p| pl.local.contains(&p.meta.flow.dst)) {
             // A stable split: per-flow order holds.

@@ -71,10 +71,19 @@ pub enum DropReason {
     LabelTtlExceeded,
     /// An element left a packet that no longer parses.
     ElementMalformed,
+    /// A domain's queue was full when the packet matched its path (early
+    /// drop, before any of the domain's code ran).
+    DomainQueueFull,
+    /// Queueing the packet would have taken its domain over its memory
+    /// limit.
+    DomainMemory,
+    /// The packet's path was removed while it waited in its domain's
+    /// queue.
+    DomainPathGone,
 }
 
 impl DropReason {
-    pub(super) const COUNT: usize = DropReason::ElementMalformed as usize + 1;
+    pub(super) const COUNT: usize = DropReason::DomainPathGone as usize + 1;
     /// Every reason, in counter order (metrics list each, zeros too).
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::TruncatedEthernet,
@@ -104,6 +113,9 @@ impl DropReason {
         DropReason::MalformedLabel,
         DropReason::LabelTtlExceeded,
         DropReason::ElementMalformed,
+        DropReason::DomainQueueFull,
+        DropReason::DomainMemory,
+        DropReason::DomainPathGone,
     ];
 
     /// Stable counter label.
@@ -136,6 +148,9 @@ impl DropReason {
             DropReason::MalformedLabel => "malformed-label",
             DropReason::LabelTtlExceeded => "label-ttl-exceeded",
             DropReason::ElementMalformed => "element-malformed",
+            DropReason::DomainQueueFull => "domain-queue-full",
+            DropReason::DomainMemory => "domain-memory",
+            DropReason::DomainPathGone => "domain-path-gone",
         }
     }
 

@@ -41,6 +41,8 @@
 //! | `local` | ARP, neighbour discovery, echo, the node-local receive queue |
 //! | `icmp` | ICMP errors and their limiter |
 //! | `label` | explicit-path visits (MPLS labels) |
+//! | `domains` | the domain tree: members, limits, memory charges, destruction |
+//! | `sched` | the domain schedulers: queues between the classifier and the chains |
 //! | `metrics` | the counters, as data |
 
 use crate::element::{ElementClass, ElementError, EmitTo, InstanceId, Verdict};
@@ -58,6 +60,7 @@ use weft_packet::{Batch, Packet, PacketPool, PortId};
 mod caches;
 mod control;
 mod datapath;
+mod domains;
 mod hooks;
 mod icmp;
 mod label;
@@ -66,7 +69,10 @@ mod metrics;
 mod neighbors;
 mod pipeline;
 mod ports;
+mod sched;
 
+pub use domains::DomainHook;
+pub use sched::{CpuClock, BUFFER_CHARGE, MAX_CREDIT_NS, NOMINAL_PKT_NS};
 pub use control::{FilterId, FilterInfo, FilterSpec, InstanceInfo, Owned, Owner};
 pub use label::{LabelInfo, LabelOut, ETHERTYPE_MPLS, FIRST_LABEL, LABEL_TTL, MAX_LABEL, MPLS_UDP_PORT};
 pub use metrics::{DropReason, InstanceStats, PortStats};
@@ -197,6 +203,9 @@ pub enum NodeError {
     /// An element refused (configuration, control, state).
     #[error("{0}")]
     Element(#[from] ElementError),
+    /// A domain operation failed ([`crate::domain`]).
+    #[error("{0}")]
+    Domain(#[from] crate::domain::DomainError),
 }
 
 /// A packet the node delivered to a local listener (see [`Node::listen`]).
@@ -262,6 +271,15 @@ pub struct Node {
     /// A one-packet batch (label visits) or steering's packets for the
     /// node; never held across another of these uses.
     s_one: Batch,
+    /// The domain tree by id (`[0]` is the root; `None`: destroyed — ids
+    /// are never reused).
+    domains: Vec<Option<domains::DomainSlot>>,
+    /// The domain of each explicit-path visit not in the root.
+    visit_domain: HashMap<u32, crate::domain::DomainId>,
+    /// Told about every destroyed domain.
+    domain_hooks: Vec<DomainHook>,
+    /// The domain schedulers' state.
+    sched: sched::Sched,
 }
 
 impl fmt::Debug for Node {
@@ -317,6 +335,10 @@ impl Node {
             s_group_pool: Vec::new(),
             s_verdicts: Vec::with_capacity(64),
             s_one: Vec::with_capacity(1),
+            domains: vec![Some(domains::DomainSlot::root())],
+            visit_domain: HashMap::new(),
+            domain_hooks: Vec::new(),
+            sched: sched::Sched::default(),
         }
     }
 
@@ -336,6 +358,7 @@ impl Node {
         let pl = self.pipeline.clone();
         self.neighbor_timers(now_ns);
         self.output_pending(&pl);
+        self.sched_tick(&pl);
     }
 
     /// When the node next needs [`Node::tick`], on the clock it is given
@@ -351,6 +374,10 @@ impl Node {
     /// next batch or lookup. Explicit-path soft state lives in the PBR
     /// daemon, which has its own `poll_timeout`.
     pub fn poll_timeout(&self) -> Option<u64> {
+        if self.sched.queued > 0 {
+            // Packets wait in domains' queues: the next round is due now.
+            return Some(self.now_ns);
+        }
         let output = (!self.originate.is_empty() || !self.emitted.is_empty()).then_some(self.output_due_ns);
         match (output, self.neighbor_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -397,6 +424,12 @@ impl Node {
     #[inline]
     pub fn alloc_into(&mut self, out: &mut Batch, frame: &[u8]) {
         self.pool.alloc_into(out, frame);
+    }
+
+    /// Buffers free in the node's pool now (what a destroyed domain's
+    /// queue gave back shows here).
+    pub fn pool_available(&self) -> usize {
+        self.pool.available()
     }
 
     /// Buffers the node's pool has ever allocated.

@@ -12,6 +12,8 @@ use crate::classifier::{Classifier, Match};
 use crate::element::InstanceId;
 use crate::fib::{Fib, Route, RouteKind};
 use ipnet::IpNet;
+use crate::domain::DomainId;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use weft_packet::PortId;
@@ -24,6 +26,9 @@ pub(super) struct HookTable {
     pub(super) rules: Vec<(FilterId, Arc<[InstanceId]>)>,
     /// Rule index → the visit label a steering filter gives its packets.
     pub(super) steer: Vec<u32>,
+    /// Rule index → the domain of the path (root: its chain runs at once;
+    /// any other: its packets join that domain's queue).
+    pub(super) domain: Vec<DomainId>,
 }
 
 /// The immutable snapshot the data path reads: classifiers and chains per
@@ -39,6 +44,10 @@ pub struct Pipeline {
     /// The node's own addresses (flow-key form): steering filters leave
     /// packets for the node itself alone.
     pub(super) local: Vec<u128>,
+    /// Filter → its rule index in its hook's table: a domain round finds
+    /// the chain of a packet that waited (the snapshot may be newer than
+    /// the one it was queued under).
+    pub(super) filter_rule: HashMap<FilterId, u32>,
 }
 
 impl Pipeline {
@@ -98,7 +107,11 @@ impl Node {
                 classifier: Classifier::build(&ms),
                 rules: fs.iter().map(|f| (f.id, Arc::from(f.chain.as_slice()))).collect(),
                 steer: fs.iter().map(|f| f.steer).collect(),
+                domain: fs.iter().map(|f| f.domain).collect(),
             };
+            for (i, f) in fs.iter().enumerate() {
+                p.filter_rule.insert(f.id, i as u32);
+            }
         }
         let mut fib = self.routes.clone();
         for (i, port) in self.ports.iter().enumerate() {

@@ -38,6 +38,10 @@ pub enum FbCmd {
         /// Configuration.
         #[arg(long, value_name = "STR")]
         config: Option<String>,
+        /// The domain to create it in, by name or id (default: the
+        /// caller's home domain, else the root).
+        #[arg(long, value_name = "DOMAIN")]
+        domain: Option<String>,
     },
     /// Set configuration keys on an instance: key=value ...
     Set {
@@ -128,8 +132,10 @@ pub async fn run(cmd: FbCmd, node: Option<PathBuf>) -> anyhow::Result<()> {
                 }
             }
         }
-        FbCmd::New { class, config } => {
-            let r: InstanceCreated = c.post("/v1/instances", &InstanceRequest { class, config }).await?;
+        FbCmd::New { class, config, domain } => {
+            let r: InstanceCreated = c
+                .post("/v1/instances", &InstanceRequest { class, config, domain })
+                .await?;
             println!("{}", r.instance);
         }
         FbCmd::Set { id, pairs } => {

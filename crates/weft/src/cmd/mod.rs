@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod common;
 pub mod demo;
+pub mod domain;
 pub mod droute;
 pub mod emu;
 pub mod fb;

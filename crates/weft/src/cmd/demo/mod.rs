@@ -8,13 +8,15 @@
 //! another answers SIP keep-alives at the edge for a server (NetServ's
 //! KeepAlive Responder, with the server's view).
 //! Two more scenes run on their own topologies: DataRouter string
-//! forwarding, and an explicit path (PBR) through encrypt and decrypt sites.
+//! forwarding, and an explicit path (PBR) through encrypt and decrypt sites;
+//! the last puts two tenants' domains on one router, one misbehaving.
 //!
 //! Every step is shown as the CLI command an operator would type against a
 //! running node; the demo performs it through the same node handle the CLI's
 //! API server calls.
 
 mod datarouter;
+mod domains;
 mod pbr;
 mod plugin;
 mod sip;
@@ -331,6 +333,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     sip::run(&mut emu, h2)?;
     datarouter::run()?;
     pbr::run()?;
+    domains::run()?;
     say("\nDone. Try it yourself: weft emu run topologies/line3.toml; weft node run --config examples/r1.toml");
     Ok(())
 }
