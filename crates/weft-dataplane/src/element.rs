@@ -439,6 +439,27 @@ pub trait Element: Send + 'static {
         room
     }
 
+    /// The most linear memory the element may grow to, bytes (a
+    /// WebAssembly plugin's cap); `None`: it holds no memory worth
+    /// accounting (native elements). A domain with a memory limit reserves
+    /// this much for the instance ([`crate::Node::create_instance_in`]).
+    fn memory_cap(&self) -> Option<u64> {
+        None
+    }
+
+    /// Lower the element's memory cap to `bytes` (its domain has no more
+    /// to give it): growth past it then fails inside the element, as an
+    /// allocation failure. Refused when it already holds more.
+    fn limit_memory(&mut self, bytes: u64) -> Result<(), ElementError> {
+        let _ = bytes;
+        Ok(())
+    }
+
+    /// Memory the element holds now, bytes.
+    fn memory_bytes(&mut self) -> u64 {
+        0
+    }
+
     /// Export state for a successor (replacement). `None`: nothing to carry.
     fn export_state(&mut self) -> Option<serde_json::Value> {
         None

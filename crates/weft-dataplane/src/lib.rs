@@ -4,6 +4,8 @@
 //!   [`Verdict`], [`ElementClass`], [`Args`].
 //! * [`classifier`] — filters on the 6-tuple, matched in rule order with a
 //!   lookup that does not grow linearly with the rule count.
+//! * [`domain`] — domains (Snow on Silk): the accounts CPU, memory,
+//!   bandwidth and queues are charged to, and the schedulers' classes.
 //! * [`fib`] — longest-prefix-match routes for IPv4 and IPv6.
 //! * [`icmp_limit`] — the node's one ICMP error limiter, which the engine's
 //!   errors and elements' errors all pass.
@@ -19,6 +21,7 @@
 #![deny(unsafe_code)]
 
 pub mod classifier;
+pub mod domain;
 pub mod element;
 pub mod fib;
 pub mod fuzzing;
@@ -31,10 +34,11 @@ pub use classifier::Match;
 pub use element::{
     Access, Args, ClassDoc, Ctx, Element, ElementClass, ElementError, EmitTo, Handler, InstanceId, Verdict,
 };
+pub use domain::{DomainError, DomainId, DomainInfo, DomainLimits, DomainSpec, Member, SchedClass};
 pub use fib::{Route, RouteKind};
 pub use icmp_limit::IcmpLimiter;
 pub use node::{
-    DropReason, FilterId, FilterSpec, Hook, LabelInfo, LabelOut, Node, NodeError, Owned, Owner, PortConfig,
+    DomainHook, DropReason, FilterId, FilterSpec, Hook, LabelInfo, LabelOut, Node, NodeError, Owned, Owner, PortConfig,
     ETHERTYPE_MPLS, LABEL_TTL, MPLS_UDP_PORT,
 };
 pub use token_bucket::TokenBucket;

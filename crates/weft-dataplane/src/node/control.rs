@@ -5,6 +5,7 @@
 
 use super::{Hook, InstanceStats, Node, NodeError};
 use crate::classifier::Match;
+use crate::domain::{DomainError, DomainId};
 use crate::element::{Args, ClassDoc, ClassKind, Element, ElementClass, Handler, InstanceId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -20,6 +21,9 @@ pub(super) struct Instance {
     pub(super) stats: InstanceStats,
     pub(super) generation: u32,
     pub(super) owner: Option<Owner>,
+    /// The domain it belongs to, and the memory reserved there for it.
+    pub(super) domain: DomainId,
+    pub(super) reserved: u64,
 }
 
 /// Who created an instance or a filter, as the control plane tells the
@@ -100,6 +104,9 @@ pub(super) struct Filter {
     /// A steering filter's visit label (0: an ordinary filter).
     pub(super) steer: u32,
     pub(super) owner: Option<Owner>,
+    /// The domain the path belongs to: its chain's CPU is charged there,
+    /// and outside the root its packets wait in that domain's queue.
+    pub(super) domain: DomainId,
 }
 
 /// A filter as listed by [`Node::filters`] (rule order within each hook).
@@ -187,6 +194,8 @@ impl Node {
             stats: InstanceStats::default(),
             generation: 0,
             owner: None,
+            domain: DomainId::ROOT,
+            reserved: 0,
         }));
         tracing::info!(node = %self.name, %id, class, config = %Args::parse(config).redacted(), "instance created");
         Ok(id)
@@ -220,6 +229,11 @@ impl Node {
         if !users.is_empty() {
             return Err(NodeError::InstanceInUse(id, users.join(", ")));
         }
+        let (domain, reserved) = {
+            let i = self.inst(id)?;
+            (i.domain, i.reserved)
+        };
+        self.release_instance_memory(domain, reserved);
         self.instances[id.0 as usize] = None;
         Ok(())
     }
@@ -409,6 +423,7 @@ impl Node {
                 chain: spec.chain,
                 steer: 0,
                 owner: None,
+                domain: DomainId::ROOT,
             };
             // Position counts rules within the hook.
             let idx = match spec.position {
@@ -477,7 +492,7 @@ impl Node {
 
     /// Bind an instance into a filter's path at `position` (None: at the end).
     pub fn bind(&mut self, id: InstanceId, filter: FilterId, position: Option<usize>) -> Result<(), NodeError> {
-        self.inst(id)?;
+        let idd = self.inst(id)?.domain;
         let f = self
             .filters
             .iter_mut()
@@ -485,6 +500,12 @@ impl Node {
             .ok_or(NodeError::UnknownFilter(filter))?;
         if f.chain.contains(&id) {
             return Err(NodeError::AlreadyBound(id, filter));
+        }
+        if f.domain != idd {
+            return Err(NodeError::Domain(DomainError::Invalid(format!(
+                "instance {id} is in domain {idd}, filter {filter} in domain {}; a path runs only its own domain's instances",
+                f.domain
+            ))));
         }
         let pos = position.unwrap_or(f.chain.len()).min(f.chain.len());
         f.chain.insert(pos, id);

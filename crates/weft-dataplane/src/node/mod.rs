@@ -41,6 +41,8 @@
 //! | `local` | ARP, neighbour discovery, echo, the node-local receive queue |
 //! | `icmp` | ICMP errors and their limiter |
 //! | `label` | explicit-path visits (MPLS labels) |
+//! | `domains` | the domain tree: members, limits, memory charges, destruction |
+//! | `sched` | the domain schedulers: queues between the classifier and the chains |
 //! | `metrics` | the counters, as data |
 
 use crate::element::{ElementClass, ElementError, EmitTo, InstanceId, Verdict};
@@ -58,6 +60,7 @@ use weft_packet::{Batch, Packet, PacketPool, PortId};
 mod caches;
 mod control;
 mod datapath;
+mod domains;
 mod hooks;
 mod icmp;
 mod label;
@@ -66,7 +69,9 @@ mod metrics;
 mod neighbors;
 mod pipeline;
 mod ports;
+mod sched;
 
+pub use domains::DomainHook;
 pub use control::{FilterId, FilterInfo, FilterSpec, InstanceInfo, Owned, Owner};
 pub use label::{LabelInfo, LabelOut, ETHERTYPE_MPLS, FIRST_LABEL, LABEL_TTL, MAX_LABEL, MPLS_UDP_PORT};
 pub use metrics::{DropReason, InstanceStats, PortStats};
@@ -197,6 +202,9 @@ pub enum NodeError {
     /// An element refused (configuration, control, state).
     #[error("{0}")]
     Element(#[from] ElementError),
+    /// A domain operation failed ([`crate::domain`]).
+    #[error("{0}")]
+    Domain(#[from] crate::domain::DomainError),
 }
 
 /// A packet the node delivered to a local listener (see [`Node::listen`]).
@@ -256,6 +264,13 @@ pub struct Node {
     /// A one-packet batch (label visits) or steering's packets for the
     /// node; never held across another of these uses.
     s_one: Batch,
+    /// The domain tree by id (`[0]` is the root; `None`: destroyed — ids
+    /// are never reused).
+    domains: Vec<Option<domains::DomainSlot>>,
+    /// The domain of each explicit-path visit not in the root.
+    visit_domain: HashMap<u32, crate::domain::DomainId>,
+    /// Told about every destroyed domain.
+    domain_hooks: Vec<DomainHook>,
 }
 
 impl fmt::Debug for Node {
@@ -309,6 +324,9 @@ impl Node {
             s_group_pool: Vec::new(),
             s_verdicts: Vec::with_capacity(64),
             s_one: Vec::with_capacity(1),
+            domains: vec![Some(domains::DomainSlot::root())],
+            visit_domain: HashMap::new(),
+            domain_hooks: Vec::new(),
         }
     }
 
