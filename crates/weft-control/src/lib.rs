@@ -34,6 +34,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod metrics;
+pub mod nodeos;
 pub mod pbr;
 pub mod plugins;
 pub mod runner;

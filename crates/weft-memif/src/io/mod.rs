@@ -13,4 +13,4 @@ pub(crate) mod sys;
 
 pub use client::{Client, ClientConfig, ClientError};
 pub use server::{Connection, FromClient, Link, Server, ServerError, ToClient};
-pub use sys::wait_readable;
+pub use sys::{peer_uid, wait_readable};

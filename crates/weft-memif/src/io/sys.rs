@@ -189,8 +189,8 @@ pub fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-/// The peer's uid (`SO_PEERCRED`).
-pub fn peer_uid(fd: &OwnedFd) -> io::Result<u32> {
+/// The peer's uid (`SO_PEERCRED`) of a Unix socket.
+pub fn peer_uid(fd: &impl AsRawFd) -> io::Result<u32> {
     // SAFETY: ucred is plain old data, getsockopt fills it.
     let mut c: libc::ucred = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;

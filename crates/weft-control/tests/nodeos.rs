@@ -1,0 +1,389 @@
+//! The NodeOS service through its real sockets: a node on its runner
+//! thread, applications attached over memif with the Rust client.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weft_control::auth::Policy;
+use weft_control::nodeos::NodeOsConfig;
+use weft_control::{NodeHandle, NodeRunner};
+use weft_dataplane::{Node, PortConfig};
+use weft_nodeos::{Code, DemuxKey, DomainSpec, Error, Event, InChanSpec, Limits, NodeOs, OutChanSpec};
+use weft_packet::{build, Batch, Packet};
+
+const M0: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const M1: [u8; 6] = [2, 0, 0, 0, 1, 1];
+const HA: [u8; 6] = [2, 0xaa, 0, 0, 0, 1];
+const HB: [u8; 6] = [2, 0xbb, 0, 0, 0, 1];
+
+struct Rig {
+    runner: Option<NodeRunner>,
+    h: NodeHandle,
+    dir: PathBuf,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if let Some(r) = self.runner.take() {
+            r.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rig(name: &str) -> Rig {
+    let mut n = Node::new("r1");
+    for (i, (mac, a)) in [(M0, "10.0.0.1/24"), (M1, "10.0.1.1/24")].into_iter().enumerate() {
+        n.add_port(PortConfig {
+            name: format!("p{i}"),
+            mac,
+            mtu: 1500,
+            addrs: vec![a.parse().unwrap()],
+        })
+        .unwrap();
+    }
+    n.add_neighbor(1, "10.0.1.2".parse().unwrap(), HB).unwrap();
+    let runner = NodeRunner::spawn(n).unwrap();
+    let h = runner.handle();
+    let dir = std::env::temp_dir().join(format!("weft-nodeos-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    h.enable_nodeos_blocking(NodeOsConfig {
+        dir: dir.clone(),
+        node_uid: unsafe_free_euid(),
+        policy: Arc::new(Policy::default()),
+    })
+    .unwrap()
+    .unwrap();
+    Rig {
+        runner: Some(runner),
+        h,
+        dir,
+    }
+}
+
+fn unsafe_free_euid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    // The uid owning a file we just made is our effective uid.
+    let p = std::env::temp_dir().join(format!("weft-nodeos-uid-{}", std::process::id()));
+    std::fs::write(&p, b"").unwrap();
+    let uid = std::fs::metadata(&p).unwrap().uid();
+    let _ = std::fs::remove_file(&p);
+    uid
+}
+
+impl Rig {
+    fn os(&self) -> NodeOs {
+        NodeOs::connect(self.dir.join("nodeos.sock")).unwrap()
+    }
+
+    /// UDP frames from host A to host B (through the node) on `dport`.
+    fn inject(&self, n: usize, dport: u16, size: usize) {
+        self.h
+            .call_blocking(move |node: &mut Node| {
+                let mut b: Batch = (0..n)
+                    .map(|i| {
+                        let mut payload = vec![0u8; size];
+                        payload[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                        Packet::from_bytes(&build::udp4(
+                            HA,
+                            M0,
+                            Ipv4Addr::new(10, 0, 0, 2),
+                            Ipv4Addr::new(10, 0, 1, 2),
+                            5000,
+                            dport,
+                            64,
+                            &payload,
+                        ))
+                    })
+                    .collect();
+                // In batches of 32, as a port driver hands them over.
+                let mut rest = b.split_off(0);
+                while !rest.is_empty() {
+                    let tail = rest.split_off(rest.len().min(32));
+                    let mut batch = rest;
+                    node.receive(0, 0, &mut batch);
+                    rest = tail;
+                }
+            })
+            .unwrap();
+    }
+
+    /// Frames the node sent out of port 1 so far.
+    fn out(&self) -> Vec<Vec<u8>> {
+        self.h
+            .call_blocking(|node: &mut Node| {
+                let mut out = Vec::new();
+                node.take_tx(1, &mut out);
+                out.iter().map(|p| p.data().to_vec()).collect()
+            })
+            .unwrap()
+    }
+
+    /// Collect frames out of port 1 until `n` came or 5 s passed.
+    fn out_until(&self, n: usize) -> Vec<Vec<u8>> {
+        let end = Instant::now() + Duration::from_secs(5);
+        let mut got = Vec::new();
+        while got.len() < n && Instant::now() < end {
+            got.extend(self.out());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        got
+    }
+}
+
+fn key(addr: &str) -> DemuxKey {
+    DemuxKey {
+        proto: "p0/ipv4/udp".into(),
+        addr: Some(addr.into()),
+        patterns: vec![],
+    }
+}
+
+fn domain(os: &mut NodeOs, name: &str) -> u64 {
+    os.domain_create(&DomainSpec {
+        name: name.into(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn active_path_through_an_external_application_and_back() {
+    let r = rig("active");
+    let mut os = r.os();
+    let (who, node) = os.hello().unwrap();
+    assert_eq!(node, "r1");
+    assert!(who.starts_with("uid "), "{who}");
+    let d = domain(&mut os, "video");
+    let (inc, info) = os
+        .in_chan(&InChanSpec {
+            domain: d,
+            key: key("dport=7000"),
+        })
+        .unwrap();
+    let (outc, info2) = os
+        .out_chan(&OutChanSpec {
+            domain: d,
+            bandwidth_bps: None,
+            attach: Some(inc),
+        })
+        .unwrap();
+    assert_eq!(info, info2, "the out-channel shares the in-channel's interface");
+    let mut app = NodeOs::attach(&info, "echo-test").unwrap();
+
+    r.inject(10, 7000, 64);
+    // Plain traffic on another port is forwarded as before.
+    r.inject(5, 8000, 64);
+    let plain = r.out_until(5);
+    assert_eq!(plain.len(), 5);
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut seen = Vec::new();
+    while seen.len() < 10 && Instant::now() < end {
+        app.recv(64, |f| seen.push(f.to_vec())).unwrap();
+    }
+    assert_eq!(seen.len(), 10, "the application got every matching packet");
+    for f in &seen {
+        assert!(app.send(f));
+    }
+    app.flush();
+    let back = r.out_until(10);
+    assert_eq!(back.len(), 10, "the node forwarded what the application sent");
+    // Routed out of p1 to host B: MACs rewritten, payload intact.
+    assert_eq!(&back[0][..6], &HB);
+    assert_eq!(&back[0][6..12], &M1);
+    let seq: Vec<u64> = back
+        .iter()
+        .map(|f| u64::from_be_bytes(f[42..50].try_into().unwrap()))
+        .collect();
+    assert_eq!(seq, (0..10).collect::<Vec<_>>());
+
+    let s = os.chan_stats(inc).unwrap();
+    assert_eq!((s.kind.as_str(), s.packets, s.attached), ("in", 10, true));
+    let s = os.chan_stats(outc).unwrap();
+    assert_eq!((s.kind.as_str(), s.packets), ("out", 10));
+    assert!(os
+        .events()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Event::Attached { chan, app } if *chan == inc && app == "echo-test")));
+}
+
+#[test]
+fn an_application_that_stops_reading_costs_drops_on_its_channel_only() {
+    let r = rig("stall");
+    let mut os = r.os();
+    let d = domain(&mut os, "lazy");
+    let (inc, info) = os
+        .in_chan(&InChanSpec {
+            domain: d,
+            key: key("dport=7000"),
+        })
+        .unwrap();
+    let _app = NodeOs::attach(&info, "never-reads").unwrap();
+    // The client's ring holds 1024 descriptors.
+    r.inject(3000, 7000, 64);
+    r.inject(100, 8000, 64);
+    assert_eq!(r.out_until(100).len(), 100, "plain forwarding does not stall");
+    let s = os.chan_stats(inc).unwrap();
+    assert_eq!(s.packets, 1024);
+    assert_eq!(s.dropped_full, 3000 - 1024);
+}
+
+#[test]
+fn an_application_that_dies_is_detached_and_another_may_attach() {
+    let r = rig("dies");
+    let mut os = r.os();
+    let d = domain(&mut os, "mortal");
+    let (inc, info) = os
+        .in_chan(&InChanSpec {
+            domain: d,
+            key: key("dport=7000"),
+        })
+        .unwrap();
+    let app = NodeOs::attach(&info, "first").unwrap();
+    r.inject(50, 7000, 64);
+    // Gone mid-stream with frames unread: its socket closes, its mapping
+    // goes; the node keeps its own mapping until it lets go.
+    drop(app);
+    let end = Instant::now() + Duration::from_secs(5);
+    while os.chan_stats(inc).unwrap().attached && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let s = os.chan_stats(inc).unwrap();
+    assert!(!s.attached);
+    assert_eq!(s.packets, 50);
+    r.inject(7, 7000, 64);
+    assert_eq!(os.chan_stats(inc).unwrap().dropped_detached, 7);
+    assert!(os
+        .events()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Event::Detached { chan, .. } if *chan == inc)));
+    let mut again = NodeOs::attach(&info, "second").unwrap();
+    r.inject(3, 7000, 64);
+    let mut n = 0;
+    let end = Instant::now() + Duration::from_secs(5);
+    while n < 3 && Instant::now() < end {
+        n += again.recv(64, |_| {}).unwrap();
+    }
+    assert_eq!(n, 3);
+}
+
+#[test]
+fn destroying_a_domain_destroys_its_channels() {
+    let r = rig("destroy");
+    let mut os = r.os();
+    let d = domain(&mut os, "doomed");
+    let (inc, info) = os
+        .in_chan(&InChanSpec {
+            domain: d,
+            key: key("dport=7000"),
+        })
+        .unwrap();
+    let mut app = NodeOs::attach(&info, "app").unwrap();
+    os.domain_destroy(d).unwrap();
+    match os.chan_stats(inc) {
+        Err(Error::Api(e)) => assert_eq!(e.code, Code::NotFound),
+        other => panic!("{other:?}"),
+    }
+    assert!(os.events().unwrap().contains(&Event::ChanGone { chan: inc }));
+    assert!(!app.alive(), "the application was told");
+    // The filter went with the domain: the port is forwarded again.
+    r.inject(4, 7000, 64);
+    assert_eq!(r.out_until(4).len(), 4);
+    assert!(os.domains().unwrap().is_empty());
+}
+
+#[test]
+fn malformed_requests_get_clear_errors_and_the_connection_stays() {
+    let r = rig("malformed");
+    let s = UnixStream::connect(r.dir.join("nodeos.sock")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut rd = BufReader::new(s);
+    let mut ask = |line: &str| -> serde_json::Value {
+        w.write_all(line.as_bytes()).unwrap();
+        w.write_all(b"\n").unwrap();
+        let mut l = String::new();
+        rd.read_line(&mut l).unwrap();
+        serde_json::from_str(&l).unwrap()
+    };
+    let v = ask("this is not json");
+    assert_eq!(v["error"]["code"], "malformed");
+    let v = ask(r#"{"id":4,"call":{"op":"reboot"}}"#);
+    assert_eq!(
+        (v["id"].as_u64(), v["error"]["code"].as_str()),
+        (Some(4), Some("malformed"))
+    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("reboot"));
+    let v = ask(r#"{"id":5,"call":{"op":"in_chan_create","spec":{"domain":0,"key":{"proto":"ipx"}}}}"#);
+    assert_eq!(v["error"]["code"], "bad_spec");
+    let v = ask(r#"{"id":6,"call":{"op":"chan_destroy","chan":424242}}"#);
+    assert_eq!(v["error"]["code"], "not_found");
+    let v = ask(
+        r#"{"id":7,"call":{"op":"domain_create","spec":{"name":"x","limits":{"bandwidth_bps":1000000},"class":"fair:0"}}}"#,
+    );
+    assert_eq!(v["error"]["code"], "bad_spec");
+    let v = ask(r#"{"id":8,"call":{"op":"time"}}"#);
+    assert!(v["ok"]["now_ns"].as_u64().is_some(), "{v}");
+}
+
+#[test]
+fn out_channels_keep_to_their_bandwidth() {
+    let r = rig("bandwidth");
+    let mut os = r.os();
+    let d = os
+        .domain_create(&DomainSpec {
+            name: "slow".into(),
+            limits: Limits {
+                // 1,500-byte burst, 120 kB/s: of 200 frames sent at once
+                // (~ 200 × 106 B) only the burst and what refills pass.
+                bandwidth_bps: Some(960_000),
+                burst_bytes: Some(1_500),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap();
+    let (outc, info) = os
+        .out_chan(&OutChanSpec {
+            domain: d,
+            bandwidth_bps: None,
+            attach: None,
+        })
+        .unwrap();
+    let mut app = NodeOs::attach(&info, "sender").unwrap();
+    let frame = build::udp4(
+        HA,
+        M0,
+        Ipv4Addr::new(10, 0, 0, 2),
+        Ipv4Addr::new(10, 0, 1, 2),
+        1,
+        2,
+        64,
+        &[0u8; 64],
+    );
+    for _ in 0..200 {
+        assert!(app.send(&frame));
+    }
+    app.flush();
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut s = os.chan_stats(outc).unwrap();
+    while s.packets + s.dropped_bandwidth < 200 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(2));
+        s = os.chan_stats(outc).unwrap();
+    }
+    assert_eq!(s.packets + s.dropped_bandwidth, 200);
+    assert!(s.dropped_bandwidth > 100, "{s:?}");
+    assert!(s.packets >= 14, "the burst passes: {s:?}");
+    let _ = os.chan_destroy(outc);
+    let wrong = os.out_chan(&OutChanSpec {
+        domain: d,
+        bandwidth_bps: Some(10_000_000),
+        attach: None,
+    });
+    assert!(matches!(wrong, Err(Error::Api(e)) if e.code == Code::Limit));
+}
