@@ -599,3 +599,66 @@ fn secret() -> String {
     let _ = getrandom::fill(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+thread_local! {
+    static FUZZ_RIG: std::cell::RefCell<Option<(Node, NodeOsService)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Fuzz entry point (target `nodeos_request`, and a property test): one
+/// request line from a principal without rights and then from the
+/// operator, against a node with a domain and a channel. Every line gets
+/// an answer; nothing panics; a principal never gets past `refused`,
+/// `not_yours`, `not_found` or `malformed` to touch the operator's objects.
+pub fn fuzz_request(data: &[u8]) {
+    weft_nodeos::fuzz_request(data);
+    FUZZ_RIG.with(|cell| {
+        let mut g = cell.borrow_mut();
+        if g.is_none() {
+            let mut node = Node::new("fuzz");
+            let dir = std::env::temp_dir().join(format!("weft-nodeos-fuzz-{}", std::process::id()));
+            let cfg = NodeOsConfig {
+                dir,
+                node_uid: u32::MAX,
+                policy: Arc::new(Policy::default()),
+            };
+            let Ok(mut svc) = NodeOsService::start(&mut node, cfg) else { return };
+            let op = api::Caller {
+                principal: Arc::new(Principal::operator("op")),
+                uid: 0,
+            };
+            let _ = api::handle(&mut svc, &mut node, &op, 0, weft_nodeos::Call::DomainCreate {
+                spec: weft_nodeos::DomainSpec {
+                    name: "op".into(),
+                    ..Default::default()
+                },
+            });
+            *g = Some((node, svc));
+        }
+        let Some((node, svc)) = g.as_mut() else { return };
+        let Ok(req) = weft_nodeos::parse_request(data) else { return };
+        let mut nobody = Principal::operator("nobody");
+        nobody.rights.clear();
+        let nobody = api::Caller {
+            principal: Arc::new(nobody),
+            uid: 4242,
+        };
+        let before = svc.chans.len();
+        if let Err(e) = api::handle(svc, node, &nobody, 1, req.call.clone()) {
+            assert!(!e.message.is_empty());
+        }
+        assert!(svc.chans.len() <= before, "a principal without rights made a channel");
+        let op = api::Caller {
+            principal: Arc::new(Principal::operator("op")),
+            uid: 0,
+        };
+        let _ = api::handle(svc, node, &op, 2, req.call);
+        // Keep the rig small across runs.
+        let hs: Vec<ChanHandle> = svc.chans.keys().copied().collect();
+        for h in hs {
+            svc.destroy_chan(node, h);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests;

@@ -93,7 +93,13 @@ pub fn compile(key: &DemuxKey, port: impl Fn(&str) -> Option<u16>) -> Result<(Ma
     let fam = |w: &str| matches!(w, "ipv4" | "ipv6");
     if let Some(w) = words.first() {
         if !fam(w) {
-            m.in_port = Some(port(w).ok_or_else(|| format!("protocol spec {:?}: no port {w:?}", key.proto))?);
+            m.in_port = Some(port(w).ok_or_else(|| {
+                format!(
+                    "protocol spec {:?}: {w:?} is neither a port of this node nor ipv4|ipv6 \
+                     ([PORT/]ipv4|ipv6[/udp|tcp|icmp|icmpv6|N])",
+                    key.proto
+                )
+            })?);
             i = 1;
         }
     }
@@ -195,8 +201,9 @@ mod tests {
     #[test]
     fn bad_keys_say_which_word() {
         for (proto, addr, needle) in [
-            ("if9/ipv4", "", "no port"),
+            ("if9/ipv4", "", "neither a port"),
             ("ipx", "", "ipv4|ipv6"),
+            ("if0/udp", "", "ipv4|ipv6"),
             ("ipv4/sctpx", "", "unknown transport"),
             ("ipv4/udp/x", "", "too many"),
             ("ipv4/udp", "dst=::/0", "family"),

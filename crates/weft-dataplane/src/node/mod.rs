@@ -71,8 +71,8 @@ mod pipeline;
 mod ports;
 mod sched;
 
-pub use domains::DomainHook;
 pub use control::{FilterId, FilterInfo, FilterSpec, InstanceInfo, Owned, Owner};
+pub use domains::DomainHook;
 pub use label::{LabelInfo, LabelOut, ETHERTYPE_MPLS, FIRST_LABEL, LABEL_TTL, MAX_LABEL, MPLS_UDP_PORT};
 pub use metrics::{DropReason, InstanceStats, PortStats};
 pub use pipeline::Pipeline;
