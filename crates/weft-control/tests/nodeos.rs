@@ -387,3 +387,151 @@ fn out_channels_keep_to_their_bandwidth() {
     });
     assert!(matches!(wrong, Err(Error::Api(e)) if e.code == Code::Limit));
 }
+
+/// The shared library of a DPDK driver, if installed.
+fn dpdk_pmd(name: &str) -> Option<PathBuf> {
+    let dir = std::fs::read_dir("/usr/lib").ok()?;
+    for d in dir.flatten() {
+        if let Ok(inner) = std::fs::read_dir(d.path()) {
+            for f in inner.flatten() {
+                let n = f.file_name().to_string_lossy().into_owned();
+                if n.starts_with(&format!("librte_{name}.so.")) && n.matches('.').count() == 2 {
+                    return Some(f.path());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// DPDK's testpmd, unmodified, as the active application of a channel:
+/// `net_memif` in client mode, copy mode without hugepages, io forwarding
+/// (what it receives on its one port it sends back on it).
+#[test]
+fn dpdk_testpmd_is_an_active_application() {
+    let euid = unsafe_free_euid();
+    let (Some(memif), Some(ring)) = (dpdk_pmd("net_memif"), dpdk_pmd("mempool_ring")) else {
+        eprintln!("SKIP: DPDK's memif driver is not installed (Debian: dpdk-dev librte-net-memif23)");
+        return;
+    };
+    if euid != 0
+        || std::process::Command::new("dpdk-testpmd")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        eprintln!("SKIP: needs root and dpdk-testpmd (Debian: dpdk-dev)");
+        return;
+    }
+    let r = rig("dpdk");
+    let mut os = r.os();
+    let d = domain(&mut os, "dpdk");
+    let (inc, info) = os
+        .in_chan(&InChanSpec {
+            domain: d,
+            key: key("dport=7000"),
+        })
+        .unwrap();
+    let (outc, _) = os
+        .out_chan(&OutChanSpec {
+            domain: d,
+            bandwidth_bps: None,
+            attach: Some(inc),
+        })
+        .unwrap();
+    let prefix = format!("weft-test-{}", std::process::id());
+    let spawned = std::process::Command::new("dpdk-testpmd")
+        .args([
+            "-l",
+            "0-1",
+            "--no-huge",
+            "-m",
+            "256",
+            "--no-pci",
+            "--file-prefix",
+            &prefix,
+            "-d",
+        ])
+        .arg(&memif)
+        .arg("-d")
+        .arg(&ring)
+        .arg(format!(
+            "--vdev=net_memif0,role=client,socket={},socket-abstract=no,id={},secret={}",
+            info.socket, info.id, info.secret
+        ))
+        .args([
+            "--",
+            "--total-num-mbufs=4096",
+            "--forward-mode=io",
+            "--auto-start",
+            "--stats-period=0",
+        ])
+        // testpmd exits when its stdin ends ("Press enter to exit"): keep
+        // a pipe open for as long as it should run.
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(r.dir.join("testpmd.log")).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(spawned);
+    let end = Instant::now() + Duration::from_secs(30);
+    while !os.chan_stats(inc).unwrap().attached && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        os.chan_stats(inc).unwrap().attached,
+        "testpmd attached within 30 s: {}",
+        std::fs::read_to_string(r.dir.join("testpmd.log")).unwrap_or_default()
+    );
+    let app = os.events().unwrap().into_iter().find_map(|e| match e {
+        Event::Attached { app, .. } => Some(app),
+        _ => None,
+    });
+    assert!(app.is_some_and(|a| a.starts_with("DPDK")));
+    // Attached is not polling yet: testpmd offers its receive buffers when
+    // its forwarding loop starts. Until then a packet is a counted drop.
+    let end = Instant::now() + Duration::from_secs(10);
+    while os.chan_stats(inc).unwrap().packets == 0 && Instant::now() < end {
+        r.inject(1, 7000, 64);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let _ = r.out();
+    let (in0, out0) = (
+        os.chan_stats(inc).unwrap().packets,
+        os.chan_stats(outc).unwrap().packets,
+    );
+    assert!(in0 > 0, "testpmd never started polling");
+    // Ten bursts of 100, each well inside the rings.
+    let mut back = Vec::new();
+    for _ in 0..10 {
+        r.inject(100, 7000, 64);
+        back.extend(r.out_until(100));
+    }
+    let s_in = os.chan_stats(inc).unwrap();
+    let s_out = os.chan_stats(outc).unwrap();
+    assert_eq!(
+        s_in.packets - in0,
+        1000,
+        "{s_in:?} {:?} {}",
+        os.events().unwrap(),
+        std::fs::read_to_string(r.dir.join("testpmd.log")).unwrap_or_default()
+    );
+    assert_eq!(back.len() as u64, s_out.packets - out0, "{s_out:?}");
+    assert_eq!(s_out.packets - out0, 1000, "testpmd sent back all it got: {s_out:?}");
+    // testpmd goes away: the channel is detached cleanly.
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let end = Instant::now() + Duration::from_secs(5);
+    while os.chan_stats(inc).unwrap().attached && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!os.chan_stats(inc).unwrap().attached);
+}

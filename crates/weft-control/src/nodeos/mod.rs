@@ -593,9 +593,10 @@ fn peer_uid(s: &UnixStream) -> Option<u32> {
     weft_memif::io::peer_uid(s).ok()
 }
 
-/// Random hex for memif secrets.
+/// Random hex for memif secrets: 16 digits (DPDK keeps at most 23
+/// characters of the 24-byte field, its last byte a NUL).
 fn secret() -> String {
-    let mut b = [0u8; 12];
+    let mut b = [0u8; 8];
     let _ = getrandom::fill(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -621,21 +622,31 @@ pub fn fuzz_request(data: &[u8]) {
                 node_uid: u32::MAX,
                 policy: Arc::new(Policy::default()),
             };
-            let Ok(mut svc) = NodeOsService::start(&mut node, cfg) else { return };
+            let Ok(mut svc) = NodeOsService::start(&mut node, cfg) else {
+                return;
+            };
             let op = api::Caller {
                 principal: Arc::new(Principal::operator("op")),
                 uid: 0,
             };
-            let _ = api::handle(&mut svc, &mut node, &op, 0, weft_nodeos::Call::DomainCreate {
-                spec: weft_nodeos::DomainSpec {
-                    name: "op".into(),
-                    ..Default::default()
+            let _ = api::handle(
+                &mut svc,
+                &mut node,
+                &op,
+                0,
+                weft_nodeos::Call::DomainCreate {
+                    spec: weft_nodeos::DomainSpec {
+                        name: "op".into(),
+                        ..Default::default()
+                    },
                 },
-            });
+            );
             *g = Some((node, svc));
         }
         let Some((node, svc)) = g.as_mut() else { return };
-        let Ok(req) = weft_nodeos::parse_request(data) else { return };
+        let Ok(req) = weft_nodeos::parse_request(data) else {
+            return;
+        };
         let mut nobody = Principal::operator("nobody");
         nobody.rights.clear();
         let nobody = api::Caller {

@@ -124,14 +124,26 @@ fn handles_of_another_principals_domain_are_refused() {
     .unwrap_err();
     assert_eq!(e.code, Code::NotYours);
     // Bob lists only his own.
-    let Ok(Reply::Domains { domains }) = call(&mut s, &mut n, &bob, Call::DomainList) else { panic!() };
+    let Ok(Reply::Domains { domains }) = call(&mut s, &mut n, &bob, Call::DomainList) else {
+        panic!()
+    };
     assert_eq!(domains.iter().map(|d| d.domain).collect::<Vec<_>>(), vec![db]);
     // Alice's channel is still whole.
-    assert!(matches!(call(&mut s, &mut n, &alice, Call::ChanStats { chan }), Ok(Reply::Stats { .. })));
+    assert!(matches!(
+        call(&mut s, &mut n, &alice, Call::ChanStats { chan }),
+        Ok(Reply::Stats { .. })
+    ));
     // Unknown handles are not_found, whoever asks.
-    assert_eq!(call(&mut s, &mut n, &bob, Call::ChanStats { chan: 9999 }).unwrap_err().code, Code::NotFound);
     assert_eq!(
-        call(&mut s, &mut n, &bob, Call::DomainDestroy { domain: u64::MAX }).unwrap_err().code,
+        call(&mut s, &mut n, &bob, Call::ChanStats { chan: 9999 })
+            .unwrap_err()
+            .code,
+        Code::NotFound
+    );
+    assert_eq!(
+        call(&mut s, &mut n, &bob, Call::DomainDestroy { domain: u64::MAX })
+            .unwrap_err()
+            .code,
         Code::NotFound
     );
 }
@@ -185,7 +197,11 @@ fn rights_and_prefixes_are_checked() {
         },
     )
     .unwrap_err();
-    assert_eq!(everything.code, Code::Refused, "no destination: all of IPv4, outside its prefixes");
+    assert_eq!(
+        everything.code,
+        Code::Refused,
+        "no destination: all of IPv4, outside its prefixes"
+    );
     assert!(call(
         &mut s,
         &mut n,
@@ -228,7 +244,10 @@ fn a_failed_create_leaves_nothing_behind() {
     )
     .unwrap_err();
     assert_eq!(e.code, Code::BadSpec);
-    assert_eq!((n.filters().len(), n.instances().len(), s.chans()), (filters, instances, 0));
+    assert_eq!(
+        (n.filters().len(), n.instances().len(), s.chans()),
+        (filters, instances, 0)
+    );
 }
 
 proptest::proptest! {
