@@ -20,6 +20,7 @@ const HA: [u8; 6] = [2, 0xaa, 0, 0, 0, 1];
 const HB: [u8; 6] = [2, 0xbb, 0, 0, 0, 1];
 
 struct Rig {
+    start: Instant,
     runner: Option<NodeRunner>,
     h: NodeHandle,
     dir: PathBuf,
@@ -58,6 +59,7 @@ fn rig(name: &str) -> Rig {
     .unwrap()
     .unwrap();
     Rig {
+        start: Instant::now(),
         runner: Some(runner),
         h,
         dir,
@@ -81,12 +83,19 @@ impl Rig {
 
     /// UDP frames from host A to host B (through the node) on `dport`.
     fn inject(&self, n: usize, dport: u16, size: usize) {
+        self.inject_with(n, dport, size, |_, _| {})
+    }
+
+    /// The same, `fill(i, payload)` writing each payload.
+    fn inject_with(&self, n: usize, dport: u16, size: usize, fill: impl Fn(usize, &mut [u8]) + Send + 'static) {
+        let now = self.start.elapsed().as_nanos() as u64;
         self.h
             .call_blocking(move |node: &mut Node| {
                 let mut b: Batch = (0..n)
                     .map(|i| {
                         let mut payload = vec![0u8; size];
                         payload[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                        fill(i, &mut payload);
                         Packet::from_bytes(&build::udp4(
                             HA,
                             M0,
@@ -104,7 +113,7 @@ impl Rig {
                 while !rest.is_empty() {
                     let tail = rest.split_off(rest.len().min(32));
                     let mut batch = rest;
-                    node.receive(0, 0, &mut batch);
+                    node.receive(now, 0, &mut batch);
                     rest = tail;
                 }
             })
@@ -534,4 +543,77 @@ fn dpdk_testpmd_is_an_active_application() {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert!(!os.chan_stats(inc).unwrap().attached);
+}
+
+/// Silk's wavelet dropper split as in the paper (§5, figure 7): the data
+/// plane on the node (a cut-through channel counting and dropping layers,
+/// kept to its domain's bandwidth), the control plane in the application
+/// (`weft_nodeos::wavelet::Dropper`, reading the counters over the control
+/// socket and setting the cut-off).
+#[test]
+fn wavelet_dropper_control_plane_in_the_application() {
+    use weft_nodeos::wavelet::Dropper;
+    use weft_nodeos::CutChanSpec;
+    let r = rig("wavelet");
+    let mut os = r.os();
+    let d = os
+        .domain_create(&DomainSpec {
+            name: "video".into(),
+            limits: Limits {
+                // 60 kB/s: the base and first enhancement layers fit
+                // (48 kB/s), a third would not (73 kB/s).
+                bandwidth_bps: Some(480_000),
+                burst_bytes: Some(3_000),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap();
+    let chan = os
+        .cut_chan(&CutChanSpec {
+            domain: d,
+            key: key("dport=6000"),
+            bandwidth_bps: None,
+            layer_offset: Some(8),
+        })
+        .unwrap();
+    // The source: every 10 ms of real time one 200-byte packet of each of
+    // 4 layers (242-byte frames: 24 kB/s a layer, 97 kB/s in all), paced
+    // by the clock so that a slow step sends the rounds it owes.
+    let layer_of = |f: &[u8]| f[42 + 8];
+    let mut dropper = Dropper::new();
+    let mut last_control = Instant::now();
+    let mut got = [0u64; 4];
+    let begin = Instant::now();
+    let (run, measure_from) = (Duration::from_millis(2500), Duration::from_millis(1800));
+    let mut rounds = 0u128;
+    while begin.elapsed() < run {
+        let due = begin.elapsed().as_millis() / 10;
+        while rounds < due {
+            r.inject_with(4, 6000, 200, |i, p| p[8] = i as u8);
+            rounds += 1;
+        }
+        let measuring = begin.elapsed() >= measure_from;
+        for f in r.out() {
+            if measuring {
+                got[layer_of(&f) as usize] += 1;
+            }
+        }
+        if last_control.elapsed() >= Duration::from_millis(100) {
+            last_control = Instant::now();
+            let now = os.time().unwrap();
+            let s = os.chan_stats(chan).unwrap();
+            if let Some(cut) = dropper.update(now, &s) {
+                os.chan_set_layer(chan, cut).unwrap();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let s = os.chan_stats(chan).unwrap();
+    assert_eq!(dropper.cutoff(), Some(1), "{s:?} available {:?}", dropper.available());
+    assert!(s.dropped_layer > 0);
+    // The last 0.7 s: the layers above the cut-off are gone, and the two
+    // that fit pass whole (no bandwidth drops: as many of one as the other).
+    assert_eq!((got[2], got[3]), (0, 0), "{got:?}");
+    assert!(got[0] >= 50 && got[0].abs_diff(got[1]) <= 2, "{got:?} {s:?}");
 }

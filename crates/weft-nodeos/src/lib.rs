@@ -15,6 +15,7 @@
 
 mod client;
 pub mod proto;
+pub mod wavelet;
 
 pub use client::{Error, NodeOs};
 pub use proto::*;
