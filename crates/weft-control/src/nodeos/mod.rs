@@ -54,6 +54,9 @@ use weft_nodeos::{ChanHandle, Event, MAX_LINE};
 /// ns: rarely enough that the packet path pays nothing for it, often
 /// enough that a request waits at most this long.
 pub const CONTROL_EVERY: u64 = 200_000;
+/// How long an idle service (nothing attached, no connection) lets the
+/// node sleep, ns.
+pub const IDLE_CONTROL: u64 = 10_000_000;
 /// Frames taken from one out-channel per poll (the runner's I/O batch).
 pub const OUT_BATCH: usize = 32;
 /// Most control connections at once.
@@ -250,11 +253,16 @@ impl NodeOsService {
         moved
     }
 
-    /// When the service next needs [`NodeOsService::poll`] (ns): at the
-    /// next control round while anything is open or connected, so an idle
-    /// node still answers requests and drains out-channels.
+    /// When the service next needs [`NodeOsService::poll`] (ns): the next
+    /// control round while an application is attached to an out-channel,
+    /// a control connection is open or a handshake runs (so an idle node
+    /// still drains out-channels and answers within [`CONTROL_EVERY`]);
+    /// otherwise [`IDLE_CONTROL`] later (a new connection waits that long).
     pub fn poll_timeout(&self) -> Option<u64> {
-        Some(self.next_control)
+        let busy = !self.conns.is_empty()
+            || self.memif.pending() > 0
+            || self.chans.values().any(|c| c.from.is_some() || c.link.is_some());
+        Some(if busy { self.next_control } else { self.next_control + IDLE_CONTROL })
     }
 
     /// Whether an out-channel has frames waiting.

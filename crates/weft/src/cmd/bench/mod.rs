@@ -9,6 +9,7 @@
 //! packet: the hot path is meant to make none.
 
 mod datarouter;
+mod nodeos;
 mod plugins;
 
 use anyhow::{Context, Result};
@@ -328,10 +329,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     } else {
         Vec::new()
     };
+    // The NodeOS group takes a minute (five sizes, four paths, latency
+    // samples): it runs when asked for by name (`--only nodeos`).
+    let nodeos_rows = if args.only.as_ref().is_some_and(|o| o.contains("nodeos")) {
+        nodeos::rows(args.runs, args.seconds)?
+    } else {
+        Vec::new()
+    };
     if args.json {
         let figs = wasm_instances.map(|(_, j)| j);
-        let all =
-            serde_json::json!({ "forwarding": rows, "classifier": cls, "wasm_instances": figs, "datarouter": dr_rows });
+        let all = serde_json::json!({
+            "forwarding": rows, "classifier": cls, "wasm_instances": figs, "datarouter": dr_rows, "nodeos": nodeos_rows,
+        });
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(());
     }
@@ -379,6 +388,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     if !dr_rows.is_empty() {
         datarouter::print(&dr_rows);
+    }
+    if !nodeos_rows.is_empty() {
+        nodeos::print(&nodeos_rows, args.runs);
     }
     Ok(())
 }
