@@ -402,17 +402,16 @@ impl NodeOsService {
     }
 
     fn memif_handshakes(&mut self, node: &mut Node) {
-        if self.chans.is_empty() && self.memif.pending() == 0 {
-            // Still accept (and refuse) so a client does not hang.
-        }
         let chans = &self.chans;
+        // One application per interface at a time: a second is refused
+        // until the first has gone.
         let done = self.memif.poll(Instant::now(), |id, secret| {
-            chans.values().any(|c| {
-                c.link.is_none()
-                    && c.memif
-                        .as_ref()
-                        .is_some_and(|(i, s)| *i == id && s.as_bytes() == secret.bytes())
-            })
+            let on = |c: &&Chan| c.memif.as_ref().is_some_and(|(i, _)| *i == id);
+            !chans.values().filter(on).any(|c| c.link.is_some())
+                && chans
+                    .values()
+                    .filter(on)
+                    .any(|c| c.memif.as_ref().is_some_and(|(_, s)| s.as_bytes() == secret.bytes()))
         });
         for r in done {
             match r {
