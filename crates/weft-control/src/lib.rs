@@ -40,6 +40,7 @@ pub mod config;
 pub mod daemons;
 pub mod domains;
 pub mod metrics;
+pub mod nodeos;
 pub mod pbr;
 pub mod plugins;
 pub mod runner;

@@ -91,6 +91,9 @@ pub struct Daemons {
     /// The on-path signaling daemon, when enabled
     /// ([`NodeHandle::enable_signal`]).
     pub signal: Option<crate::signal::SignalNode>,
+    /// The NodeOS service (channels for programs outside the node), when
+    /// enabled ([`NodeHandle::enable_nodeos`]).
+    pub nodeos: Option<crate::nodeos::NodeOsService>,
 }
 
 impl Daemons {
@@ -99,6 +102,7 @@ impl Daemons {
             start,
             pbr: None,
             signal: None,
+            nodeos: None,
         }
     }
 
@@ -121,6 +125,9 @@ impl Daemons {
         if let Some(s) = self.signal.as_mut() {
             s.poll(node, now_ns);
         }
+        if let Some(n) = self.nodeos.as_mut() {
+            n.poll(node, now_ns);
+        }
     }
 
     /// When a daemon next needs [`Daemons::poll`], datagrams aside (ns).
@@ -129,7 +136,11 @@ impl Daemons {
             .pbr
             .as_ref()
             .and_then(|p| p.poll_timeout().map(crate::clock::pbr_due));
-        earliest(pbr, self.signal.as_ref().and_then(|s| s.poll_timeout()))
+        let nodeos = self.nodeos.as_ref().and_then(|n| n.poll_timeout());
+        earliest(
+            earliest(pbr, self.signal.as_ref().and_then(|s| s.poll_timeout())),
+            nodeos,
+        )
     }
 }
 
@@ -266,6 +277,27 @@ impl NodeHandle {
             }
         })
         .await
+    }
+
+    /// Start the NodeOS service on the node's thread (sockets in
+    /// `cfg.dir`); a second call leaves the running one alone. Blocking.
+    pub fn enable_nodeos_blocking(
+        &self,
+        cfg: crate::nodeos::NodeOsConfig,
+    ) -> Result<Result<(), crate::nodeos::StartError>, NodeStopped> {
+        let (tx, rx) = mpsc::channel();
+        self.tx
+            .send(Msg::Run(Box::new(move |n: &mut Node, d: &mut Daemons| {
+                let r = if d.nodeos.is_none() {
+                    crate::nodeos::NodeOsService::start(n, cfg).map(|s| d.nodeos = Some(s))
+                } else {
+                    Ok(())
+                };
+                let _ = tx.send(r);
+            })))
+            .map_err(|_| NodeStopped)?;
+        self.wake();
+        rx.recv().map_err(|_| NodeStopped)
     }
 
     /// Have the node thread run its daemons soon (a fetch finished) without

@@ -399,7 +399,14 @@ mod tests {
 
     #[test]
     fn classes_read_and_print_the_same() {
-        for s in ["priority:0", "priority:255", "fair:3", "deadline:2ms", "deadline:500us", "deadline:7ns"] {
+        for s in [
+            "priority:0",
+            "priority:255",
+            "fair:3",
+            "deadline:2ms",
+            "deadline:500us",
+            "deadline:7ns",
+        ] {
             let c: SchedClass = s.parse().unwrap();
             assert_eq!(c.to_string(), s);
         }
@@ -411,7 +418,16 @@ mod tests {
 
     #[test]
     fn bad_classes_say_what_is_wrong() {
-        for s in ["fair:0", "fair:-1", "priority:256", "deadline:0", "deadline:soon", "edf", "", "fair"] {
+        for s in [
+            "fair:0",
+            "fair:-1",
+            "priority:256",
+            "deadline:0",
+            "deadline:soon",
+            "edf",
+            "",
+            "fair",
+        ] {
             let e = s.parse::<SchedClass>().unwrap_err();
             assert!(!e.is_empty(), "{s}");
         }
@@ -433,10 +449,9 @@ mod tests {
         assert_eq!(s.limits.queue_len, DEFAULT_QUEUE_LEN);
         assert_eq!(s.class, SchedClass::Fair { weight: 1 });
         assert!(serde_json::from_str::<DomainSpec>(r#"{"name":"a","limts":{}}"#).is_err());
-        let s: DomainSpec = serde_json::from_str(
-            r#"{"name":"a","class":{"kind":"deadline","deadline_ns":5},"limits":{"memory":10}}"#,
-        )
-        .unwrap();
+        let s: DomainSpec =
+            serde_json::from_str(r#"{"name":"a","class":{"kind":"deadline","deadline_ns":5},"limits":{"memory":10}}"#)
+                .unwrap();
         assert_eq!(s.class, SchedClass::Deadline { deadline_ns: 5 });
         assert_eq!(s.limits.memory, Some(10));
     }

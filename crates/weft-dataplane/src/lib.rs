@@ -33,10 +33,10 @@ pub mod token_bucket;
 pub mod vcpu;
 
 pub use classifier::Match;
+pub use domain::{DomainError, DomainId, DomainInfo, DomainLimits, DomainSpec, Member, SchedClass};
 pub use element::{
     Access, Args, ClassDoc, Ctx, Element, ElementClass, ElementError, EmitTo, Handler, InstanceId, Verdict,
 };
-pub use domain::{DomainError, DomainId, DomainInfo, DomainLimits, DomainSpec, Member, SchedClass};
 pub use fib::{Route, RouteKind};
 pub use icmp_limit::IcmpLimiter;
 pub use node::{

@@ -16,8 +16,10 @@ impl Element for Pass {
 
 fn node() -> Node {
     let mut n = Node::new("d");
-    n.add_class(ElementClass::native("pass", ClassDoc::default(), |_| Ok(Box::new(Pass))))
-        .unwrap();
+    n.add_class(ElementClass::native("pass", ClassDoc::default(), |_| {
+        Ok(Box::new(Pass))
+    }))
+    .unwrap();
     n
 }
 
@@ -40,7 +42,10 @@ fn the_root_holds_what_names_no_domain_and_cannot_be_removed() {
     assert_eq!(n.domain_of(Member::Instance(i)).unwrap(), DomainId::ROOT);
     assert_eq!(n.domains().len(), 1);
     assert_eq!(n.domains()[0].name, "root");
-    assert_eq!(n.remove_domain(DomainId::ROOT), Err(NodeError::Domain(DomainError::Root)));
+    assert_eq!(
+        n.remove_domain(DomainId::ROOT),
+        Err(NodeError::Domain(DomainError::Root))
+    );
 }
 
 #[test]
@@ -100,7 +105,15 @@ fn memory_is_charged_up_the_tree_and_refused_whole_over_any_limit() {
     assert_eq!(n.domain(parent).unwrap().usage.memory, 1000);
     n.release_buffers(c1, 700);
     assert_eq!(n.domain(parent).unwrap().usage.memory, 300);
-    assert!(n.set_domain_limits(parent, DomainLimits { memory: Some(100), ..Default::default() }).is_err());
+    assert!(n
+        .set_domain_limits(
+            parent,
+            DomainLimits {
+                memory: Some(100),
+                ..Default::default()
+            }
+        )
+        .is_err());
 }
 
 #[test]
@@ -125,7 +138,10 @@ fn removing_a_domain_destroys_its_subtree_and_tells_the_hooks() {
             },
         )
         .unwrap();
-    let ch = DomainObject { kind: "inchan".into(), id: 7 };
+    let ch = DomainObject {
+        kind: "inchan".into(),
+        id: 7,
+    };
     n.domain_attach(c, ch.clone()).unwrap();
     n.charge_buffers(c, 4096).unwrap();
     let r = n.remove_domain(t).unwrap();

@@ -87,6 +87,14 @@ impl Source {
     }
 }
 
+/// `[nodeos]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeOsSection {
+    /// Directory of the NodeOS sockets.
+    pub dir: std::path::PathBuf,
+}
+
 /// A whole node configuration file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -132,6 +140,11 @@ pub struct NodeConfig {
     /// keys (`max_lifetime`, `max_sessions`, `origin_rate`, …).
     #[serde(default)]
     pub signal: Option<Spanned<crate::signal::SignalConfig>>,
+    /// `[nodeos]`: serve the NodeOS API (domains and channels for programs
+    /// outside the node, `docs/nodeos.md`): `dir` holds its sockets
+    /// `nodeos.sock` and `memif.sock`.
+    #[serde(default)]
+    pub nodeos: Option<Spanned<NodeOsSection>>,
     /// `[[principal]]`: who besides the operator may use the API, and
     /// with which rights (`principals.rs`, `docs/security.md`).
     #[serde(default, rename = "principal")]

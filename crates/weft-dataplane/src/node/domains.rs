@@ -272,7 +272,12 @@ impl Node {
     }
 
     /// Change a domain's owner (principal name and key).
-    pub fn set_domain_owner(&mut self, id: DomainId, owner: Option<Owner>, key: Option<String>) -> Result<(), NodeError> {
+    pub fn set_domain_owner(
+        &mut self,
+        id: DomainId,
+        owner: Option<Owner>,
+        key: Option<String>,
+    ) -> Result<(), NodeError> {
         let d = self.dom_mut(id)?;
         d.owner = owner;
         d.key = key;
@@ -653,5 +658,4 @@ impl Node {
         );
         Ok(out)
     }
-
 }

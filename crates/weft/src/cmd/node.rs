@@ -118,6 +118,18 @@ async fn run_node(a: RunArgs) -> anyhow::Result<()> {
     }
     // On-path signaling: the same principals as the API's.
     weft_control::daemons::enable_signal(&runner.handle(), &cfg, server.policy(), plugins.as_ref()).await?;
+    // The NodeOS API: the same principals as the API's, by peer uid.
+    if let Some(n) = &cfg.nodeos {
+        runner
+            .handle()
+            .enable_nodeos_blocking(weft_control::nodeos::NodeOsConfig {
+                dir: n.get_ref().dir.clone(),
+                node_uid: rustix::process::geteuid().as_raw(),
+                policy: server.policy(),
+            })?
+            .context("starting the NodeOS service")?;
+        println!("node {} NodeOS API on {}", cfg.name(), n.get_ref().dir.join("nodeos.sock").display());
+    }
     match server.tcp_addr() {
         Some(t) => println!("node {} serving on {} (tcp {t})", cfg.name(), socket.display()),
         None => println!("node {} serving on {}", cfg.name(), socket.display()),

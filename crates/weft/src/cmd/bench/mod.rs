@@ -10,6 +10,7 @@
 
 mod datarouter;
 mod netserv;
+mod nodeos;
 mod plugins;
 
 use anyhow::{Context, Result};
@@ -336,10 +337,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     } else {
         Vec::new()
     };
+    // The NodeOS group takes a minute (five sizes, four paths, latency
+    // samples): it runs when asked for by name (`--only nodeos`).
+    let nodeos_rows = if args.only.as_ref().is_some_and(|o| o.contains("nodeos")) {
+        nodeos::rows(args.runs, args.seconds)?
+    } else {
+        Vec::new()
+    };
     if args.json {
         let figs = wasm_instances.map(|(_, j)| j);
         let all = serde_json::json!({ "forwarding": rows, "classifier": cls, "wasm_instances": figs,
-            "datarouter": dr_rows, "netserv": ns });
+            "datarouter": dr_rows, "netserv": ns, "nodeos": nodeos_rows });
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(());
     }
@@ -390,6 +398,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     if let Some(ns) = &ns {
         netserv::print(ns, args);
+    }
+    if !nodeos_rows.is_empty() {
+        nodeos::print(&nodeos_rows, args.runs);
     }
     Ok(())
 }

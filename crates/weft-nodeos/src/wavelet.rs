@@ -1,0 +1,112 @@
+//! The control plane of Silk's wavelet dropper (paper §5, figure 7), for
+//! an application outside the node.
+//!
+//! The data plane runs on the node: a cut-through channel with a layer
+//! offset counts the bytes each layer offers, drops layers above a
+//! cut-off and keeps the rest to the channel's bandwidth (RTP's part in
+//! Silk). This side reads those counters every interval and chooses the
+//! cut-off (RTCP's part): when the bandwidth dropped packets, the rate
+//! that passed is what the path can carry, and the cut-off becomes the
+//! highest layer whose cumulative offered rate fits in it (with 5 %
+//! headroom); the base layer always passes. Without bandwidth drops the
+//! estimate stands, so the cut-off does not oscillate.
+
+use crate::proto::ChanStats;
+
+/// Headroom kept under the estimated available rate.
+const HEADROOM: f64 = 0.95;
+
+/// The dropper's control state.
+#[derive(Debug, Default)]
+pub struct Dropper {
+    last: Option<(u64, ChanStats)>,
+    available: Option<f64>,
+    cutoff: Option<u8>,
+}
+
+impl Dropper {
+    /// A dropper that passes everything until it sees congestion.
+    pub fn new() -> Dropper {
+        Dropper::default()
+    }
+
+    /// The current cut-off (`None`: all layers).
+    pub fn cutoff(&self) -> Option<u8> {
+        self.cutoff
+    }
+
+    /// The estimated available rate, bytes/s.
+    pub fn available(&self) -> Option<f64> {
+        self.available
+    }
+
+    /// Take the channel's counters at `now_ns`; returns the new cut-off
+    /// when it changed (send it with `chan_set_layer`).
+    pub fn update(&mut self, now_ns: u64, s: &ChanStats) -> Option<Option<u8>> {
+        let prev = self.last.replace((now_ns, s.clone()));
+        let (t0, p) = prev?;
+        let dt = now_ns.saturating_sub(t0) as f64 / 1e9;
+        if dt <= 0.0 {
+            return None;
+        }
+        if s.dropped_bandwidth > p.dropped_bandwidth {
+            self.available = Some(s.bytes.saturating_sub(p.bytes) as f64 / dt);
+        }
+        let avail = self.available?;
+        let mut sum = 0.0;
+        let mut cut = 0u8;
+        for (l, b) in s.layer_bytes.iter().enumerate() {
+            let before = p.layer_bytes.get(l).copied().unwrap_or(0);
+            sum += b.saturating_sub(before) as f64 / dt;
+            if sum > avail * HEADROOM {
+                break;
+            }
+            cut = l.min(255) as u8;
+        }
+        let new = Some(cut);
+        (new != self.cutoff).then(|| {
+            self.cutoff = new;
+            new
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(passed: u64, bw_drops: u64, layers: [u64; 4]) -> ChanStats {
+        ChanStats {
+            bytes: passed,
+            dropped_bandwidth: bw_drops,
+            layer_bytes: layers.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn congestion_sets_the_cutoff_to_what_fits() {
+        let mut d = Dropper::new();
+        assert_eq!(d.update(0, &stats(0, 0, [0; 4])), None);
+        // 1 s: each layer offered 25 kB, 50 kB passed, the bucket dropped.
+        assert_eq!(d.update(1_000_000_000, &stats(50_000, 40, [25_000; 4])), Some(Some(0)));
+        assert_eq!(d.available(), Some(50_000.0));
+        // Layers 0 and 1 (50 kB/s) do not fit in 95 % of 50 kB/s: only
+        // the base. Next second: 60 kB passed with drops → two layers fit.
+        assert_eq!(
+            d.update(2_000_000_000, &stats(110_000, 80, [50_000, 50_000, 50_000, 50_000])),
+            Some(Some(1))
+        );
+        // No drops: the estimate and the cut-off stand.
+        assert_eq!(d.update(3_000_000_000, &stats(160_000, 80, [75_000; 4])), None);
+        assert_eq!(d.cutoff(), Some(1));
+    }
+
+    #[test]
+    fn no_congestion_no_cutoff() {
+        let mut d = Dropper::new();
+        d.update(0, &stats(0, 0, [0; 4]));
+        assert_eq!(d.update(1_000_000_000, &stats(99_000, 0, [25_000; 4])), None);
+        assert_eq!(d.cutoff(), None);
+    }
+}
