@@ -43,7 +43,13 @@ pub fn home_domain_or_create(n: &mut Node, owner: &str, limits: &Limits) -> Resu
     }
     let mut name: String = owner
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(56)
         .collect();
     if check_name(&name).is_err() {

@@ -111,19 +111,39 @@ async fn principals_manage_only_the_domains_they_own() {
     let carol = u.as_token(CAROL);
     let dave = u.as_token(DAVE);
     // The operator makes each tenant's top domain.
-    let c: DomainCreated = u.op.post("/v1/domains", &dom("carol", None, Some("carol"))).await.unwrap();
-    let _: DomainCreated = u.op.post("/v1/domains", &dom("dave", None, Some("dave"))).await.unwrap();
+    let c: DomainCreated =
+        u.op.post("/v1/domains", &dom("carol", None, Some("carol")))
+            .await
+            .unwrap();
+    let _: DomainCreated =
+        u.op.post("/v1/domains", &dom("dave", None, Some("dave")))
+            .await
+            .unwrap();
 
     // A tenant may not make top domains, nor domains for others.
-    let (s, m) = status(carol.post::<_, DomainCreated>("/v1/domains", &dom("x", None, None)).await);
+    let (s, m) = status(
+        carol
+            .post::<_, DomainCreated>("/v1/domains", &dom("x", None, None))
+            .await,
+    );
     assert_eq!(s, 403, "{m}");
     assert!(m.contains("belongs to the operator"), "{m}");
-    let (s, m) = status(carol.post::<_, DomainCreated>("/v1/domains", &dom("x", Some("carol"), Some("dave"))).await);
+    let (s, m) = status(
+        carol
+            .post::<_, DomainCreated>("/v1/domains", &dom("x", Some("carol"), Some("dave")))
+            .await,
+    );
     assert_eq!(s, 403, "{m}");
     // Under its own: yes, and it is its own.
-    let web: DomainCreated = carol.post("/v1/domains", &dom("carol.web", Some("carol"), None)).await.unwrap();
+    let web: DomainCreated = carol
+        .post("/v1/domains", &dom("carol.web", Some("carol"), None))
+        .await
+        .unwrap();
     let v: DomainView = carol.get("/v1/domains/carol.web").await.unwrap();
-    assert_eq!((v.owner.as_deref(), v.parent.as_deref()), (Some("carol"), Some("carol")));
+    assert_eq!(
+        (v.owner.as_deref(), v.parent.as_deref()),
+        (Some("carol"), Some("carol"))
+    );
 
     // Its sub-domain's limits: yes; its top domain's: no (that would raise
     // its own limits); someone else's: no, naming the owner.
@@ -141,7 +161,10 @@ async fn principals_manage_only_the_domains_they_own() {
     assert_eq!((s, m.contains("belongs to dave")), (403, true), "{m}");
     let (s, m) = status(carol.delete::<(), serde_json::Value>("/v1/domains/dave", None).await);
     assert_eq!((s, m.contains("belongs to dave")), (403, true), "{m}");
-    let (s, m) = status(dave.post::<_, DomainCreated>("/v1/domains", &dom("y", Some(&c.id.to_string()), None)).await);
+    let (s, m) = status(
+        dave.post::<_, DomainCreated>("/v1/domains", &dom("y", Some(&c.id.to_string()), None))
+            .await,
+    );
     assert_eq!((s, m.contains("belongs to carol")), (403, true), "{m}");
 
     // A principal's filter goes into its home domain; instance ls says so.
@@ -151,7 +174,7 @@ async fn principals_manage_only_the_domains_they_own() {
             &FilterRequest {
                 proto: Some("udp".parse().unwrap()),
                 dst: Some("10.1.2.0/24".parse().unwrap()),
-                plugin: Some("counter".into()),
+                class: Some("counter".into()),
                 autoinstance: true,
                 ..Default::default()
             },
@@ -180,14 +203,34 @@ async fn bad_domain_requests_get_clear_errors() {
     let u = up("bad").await;
     let cases: &[(&str, &str, u16, &str)] = &[
         ("/v1/domains", r#"{"name":"a","limts":{}}"#, 400, "unknown field"),
-        ("/v1/domains", r#"{"name":"a","limits":{"memory":"lots"}}"#, 400, "bad request body"),
+        (
+            "/v1/domains",
+            r#"{"name":"a","limits":{"memory":"lots"}}"#,
+            400,
+            "bad request body",
+        ),
         ("/v1/domains", r#"{"name":"a","class":"fair:0"}"#, 400, "weight"),
-        ("/v1/domains", r#"{"name":"a","class":"edf"}"#, 400, "unknown scheduling class"),
+        (
+            "/v1/domains",
+            r#"{"name":"a","class":"edf"}"#,
+            400,
+            "unknown scheduling class",
+        ),
         ("/v1/domains", r#"{"name":"a b"}"#, 400, "letters, digits"),
         ("/v1/domains", r#"{"name":"42"}"#, 400, "not all digits"),
         ("/v1/domains", r#"{"name":"a","key":"zz"}"#, 400, "64 hex digits"),
-        ("/v1/domains", r#"{"name":"a","parent":"nowhere"}"#, 404, "no domain named"),
-        ("/v1/domains", r#"{"name":"a","limits":{"queue_len":1000000}}"#, 400, "over 65536"),
+        (
+            "/v1/domains",
+            r#"{"name":"a","parent":"nowhere"}"#,
+            404,
+            "no domain named",
+        ),
+        (
+            "/v1/domains",
+            r#"{"name":"a","limits":{"queue_len":1000000}}"#,
+            400,
+            "over 65536",
+        ),
         ("/v1/domains", r#"[]"#, 400, "expected a JSON object"),
         ("/v1/domains/root/set", r#"{"class":"fair:2"}"#, 400, "root domain"),
         ("/v1/domains/root/set", r#"{"share":0}"#, 400, "1 to 1000"),
@@ -200,7 +243,10 @@ async fn bad_domain_requests_get_clear_errors() {
         assert!(m.contains(says), "{path} {body}: {m:?} should say {says:?}");
     }
     let _: DomainCreated = u.op.post("/v1/domains", &dom("a", None, None)).await.unwrap();
-    let (s, m) = status(u.op.post::<_, DomainCreated>("/v1/domains", &dom("a", None, None)).await);
+    let (s, m) = status(
+        u.op.post::<_, DomainCreated>("/v1/domains", &dom("a", None, None))
+            .await,
+    );
     assert_eq!((s, m.contains("exists already")), (409, true), "{m}");
     let (s, m) = status(u.op.delete::<(), serde_json::Value>("/v1/domains/root", None).await);
     assert_eq!((s, m.contains("cannot be removed")), (400, true), "{m}");
@@ -217,9 +263,8 @@ async fn bad_domain_requests_get_clear_errors() {
     // Nothing held yet: a tiny limit is fine; the root's share is the
     // operator's to set.
     assert_eq!(s, 200, "{m}");
-    let v: DomainView = u
-        .op
-        .post(
+    let v: DomainView =
+        u.op.post(
             "/v1/domains/root/set",
             &DomainSet {
                 share: Some(800),

@@ -255,7 +255,9 @@ fn an_application_that_dies_is_detached_and_another_may_attach() {
     let app = NodeOs::attach(&info, "first").unwrap();
     // One application per interface: a second is refused while it lives.
     match NodeOs::attach(&info, "intruder") {
-        Err(Error::Memif(weft_memif::io::ClientError::Refused(why))) => assert!(why.contains("no such interface"), "{why}"),
+        Err(Error::Memif(weft_memif::io::ClientError::Refused(why))) => {
+            assert!(why.contains("no such interface"), "{why}")
+        }
         Err(e) => panic!("unexpected {e}"),
         Ok(_) => panic!("a second application attached"),
     }

@@ -119,6 +119,9 @@ pub struct Tally {
     pub delivered: Vec<u64>,
 }
 
+/// Tells a delivered frame's source class apart: frame → class index.
+pub type Classify<'a> = Box<dyn Fn(&[u8]) -> Option<usize> + 'a>;
+
 /// A node on a virtual CPU with a receive ring on one port.
 pub struct Bench<'a> {
     /// The node.
@@ -130,7 +133,7 @@ pub struct Bench<'a> {
     /// The port whose frames are counted as delivered.
     pub tx_port: PortId,
     /// How a delivered frame is told apart: frame → source class.
-    pub classify: Box<dyn Fn(&[u8]) -> Option<usize> + 'a>,
+    pub classify: Classify<'a>,
     ring: VecDeque<(usize, Packet)>,
     out: Batch,
 }

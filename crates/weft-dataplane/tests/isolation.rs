@@ -129,7 +129,12 @@ fn two_tenants(clock: &VirtualCpu, flood_in_root: bool) -> (Node, DomainId, Doma
     let good = tenant(&mut n, "good", SchedClass::Fair { weight: 1 }, DomainLimits::default());
     let flood = tenant(&mut n, "flood", SchedClass::Fair { weight: 1 }, DomainLimits::default());
     path(&mut n, good, GOOD, CHAIN_NS);
-    path(&mut n, if flood_in_root { DomainId::ROOT } else { flood }, FLOOD, CHAIN_NS);
+    path(
+        &mut n,
+        if flood_in_root { DomainId::ROOT } else { flood },
+        FLOOD,
+        CHAIN_NS,
+    );
     path(&mut n, DomainId::ROOT, PLAIN, PLAIN_NS);
     (n, good, flood)
 }
@@ -161,9 +166,15 @@ fn a_flooding_domain_cannot_hurt_a_well_behaved_one_nor_plain_forwarding() {
     );
     assert!(good_ratio >= 0.99, "good tenant got {good_ratio}");
     assert!(plain_ratio >= 0.95, "plain forwarding at {plain_ratio} of unloaded");
-    assert!(f.counters.dropped_full > loaded.offered[2] / 2, "the flood was dropped at its own queue");
+    assert!(
+        f.counters.dropped_full > loaded.offered[2] / 2,
+        "the flood was dropped at its own queue"
+    );
     assert_eq!(g.counters.dropped_full, 0, "the good tenant's queue never overflowed");
-    assert!(flood_cpu > 0.25, "the flood still got the CPU nobody else wanted: {flood_cpu}");
+    assert!(
+        flood_cpu > 0.25,
+        "the flood still got the CPU nobody else wanted: {flood_cpu}"
+    );
 
     // The same flood in the root (run at once, unscheduled) is what the
     // domains prevent: plain forwarding then loses packets at the ring.
@@ -171,8 +182,13 @@ fn a_flooding_domain_cannot_hurt_a_well_behaved_one_nor_plain_forwarding() {
     let (mut n, _, _) = two_tenants(&clock, true);
     let unscheduled = simulate(&mut n, &clock, &mut sources(Some(flood_interval)), SPAN, DRAIN);
     let plain_unscheduled = unscheduled.delivered[0] as f64 / unloaded.delivered[0] as f64;
-    eprintln!("without domains the same flood leaves plain forwarding {plain_unscheduled:.4} of its rate: {unscheduled:?}");
-    assert!(plain_unscheduled < 0.95, "the test measures something: {plain_unscheduled}");
+    eprintln!(
+        "without domains the same flood leaves plain forwarding {plain_unscheduled:.4} of its rate: {unscheduled:?}"
+    );
+    assert!(
+        plain_unscheduled < 0.95,
+        "the test measures something: {plain_unscheduled}"
+    );
 }
 
 #[test]
@@ -194,7 +210,10 @@ fn a_domain_over_its_memory_limit_drops_its_own_packets_only() {
     // No credit yet: what arrives stays queued.
     let f = frame(FLOOD);
     let g = frame(GOOD);
-    let mut b: Batch = (0..10).map(|_| Packet::from_bytes(&f)).chain((0..10).map(|_| Packet::from_bytes(&g))).collect();
+    let mut b: Batch = (0..10)
+        .map(|_| Packet::from_bytes(&f))
+        .chain((0..10).map(|_| Packet::from_bytes(&g)))
+        .collect();
     n.set_root_share(1000).unwrap(); // a received batch earns the domains nothing
     n.receive(0, 0, &mut b);
     let s = n.domain(small).unwrap();
@@ -230,7 +249,10 @@ fn destroying_a_busy_domain_frees_all_of_it() {
     n.set_root_share(1000).unwrap();
     let f = frame(FLOOD);
     let g = frame(GOOD);
-    let mut b: Batch = (0..20).map(|_| Packet::from_bytes(&f)).chain((0..7).map(|_| Packet::from_bytes(&g))).collect();
+    let mut b: Batch = (0..20)
+        .map(|_| Packet::from_bytes(&f))
+        .chain((0..7).map(|_| Packet::from_bytes(&g)))
+        .collect();
     n.receive(0, 0, &mut b);
     assert_eq!(n.domain_queued(), 27);
     let free_before = n.pool_available();
@@ -240,7 +262,11 @@ fn destroying_a_busy_domain_frees_all_of_it() {
     assert_eq!(r.memory_freed, 27 * weft_dataplane::node::BUFFER_CHARGE);
     assert_eq!(r.instances.len(), 2);
     assert_eq!(r.filters.len(), 2);
-    assert_eq!(n.pool_available(), free_before + 27, "every queued buffer is back in the pool");
+    assert_eq!(
+        n.pool_available(),
+        free_before + 27,
+        "every queued buffer is back in the pool"
+    );
     assert_eq!(n.domain_queued(), 0);
     assert_eq!(n.poll_timeout(), None, "nothing left to serve");
     let root = n.domain(DomainId::ROOT).unwrap();
@@ -270,9 +296,7 @@ fn serve_order(n: &mut Node, clock: &VirtualCpu, credit: u64) -> Vec<u16> {
     idle(n, clock, credit);
     let mut out = Batch::new();
     n.take_tx(1, &mut out);
-    out.iter()
-        .filter_map(|p| udp_dport(p.data()))
-        .collect()
+    out.iter().filter_map(|p| udp_dport(p.data())).collect()
 }
 
 #[test]
@@ -294,7 +318,10 @@ fn fixed_priority_serves_the_higher_level_first_within_its_cpu_limit() {
     n.set_root_share(1000).unwrap();
     let f = frame(FLOOD);
     let g = frame(GOOD);
-    let mut b: Batch = (0..4).map(|_| Packet::from_bytes(&g)).chain((0..8).map(|_| Packet::from_bytes(&f))).collect();
+    let mut b: Batch = (0..4)
+        .map(|_| Packet::from_bytes(&g))
+        .chain((0..8).map(|_| Packet::from_bytes(&f)))
+        .collect();
     n.receive(0, 0, &mut b);
     let order = serve_order(&mut n, &clock, 100 * CHAIN_NS);
     // hi first, cut off at its limit of three packets a round; then lo.
@@ -310,8 +337,18 @@ fn fixed_priority_serves_the_higher_level_first_within_its_cpu_limit() {
 fn earliest_deadline_first_serves_the_packet_due_first() {
     let clock = VirtualCpu::new();
     let mut n = node(&clock);
-    let slow = tenant(&mut n, "slow", SchedClass::Deadline { deadline_ns: 10_000 }, DomainLimits::default());
-    let urgent = tenant(&mut n, "urgent", SchedClass::Deadline { deadline_ns: 1_000 }, DomainLimits::default());
+    let slow = tenant(
+        &mut n,
+        "slow",
+        SchedClass::Deadline { deadline_ns: 10_000 },
+        DomainLimits::default(),
+    );
+    let urgent = tenant(
+        &mut n,
+        "urgent",
+        SchedClass::Deadline { deadline_ns: 1_000 },
+        DomainLimits::default(),
+    );
     path(&mut n, slow, GOOD, CHAIN_NS);
     path(&mut n, urgent, FLOOD, CHAIN_NS);
     n.set_root_share(1000).unwrap();
@@ -335,13 +372,7 @@ fn weighted_fair_domains_share_in_proportion_to_their_weights() {
     path(&mut n, one, FLOOD, CHAIN_NS);
     // Both backlogged for the whole run.
     let span = 10_000_000;
-    let t = simulate(
-        &mut n,
-        &clock,
-        &mut [src(GOOD, 100), src(FLOOD, 100)],
-        span,
-        0,
-    );
+    let t = simulate(&mut n, &clock, &mut [src(GOOD, 100), src(FLOOD, 100)], span, 0);
     let (a, b) = (n.domain(three).unwrap().counters, n.domain(one).unwrap().counters);
     let ratio = a.cpu_ns as f64 / b.cpu_ns as f64;
     eprintln!("weights 3:1 → CPU {} : {} ns ({ratio:.3}); {t:?}", a.cpu_ns, b.cpu_ns);
@@ -356,13 +387,7 @@ fn plain_forwarding_keeps_its_configured_share_when_everyone_is_overloaded() {
         n.set_root_share(share).unwrap();
         // Plain offered 1.67 CPUs, the flood 2.5: both far past what the
         // node has.
-        let t = simulate(
-            &mut n,
-            &clock,
-            &mut [src(PLAIN, 60), src(FLOOD, 180)],
-            SPAN,
-            0,
-        );
+        let t = simulate(&mut n, &clock, &mut [src(PLAIN, 60), src(FLOOD, 180)], SPAN, 0);
         let plain_cpu = (t.delivered[0] * PLAIN_NS) as f64 / clock.now() as f64;
         eprintln!("root share {share}‰: plain forwarding used {plain_cpu:.3} of the CPU; {t:?}");
         assert!(

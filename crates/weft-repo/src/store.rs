@@ -68,7 +68,6 @@ pub const COMPONENT_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01,
 /// [`SERVER_ABI`](crate::package::SERVER_ABI); the node's server-module host
 /// compiles and checks it). `version` defaults to the first 12 hex digits
 /// of the module's sha256.
-
 pub fn publish(
     dir: &Path,
     module: &[u8],

@@ -41,9 +41,10 @@ async fn origin() -> (SocketAddr, Log) {
                 let (status, extra) = match path.as_str() {
                     "/max-age" => ("200 OK", "cache-control: max-age=60\r\n".to_string()),
                     "/no-store" => ("200 OK", "cache-control: no-store\r\n".to_string()),
-                    "/etag" if inm.as_deref() == Some("\"v1\"") => {
-                        ("304 Not Modified", "cache-control: max-age=0\r\netag: \"v1\"\r\n".into())
-                    }
+                    "/etag" if inm.as_deref() == Some("\"v1\"") => (
+                        "304 Not Modified",
+                        "cache-control: max-age=0\r\netag: \"v1\"\r\n".into(),
+                    ),
                     "/etag" => ("200 OK", "cache-control: max-age=0\r\netag: \"v1\"\r\n".into()),
                     "/vary" => (
                         "200 OK",

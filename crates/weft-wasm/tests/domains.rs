@@ -85,7 +85,11 @@ fn a_spinning_plugin_costs_only_its_own_domain() {
     let count = |p: u16| out.iter().filter(|x| **x == p).count();
     assert_eq!(count(OTHER_PORT), 10, "plain forwarding carried everything");
     assert_eq!(count(OTHER_PORT + 1), 10, "the calm domain's path carried everything");
-    assert_eq!(count(PLUGIN_PORT), 0, "the spinner's packet got its fault policy (drop)");
+    assert_eq!(
+        count(PLUGIN_PORT),
+        0,
+        "the spinner's packet got its fault policy (drop)"
+    );
     assert_eq!(wasm_report(&n, s)["fault_kinds"]["budget"], 1);
 
     let sp = n.domain(spinner).unwrap().counters;
@@ -129,14 +133,26 @@ fn a_growing_plugin_faults_at_what_its_domain_has_left() {
     bind_in(&mut n, big, PLUGIN_PORT + 1, b);
 
     let base = Instant::now();
-    send_and_drain(&mut n, base, &[frame(PLUGIN_PORT, b"grow"), frame(PLUGIN_PORT + 1, b"grow")]);
+    send_and_drain(
+        &mut n,
+        base,
+        &[frame(PLUGIN_PORT, b"grow"), frame(PLUGIN_PORT + 1, b"grow")],
+    );
     let wa = wasm_report(&n, a);
     let wb = wasm_report(&n, b);
     assert_eq!(wa["fault_kinds"]["memory"], 1, "{wa}");
-    assert_eq!(wa["last_fault"], format!("memory: grew past the cap of {} bytes", 3 << 20), "{wa}");
+    assert_eq!(
+        wa["last_fault"],
+        format!("memory: grew past the cap of {} bytes", 3 << 20),
+        "{wa}"
+    );
     assert!(wa["memory_bytes"].as_u64().unwrap() <= 3 << 20, "{wa}");
     // The neighbour grew to its own cap, not into the small domain's.
-    assert_eq!(wb["last_fault"], format!("memory: grew past the cap of {cap} bytes"), "{wb}");
+    assert_eq!(
+        wb["last_fault"],
+        format!("memory: grew past the cap of {cap} bytes"),
+        "{wb}"
+    );
     assert_eq!(n.domain(small).unwrap().usage.memory, 3 << 20);
     // Removing the small domain gives its reservation back.
     let r = n.remove_domain(small).unwrap();

@@ -15,8 +15,8 @@ mod cmd;
 use clap::{Parser, Subcommand};
 use cmd::common::NodeArg;
 use cmd::{
-    bench, demo, domain, droute, emu, fb, filter, instance, keygen, metrics, node, pbr, plugin, policy, recv, repo, route,
-    send, serve, signal, token,
+    bench, demo, domain, droute, emu, fb, filter, instance, keygen, metrics, node, pbr, plugin, policy, recv, repo,
+    route, send, serve, signal, token,
 };
 use std::process::ExitCode;
 

@@ -170,7 +170,14 @@ fn lab(tag: &str) -> Lab {
         .map(|n| {
             net.spawn(
                 n,
-                &[WEFT, "repo", "serve", &repo.display().to_string(), "--listen", "127.0.0.1:7080"],
+                &[
+                    WEFT,
+                    "repo",
+                    "serve",
+                    &repo.display().to_string(),
+                    "--listen",
+                    "127.0.0.1:7080",
+                ],
             )
         })
         .collect();
@@ -192,9 +199,12 @@ fn lab(tag: &str) -> Lab {
         });
     }
     wait_until("the origin's web server", Duration::from_secs(10), || {
-        net.exec("origin", &["curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:8000/static/a.txt"])
-            .status
-            .success()
+        net.exec(
+            "origin",
+            &["curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:8000/static/a.txt"],
+        )
+        .status
+        .success()
     });
     std::fs::write(&log, "").unwrap();
     net.ok("origin", &["ping", "-c", "1", "-W", "5", "10.0.1.2"]);
@@ -294,7 +304,10 @@ fn activecdn_serves_the_second_fetch_from_the_edge_and_goes_with_remove_and_expi
     // The provider redirects the client to the node nearest it: the last
     // entry of the stack.
     let last = &s.last().unwrap().2;
-    assert_eq!(last, "10.0.11.1", "the edge answered from its address toward the provider");
+    assert_eq!(
+        last, "10.0.11.1",
+        "the edge answered from its address toward the provider"
+    );
     let edge = format!("{last}:8080");
     std::fs::write(lab.tmp.0.join("edge"), &edge).unwrap();
 
@@ -323,7 +336,10 @@ fn activecdn_serves_the_second_fetch_from_the_edge_and_goes_with_remove_and_expi
     // no-store: never cached.
     for _ in 0..2 {
         let (ok, out) = lab.curl(&[&format!("http://{edge}/nostore/b.txt")]);
-        assert!(ok && out.contains("x-cache: miss") && out.contains("private object"), "{out}");
+        assert!(
+            ok && out.contains("x-cache: miss") && out.contains("private object"),
+            "{out}"
+        );
     }
     assert_eq!(lab.origin_hits("/nostore/b.txt"), 2);
 

@@ -155,7 +155,8 @@ pub struct DomainSet {
 }
 
 fn resolve(n: &Node, s: &str) -> Result<DomainId, ApiError> {
-    n.resolve_domain(s).map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e.to_string()))
+    n.resolve_domain(s)
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e.to_string()))
 }
 
 fn check_key(k: &str) -> Result<(), ApiError> {
@@ -184,7 +185,11 @@ pub(super) async fn show(State(h): State<NodeHandle>, UrlPath(d): UrlPath<String
     ))
 }
 
-pub(super) async fn add(State(h): State<NodeHandle>, Extension(c): Extension<Caller>, b: Bytes) -> ApiResult<DomainCreated> {
+pub(super) async fn add(
+    State(h): State<NodeHandle>,
+    Extension(c): Extension<Caller>,
+    b: Bytes,
+) -> ApiResult<DomainCreated> {
     let req: DomainRequest = body(&b)?;
     let class: SchedClass = match &req.class {
         Some(s) => s.parse().map_err(ApiError::bad)?,
@@ -249,7 +254,9 @@ pub(super) async fn set(
         let id = resolve(n, &d)?;
         if let Some(s) = req.share {
             if !who.is_operator() || !id.is_root() {
-                return Err(ApiError::bad("share is the root domain's, and only the operator sets it"));
+                return Err(ApiError::bad(
+                    "share is the root domain's, and only the operator sets it",
+                ));
             }
             n.set_root_share(s)?;
         }

@@ -265,42 +265,34 @@ fn install(
     }
 }
 
-fn register(
-    s: &mut NodeOsService,
-    node: &mut Node,
-    caller: &Caller,
-    h: ChanHandle,
-    kind: Kind,
-    domain: DomainId,
-    memif: Option<(u32, String)>,
-    filter: Option<weft_dataplane::FilterId>,
-    instance: Option<weft_dataplane::InstanceId>,
-    bucket: Option<weft_dataplane::TokenBucket>,
-) {
-    let _ = node.domain_attach(
+/// A new channel of `kind` in `domain` for `caller`, attached to nothing yet.
+fn chan(kind: Kind, domain: DomainId, caller: &Caller) -> Chan {
+    Chan {
+        kind,
         domain,
+        owner: caller.owner(),
+        uid: caller.uid,
+        memif: None,
+        filter: None,
+        instance: None,
+        link: None,
+        app: None,
+        from: None,
+        bucket: None,
+        out: ChanCounters::default(),
+    }
+}
+
+/// Hang channel `h` on its domain (so it goes with it) and keep it.
+fn register(s: &mut NodeOsService, node: &mut Node, h: ChanHandle, c: Chan) {
+    let _ = node.domain_attach(
+        c.domain,
         DomainObject {
-            kind: format!("{}chan", kind.as_str()),
+            kind: format!("{}chan", c.kind.as_str()),
             id: h,
         },
     );
-    s.chans.insert(
-        h,
-        Chan {
-            kind,
-            domain,
-            owner: caller.owner(),
-            uid: caller.uid,
-            memif,
-            filter,
-            instance,
-            link: None,
-            app: None,
-            from: None,
-            bucket,
-            out: ChanCounters::default(),
-        },
-    );
+    s.chans.insert(h, c);
 }
 
 fn memif_info(s: &NodeOsService, id: u32, secret: &str) -> MemifInfo {
@@ -326,18 +318,13 @@ fn in_chan(s: &mut NodeOsService, node: &mut Node, caller: &Caller, spec: &InCha
     let (inst, f) = install(s, node, h, domain, m, ho)?;
     let id = h as u32;
     let sec = secret();
-    register(
-        s,
-        node,
-        caller,
-        h,
-        Kind::In,
-        domain,
-        Some((id, sec.clone())),
-        Some(f),
-        Some(inst),
-        None,
-    );
+    let c = Chan {
+        memif: Some((id, sec.clone())),
+        filter: Some(f),
+        instance: Some(inst),
+        ..chan(Kind::In, domain, caller)
+    };
+    register(s, node, h, c);
     Ok(Reply::Chan {
         chan: h,
         memif: Some(memif_info(s, id, &sec)),
@@ -399,7 +386,12 @@ fn out_chan(s: &mut NodeOsService, node: &mut Node, caller: &Caller, spec: &OutC
     };
     let h = new_handle(s);
     let info = memif_info(s, memif.0, &memif.1);
-    register(s, node, caller, h, Kind::Out, domain, Some(memif), None, None, bucket);
+    let c = Chan {
+        memif: Some(memif),
+        bucket,
+        ..chan(Kind::Out, domain, caller)
+    };
+    register(s, node, h, c);
     Ok(Reply::Chan {
         chan: h,
         memif: Some(info),
@@ -423,7 +415,12 @@ fn cut_chan(s: &mut NodeOsService, node: &mut Node, caller: &Caller, spec: &CutC
         ring: None,
     };
     let (inst, f) = install(s, node, h, domain, m, ho)?;
-    register(s, node, caller, h, Kind::Cut, domain, None, Some(f), Some(inst), None);
+    let c = Chan {
+        filter: Some(f),
+        instance: Some(inst),
+        ..chan(Kind::Cut, domain, caller)
+    };
+    register(s, node, h, c);
     Ok(Reply::Chan { chan: h, memif: None })
 }
 

@@ -262,7 +262,11 @@ impl NodeOsService {
         let busy = !self.conns.is_empty()
             || self.memif.pending() > 0
             || self.chans.values().any(|c| c.from.is_some() || c.link.is_some());
-        Some(if busy { self.next_control } else { self.next_control + IDLE_CONTROL })
+        Some(if busy {
+            self.next_control
+        } else {
+            self.next_control + IDLE_CONTROL
+        })
     }
 
     /// Whether an out-channel has frames waiting.

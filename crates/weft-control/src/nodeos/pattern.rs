@@ -42,7 +42,7 @@ impl Pattern {
 
 fn hex(s: &str, what: &str) -> Result<Vec<u8>, String> {
     let s = s.trim_start_matches("0x");
-    if s.is_empty() || s.len() % 2 != 0 || s.len() / 2 > MAX_PATTERN {
+    if s.is_empty() || !s.len().is_multiple_of(2) || s.len() / 2 > MAX_PATTERN {
         return Err(format!(
             "{what} {s:?}: an even number of hex digits, at most {MAX_PATTERN} bytes"
         ));

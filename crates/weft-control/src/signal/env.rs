@@ -144,10 +144,13 @@ impl NodeEnv<'_> {
             .accounts
             .domain(self.node, owner, &p.limits)
             .map_err(|e| Refusal::new(Reason::Resources, e))?;
-        let id = self.node.create_instance_in(domain, &m.name, &req.config).map_err(|e| match e {
-            weft_dataplane::NodeError::Domain(d) => Refusal::new(Reason::Resources, d.to_string()),
-            e => Refusal::new(Reason::InstallFailed, e.to_string()),
-        })?;
+        let id = self
+            .node
+            .create_instance_in(domain, &m.name, &req.config)
+            .map_err(|e| match e {
+                weft_dataplane::NodeError::Domain(d) => Refusal::new(Reason::Resources, d.to_string()),
+                e => Refusal::new(Reason::InstallFailed, e.to_string()),
+            })?;
         let spec = FilterSpec {
             hook: Some(Hook::Prerouting),
             m: Match {
@@ -265,7 +268,10 @@ impl NodeEnv<'_> {
         }
         let addrs: Vec<IpAddr> = self.node.addresses().into_iter().map(|(_, a)| a.addr()).collect();
         let Some(s) = self.st.servers.as_mut() else {
-            return Err(Refusal::new(Reason::Unsupported, "this node does not host server modules"));
+            return Err(Refusal::new(
+                Reason::Unsupported,
+                "this node does not host server modules",
+            ));
         };
         let r = s.start(session, req, &grant.principal, &addrs)?;
         let ports: Vec<u16> = req.server_ports.iter().map(|p| p.port).collect();

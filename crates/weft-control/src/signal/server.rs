@@ -19,8 +19,13 @@ pub trait ServerModules: Send {
     /// node's `addresses` at the request's ports: fetch and verify its
     /// code, listen — all or nothing. Finishing later is allowed
     /// ([`Install::Pending`]; the outcome comes out of [`ServerModules::poll`]).
-    fn start(&mut self, session: SessionId, req: &Request, owner: &str, addresses: &[IpAddr])
-        -> Result<Install, Refusal>;
+    fn start(
+        &mut self,
+        session: SessionId,
+        req: &Request,
+        owner: &str,
+        addresses: &[IpAddr],
+    ) -> Result<Install, Refusal>;
     /// Stop and forget `session`'s module (a pending start is cancelled).
     /// Idempotent.
     fn stop(&mut self, session: SessionId);

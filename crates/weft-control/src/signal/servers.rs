@@ -105,7 +105,11 @@ async fn start(j: Job, slot: Arc<Mutex<Slot>>) -> Result<Installed, Refusal> {
         .fetch(&j.spec, Some(&j.url))
         .await
         .map_err(|e| fetch_refusal(&e))?;
-    let fetch = if f.source == "cache" { Duration::ZERO } else { t.elapsed() };
+    let fetch = if f.source == "cache" {
+        Duration::ZERO
+    } else {
+        t.elapsed()
+    };
     let (loader, spec) = (j.loader.clone(), j.spec.clone());
     let v = tokio::task::spawn_blocking(move || loader.verify_server(&spec, f))
         .await
@@ -184,7 +188,10 @@ impl ServerModules for WasiServers {
             .flat_map(|a| req.server_ports.iter().map(move |p| SocketAddr::new(*a, p.port)))
             .collect();
         if listen.is_empty() {
-            return Err(Refusal::new(Reason::InstallFailed, "the node has no address to serve on"));
+            return Err(Refusal::new(
+                Reason::InstallFailed,
+                "the node has no address to serve on",
+            ));
         }
         let slot = Arc::new(Mutex::new(Slot::default()));
         self.slots.insert(session, slot.clone());

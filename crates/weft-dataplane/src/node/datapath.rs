@@ -171,7 +171,14 @@ impl Node {
     /// Routing decision for one packet: to `local`, to `fwd`, or (direct)
     /// straight through TTL, MTU and neighbour resolution to its port.
     #[inline]
-    pub(super) fn dispatch(&mut self, pl: &Pipeline, mut pkt: Packet, direct: bool, local: &mut Batch, fwd: &mut Batch) {
+    pub(super) fn dispatch(
+        &mut self,
+        pl: &Pipeline,
+        mut pkt: Packet,
+        direct: bool,
+        local: &mut Batch,
+        fwd: &mut Batch,
+    ) {
         if pkt.meta.label != 0 {
             // Steered onto an explicit path at PREROUTING.
             self.steered(pl, pkt);

@@ -236,7 +236,10 @@ impl Node {
 
     #[inline]
     fn parent_of(&self, id: DomainId) -> Option<DomainId> {
-        self.domains.get(id.0 as usize).and_then(|d| d.as_ref()).and_then(|d| d.parent)
+        self.domains
+            .get(id.0 as usize)
+            .and_then(|d| d.as_ref())
+            .and_then(|d| d.parent)
     }
 
     /// Change a domain's limits. A lower memory limit than the domain

@@ -9,10 +9,10 @@
 use super::control::Filter;
 use super::{FilterId, Hook, Node};
 use crate::classifier::{Classifier, Match};
+use crate::domain::DomainId;
 use crate::element::InstanceId;
 use crate::fib::{Fib, Route, RouteKind};
 use ipnet::IpNet;
-use crate::domain::DomainId;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -485,7 +485,9 @@ impl Node {
         };
         let mut cur = Some(d);
         while let Some(c) = cur {
-            let Some(Some(slot)) = self.domains.get_mut(c.0 as usize) else { break };
+            let Some(Some(slot)) = self.domains.get_mut(c.0 as usize) else {
+                break;
+            };
             slot.round_ns += used;
             if c == d {
                 slot.counters.served += taken as u64;

@@ -107,19 +107,26 @@ pub fn parse_bytes(s: &str) -> anyhow::Result<u64> {
             return n.checked_mul(m).with_context(|| format!("size {s:?} is too large"));
         }
     }
-    s.parse().with_context(|| format!("bad size {s:?}: say 64MiB, 512KiB or a number of bytes"))
+    s.parse()
+        .with_context(|| format!("bad size {s:?}: say 64MiB, 512KiB or a number of bytes"))
 }
 
 /// `10mbit`, `1gbit`, `500kbit`, or bit/s.
 pub fn parse_rate(s: &str) -> anyhow::Result<u64> {
     let s = s.trim();
-    for (u, m) in [("gbit", 1_000_000_000u64), ("mbit", 1_000_000), ("kbit", 1_000), ("bit", 1)] {
+    for (u, m) in [
+        ("gbit", 1_000_000_000u64),
+        ("mbit", 1_000_000),
+        ("kbit", 1_000),
+        ("bit", 1),
+    ] {
         if let Some(n) = s.strip_suffix(u) {
             let n: u64 = n.trim().parse().with_context(|| format!("bad rate {s:?}"))?;
             return n.checked_mul(m).with_context(|| format!("rate {s:?} is too large"));
         }
     }
-    s.parse().with_context(|| format!("bad rate {s:?}: say 10mbit, 1gbit or bit/s"))
+    s.parse()
+        .with_context(|| format!("bad rate {s:?}: say 10mbit, 1gbit or bit/s"))
 }
 
 fn parse_cpu(s: &str) -> anyhow::Result<u64> {
@@ -128,12 +135,14 @@ fn parse_cpu(s: &str) -> anyhow::Result<u64> {
 
 impl LimitArgs {
     fn limits(&self) -> anyhow::Result<DomainLimits> {
-        let mut l = DomainLimits::default();
-        l.cpu_ns = self.cpu.as_deref().map(parse_cpu).transpose()?;
-        l.wasm_epochs = self.epochs;
-        l.memory = self.memory.as_deref().map(parse_bytes).transpose()?;
-        l.bandwidth_bps = self.bandwidth.as_deref().map(parse_rate).transpose()?;
-        l.burst_bytes = self.burst;
+        let mut l = DomainLimits {
+            cpu_ns: self.cpu.as_deref().map(parse_cpu).transpose()?,
+            wasm_epochs: self.epochs,
+            memory: self.memory.as_deref().map(parse_bytes).transpose()?,
+            bandwidth_bps: self.bandwidth.as_deref().map(parse_rate).transpose()?,
+            burst_bytes: self.burst,
+            ..Default::default()
+        };
         if let Some(q) = self.queue {
             l.queue_len = q;
         }
@@ -146,9 +155,9 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 }
 
 fn mib(b: u64) -> String {
-    if b >= 1 << 20 && b % (1 << 20) == 0 {
+    if b >= 1 << 20 && b.is_multiple_of(1 << 20) {
         format!("{}MiB", b >> 20)
-    } else if b >= 1 << 10 && b % (1 << 10) == 0 {
+    } else if b >= 1 << 10 && b.is_multiple_of(1 << 10) {
         format!("{}KiB", b >> 10)
     } else {
         b.to_string()
@@ -209,8 +218,18 @@ pub async fn run(cmd: DomainCmd, node: Option<PathBuf>) -> anyhow::Result<()> {
                 "{}",
                 table(
                     &[
-                        "id", "name", "parent", "owner", "class", "cpu/round", "memory", "queued", "served", "dropped",
-                        "cpu", "mem used"
+                        "id",
+                        "name",
+                        "parent",
+                        "owner",
+                        "class",
+                        "cpu/round",
+                        "memory",
+                        "queued",
+                        "served",
+                        "dropped",
+                        "cpu",
+                        "mem used"
                     ],
                     &rows
                 )

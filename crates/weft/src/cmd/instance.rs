@@ -64,13 +64,20 @@ pub async fn run(cmd: InstanceCmd, node: Option<PathBuf>) -> anyhow::Result<()> 
                             i.config.clone()
                         },
                         if fs.is_empty() { "-".into() } else { fs.join(",") },
-                        if i.domain.is_empty() { "-".into() } else { i.domain.clone() },
+                        if i.domain.is_empty() {
+                            "-".into()
+                        } else {
+                            i.domain.clone()
+                        },
                         i.stats.packets.to_string(),
                         i.stats.dropped.to_string(),
                     ]
                 })
                 .collect();
-            print!("{}", table(&["id", "config", "filters", "domain", "packets", "dropped"], &rows));
+            print!(
+                "{}",
+                table(&["id", "config", "filters", "domain", "packets", "dropped"], &rows)
+            );
             if long {
                 for i in &is {
                     println!("\n{}{}", i.class, i.id);

@@ -128,7 +128,11 @@ async fn run_node(a: RunArgs) -> anyhow::Result<()> {
                 policy: server.policy(),
             })?
             .context("starting the NodeOS service")?;
-        println!("node {} NodeOS API on {}", cfg.name(), n.get_ref().dir.join("nodeos.sock").display());
+        println!(
+            "node {} NodeOS API on {}",
+            cfg.name(),
+            n.get_ref().dir.join("nodeos.sock").display()
+        );
     }
     match server.tcp_addr() {
         Some(t) => println!("node {} serving on {} (tcp {t})", cfg.name(), socket.display()),

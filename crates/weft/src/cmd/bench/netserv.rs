@@ -167,10 +167,18 @@ pub(super) fn rows(args: &BenchArgs) -> Result<serde_json::Value> {
         }
         let mut plain = 0.0;
         for k in 0..6 {
-            let netserv = if size == 64 { NETSERV_64[k] } else if size == 340 { NETSERV_340[k] } else { None };
+            let netserv = if size == 64 {
+                NETSERV_64[k]
+            } else if size == 340 {
+                NETSERV_340[k]
+            } else {
+                None
+            };
             if rates[k].is_empty() {
-                table.push(serde_json::json!({ "size": size, "config": NAMES[k], "kpps": null, "ratio": null,
-                    "netserv_kpps": netserv, "note": "a SIP message does not fit" }));
+                table.push(
+                    serde_json::json!({ "size": size, "config": NAMES[k], "kpps": null, "ratio": null,
+                    "netserv_kpps": netserv, "note": "a SIP message does not fit" }),
+                );
                 continue;
             }
             let pps = median(&mut rates[k]);

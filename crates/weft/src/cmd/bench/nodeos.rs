@@ -212,7 +212,9 @@ fn rig(path: Path) -> Result<Rig> {
         match ready_rx.try_recv() {
             Ok(Ok(())) => break,
             Ok(Err(e)) => return Err(anyhow!("setting up {}: {e}", path.name())),
-            Err(mpsc::TryRecvError::Disconnected) => return Err(anyhow!("setting up {}: the thread ended", path.name())),
+            Err(mpsc::TryRecvError::Disconnected) => {
+                return Err(anyhow!("setting up {}: the thread ended", path.name()))
+            }
             Err(mpsc::TryRecvError::Empty) if t.elapsed() > Duration::from_secs(10) => {
                 return Err(anyhow!("setting up {}: timed out", path.name()))
             }
@@ -229,7 +231,16 @@ fn rig(path: Path) -> Result<Rig> {
 
 fn frame(size: usize) -> Vec<u8> {
     let payload = size.saturating_sub(14 + 20 + 8);
-    build::udp4([2, 0xaa, 0, 0, 0, 1], [2, 0, 0, 0, 0, 1], SRC, DST, 40000, 6060, 64, &vec![0x5a; payload])
+    build::udp4(
+        [2, 0xaa, 0, 0, 0, 1],
+        [2, 0, 0, 0, 0, 1],
+        SRC,
+        DST,
+        40000,
+        6060,
+        64,
+        &vec![0x5a; payload],
+    )
 }
 
 /// Packets per second out of the output port, offering batches of 32.

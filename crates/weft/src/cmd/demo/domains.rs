@@ -90,8 +90,14 @@ pub(super) fn run() -> Result<()> {
     say("    chain 450 ns) and r2 charges its domains from that clock, so every figure below is exact.");
     let cpu = VirtualCpu::new();
     let mut n = router(&cpu)?;
-    cmd("r2", "domain add alice --owner alice --class fair:1 --memory 1MiB --queue 256");
-    cmd("r2", "domain add bob --owner bob --class fair:1 --memory 1MiB --queue 256");
+    cmd(
+        "r2",
+        "domain add alice --owner alice --class fair:1 --memory 1MiB --queue 256",
+    );
+    cmd(
+        "r2",
+        "domain add bob --owner bob --class fair:1 --memory 1MiB --queue 256",
+    );
     let limits = DomainLimits {
         memory: Some(1 << 20),
         queue_len: 256,
@@ -108,8 +114,20 @@ pub(super) fn run() -> Result<()> {
     };
     let alice = tenant("alice")?;
     let bob = tenant("bob")?;
-    cmd("r2", &format!("fb new cost --config ns={TENANT_NS} --domain alice   # then a filter for udp:{} with it", PORTS[1]));
-    cmd("r2", &format!("fb new cost --config ns={TENANT_NS} --domain bob     # then a filter for udp:{} with it", PORTS[2]));
+    cmd(
+        "r2",
+        &format!(
+            "fb new cost --config ns={TENANT_NS} --domain alice   # then a filter for udp:{} with it",
+            PORTS[1]
+        ),
+    );
+    cmd(
+        "r2",
+        &format!(
+            "fb new cost --config ns={TENANT_NS} --domain bob     # then a filter for udp:{} with it",
+            PORTS[2]
+        ),
+    );
     path(&mut n, alice, PORTS[1], TENANT_NS)?;
     path(&mut n, bob, PORTS[2], TENANT_NS)?;
     // Plain forwarding's modelled cost: a root path, run at once.
