@@ -232,8 +232,20 @@ fn an_application_that_stops_reading_costs_drops_on_its_channel_only() {
         })
         .unwrap();
     let _app = NodeOs::attach(&info, "never-reads").unwrap();
-    // The client's ring holds 1024 descriptors.
-    r.inject(3000, 7000, 64);
+    // The client's ring holds 1024 descriptors. The packets come in bursts
+    // the domain's queue (256) holds, each taken by the scheduler before
+    // the next: every drop is then the channel's.
+    for sent in (100..=3000).step_by(100) {
+        r.inject(100, 7000, 64);
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            let s = os.chan_stats(inc).unwrap();
+            if s.packets + s.dropped_full >= sent {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
     r.inject(100, 8000, 64);
     assert_eq!(r.out_until(100).len(), 100, "plain forwarding does not stall");
     let s = os.chan_stats(inc).unwrap();
@@ -262,6 +274,11 @@ fn an_application_that_dies_is_detached_and_another_may_attach() {
         Ok(_) => panic!("a second application attached"),
     }
     r.inject(50, 7000, 64);
+    // The domain's scheduler hands them to the channel in its next rounds.
+    let end = Instant::now() + Duration::from_secs(5);
+    while os.chan_stats(inc).unwrap().packets < 50 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     // Gone mid-stream with frames unread: its socket closes, its mapping
     // goes; the node keeps its own mapping until it lets go.
     drop(app);

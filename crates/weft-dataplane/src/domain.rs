@@ -19,8 +19,7 @@
 //! reused, so a stale handle names nothing rather than someone else's
 //! domain.
 
-use crate::element::InstanceId;
-use crate::node::{FilterId, Owner};
+use crate::element::{FilterId, InstanceId, Owner};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;

@@ -29,6 +29,23 @@ use std::fmt;
 use std::sync::Arc;
 use weft_packet::{Packet, PacketPool, PortId};
 
+/// Who created an instance or a filter, as the control plane tells the
+/// node ([`crate::Node::set_owner`]): a principal's name. `None` is the operator:
+/// what the node's own configuration, its operator and its daemons create.
+/// The engine only keeps it; `weft-control` decides what it allows.
+pub type Owner = Arc<str>;
+
+/// A filter identifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct FilterId(pub u32);
+
+impl fmt::Display for FilterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// A node-unique instance identifier, shown as `#N`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]

@@ -33,7 +33,7 @@ pub mod token_bucket;
 pub mod vcpu;
 
 pub use classifier::Match;
-pub use domain::{DomainError, DomainId, DomainInfo, DomainLimits, DomainSpec, Member, SchedClass};
+pub use domain::{DomainError, DomainId, DomainInfo, DomainLimits, DomainSpec, Member, SchedClass, DEFAULT_QUEUE_LEN};
 pub use element::{
     Access, Args, ClassDoc, Ctx, Element, ElementClass, ElementError, EmitTo, Handler, InstanceId, Verdict,
 };
@@ -41,6 +41,6 @@ pub use fib::{Route, RouteKind};
 pub use icmp_limit::IcmpLimiter;
 pub use node::{
     DomainHook, DropReason, FilterId, FilterSpec, Hook, LabelInfo, LabelOut, Node, NodeError, Owned, Owner, PortConfig,
-    ETHERTYPE_MPLS, LABEL_TTL, MPLS_UDP_PORT,
+    BUFFER_CHARGE, ETHERTYPE_MPLS, LABEL_TTL, MPLS_UDP_PORT,
 };
 pub use token_bucket::TokenBucket;

@@ -155,4 +155,76 @@ mod tests {
         assert!(BaseUrl::parse("https://x").is_err());
         assert!(BaseUrl::parse("http://").is_err());
     }
+
+    /// A code server that answers every connection with `head` and then
+    /// as much of `fill` as the client takes (it never closes first).
+    async fn answering(head: &'static str, fill: usize) -> BaseUrl {
+        use tokio::io::AsyncWriteExt;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut req = [0u8; 1024];
+                    let _ = tokio::io::AsyncReadExt::read(&mut s, &mut req).await;
+                    let _ = s.write_all(head.as_bytes()).await;
+                    let chunk = vec![b'x'; 64 << 10];
+                    let mut left = fill;
+                    while left > 0 {
+                        let n = left.min(chunk.len());
+                        if s.write_all(&chunk[..n]).await.is_err() {
+                            return;
+                        }
+                        left -= n;
+                    }
+                });
+            }
+        });
+        BaseUrl::parse(&url).unwrap()
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    /// A hostile code server's error reply of 64 MiB is read only up to
+    /// MAX_ERROR_REPLY and quoted in EXCERPT characters, on one line.
+    #[test]
+    fn a_huge_error_reply_is_read_in_part_and_quoted_short() {
+        let err = block_on(async {
+            let b = answering(
+                "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 67108864\r\n\r\n",
+                64 << 20,
+            )
+            .await;
+            get(&b, "/v1/plugins/x/manifest", 1 << 20).await.unwrap_err()
+        });
+        let m = err.to_string();
+        assert!(m.contains("500"), "{m}");
+        assert!(
+            m.chars().count() < EXCERPT + 200,
+            "{} characters: {m}",
+            m.chars().count()
+        );
+        assert!(!m.contains('\n'), "{m}");
+    }
+
+    /// A 200 reply declared or found over the caller's bound is refused,
+    /// not buffered.
+    #[test]
+    fn an_oversized_module_is_refused() {
+        let (declared, chunked) = block_on(async {
+            let b = answering("HTTP/1.1 200 OK\r\ncontent-length: 67108864\r\n\r\n", 64 << 20).await;
+            let declared = get(&b, "/m", 1 << 20).await.unwrap_err();
+            let b = answering("HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n", 4 << 20).await;
+            let chunked = get(&b, "/m", 1 << 20).await.unwrap_err();
+            (declared.to_string(), chunked.to_string())
+        });
+        assert!(declared.contains("at most 1048576"), "{declared}");
+        assert!(chunked.contains("over 1048576 bytes"), "{chunked}");
+    }
 }

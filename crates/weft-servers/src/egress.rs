@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::server::ServerStats;
+use crate::stats::ServerStats;
 
 /// Longest wait for a connection to an origin.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

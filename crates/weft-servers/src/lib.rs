@@ -32,6 +32,7 @@ pub mod config;
 pub mod egress;
 pub mod host;
 pub mod server;
+pub mod stats;
 
 pub use config::{ConfigError, ModuleConfig};
 

@@ -117,7 +117,9 @@ fn a_growing_plugin_faults_at_what_its_domain_has_left() {
     .unwrap();
     let mut n = node();
     load(&mut n, &h, "grow", "grow");
-    let small = domain(&mut n, "small", Some(3 << 20));
+    // 3 MiB for its instance and room for a full queue of packets.
+    let queue_room = u64::from(weft_dataplane::DEFAULT_QUEUE_LEN) * weft_dataplane::BUFFER_CHARGE;
+    let small = domain(&mut n, "small", Some((3 << 20) + queue_room));
     let big = domain(&mut n, "big", Some(32 << 20));
     let a = n.create_instance_in(small, "grow", "").unwrap();
     let b = n.create_instance_in(big, "grow", "").unwrap();

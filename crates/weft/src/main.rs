@@ -288,6 +288,7 @@ mod tests {
         "emu down",
         "bench",
         "repo publish",
+        "serve",
         "repo serve",
         "repo ls",
         "keygen",

@@ -350,12 +350,14 @@ fn activecdn_serves_the_second_fetch_from_the_edge_and_goes_with_remove_and_expi
     let (ok, out) = lab.curl(&[&format!("http://{edge}/static/a.txt")]);
     assert!(!ok, "still served after REMOVE: {out}");
 
-    // Lifetime expiry: a 5 s SETUP serves, then goes by itself.
-    let a = lab.setup("5");
+    // Lifetime expiry: a 15 s SETUP serves, then goes by itself. (The
+    // lifetime runs from the request; compiling the component takes
+    // seconds in a debug build, so a shorter one could end mid-install.)
+    let a = lab.setup("15");
     assert!(stack(&a).iter().all(|(_, r, _)| r == "ok"), "{a:#}");
     let (ok, out) = lab.curl(&[&format!("http://{edge}/static/a.txt")]);
     assert!(ok && out.contains("cached object"), "{out}");
-    wait_until("the module to expire", Duration::from_secs(20), || {
+    wait_until("the module to expire", Duration::from_secs(40), || {
         !lab.curl(&["--max-time", "1", &format!("http://{edge}/static/a.txt")]).0
     });
 }

@@ -219,6 +219,8 @@ fn operator_drives_a_running_node() {
         &["filter", "add", "--all", "--plugin", "ratelimit", "--autoinstance"],
     );
     assert!(err.contains("unknown class"), "{err}");
+    // This node has no [plugins]: the refusal says why nothing was fetched.
+    assert!(err.contains("loads no plugins") && err.contains("[plugins]"), "{err}");
     ok(&node, &["fb", "add", "ratelimit"]);
 
     // Routes, ip-route style.

@@ -4,7 +4,7 @@
 
 use super::{body, instance_id, need_filter, on_node, own, port_name, signer_of, ApiError, ApiResult, Done, DONE};
 use crate::auth::{Caller, Principal, Right};
-use crate::config::add_filter_with_plugin;
+use crate::config::add_filter_with_plugin_in;
 use crate::config::words::{AddrOrPrefix, PortRange, Proto};
 use crate::plugins::PluginState;
 use crate::runner::NodeHandle;
@@ -221,8 +221,23 @@ fn filter_add(
         position: req.position,
     };
     let config = req.config.as_deref().unwrap_or("");
-    let (filter, inst) = add_filter_with_plugin(n, spec, plugin.map(|p| (p, config)))?;
-    // The instance first: a filter goes into a domain only with its path.
+    // A principal's filter and its new instance are made in its home
+    // domain, unless the chain names instances it made outside it (before
+    // it had one): then the root, as before.
+    let home = who.owner().and_then(|o| crate::domains::home_domain(n, &o));
+    let domain = match home {
+        Some(d)
+            if spec
+                .chain
+                .iter()
+                .all(|i| n.domain_of(weft_dataplane::Member::Instance(*i)).ok() == Some(d)) =>
+        {
+            d
+        }
+        _ => weft_dataplane::DomainId::ROOT,
+    };
+    let (filter, inst) = add_filter_with_plugin_in(n, domain, spec, plugin.map(|p| (p, config)))?;
+    // Record the owner (place_in_home then finds both already at home).
     if let Some(i) = inst {
         own(n, who, Owned::Instance(i))?;
     }

@@ -208,17 +208,44 @@ pub fn default_socket(name: &str) -> PathBuf {
 
 /// The directory of [`default_socket`].
 pub fn run_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("WEFT_RUN_DIR").filter(|v| !v.is_empty()) {
+    run_dir_of(
+        std::env::var_os("WEFT_RUN_DIR"),
+        weft_http::unix::euid(),
+        std::env::var_os("XDG_RUNTIME_DIR"),
+    )
+}
+
+/// [`run_dir`] from its inputs: `$WEFT_RUN_DIR`, the effective uid and
+/// `$XDG_RUNTIME_DIR` (empty variables count as unset).
+fn run_dir_of(weft_run_dir: Option<std::ffi::OsString>, uid: u32, xdg: Option<std::ffi::OsString>) -> PathBuf {
+    if let Some(d) = weft_run_dir.filter(|v| !v.is_empty()) {
         return PathBuf::from(d);
     }
-    let uid = weft_http::unix::euid();
     if uid == 0 {
         return PathBuf::from("/run/weft");
     }
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+    match xdg.filter(|v| !v.is_empty()) {
         Some(x) => PathBuf::from(x).join("weft"),
         None => std::env::temp_dir().join(format!("weft-{uid}")),
     }
+}
+
+#[cfg(test)]
+#[test]
+fn sockets_go_to_run_weft_for_root_and_to_a_private_directory_otherwise() {
+    let s = |v: &str| Some(std::ffi::OsString::from(v));
+    assert_eq!(run_dir_of(None, 0, s("/run/user/0")), PathBuf::from("/run/weft"));
+    assert_eq!(run_dir_of(s(""), 0, None), PathBuf::from("/run/weft"));
+    assert_eq!(run_dir_of(s("/srv/w"), 0, None), PathBuf::from("/srv/w"));
+    assert_eq!(
+        run_dir_of(None, 1000, s("/run/user/1000")),
+        PathBuf::from("/run/user/1000/weft")
+    );
+    assert_eq!(run_dir_of(None, 1000, s("")), std::env::temp_dir().join("weft-1000"));
+    assert_eq!(
+        run_dir_of(None, 0, None).join("r1.sock"),
+        PathBuf::from("/run/weft/r1.sock")
+    );
 }
 
 /// `[[port]]`
@@ -630,17 +657,28 @@ pub fn apply(cfg: &NodeConfig, node: &mut Node) -> Result<Applied, ConfigError> 
 /// STR`). If the filter is refused, the created instance is removed again.
 pub fn add_filter_with_plugin(
     node: &mut Node,
+    spec: FilterSpec,
+    plugin: Option<(&str, &str)>,
+) -> Result<(FilterId, Option<InstanceId>), NodeError> {
+    add_filter_with_plugin_in(node, weft_dataplane::DomainId::ROOT, spec, plugin)
+}
+
+/// [`add_filter_with_plugin`] in `domain`: the instance and the filter are
+/// made there (the chain's other instances must be in it already).
+pub fn add_filter_with_plugin_in(
+    node: &mut Node,
+    domain: weft_dataplane::DomainId,
     mut spec: FilterSpec,
     plugin: Option<(&str, &str)>,
 ) -> Result<(FilterId, Option<InstanceId>), NodeError> {
     let inst = match plugin {
-        Some((class, config)) => Some(node.create_instance(class, config)?),
+        Some((class, config)) => Some(node.create_instance_in(domain, class, config)?),
         None => None,
     };
     if let Some(i) = inst {
         spec.chain.insert(0, i);
     }
-    match node.add_filter(spec) {
+    match node.add_filter_in(domain, spec) {
         Ok(f) => Ok((f, inst)),
         Err(e) => {
             if let Some(i) = inst {

@@ -7,9 +7,8 @@ use super::{Hook, InstanceStats, Node, NodeError};
 use crate::classifier::Match;
 use crate::domain::{DomainError, DomainId};
 use crate::element::{Args, ClassDoc, ClassKind, Element, ElementClass, Handler, InstanceId};
+pub use crate::element::{FilterId, Owner};
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::sync::Arc;
 
 pub(super) struct Instance {
     pub(super) class: String,
@@ -25,12 +24,6 @@ pub(super) struct Instance {
     pub(super) domain: DomainId,
     pub(super) reserved: u64,
 }
-
-/// Who created an instance or a filter, as the control plane tells the
-/// node ([`Node::set_owner`]): a principal's name. `None` is the operator:
-/// what the node's own configuration, its operator and its daemons create.
-/// The engine only keeps it; `weft-control` decides what it allows.
-pub type Owner = Arc<str>;
 
 /// Something a principal can own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,17 +58,6 @@ pub struct InstanceInfo {
     pub owner: Option<Owner>,
     /// The handlers its element answers ([`Element::handlers`]).
     pub handlers: Vec<Handler>,
-}
-
-/// A filter identifier.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct FilterId(pub u32);
-
-impl fmt::Display for FilterId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
 }
 
 /// A filter to add: a match at a hook and the chain of instances

@@ -17,8 +17,7 @@
 //!   ([`crate::Element::limit_memory`]): growth past it fails inside the
 //!   instance (a memory fault of that instance), never in a neighbour.
 
-use super::sched::Queued;
-use super::{Node, NodeError};
+use super::{Hook, Node, NodeError};
 use crate::domain::{
     check_name, DomainCounters, DomainError, DomainId, DomainInfo, DomainLimits, DomainObject, DomainRemoved,
     DomainSpec, DomainUsage, Member, SchedClass,
@@ -31,6 +30,19 @@ use std::collections::VecDeque;
 /// A hook told about every domain destroyed (see
 /// [`Node::on_domain_removed`]).
 pub type DomainHook = Box<dyn FnMut(&DomainRemoved) + Send>;
+
+/// What a queued packet charges its domain's memory: the pool's buffer
+/// size, whatever the frame's length (that is what it holds).
+pub const BUFFER_CHARGE: u64 = weft_packet::buf::DEFAULT_CAPACITY as u64;
+
+/// A packet waiting in a domain's queue: what it matched, so the round
+/// that serves it runs that filter's chain and then the rest of the data
+/// path from that hook on.
+pub(super) struct Queued {
+    pub(super) hook: Hook,
+    pub(super) filter: FilterId,
+    pub(super) pkt: weft_packet::Packet,
+}
 
 /// One domain's state on the node.
 pub(super) struct DomainSlot {
@@ -378,7 +390,8 @@ impl Node {
     /// Create an instance in domain `domain` (see [`Node::create_instance`]).
     /// In a domain with a memory limit, an instance with a memory cap (a
     /// WebAssembly plugin) reserves it, lowered to what the domain and its
-    /// ancestors have left; refused with [`DomainError::MemoryLimit`] when
+    /// ancestors have left less room for a full queue of the domain's
+    /// packets (`queue_len` × [`BUFFER_CHARGE`](crate::node::BUFFER_CHARGE)); refused with [`DomainError::MemoryLimit`] when
     /// even its initial memory does not fit.
     pub fn create_instance_in(&mut self, domain: DomainId, class: &str, config: &str) -> Result<InstanceId, NodeError> {
         self.dom(domain)?;
@@ -404,7 +417,11 @@ impl Node {
         let Some(cap) = self.inst_mut(id)?.element.memory_cap() else {
             return Ok(());
         };
-        let headroom = self.memory_headroom(domain);
+        // The domain's queue must still be able to hold its packets
+        // (each charges a buffer): an instance that took every byte would
+        // leave its own domain dropping everything as over its memory.
+        let queue_room = u64::from(self.dom(domain)?.limits.queue_len) * BUFFER_CHARGE;
+        let headroom = self.memory_headroom(domain).saturating_sub(queue_room);
         let want = cap.min(headroom);
         if want < cap {
             let inst = self.inst_mut(id)?;

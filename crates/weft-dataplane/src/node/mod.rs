@@ -73,11 +73,12 @@ mod sched;
 
 pub use control::{FilterId, FilterInfo, FilterSpec, InstanceInfo, Owned, Owner};
 pub use domains::DomainHook;
+pub use domains::BUFFER_CHARGE;
 pub use label::{LabelInfo, LabelOut, ETHERTYPE_MPLS, FIRST_LABEL, LABEL_TTL, MAX_LABEL, MPLS_UDP_PORT};
 pub use metrics::{DropReason, InstanceStats, PortStats};
 pub use pipeline::Pipeline;
 pub use ports::{PortConfig, PortInfo};
-pub use sched::{CpuClock, BUFFER_CHARGE, MAX_CREDIT_NS, NOMINAL_PKT_NS};
+pub use sched::{CpuClock, MAX_CREDIT_NS, NOMINAL_PKT_NS};
 
 use caches::{FlowSlot, RouteSlot, FLOW_CACHE_SLOTS, ROUTE_CACHE_SLOTS};
 use control::{Filter, Instance};

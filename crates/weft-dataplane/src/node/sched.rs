@@ -42,28 +42,15 @@
 //! (receive, and each instance of a chain) — deterministic, which is what
 //! the emulator wants. Tests give a virtual clock their elements advance.
 
-use super::domains::DomainSlot;
+use super::domains::{DomainSlot, Queued, BUFFER_CHARGE};
 use super::{DropReason, FilterId, Hook, Node, Pipeline};
 use crate::domain::{DomainId, SchedClass};
 use crate::element::ClassKind;
-use weft_packet::{Batch, Packet};
-
-/// A packet waiting in a domain's queue: what it matched, so the round
-/// that serves it runs that filter's chain and then the rest of the data
-/// path from that hook on.
-pub(super) struct Queued {
-    pub(super) hook: Hook,
-    pub(super) filter: FilterId,
-    pub(super) pkt: Packet,
-}
+use weft_packet::Batch;
 
 /// A CPU clock in nanoseconds for charging domains
 /// ([`Node::set_cpu_clock`]).
 pub type CpuClock = Box<dyn FnMut() -> u64 + Send>;
-
-/// What a queued packet charges its domain's memory: the pool's buffer
-/// size, whatever the frame's length (that is what it holds).
-pub const BUFFER_CHARGE: u64 = weft_packet::buf::DEFAULT_CAPACITY as u64;
 
 /// Most packets one service of a domain takes from its queue: the
 /// receive batch size, so a domain's chain sees batches as plain paths do.
