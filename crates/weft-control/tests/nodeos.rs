@@ -67,13 +67,7 @@ fn rig(name: &str) -> Rig {
 }
 
 fn unsafe_free_euid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    // The uid owning a file we just made is our effective uid.
-    let p = std::env::temp_dir().join(format!("weft-nodeos-uid-{}", std::process::id()));
-    std::fs::write(&p, b"").unwrap();
-    let uid = std::fs::metadata(&p).unwrap().uid();
-    let _ = std::fs::remove_file(&p);
-    uid
+    weft_http::unix::euid()
 }
 
 impl Rig {
