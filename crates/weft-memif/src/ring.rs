@@ -366,6 +366,34 @@ impl S2cProducer {
     }
 }
 
+/// Copy the frame `d` describes into `scratch` and hand it to `f`,
+/// counting it; a descriptor outside its region, or longer than
+/// `scratch`, is counted as bad instead. True when `f` saw the frame.
+fn deliver(
+    regions: &[Shm],
+    d: &Desc,
+    scratch: &mut [u8],
+    counters: &mut RingCounters,
+    f: &mut impl FnMut(&[u8]),
+) -> bool {
+    let len = d.length as usize;
+    match check_buffer(regions, d, d.length) {
+        Ok(off) if len <= scratch.len() => {
+            regions[d.region as usize]
+                .read(off, &mut scratch[..len])
+                .expect("buffer checked");
+            counters.packets += 1;
+            counters.bytes += len as u64;
+            f(&scratch[..len]);
+            true
+        }
+        _ => {
+            counters.bad_desc += 1;
+            false
+        }
+    }
+}
+
 /// The server's end of a C2S ring: it consumes what the client produced.
 #[derive(Debug)]
 pub struct C2sConsumer {
@@ -414,28 +442,8 @@ impl C2sConsumer {
                 chained = d.flags & DESC_FLAG_NEXT != 0;
                 continue;
             }
-            let len = d.length as usize;
-            let ok = check_buffer(regions, &d, d.length).and_then(|off| {
-                if len > scratch.len() {
-                    Err(DescError::TooBig {
-                        len,
-                        buffer: scratch.len() as u32,
-                    })
-                } else {
-                    Ok(off)
-                }
-            });
-            match ok {
-                Ok(off) => {
-                    regions[d.region as usize]
-                        .read(off, &mut scratch[..len])
-                        .expect("buffer checked");
-                    self.counters.packets += 1;
-                    self.counters.bytes += len as u64;
-                    seen += 1;
-                    f(&scratch[..len]);
-                }
-                Err(_) => self.counters.bad_desc += 1,
+            if deliver(regions, &d, scratch, &mut self.counters, &mut f) {
+                seen += 1;
             }
         }
         if slot != self.last_head {
@@ -578,18 +586,10 @@ impl S2cConsumer {
         while slot != tail && seen < max {
             let d = self.place.desc(regions, slot);
             slot = slot.wrapping_add(1);
-            let len = d.length as usize;
-            match check_buffer(regions, &d, d.length) {
-                Ok(off) if len <= scratch.len() && d.flags & DESC_FLAG_NEXT == 0 => {
-                    regions[d.region as usize]
-                        .read(off, &mut scratch[..len])
-                        .expect("buffer checked");
-                    self.counters.packets += 1;
-                    self.counters.bytes += len as u64;
-                    seen += 1;
-                    f(&scratch[..len]);
-                }
-                _ => self.counters.bad_desc += 1,
+            if d.flags & DESC_FLAG_NEXT != 0 {
+                self.counters.bad_desc += 1;
+            } else if deliver(regions, &d, scratch, &mut self.counters, &mut f) {
+                seen += 1;
             }
         }
         self.last_tail = slot;
