@@ -53,7 +53,7 @@ fn rig(name: &str) -> Rig {
     let _ = std::fs::remove_dir_all(&dir);
     h.enable_nodeos_blocking(NodeOsConfig {
         dir: dir.clone(),
-        node_uid: unsafe_free_euid(),
+        node_uid: weft_http::unix::euid(),
         policy: Arc::new(Policy::default()),
     })
     .unwrap()
@@ -64,10 +64,6 @@ fn rig(name: &str) -> Rig {
         h,
         dir,
     }
-}
-
-fn unsafe_free_euid() -> u32 {
-    weft_http::unix::euid()
 }
 
 impl Rig {
@@ -437,7 +433,7 @@ fn dpdk_pmd(name: &str) -> Option<PathBuf> {
 /// (what it receives on its one port it sends back on it).
 #[test]
 fn dpdk_testpmd_is_an_active_application() {
-    let euid = unsafe_free_euid();
+    let euid = weft_http::unix::euid();
     let (Some(memif), Some(ring)) = (dpdk_pmd("net_memif"), dpdk_pmd("mempool_ring")) else {
         eprintln!("SKIP: DPDK's memif driver is not installed (Debian: dpdk-dev librte-net-memif23)");
         return;
