@@ -18,21 +18,19 @@
 //! median and 99th percentile of 2,000), so at the lowest load.
 
 use anyhow::{anyhow, Context, Result};
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 use weft_control::auth::Policy;
 use weft_control::nodeos::{NodeOsConfig, NodeOsService};
-use weft_dataplane::{Node, PortConfig};
+use weft_dataplane::Node;
 use weft_nodeos::{CutChanSpec, DemuxKey, DomainSpec, InChanSpec, NodeOs, OutChanSpec};
 use weft_packet::{build, Batch};
 
 /// Sizes of Silk's figure 6 (Ethernet frame bytes).
 pub const SIZES: [usize; 5] = [64, 256, 512, 1024, 1400];
 const LAT_SAMPLES: usize = 2_000;
-const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
+use super::{DST, SRC};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Path {
@@ -89,26 +87,9 @@ impl Rig {
     }
 }
 
-fn node() -> Result<Node> {
-    let mut n = Node::new("bench-nodeos");
-    n.add_port(PortConfig {
-        name: "in".into(),
-        mac: [2, 0, 0, 0, 0, 1],
-        mtu: 1500,
-        addrs: vec!["10.0.0.1/24".parse()?],
-    })?;
-    n.add_port(PortConfig {
-        name: "out".into(),
-        mac: [2, 0, 0, 0, 1, 1],
-        mtu: 1500,
-        addrs: vec!["10.0.1.1/24".parse()?],
-    })?;
-    n.add_neighbor(1, IpAddr::V4(DST), [2, 0xbb, 0, 0, 0, 1])?;
-    Ok(n)
-}
-
 fn rig(path: Path) -> Result<Rig> {
-    let mut node = node()?;
+    // The same router as every other group (its classes are not used here).
+    let mut node = super::router()?;
     let dir = std::env::temp_dir().join(format!("weft-bench-nodeos-{}-{path:?}", std::process::id()));
     let svc = NodeOsService::start(
         &mut node,
