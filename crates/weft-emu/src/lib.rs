@@ -21,6 +21,9 @@
 //!   ([`Emulator::enable_signal`]) and requesters on hosts
 //!   ([`Emulator::enable_requester`], [`Emulator::signal_send`]), driven by
 //!   the virtual clock; Unix time is [`EPOCH_S`] plus virtual time.
+//!   Server modules a SETUP starts ([`Emulator::signal_set_servers`]) are
+//!   served on loopback ports of the machine, outside virtual time: the
+//!   emulated nodes have no TCP stack of their own.
 //! * [`host`] — end hosts on smoltcp (real ARP / ND, IPv4 / IPv6, ICMP, UDP,
 //!   TCP) with ping, UDP flows, TCP bulk transfers and traceroute; each
 //!   records what it got.

@@ -123,6 +123,16 @@ impl SignalNode {
         self.env.servers = Some(s);
     }
 
+    /// Where `session`'s server module listens, if it is serving (empty
+    /// without a server-module host).
+    pub fn server_listening(&self, session: SessionId) -> Vec<SocketAddr> {
+        self.env
+            .servers
+            .as_ref()
+            .map(|s| s.listening(session))
+            .unwrap_or_default()
+    }
+
     /// Replace the policy (the operator changed the principals).
     pub fn set_policy(&mut self, policy: Arc<Policy>) {
         self.env.policy = policy;

@@ -43,7 +43,7 @@ pub use daemon::{SignalNode, SignalStats};
 pub use env::InstallStats;
 pub use fetch::{BlockingFetcher, FetchSpec, FetchedModule, LoaderFetcher, ModuleFetcher};
 pub use server::ServerModules;
-pub use servers::WasiServers;
+pub use servers::{EmulatedServers, WasiServers};
 
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;

@@ -10,7 +10,7 @@
 //! (`crates/weft-servers`, `docs/server-modules.md`). Without one the
 //! daemon answers `unsupported` on the response stack.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use weft_signal::{Entry, Install, Installed, Refusal, Request, SessionId};
 
 /// A host of server modules.
@@ -37,6 +37,11 @@ pub trait ServerModules: Send {
     /// Each serving module's counters (requests, bounds hit, egress), by
     /// session: `weft signal ls` and the API show them.
     fn counters(&self) -> Vec<(SessionId, Vec<(&'static str, u64)>)> {
+        Vec::new()
+    }
+    /// Where `session`'s module listens, if it is serving (its sockets'
+    /// local addresses).
+    fn listening(&self, _session: SessionId) -> Vec<SocketAddr> {
         Vec::new()
     }
     /// Add PROBE facts (modules served, free ports) to `entry`.

@@ -15,6 +15,14 @@
 //! The module's outgoing requests may reach the `origin=` entries of its
 //! configuration only, and never an address of the node or loopback
 //! (`weft_servers::egress`).
+//!
+//! [`EmulatedServers`] is the emulator's host (its nodes have no kernel,
+//! no TCP): the same start, finished before `start` returns (no virtual
+//! time passes), listening on a loopback address at an ephemeral port in
+//! place of each node address and SETUP port, and with loopback allowed to
+//! the module's `origin=` entries (the emulator's origin runs on loopback).
+//! Only code builds one — no node configuration can: a running node always
+//! uses [`WasiServers::new`], which keeps both rules.
 
 use super::fetch::fetch_refusal;
 use super::server::ServerModules;
@@ -44,6 +52,10 @@ pub struct WasiServers {
     wake: Arc<dyn Fn() + Send + Sync>,
     done: Done,
     slots: HashMap<SessionId, Arc<Mutex<Slot>>>,
+    /// The emulator's stand-in ([`EmulatedServers`]): listen here (port 0)
+    /// instead of on the node's addresses, and let egress reach loopback
+    /// origins. `None` on a node.
+    loopback: Option<IpAddr>,
 }
 
 impl std::fmt::Debug for WasiServers {
@@ -72,6 +84,7 @@ impl WasiServers {
             wake,
             done: Arc::default(),
             slots: HashMap::new(),
+            loopback: None,
         }
     }
 
@@ -79,6 +92,14 @@ impl WasiServers {
     pub fn stats(&self, session: SessionId) -> Option<Vec<(&'static str, u64)>> {
         let s = self.slots.get(&session)?.lock().ok()?;
         Some(s.server.as_ref()?.stats().snapshot())
+    }
+
+    /// Where `session`'s module listens, if it is serving.
+    pub fn listening(&self, session: SessionId) -> Vec<SocketAddr> {
+        self.slots
+            .get(&session)
+            .and_then(|s| s.lock().ok()?.server.as_ref().map(|srv| srv.local_addrs().to_vec()))
+            .unwrap_or_default()
     }
 }
 
@@ -94,6 +115,7 @@ struct Job {
     version: String,
     listen: Vec<SocketAddr>,
     deny: Vec<IpAddr>,
+    deny_loopback: bool,
     config: ModuleConfig,
     bounds: Bounds,
 }
@@ -140,7 +162,7 @@ async fn start(j: Job, slot: Arc<Mutex<Slot>>) -> Result<Installed, Refusal> {
             listen: j.listen,
             config: j.config,
             deny: j.deny,
-            deny_loopback: true,
+            deny_loopback: j.deny_loopback,
             bounds: j.bounds,
         },
     )
@@ -183,10 +205,14 @@ impl ServerModules for WasiServers {
         let spec: PluginSpec = format!("{}@{sha}", m.name)
             .parse()
             .map_err(|e: String| Refusal::new(Reason::BadMessage, e))?;
-        let listen: Vec<SocketAddr> = addresses
-            .iter()
-            .flat_map(|a| req.server_ports.iter().map(move |p| SocketAddr::new(*a, p.port)))
-            .collect();
+        let listen: Vec<SocketAddr> = match self.loopback {
+            // The emulator: one ephemeral loopback port per SETUP port.
+            Some(ip) => req.server_ports.iter().map(|_| SocketAddr::new(ip, 0)).collect(),
+            None => addresses
+                .iter()
+                .flat_map(|a| req.server_ports.iter().map(move |p| SocketAddr::new(*a, p.port)))
+                .collect(),
+        };
         if listen.is_empty() {
             return Err(Refusal::new(
                 Reason::InstallFailed,
@@ -203,6 +229,7 @@ impl ServerModules for WasiServers {
             version: m.version.clone(),
             listen,
             deny: addresses.to_vec(),
+            deny_loopback: self.loopback.is_none(),
             config,
             bounds: self.bounds,
         };
@@ -234,6 +261,10 @@ impl ServerModules for WasiServers {
         v
     }
 
+    fn listening(&self, session: SessionId) -> Vec<SocketAddr> {
+        WasiServers::listening(self, session)
+    }
+
     fn poll(&mut self) -> Option<(SessionId, Result<Installed, Refusal>)> {
         loop {
             let (session, r) = self.done.lock().ok()?.pop_front()?;
@@ -245,5 +276,98 @@ impl ServerModules for WasiServers {
                 return Some((session, r));
             }
         }
+    }
+}
+
+/// The emulator's host of server modules: [`WasiServers`] whose starts
+/// finish before [`ServerModules::start`] returns (the emulator's virtual
+/// clock does not move meanwhile, as with
+/// [`super::fetch::BlockingFetcher`]), whose modules listen on `loopback`
+/// at an ephemeral port per SETUP port (see [`ServerModules::listening`])
+/// instead of the node's addresses, and whose modules' egress may reach
+/// loopback — still only the `origin=` entries of their configuration,
+/// never a node address. For the emulator and the demo only: a node's
+/// configuration has no way to build one.
+pub struct EmulatedServers {
+    inner: WasiServers,
+    woken: std::sync::mpsc::Receiver<()>,
+    wait: Duration,
+}
+
+impl std::fmt::Debug for EmulatedServers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatedServers").field("inner", &self.inner).finish()
+    }
+}
+
+impl EmulatedServers {
+    /// Host server modules on `loopback` (a loopback address; anything
+    /// else is refused), code through `loader`, served on `rt` (a runtime
+    /// that keeps running while the emulator's thread waits: multi-threaded,
+    /// or driven by another thread); a start may take `wait` of wall-clock
+    /// time at most.
+    pub fn new(
+        host: ServerHost,
+        loader: Loader,
+        rt: tokio::runtime::Handle,
+        bounds: Bounds,
+        loopback: IpAddr,
+        wait: Duration,
+    ) -> Result<EmulatedServers, String> {
+        if !loopback.is_loopback() {
+            return Err(format!("{loopback} is not a loopback address"));
+        }
+        let (tx, woken) = std::sync::mpsc::channel();
+        let tx = Mutex::new(tx);
+        let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            if let Ok(t) = tx.lock() {
+                let _ = t.send(());
+            }
+        });
+        let mut inner = WasiServers::new(host, loader, rt, bounds, wake);
+        inner.loopback = Some(loopback);
+        Ok(EmulatedServers { inner, woken, wait })
+    }
+}
+
+impl ServerModules for EmulatedServers {
+    fn start(
+        &mut self,
+        session: SessionId,
+        req: &Request,
+        owner: &str,
+        addresses: &[IpAddr],
+    ) -> Result<Install, Refusal> {
+        while self.woken.try_recv().is_ok() {}
+        self.inner.start(session, req, owner, addresses)?;
+        let deadline = Instant::now() + self.wait;
+        loop {
+            if let Some((s, r)) = self.inner.poll() {
+                if s == session {
+                    return r.map(Install::Done);
+                }
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.woken.recv_timeout(left).is_err() {
+                self.inner.stop(session);
+                return Err(Refusal::new(
+                    Reason::InstallTimeout,
+                    format!("the module did not start within {:?}", self.wait),
+                ));
+            }
+        }
+    }
+
+    fn stop(&mut self, session: SessionId) {
+        self.inner.stop(session);
+    }
+
+    fn counters(&self) -> Vec<(SessionId, Vec<(&'static str, u64)>)> {
+        self.inner.counters()
+    }
+
+    fn listening(&self, session: SessionId) -> Vec<SocketAddr> {
+        self.inner.listening(session)
     }
 }

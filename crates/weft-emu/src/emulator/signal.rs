@@ -13,7 +13,7 @@ use crate::host::Host;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use weft_control::auth::Policy;
-use weft_control::signal::{ModuleFetcher, NodeAccounts, SignalConfig, SignalNode};
+use weft_control::signal::{ModuleFetcher, NodeAccounts, ServerModules, SignalConfig, SignalNode};
 use weft_signal::{
     Agent, AgentConfig, BoxSigner, Event, NullEnv, Request, SessionId, Signed, Signer, SECOND, SIGNAL_PORT,
 };
@@ -170,6 +170,23 @@ impl Emulator {
                 s.stop(&mut n.node);
             }
         }
+    }
+
+    /// Let node `name`'s signaling daemon (enabled first) host server
+    /// modules through `servers`. The emulated nodes have no TCP: give it
+    /// [`weft_control::signal::EmulatedServers`], which starts each module
+    /// before the SETUP goes on (no virtual time passes) and serves it on a
+    /// loopback port of this machine ([`SignalNode::server_listening`]
+    /// says which) while signaling, lifetimes and expiry stay in virtual
+    /// time.
+    pub fn signal_set_servers(&mut self, name: &str, servers: Box<dyn ServerModules>) -> Result<(), EmuError> {
+        let i = self.node_i(name)?;
+        let d = self.nodes[i]
+            .signal
+            .as_mut()
+            .ok_or_else(|| EmuError::Topology(format!("node {name} runs no signaling daemon")))?;
+        d.set_servers(servers);
+        Ok(())
     }
 
     /// Node `name`'s signaling daemon, if enabled.

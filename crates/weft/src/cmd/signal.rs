@@ -408,7 +408,7 @@ fn ms(us: u32) -> String {
 
 /// The detail column of an entry: its text, instance and timing; for a
 /// PROBE, its facts.
-fn detail(e: &Entry) -> String {
+pub(crate) fn detail(e: &Entry) -> String {
     let mut parts = Vec::new();
     if !e.text.is_empty() {
         parts.push(e.text.clone());

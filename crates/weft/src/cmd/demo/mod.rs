@@ -9,12 +9,16 @@
 //! KeepAlive Responder, with the server's view).
 //! Two more scenes run on their own topologies: DataRouter string
 //! forwarding, and an explicit path (PBR) through encrypt and decrypt sites;
-//! the last puts two tenants' domains on one router, one misbehaving.
+//! then two tenants' domains on one router, one misbehaving; the last
+//! deploys NetServ's ActiveCDN by signaling through two Weft nodes and a
+//! plain router and fetches through it (signaling in virtual time, the
+//! HTTP legs over loopback TCP: `activecdn.rs` says why).
 //!
 //! Every step is shown as the CLI command an operator would type against a
 //! running node; the demo performs it through the same node handle the CLI's
 //! API server calls.
 
+mod activecdn;
 mod datarouter;
 mod domains;
 mod pbr;
@@ -334,6 +338,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     datarouter::run()?;
     pbr::run()?;
     domains::run()?;
+    activecdn::run()?;
     say("\nDone. Try it yourself: weft emu run topologies/line3.toml; weft node run --config examples/r1.toml");
     Ok(())
 }
