@@ -31,7 +31,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weft_repo::{Loader, PluginSpec};
-use weft_servers::{Bounds, ModuleConfig, Server, ServerHost, ServerSpec};
+use weft_servers::{Bounds, ModuleConfig, Server, ServerCode, ServerHost, ServerSpec};
 use weft_signal::wire::Timing;
 use weft_signal::{Install, Installed, Reason, Refusal, Request, SessionId};
 
@@ -56,7 +56,12 @@ pub struct WasiServers {
     /// instead of on the node's addresses, and let egress reach loopback
     /// origins. `None` on a node.
     loopback: Option<IpAddr>,
+    /// The emulator's compiled components by sha256 (hex), shared by the
+    /// nodes of one machine ([`EmulatedServers::sibling`]). `None` on a node.
+    compiled: Option<Compiled>,
 }
+
+type Compiled = Arc<Mutex<HashMap<String, ServerCode>>>;
 
 impl std::fmt::Debug for WasiServers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,6 +90,7 @@ impl WasiServers {
             done: Arc::default(),
             slots: HashMap::new(),
             loopback: None,
+            compiled: None,
         }
     }
 
@@ -118,6 +124,8 @@ struct Job {
     deny_loopback: bool,
     config: ModuleConfig,
     bounds: Bounds,
+    /// Where compiled code is shared, and this module's key there.
+    compiled: Option<(Compiled, String)>,
 }
 
 async fn start(j: Job, slot: Arc<Mutex<Slot>>) -> Result<Installed, Refusal> {
@@ -147,12 +155,24 @@ async fn start(j: Job, slot: Arc<Mutex<Slot>>) -> Result<Installed, Refusal> {
         ));
     }
     let t = Instant::now();
-    let host = j.host.clone();
-    let code = tokio::task::spawn_blocking(move || host.compile(&v.module))
-        .await
-        .map_err(|e| Refusal::new(Reason::InstallFailed, e.to_string()))?
-        .map_err(|e| Refusal::new(Reason::ModuleRejected, e.to_string()))?;
-    let compile = t.elapsed();
+    let cached = j.compiled.as_ref().and_then(|(c, k)| c.lock().ok()?.get(k).cloned());
+    let (code, compile) = match cached {
+        // The same verified bytes compiled for another node of the machine.
+        Some(code) => (code, Duration::ZERO),
+        None => {
+            let host = j.host.clone();
+            let code = tokio::task::spawn_blocking(move || host.compile(&v.module))
+                .await
+                .map_err(|e| Refusal::new(Reason::InstallFailed, e.to_string()))?
+                .map_err(|e| Refusal::new(Reason::ModuleRejected, e.to_string()))?;
+            if let Some((c, k)) = &j.compiled {
+                if let Ok(mut m) = c.lock() {
+                    m.insert(k.clone(), code.clone());
+                }
+            }
+            (code, t.elapsed())
+        }
+    };
     let t = Instant::now();
     let server = Server::start(
         &j.host,
@@ -232,6 +252,7 @@ impl ServerModules for WasiServers {
             deny_loopback: self.loopback.is_none(),
             config,
             bounds: self.bounds,
+            compiled: self.compiled.clone().map(|c| (c, sha)),
         };
         let (done, wake) = (self.done.clone(), self.wake.clone());
         self.rt.spawn(async move {
@@ -286,8 +307,9 @@ impl ServerModules for WasiServers {
 /// at an ephemeral port per SETUP port (see [`ServerModules::listening`])
 /// instead of the node's addresses, and whose modules' egress may reach
 /// loopback — still only the `origin=` entries of their configuration,
-/// never a node address. For the emulator and the demo only: a node's
-/// configuration has no way to build one.
+/// never a node address. The nodes of one emulator share compiled code
+/// ([`EmulatedServers::sibling`]). For the emulator and the demo only: a
+/// node's configuration has no way to build one.
 pub struct EmulatedServers {
     inner: WasiServers,
     woken: std::sync::mpsc::Receiver<()>,
@@ -317,17 +339,42 @@ impl EmulatedServers {
         if !loopback.is_loopback() {
             return Err(format!("{loopback} is not a loopback address"));
         }
-        let (tx, woken) = std::sync::mpsc::channel();
-        let tx = Mutex::new(tx);
-        let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-            if let Ok(t) = tx.lock() {
-                let _ = t.send(());
-            }
-        });
+        let (wake, woken) = wake_channel();
         let mut inner = WasiServers::new(host, loader, rt, bounds, wake);
         inner.loopback = Some(loopback);
+        inner.compiled = Some(Compiled::default());
         Ok(EmulatedServers { inner, woken, wait })
     }
+
+    /// The host for another node of the same machine: the same engine,
+    /// loader, runtime, bounds and loopback address, and the same compiled
+    /// code — a component verified by both nodes compiles once (its entry
+    /// then reports a compile time of zero). Each node still fetches and
+    /// verifies for itself.
+    pub fn sibling(&self) -> EmulatedServers {
+        let (wake, woken) = wake_channel();
+        let i = &self.inner;
+        let mut inner = WasiServers::new(i.host.clone(), i.loader.clone(), i.rt.clone(), i.bounds, wake);
+        inner.loopback = i.loopback;
+        inner.compiled = i.compiled.clone();
+        EmulatedServers {
+            inner,
+            woken,
+            wait: self.wait,
+        }
+    }
+}
+
+/// A wake callback that sends on a channel, and its receiving end.
+fn wake_channel() -> (Arc<dyn Fn() + Send + Sync>, std::sync::mpsc::Receiver<()>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        if let Ok(t) = tx.lock() {
+            let _ = t.send(());
+        }
+    });
+    (wake, rx)
 }
 
 impl ServerModules for EmulatedServers {

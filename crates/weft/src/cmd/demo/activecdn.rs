@@ -376,30 +376,30 @@ pub(super) fn run() -> Result<()> {
     );
 
     let mut emu = Emulator::from_str(TOPOLOGY, ".").context("the ActiveCDN topology")?;
-    let host = weft_servers::ServerHost::new()?;
     let policy = policy()?;
-    for n in ["r1", "r2"] {
-        let config = SignalConfig::default();
-        let bounds = config.server_bounds();
+    let config = SignalConfig::default();
+    // One machine's host of server modules for both nodes: ActiveCDN
+    // compiles once (each node still fetches and verifies it).
+    let servers = EmulatedServers::new(
+        weft_servers::ServerHost::new()?,
+        loader,
+        rt.handle(),
+        config.server_bounds(),
+        IpAddr::from([127, 0, 0, 1]),
+        Duration::from_secs(300),
+    )
+    .map_err(|e| anyhow!(e))?;
+    for (n, servers) in [("r1", servers.sibling()), ("r2", servers)] {
         emu.enable_signal(
             n,
             SignalSetup {
-                config,
+                config: config.clone(),
                 policy: policy.clone(),
                 repos: vec![code.url()],
                 fetcher: None,
                 memory_per_instance_mib: 16,
             },
         )?;
-        let servers = EmulatedServers::new(
-            host.clone(),
-            loader.clone(),
-            rt.handle(),
-            bounds,
-            IpAddr::from([127, 0, 0, 1]),
-            Duration::from_secs(300),
-        )
-        .map_err(|e| anyhow!(e))?;
         emu.signal_set_servers(n, Box::new(servers))?;
     }
     emu.enable_requester("provider")?;
