@@ -19,8 +19,9 @@
 //! so the HTTP legs run over real loopback TCP on this machine: each node's
 //! signaling daemon hosts server modules through
 //! [`weft_control::signal::EmulatedServers`], which serves a module on
-//! 127.0.0.1 at an ephemeral port (the edge's is printed) in place of the node's address
-//! and SETUP port, and lets the module reach its `origin=` on loopback —
+//! 127.0.0.1 at an ephemeral port (the edge's is printed) in place of the
+//! node's address and SETUP port, and lets the module reach its `origin=`
+//! on loopback —
 //! an allowance only code can give (a node's configuration cannot: a
 //! running node always refuses loopback to its modules). The origin is a
 //! small web server the scene starts on 127.0.0.1 and counts the requests
