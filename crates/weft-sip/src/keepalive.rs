@@ -27,8 +27,9 @@
 //! answered that a full parse of every datagram would not answer: a message
 //! that parses as OPTIONS or NOTIFY starts with its method, so it is always
 //! a candidate (the fuzz target checks this). Why: most datagrams to a
-//! registrar are not keep-alives, and parsing each of them in full made the
-//! module cost 16 times plain forwarding (`weft bench --only netserv`).
+//! registrar are not keep-alives, and parsing each of them in full held
+//! REGISTER traffic through the module to 0.06 of plain forwarding (`weft
+//! bench --only netserv`; docs/sip.md, "Cost").
 
 use crate::msg::{tag_for, write_response, Error, Message};
 
