@@ -78,11 +78,26 @@ impl<'a> Out<'a> {
 }
 
 /// The fuzz target `sip_message`: parse arbitrary bytes, and when they
-/// parse, classify them and build every answer from them; nothing panics
-/// and every answer parses again.
+/// parse, classify them and build every answer from them; nothing panics,
+/// every answer parses again, and the keep-alive fast path
+/// ([`keepalive::candidate`]) decides as a full parse would: a message that
+/// parses as a keep-alive is a candidate, and a candidate is classified by
+/// its parse.
 pub fn fuzz_message(data: &[u8]) {
-    let _ = keepalive::classify(data);
-    let Ok(m) = Message::parse(data) else { return };
+    let class = keepalive::classify(data);
+    let parsed = Message::parse(data);
+    if data != keepalive::PING {
+        match (&parsed, keepalive::candidate(data)) {
+            (Ok(m), true) => assert_eq!(class, Ok(keepalive::kind_of(m))),
+            (Ok(m), false) => {
+                assert_eq!(keepalive::kind_of(m), None, "a keep-alive that is no candidate");
+                assert_eq!(class, Ok(None));
+            }
+            (Err(e), true) => assert_eq!(class, Err(*e)),
+            (Err(_), false) => assert_eq!(class, Ok(None)),
+        }
+    }
+    let Ok(m) = parsed else { return };
     for h in m.headers() {
         let _ = (h.name, h.value);
     }

@@ -820,12 +820,15 @@ fn netmonitor_deployed_probed_and_reported() {
     assert_eq!(r["max"], 64);
 }
 
-/// Bad input at the KeepAlive Responder: SIP cut short, without Via or
-/// CSeq, not UTF-8 — each counted under its reason and passed to the server
-/// untouched (the server decides); a keep-alive with a folded header is
-/// still one, answered at the edge. (Oversized messages — above 8 KiB, so
-/// IP fragments on this path — are covered by weft-sip's tests: a node
-/// never reassembles, and a fragment is not a whole UDP datagram.)
+/// Bad input at the KeepAlive Responder, which judges keep-alive candidates
+/// only (docs/sip.md): candidates cut short, without Via or CSeq, not
+/// UTF-8 — each counted under its reason and passed to the server
+/// untouched (the server decides); a REGISTER cut short is no candidate:
+/// not judged, counted as `passed`, delivered untouched too; a keep-alive
+/// with a folded header is still one, answered at the edge. (Oversized
+/// messages — above 8 KiB, so IP fragments on this path — are covered by
+/// weft-sip's tests: a node never reassembles, and a fragment is not a
+/// whole UDP datagram.)
 #[test]
 fn keepalive_counts_bad_input_per_reason() {
     require!("keepalive_bad_input", "socat");
@@ -835,7 +838,7 @@ fn keepalive_counts_bad_input_per_reason() {
     let sink = UdpSink::start(net, "h2", 5060, &lab.tmp.0);
     std::thread::sleep(Duration::from_millis(300));
     let bad: [(&str, &[u8]); 4] = [
-        ("truncated", b"REGISTER sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.1.2\r\nCSeq: 1 REG"),
+        ("truncated", b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.1.2\r\nCSeq: 1 OPT"),
         (
             "missing-via",
             b"OPTIONS sip:x SIP/2.0\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:x>\r\nCall-ID: nv\r\nCSeq: 1 OPTIONS\r\n\r\n",
@@ -852,18 +855,22 @@ fn keepalive_counts_bad_input_per_reason() {
     for (_, b) in &bad {
         socat_send(net, "h1", SERVER, 5060, b);
     }
+    // No candidate: passed unjudged, whatever is wrong with it.
+    let cut_register: &[u8] = b"REGISTER sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.1.2\r\nCSeq: 1 REG";
+    socat_send(net, "h1", SERVER, 5060, cut_register);
     let folded = b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.1.2:5060;\r\n branch=z9hG4bK-f\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:x>\r\nCall-ID: folded\r\nCSeq: 1 OPTIONS\r\n\r\n";
     socat_send(net, "h1", SERVER, 5060, folded);
     let mut r = serde_json::Value::Null;
     wait_until("the module's counters", Duration::from_secs(5), || {
         r = lab.report(&inst);
-        r["absorbed"]["options"] == 1 && r["bad"].as_object().map(|o| o.len()) == Some(4)
+        r["absorbed"]["options"] == 1 && r["bad"].as_object().map(|o| o.len()) == Some(4) && r["passed"] == 1
     });
     for (reason, _) in &bad {
         assert_eq!(r["bad"][reason], 1, "{reason}: {r}");
     }
+    assert_eq!(r["passed"], 1, "the cut REGISTER is passed, not judged: {r}");
     let got = sink.got();
-    for (reason, b) in &bad {
+    for (reason, b) in bad.iter().chain([("the cut REGISTER", cut_register)].iter()) {
         assert!(
             got.windows(b.len()).any(|w| w == *b),
             "{reason} reached the server untouched"

@@ -11,16 +11,22 @@
 //! * **Where the answer goes:** from the server's address and port to the
 //!   request's source address and port (RFC 3581's `rport` behaviour: what
 //!   reaches a user agent behind a NAT), routed by the node.
-//! * **Everything else passes untouched**, malformed SIP included (counted
-//!   per reason under `bad`: the server decides what to do with it); so does
-//!   a keep-alive whose answer could not be sent (`emit_failed`).
+//! * **Only keep-alive candidates are judged** (`weft_sip::keepalive`'s
+//!   contract): the CRLF ping and datagrams starting `OPTIONS ` or `NOTIFY `
+//!   are parsed in full; a defective one passes untouched, counted per
+//!   reason under `bad`. Every other datagram — REGISTER, INVITE, responses,
+//!   also what is not SIP or is cut short — is told apart by its first bytes,
+//!   not parsed, and passes untouched, counted as `passed`: the server
+//!   decides what to do with it. A keep-alive whose answer could not be sent
+//!   passes too (`emit_failed`).
 //! * **Configuration:** none (an empty configuration; anything else is
 //!   refused).
 //! * **Control:** `reset` zeroes the counters.
 //! * **Report:** `{"absorbed":{"crlf","options","notify"},"passed":N,
-//!   "bad":{REASON:N,…},"not_udp":N,"emit_failed":N}` — `passed` counts SIP
-//!   messages sent on to the server; "server load saved" is absorbed /
-//!   (absorbed + passed).
+//!   "bad":{REASON:N,…},"not_udp":N,"emit_failed":N}` — `passed` counts the
+//!   datagrams sent on to the server that are not keep-alives (every one
+//!   that is not a candidate, and candidates that parse as other messages);
+//!   "server load saved" is absorbed / (absorbed + passed).
 #![no_std]
 
 use core::fmt::Write;

@@ -6,8 +6,10 @@
 //!   rules, one matching with no element), (3) a native module (the
 //!   `forward` element), (4) a WebAssembly no-op, (5) NetMonitor (wasm),
 //!   (6) KeepAlive inspecting SIP (the wasm `keepalive` on REGISTERs, which
-//!   it parses and passes on; a SIP message does not fit 64 bytes, so only
-//!   at 340). Packets per second, ratio to (1), NetServ's figures beside.
+//!   it tells from keep-alives by their method and passes on unparsed —
+//!   docs/sip.md; a SIP message does not fit 64 bytes, so only at 340).
+//!   Packets per second, ratio to (1), NetServ's figures beside. The same
+//!   six on veth, beside Linux: `scripts/bench-netns --netserv`.
 //! * **Users (NetServ figure 14):** 1, 10 and 100 users on one node, each
 //!   with its own wasm NetMonitor instance behind its own filter (its own
 //!   UDP port), traffic spread over all of them: total forwarding rate,
