@@ -138,6 +138,12 @@ async fn caches_by_rfc9111_and_applies_the_providers_hook() {
     assert_eq!((b.status, b.headers["x-cache"].as_str()), (200, "HIT"));
     assert_eq!(b.body, a.body);
     assert!(b.headers.contains_key("age"));
+    // RFC 9110's IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
+    let date = &b.headers["date"];
+    assert!(
+        date.ends_with(" GMT") && httpdate::parse_http_date(date).is_ok(),
+        "Date is not an IMF-fixdate: {date}"
+    );
     assert_eq!(hits(&log, "/max-age"), 1, "the origin saw one request");
 
     // no-store: never cached.

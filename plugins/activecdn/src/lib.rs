@@ -235,6 +235,15 @@ fn reply(out: ResponseOutparam, cfg: Option<&Config>, status: u16, headers: &htt
     let _ = OutgoingBody::finish(b, None);
 }
 
+/// `Date` as RFC 9110 §5.6.7 wants it (IMF-fixdate, `… GMT`):
+/// `http-cache-semantics` writes the cached response's `Date` in RFC 2822
+/// form (`… +0000`), which strict clients reject.
+fn imf_date(h: &mut http::HeaderMap, now: SystemTime) {
+    if let Ok(v) = http::HeaderValue::from_str(&httpdate::fmt_http_date(now)) {
+        h.insert(http::header::DATE, v);
+    }
+}
+
 fn error(out: ResponseOutparam, status: u16, msg: &str) {
     let mut h = http::HeaderMap::new();
     h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
@@ -303,11 +312,12 @@ impl wasi::exports::http::incoming_handler::Guest for Cdn {
             })
         });
         match found {
-            Some((i, Ok(res))) => {
+            Some((i, Ok(mut res))) => {
                 let (status, body) = CACHE.with(|c| {
                     let c = c.borrow();
                     (c.entries[i].status, c.entries[i].body.clone())
                 });
+                imf_date(&mut res.headers, now);
                 reply(out, Some(&cfg), status, &res.headers, &body, head, "HIT")
             }
             Some((i, Err(revalidate))) => match fetch(&cfg, &revalidate, Vec::new()) {
