@@ -345,7 +345,8 @@ pub fn print(rows: &[serde_json::Value], runs: usize) {
         );
     }
     println!(
-        "overhead: time per packet over plain forwarding's (plain/path - 1). Silk (P4 1.5 GHz, 100 Mb/s): active-path \
-         overhead 33 % at minimum size to 11 % at 1400 B, active latency 40-145 µs; goal here ≤ 20 % / ≤ 10 %, < 20 µs"
+        "overhead: time per packet over plain forwarding's (plain/path - 1), on one core. Silk's own overhead (P4 \
+         1.5 GHz, 100 Mb/s: 33 % at minimum size to 11 % at 1400 B) is a latency figure measured through the router: \
+         scripts/bench-nodeos-netns measures that one (docs/nodeos.md); Silk's active latency 40-145 µs"
     );
 }
