@@ -108,6 +108,14 @@ fn trafgen(a: &SendArgs) -> anyhow::Result<String> {
 fn frame_config(a: &SendArgs, (src_mac, dst_mac): ([u8; 6], [u8; 6]), chain: &TagChain) -> anyhow::Result<String> {
     let payload = a.data.as_bytes();
     let frame = match (a.from, a.dest) {
+        // No tags: plain UDP, as the socket path sends it (no empty IPv4
+        // option, no routing header).
+        (Some(IpAddr::V4(s)), IpAddr::V4(d)) if chain.tags.is_empty() => Ok(weft_packet::build::udp4(
+            src_mac, dst_mac, s, d, a.sport, a.port, 64, payload,
+        )),
+        (Some(IpAddr::V6(s)), IpAddr::V6(d)) if chain.tags.is_empty() => Ok(weft_packet::build::udp6(
+            src_mac, dst_mac, s, d, a.sport, a.port, 64, payload,
+        )),
         (Some(IpAddr::V4(s)), IpAddr::V4(d)) => {
             wire::udp4_frame(src_mac, dst_mac, s, d, a.sport, a.port, chain, payload)
         }
@@ -180,6 +188,17 @@ mod tests {
         let f6 = octets(&trafgen(&v6).unwrap());
         assert_eq!(&f6[12..14], &[0x86, 0xdd]);
         assert_eq!(f6[14 + 6], 43, "a routing header follows the IPv6 header");
+    }
+
+    #[test]
+    fn trafgen_without_tags_is_plain_udp_as_the_socket_sends_it() {
+        let f = octets(&trafgen(&args("10.10.1.1", "10.10.1.2", &[])).unwrap());
+        assert_eq!(f[14], 0x45, "IPv4 without options");
+        assert_eq!(checksum::checksum(&f[14..34]), 0, "IPv4 header checksum");
+        assert_eq!(&f[42..], b"0123456789");
+        let f6 = octets(&trafgen(&args("2001:db8::1", "2001:db8::2", &[])).unwrap());
+        assert_eq!(f6[14 + 6], 17, "UDP straight after the IPv6 header");
+        assert_eq!(&f6[62..], b"0123456789");
     }
 
     #[test]
