@@ -145,3 +145,20 @@ fn demo_deploys_activecdn_serves_from_the_edge_and_lets_it_expire() {
     );
     assert!(gone.contains("sessions expired on r1 and r2: 2"), "{gone}");
 }
+
+#[test]
+fn demo_scenes_are_numbered_in_order() {
+    let out = demo();
+    // Scene headers are the lines that start with "N. " after a blank line.
+    let numbers: Vec<u32> = out
+        .split("\n\n")
+        .filter_map(|block| {
+            let (n, rest) = block.split_once(". ")?;
+            (!rest.is_empty()).then_some(())?;
+            n.trim().parse().ok()
+        })
+        .collect();
+    let expected: Vec<u32> = (1..=numbers.len() as u32).collect();
+    assert!(numbers.len() >= 10, "scene headers found: {numbers:?}\n{out}");
+    assert_eq!(numbers, expected, "scene numbers\n{out}");
+}

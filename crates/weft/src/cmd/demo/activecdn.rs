@@ -332,7 +332,7 @@ fn show_fetch(n: usize, edge: SocketAddr, f: &Fetched, origin: &Origin) {
 
 /// Run the scene on its own emulator.
 pub(super) fn run() -> Result<()> {
-    say("\n11. ActiveCDN (NetServ §6): a provider deploys a caching proxy toward its user with one SETUP.");
+    say("\n12. ActiveCDN (NetServ §6): a provider deploys a caching proxy toward its user with one SETUP.");
     say("    user (10.0.1.2) — r1 (Weft, the edge) — x (plain router) — r2 (Weft) — provider (10.0.2.2)");
     say("    Signaling crosses the emulated network in virtual time; the HTTP legs (user → edge, edge → origin)");
     say("    run over loopback TCP on this machine (emulated nodes have no TCP stack): r1's module listens on");

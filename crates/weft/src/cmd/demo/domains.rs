@@ -84,7 +84,7 @@ fn counters(n: &Node, d: Option<DomainId>) -> DomainCounters {
 
 /// Run the scene.
 pub(super) fn run() -> Result<()> {
-    say("\n10. Tenants on one router (Snow on Silk's domains): alice and bob each get a domain on r2 — an account of");
+    say("\n11. Tenants on one router (Snow on Silk's domains): alice and bob each get a domain on r2 — an account of");
     say("    CPU, memory and queue — next to plain forwarding, which keeps its share (500‰) whatever they do.");
     say("    r2's CPU is virtual: each element's work is modelled (plain forwarding 100 ns a packet, a tenant's");
     say("    chain 450 ns) and r2 charges its domains from that clock, so every figure below is exact.");
