@@ -99,14 +99,6 @@ impl WasiServers {
         let s = self.slots.get(&session)?.lock().ok()?;
         Some(s.server.as_ref()?.stats().snapshot())
     }
-
-    /// Where `session`'s module listens, if it is serving.
-    pub fn listening(&self, session: SessionId) -> Vec<SocketAddr> {
-        self.slots
-            .get(&session)
-            .and_then(|s| s.lock().ok()?.server.as_ref().map(|srv| srv.local_addrs().to_vec()))
-            .unwrap_or_default()
-    }
 }
 
 fn us(d: Duration) -> u32 {
@@ -283,7 +275,10 @@ impl ServerModules for WasiServers {
     }
 
     fn listening(&self, session: SessionId) -> Vec<SocketAddr> {
-        WasiServers::listening(self, session)
+        self.slots
+            .get(&session)
+            .and_then(|s| s.lock().ok()?.server.as_ref().map(|srv| srv.local_addrs().to_vec()))
+            .unwrap_or_default()
     }
 
     fn poll(&mut self) -> Option<(SessionId, Result<Installed, Refusal>)> {
