@@ -408,7 +408,7 @@ fn ms(us: u32) -> String {
 
 /// The detail column of an entry: its text, instance and timing; for a
 /// PROBE, its facts.
-pub(crate) fn detail(e: &Entry) -> String {
+fn detail(e: &Entry) -> String {
     let mut parts = Vec::new();
     if !e.text.is_empty() {
         parts.push(e.text.clone());
@@ -455,20 +455,10 @@ pub(crate) fn detail(e: &Entry) -> String {
     parts.join("; ")
 }
 
-fn print_answer(kind: Kind, session: SessionId, a: &Answer, json: bool) -> Result<()> {
-    if json {
-        let v = serde_json::json!({
-            "kind": kind,
-            "session": session,
-            "flags": a.flags,
-            "elapsed_ms": a.elapsed.as_secs_f64() * 1e3,
-            "stack": a.stack,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = a
-        .stack
+/// A response stack as a table, node by node in path order (what `weft
+/// signal probe|setup|…` prints; the demo prints the same).
+pub(crate) fn stack_table(stack: &[Entry]) -> String {
+    let rows: Vec<Vec<String>> = stack
         .iter()
         .enumerate()
         .map(|(i, e)| {
@@ -481,7 +471,22 @@ fn print_answer(kind: Kind, session: SessionId, a: &Answer, json: bool) -> Resul
             ]
         })
         .collect();
-    print!("{}", table(&["#", "node", "address", "status", "detail"], &rows));
+    table(&["#", "node", "address", "status", "detail"], &rows)
+}
+
+fn print_answer(kind: Kind, session: SessionId, a: &Answer, json: bool) -> Result<()> {
+    if json {
+        let v = serde_json::json!({
+            "kind": kind,
+            "session": session,
+            "flags": a.flags,
+            "elapsed_ms": a.elapsed.as_secs_f64() * 1e3,
+            "stack": a.stack,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    print!("{}", stack_table(&a.stack));
     let end = if a.flags & ResponseMsg::END_DESTINATION != 0 {
         "the destination"
     } else if a.flags & ResponseMsg::END_HOPS != 0 {

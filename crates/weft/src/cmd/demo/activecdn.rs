@@ -29,7 +29,7 @@
 //! start (fetch, verify, compile) takes wall-clock time and no virtual
 //! time. Skipped with a note when the plugins cannot be built here.
 
-use super::say;
+use super::{say, Scratch};
 use crate::cmd::common::table;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeSet;
@@ -38,6 +38,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use weft_control::auth::{Credential, Limits, Policy, PortRule, Principal, Right};
+use weft_control::signal::host::KeySigner;
 use weft_control::signal::{EmulatedServers, SignalConfig};
 use weft_emu::{Emulator, SignalAnswer, SignalSetup};
 use weft_repo::server::RepoServer;
@@ -98,25 +99,6 @@ const USER: &str = "10.0.1.2";
 const TTL: u32 = 20;
 const OBJECT: &str = "/static/a.txt";
 const BODY: &str = "cached object\n";
-
-struct KeySigner(SecretKey);
-impl weft_signal::Signer for KeySigner {
-    fn public_key(&self) -> [u8; 32] {
-        self.0.public().to_bytes()
-    }
-    fn sign(&self, msg: &[u8]) -> [u8; 64] {
-        self.0.sign(msg)
-    }
-}
-
-/// A temporary directory removed on drop.
-struct Scratch(std::path::PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The scene's runtime: origin, modules and the user's client run on it
 /// while the emulator's thread waits. Shut down without waiting (the demo
@@ -264,20 +246,7 @@ fn ask(emu: &mut Emulator, r: Request) -> Result<SignalAnswer> {
 }
 
 fn print_stack(stack: &[Entry]) {
-    let rows: Vec<Vec<String>> = stack
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            vec![
-                (i + 1).to_string(),
-                e.node.clone(),
-                e.address.map(|a| a.to_string()).unwrap_or_default(),
-                e.reason.to_string(),
-                crate::cmd::signal::detail(e),
-            ]
-        })
-        .collect();
-    for l in table(&["#", "node", "address", "status", "detail"], &rows).lines() {
+    for l in crate::cmd::signal::stack_table(stack).lines() {
         println!("    {l}");
     }
 }

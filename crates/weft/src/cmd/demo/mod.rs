@@ -33,6 +33,15 @@ use std::time::Duration;
 use weft_dataplane::{FilterSpec, Hook, InstanceId, Match, Node};
 use weft_emu::Emulator;
 
+/// A scene's temporary directory, removed on drop.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// The topology the demo runs (also `topologies/line3.toml`).
 const TOPOLOGY: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../topologies/line3.toml"));
 const VIDEO_PORT: u16 = 6060;

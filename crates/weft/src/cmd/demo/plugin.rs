@@ -5,7 +5,7 @@
 //! tampered copy is refused. Skipped with a note when the example plugins
 //! cannot be built here.
 
-use super::{cmd, filter, say, truncate};
+use super::{cmd, filter, say, truncate, Scratch};
 use anyhow::{anyhow, Result};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -17,15 +17,6 @@ use weft_wasm::{HostConfig, WasmHost};
 
 const PLUGIN: &str = "netmon-wasm";
 const PORT: u16 = 7070;
-
-/// A temporary directory removed on drop.
-struct Scratch(std::path::PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Run the step on `emu` (after the video steps); `h2` is the receiver.
 pub(super) fn run(emu: &mut Emulator, h2: IpAddr) -> Result<()> {
