@@ -29,13 +29,11 @@ pub struct EthernetFrame<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// Wrap without checks: getters panic on a buffer shorter than
     /// [`HEADER_LEN`].
-    #[inline]
     pub fn new_unchecked(buf: T) -> Self {
         EthernetFrame { buf }
     }
 
     /// Wrap after [`EthernetFrame::check_len`].
-    #[inline]
     pub fn new_checked(buf: T) -> Result<Self, Truncated> {
         let f = Self::new_unchecked(buf);
         f.check_len()?;
@@ -43,7 +41,6 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     }
 
     /// The header is there.
-    #[inline]
     pub fn check_len(&self) -> Result<(), Truncated> {
         if self.buf.as_ref().len() < HEADER_LEN {
             return Err(Truncated);
@@ -52,13 +49,11 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     }
 
     /// The buffer back.
-    #[inline]
     pub fn into_inner(self) -> T {
         self.buf
     }
 
     /// Destination address.
-    #[inline]
     pub fn dst(&self) -> Mac {
         let mut m = [0; 6];
         m.copy_from_slice(&self.buf.as_ref()[field::DST]);
@@ -66,7 +61,6 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     }
 
     /// Source address.
-    #[inline]
     pub fn src(&self) -> Mac {
         let mut m = [0; 6];
         m.copy_from_slice(&self.buf.as_ref()[field::SRC]);
@@ -74,13 +68,11 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     }
 
     /// Ethertype.
-    #[inline]
     pub fn ethertype(&self) -> u16 {
         be16(self.buf.as_ref(), field::ETHERTYPE)
     }
 
     /// What follows the header.
-    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buf.as_ref()[field::PAYLOAD..]
     }
@@ -88,25 +80,21 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
     /// Set the destination address.
-    #[inline]
     pub fn set_dst(&mut self, m: Mac) {
         self.buf.as_mut()[field::DST].copy_from_slice(&m);
     }
 
     /// Set the source address.
-    #[inline]
     pub fn set_src(&mut self, m: Mac) {
         self.buf.as_mut()[field::SRC].copy_from_slice(&m);
     }
 
     /// Set the ethertype.
-    #[inline]
     pub fn set_ethertype(&mut self, v: u16) {
         set_be16(self.buf.as_mut(), field::ETHERTYPE, v);
     }
 
     /// What follows the header, to write.
-    #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buf.as_mut()[field::PAYLOAD..]
     }

@@ -61,7 +61,6 @@ pub mod types {
     /// Whether an ICMP (v4) message of type `t` is a query or its reply —
     /// one an error may be about (RFC 1812 4.3.2.7: never an error about
     /// an error).
-    #[inline]
     pub fn is_v4_query(t: u8) -> bool {
         matches!(t, ECHO_REPLY | ECHO_REQUEST | TIMESTAMP | TIMESTAMP_REPLY)
     }
@@ -77,13 +76,11 @@ pub struct IcmpMessage<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> IcmpMessage<T> {
     /// Wrap without checks: getters panic on a buffer shorter than
     /// [`HEADER_LEN`].
-    #[inline]
     pub fn new_unchecked(buf: T) -> Self {
         IcmpMessage { buf }
     }
 
     /// Wrap after [`IcmpMessage::check_len`].
-    #[inline]
     pub fn new_checked(buf: T) -> Result<Self, Truncated> {
         let m = Self::new_unchecked(buf);
         m.check_len()?;
@@ -91,7 +88,6 @@ impl<T: AsRef<[u8]>> IcmpMessage<T> {
     }
 
     /// The eight-octet header is there.
-    #[inline]
     pub fn check_len(&self) -> Result<(), Truncated> {
         if self.buf.as_ref().len() < HEADER_LEN {
             return Err(Truncated);
@@ -100,31 +96,26 @@ impl<T: AsRef<[u8]>> IcmpMessage<T> {
     }
 
     /// The buffer back.
-    #[inline]
     pub fn into_inner(self) -> T {
         self.buf
     }
 
     /// Message type.
-    #[inline]
     pub fn msg_type(&self) -> u8 {
         self.buf.as_ref()[field::TYPE]
     }
 
     /// Code.
-    #[inline]
     pub fn code(&self) -> u8 {
         self.buf.as_ref()[field::CODE]
     }
 
     /// Checksum.
-    #[inline]
     pub fn checksum(&self) -> u16 {
         be16(self.buf.as_ref(), field::CHECKSUM)
     }
 
     /// The rest of the header (echo: identifier and sequence number).
-    #[inline]
     pub fn rest_of_header(&self) -> [u8; 4] {
         let mut r = [0; 4];
         r.copy_from_slice(&self.buf.as_ref()[field::REST]);
@@ -132,7 +123,6 @@ impl<T: AsRef<[u8]>> IcmpMessage<T> {
     }
 
     /// What follows the header (echo: the data to return).
-    #[inline]
     pub fn data(&self) -> &[u8] {
         &self.buf.as_ref()[field::DATA..]
     }
@@ -140,31 +130,26 @@ impl<T: AsRef<[u8]>> IcmpMessage<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpMessage<T> {
     /// Set the type.
-    #[inline]
     pub fn set_msg_type(&mut self, v: u8) {
         self.buf.as_mut()[field::TYPE] = v;
     }
 
     /// Set the code.
-    #[inline]
     pub fn set_code(&mut self, v: u8) {
         self.buf.as_mut()[field::CODE] = v;
     }
 
     /// Set the checksum.
-    #[inline]
     pub fn set_checksum(&mut self, v: u16) {
         set_be16(self.buf.as_mut(), field::CHECKSUM, v);
     }
 
     /// Set the rest of the header.
-    #[inline]
     pub fn set_rest_of_header(&mut self, v: [u8; 4]) {
         self.buf.as_mut()[field::REST].copy_from_slice(&v);
     }
 
     /// The data, to write.
-    #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
         &mut self.buf.as_mut()[field::DATA..]
     }

@@ -52,13 +52,11 @@ pub struct Ipv4Header<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> Ipv4Header<T> {
     /// Wrap without checks: getters panic on a buffer shorter than
     /// [`HEADER_LEN`].
-    #[inline]
     pub fn new_unchecked(buf: T) -> Self {
         Ipv4Header { buf }
     }
 
     /// Wrap after [`Ipv4Header::check_len`].
-    #[inline]
     pub fn new_checked(buf: T) -> Result<Self, Truncated> {
         let h = Self::new_unchecked(buf);
         h.check_len()?;
@@ -67,7 +65,6 @@ impl<T: AsRef<[u8]>> Ipv4Header<T> {
 
     /// The fixed header is there. (Whether IHL and total length fit the
     /// buffer is [`crate::view::parse`]'s check.)
-    #[inline]
     pub fn check_len(&self) -> Result<(), Truncated> {
         if self.buf.as_ref().len() < HEADER_LEN {
             return Err(Truncated);
@@ -76,86 +73,72 @@ impl<T: AsRef<[u8]>> Ipv4Header<T> {
     }
 
     /// The buffer back.
-    #[inline]
     pub fn into_inner(self) -> T {
         self.buf
     }
 
     /// Version (4 for IPv4).
-    #[inline]
     pub fn version(&self) -> u8 {
         self.buf.as_ref()[field::VER_IHL] >> 4
     }
 
     /// Header length in octets (IHL × 4), options included.
-    #[inline]
     pub fn header_len(&self) -> usize {
         (self.buf.as_ref()[field::VER_IHL] & 0x0f) as usize * 4
     }
 
     /// Whether the header carries options (IHL above 5).
-    #[inline]
     pub fn has_options(&self) -> bool {
         self.header_len() > HEADER_LEN
     }
 
     /// Total length (header and payload).
-    #[inline]
     pub fn total_len(&self) -> u16 {
         be16(self.buf.as_ref(), field::TOTAL_LEN)
     }
 
     /// Identification.
-    #[inline]
     pub fn ident(&self) -> u16 {
         be16(self.buf.as_ref(), field::IDENT)
     }
 
     /// The DF flag: routers may not fragment the packet.
-    #[inline]
     pub fn dont_fragment(&self) -> bool {
         be16(self.buf.as_ref(), field::FLAGS_FRAG) & DONT_FRAGMENT != 0
     }
 
     /// The MF flag: more fragments follow.
-    #[inline]
     pub fn more_fragments(&self) -> bool {
         be16(self.buf.as_ref(), field::FLAGS_FRAG) & MORE_FRAGMENTS != 0
     }
 
     /// Fragment offset in 8-octet units (0: the first or only fragment).
-    #[inline]
     pub fn fragment_offset(&self) -> u16 {
         be16(self.buf.as_ref(), field::FLAGS_FRAG) & FRAGMENT_OFFSET
     }
 
     /// Time to live.
-    #[inline]
     pub fn ttl(&self) -> u8 {
         self.buf.as_ref()[field::TTL]
     }
 
     /// Protocol of the payload.
-    #[inline]
     pub fn protocol(&self) -> u8 {
         self.buf.as_ref()[field::PROTOCOL]
     }
 
     /// Header checksum.
-    #[inline]
     pub fn checksum(&self) -> u16 {
         be16(self.buf.as_ref(), field::CHECKSUM)
     }
 
     /// Source address.
-    #[inline]
     pub fn src(&self) -> Ipv4Addr {
         let b = &self.buf.as_ref()[field::SRC];
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
     }
 
     /// Destination address.
-    #[inline]
     pub fn dst(&self) -> Ipv4Addr {
         let b = &self.buf.as_ref()[field::DST];
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
@@ -165,32 +148,27 @@ impl<T: AsRef<[u8]>> Ipv4Header<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Header<T> {
     /// Set the version and the header length in octets (a multiple of 4,
     /// 20 to 60).
-    #[inline]
     pub fn set_version_and_header_len(&mut self, version: u8, len: usize) {
         self.buf.as_mut()[field::VER_IHL] = version << 4 | (len / 4) as u8 & 0x0f;
     }
 
     /// Set DSCP and ECN (the former type of service).
-    #[inline]
     pub fn set_dscp_ecn(&mut self, v: u8) {
         self.buf.as_mut()[field::DSCP_ECN] = v;
     }
 
     /// Set the total length.
-    #[inline]
     pub fn set_total_len(&mut self, v: u16) {
         set_be16(self.buf.as_mut(), field::TOTAL_LEN, v);
     }
 
     /// Set the identification.
-    #[inline]
     pub fn set_ident(&mut self, v: u16) {
         set_be16(self.buf.as_mut(), field::IDENT, v);
     }
 
     /// Set the flags and fragment offset: DF, MF and the offset in
     /// 8-octet units.
-    #[inline]
     pub fn set_fragment(&mut self, dont_fragment: bool, more_fragments: bool, offset: u16) {
         let mut v = offset & FRAGMENT_OFFSET;
         if dont_fragment {
@@ -203,38 +181,32 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Header<T> {
     }
 
     /// Set the time to live (the checksum is left as it is).
-    #[inline]
     pub fn set_ttl(&mut self, v: u8) {
         self.buf.as_mut()[field::TTL] = v;
     }
 
     /// Set the protocol.
-    #[inline]
     pub fn set_protocol(&mut self, v: u8) {
         self.buf.as_mut()[field::PROTOCOL] = v;
     }
 
     /// Set the header checksum.
-    #[inline]
     pub fn set_checksum(&mut self, v: u16) {
         set_be16(self.buf.as_mut(), field::CHECKSUM, v);
     }
 
     /// Set the source address.
-    #[inline]
     pub fn set_src(&mut self, a: Ipv4Addr) {
         self.buf.as_mut()[field::SRC].copy_from_slice(&a.octets());
     }
 
     /// Set the destination address.
-    #[inline]
     pub fn set_dst(&mut self, a: Ipv4Addr) {
         self.buf.as_mut()[field::DST].copy_from_slice(&a.octets());
     }
 
     /// Compute the header checksum over [`Ipv4Header::header_len`] octets
     /// and store it.
-    #[inline]
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
         let len = self.header_len();

@@ -42,13 +42,11 @@ pub struct Ipv6Header<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> Ipv6Header<T> {
     /// Wrap without checks: getters panic on a buffer shorter than
     /// [`HEADER_LEN`].
-    #[inline]
     pub fn new_unchecked(buf: T) -> Self {
         Ipv6Header { buf }
     }
 
     /// Wrap after [`Ipv6Header::check_len`].
-    #[inline]
     pub fn new_checked(buf: T) -> Result<Self, Truncated> {
         let h = Self::new_unchecked(buf);
         h.check_len()?;
@@ -56,7 +54,6 @@ impl<T: AsRef<[u8]>> Ipv6Header<T> {
     }
 
     /// The fixed header is there.
-    #[inline]
     pub fn check_len(&self) -> Result<(), Truncated> {
         if self.buf.as_ref().len() < HEADER_LEN {
             return Err(Truncated);
@@ -65,46 +62,39 @@ impl<T: AsRef<[u8]>> Ipv6Header<T> {
     }
 
     /// The buffer back.
-    #[inline]
     pub fn into_inner(self) -> T {
         self.buf
     }
 
     /// Version (6 for IPv6).
-    #[inline]
     pub fn version(&self) -> u8 {
         self.buf.as_ref()[field::VER_TC_FLOW.start] >> 4
     }
 
     /// Payload length: what follows the fixed header, extension headers
     /// included.
-    #[inline]
     pub fn payload_len(&self) -> u16 {
         be16(self.buf.as_ref(), field::PAYLOAD_LEN)
     }
 
     /// The packet's length by its header: [`HEADER_LEN`] plus the payload
     /// length (Ethernet padding after it does not count).
-    #[inline]
     pub fn total_len(&self) -> usize {
         HEADER_LEN + self.payload_len() as usize
     }
 
     /// Next header (the first extension header's type, or the transport
     /// protocol).
-    #[inline]
     pub fn next_header(&self) -> u8 {
         self.buf.as_ref()[field::NEXT_HEADER]
     }
 
     /// Hop limit.
-    #[inline]
     pub fn hop_limit(&self) -> u8 {
         self.buf.as_ref()[field::HOP_LIMIT]
     }
 
     /// Source address.
-    #[inline]
     pub fn src(&self) -> Ipv6Addr {
         let mut a = [0u8; 16];
         a.copy_from_slice(&self.buf.as_ref()[field::SRC]);
@@ -112,7 +102,6 @@ impl<T: AsRef<[u8]>> Ipv6Header<T> {
     }
 
     /// Destination address.
-    #[inline]
     pub fn dst(&self) -> Ipv6Addr {
         let mut a = [0u8; 16];
         a.copy_from_slice(&self.buf.as_ref()[field::DST]);
@@ -122,37 +111,31 @@ impl<T: AsRef<[u8]>> Ipv6Header<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Header<T> {
     /// Set the version, with traffic class and flow label 0.
-    #[inline]
     pub fn set_version(&mut self, v: u8) {
         self.buf.as_mut()[field::VER_TC_FLOW].copy_from_slice(&[v << 4, 0, 0, 0]);
     }
 
     /// Set the payload length.
-    #[inline]
     pub fn set_payload_len(&mut self, v: u16) {
         set_be16(self.buf.as_mut(), field::PAYLOAD_LEN, v);
     }
 
     /// Set the next header.
-    #[inline]
     pub fn set_next_header(&mut self, v: u8) {
         self.buf.as_mut()[field::NEXT_HEADER] = v;
     }
 
     /// Set the hop limit.
-    #[inline]
     pub fn set_hop_limit(&mut self, v: u8) {
         self.buf.as_mut()[field::HOP_LIMIT] = v;
     }
 
     /// Set the source address.
-    #[inline]
     pub fn set_src(&mut self, a: Ipv6Addr) {
         self.buf.as_mut()[field::SRC].copy_from_slice(&a.octets());
     }
 
     /// Set the destination address.
-    #[inline]
     pub fn set_dst(&mut self, a: Ipv6Addr) {
         self.buf.as_mut()[field::DST].copy_from_slice(&a.octets());
     }

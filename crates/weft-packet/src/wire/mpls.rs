@@ -41,13 +41,11 @@ pub struct MplsEntry<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> MplsEntry<T> {
     /// Wrap without checks: getters panic on a buffer shorter than
     /// [`ENTRY_LEN`].
-    #[inline]
     pub fn new_unchecked(buf: T) -> Self {
         MplsEntry { buf }
     }
 
     /// Wrap after [`MplsEntry::check_len`].
-    #[inline]
     pub fn new_checked(buf: T) -> Result<Self, Truncated> {
         let e = Self::new_unchecked(buf);
         e.check_len()?;
@@ -55,7 +53,6 @@ impl<T: AsRef<[u8]>> MplsEntry<T> {
     }
 
     /// The entry is there.
-    #[inline]
     pub fn check_len(&self) -> Result<(), Truncated> {
         if self.buf.as_ref().len() < ENTRY_LEN {
             return Err(Truncated);
@@ -64,43 +61,36 @@ impl<T: AsRef<[u8]>> MplsEntry<T> {
     }
 
     /// The buffer back.
-    #[inline]
     pub fn into_inner(self) -> T {
         self.buf
     }
 
-    #[inline]
     fn word(&self) -> u32 {
         let b = &self.buf.as_ref()[field::ENTRY];
         u32::from_be_bytes([b[0], b[1], b[2], b[3]])
     }
 
     /// The label.
-    #[inline]
     pub fn label(&self) -> u32 {
         self.word() >> LABEL_SHIFT
     }
 
     /// Traffic class (the former EXP bits).
-    #[inline]
     pub fn traffic_class(&self) -> u8 {
         (self.word() >> TC_SHIFT) as u8 & 7
     }
 
     /// Bottom of stack: what follows is the payload.
-    #[inline]
     pub fn bottom(&self) -> bool {
         self.word() & BOTTOM != 0
     }
 
     /// Time to live.
-    #[inline]
     pub fn ttl(&self) -> u8 {
         self.word() as u8
     }
 
     /// What follows the entry.
-    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buf.as_ref()[field::PAYLOAD..]
     }
@@ -109,7 +99,6 @@ impl<T: AsRef<[u8]>> MplsEntry<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> MplsEntry<T> {
     /// Write the whole entry: label (its low 20 bits), traffic class (its
     /// low 3 bits), bottom of stack, TTL.
-    #[inline]
     pub fn set(&mut self, label: u32, traffic_class: u8, bottom: bool, ttl: u8) {
         let mut w = ((label & MAX_LABEL) << LABEL_SHIFT) | (((traffic_class & 7) as u32) << TC_SHIFT) | ttl as u32;
         if bottom {
@@ -119,7 +108,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> MplsEntry<T> {
     }
 
     /// What follows the entry, to write.
-    #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buf.as_mut()[field::PAYLOAD..]
     }

@@ -58,13 +58,11 @@ pub struct NdMessage<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> NdMessage<T> {
     /// Wrap without checks: getters panic on a buffer shorter than
     /// [`HEADER_LEN`].
-    #[inline]
     pub fn new_unchecked(buf: T) -> Self {
         NdMessage { buf }
     }
 
     /// Wrap after [`NdMessage::check_len`].
-    #[inline]
     pub fn new_checked(buf: T) -> Result<Self, Truncated> {
         let m = Self::new_unchecked(buf);
         m.check_len()?;
@@ -72,7 +70,6 @@ impl<T: AsRef<[u8]>> NdMessage<T> {
     }
 
     /// The fixed part (through the target address) is there.
-    #[inline]
     pub fn check_len(&self) -> Result<(), Truncated> {
         if self.buf.as_ref().len() < HEADER_LEN {
             return Err(Truncated);
@@ -81,49 +78,41 @@ impl<T: AsRef<[u8]>> NdMessage<T> {
     }
 
     /// The buffer back.
-    #[inline]
     pub fn into_inner(self) -> T {
         self.buf
     }
 
     /// ICMPv6 type (135 solicitation, 136 advertisement).
-    #[inline]
     pub fn msg_type(&self) -> u8 {
         self.buf.as_ref()[field::TYPE]
     }
 
     /// Code (0).
-    #[inline]
     pub fn code(&self) -> u8 {
         self.buf.as_ref()[field::CODE]
     }
 
     /// Checksum.
-    #[inline]
     pub fn checksum(&self) -> u16 {
         be16(self.buf.as_ref(), field::CHECKSUM)
     }
 
     /// An advertisement's router flag.
-    #[inline]
     pub fn router(&self) -> bool {
         self.buf.as_ref()[field::FLAGS] & ROUTER != 0
     }
 
     /// An advertisement's solicited flag.
-    #[inline]
     pub fn solicited(&self) -> bool {
         self.buf.as_ref()[field::FLAGS] & SOLICITED != 0
     }
 
     /// An advertisement's override flag.
-    #[inline]
     pub fn override_(&self) -> bool {
         self.buf.as_ref()[field::FLAGS] & OVERRIDE != 0
     }
 
     /// The target address.
-    #[inline]
     pub fn target(&self) -> Ipv6Addr {
         let mut a = [0u8; 16];
         a.copy_from_slice(&self.buf.as_ref()[field::TARGET]);
@@ -131,7 +120,6 @@ impl<T: AsRef<[u8]>> NdMessage<T> {
     }
 
     /// The options, as they are.
-    #[inline]
     pub fn options(&self) -> &[u8] {
         &self.buf.as_ref()[field::OPTIONS..]
     }
@@ -140,7 +128,6 @@ impl<T: AsRef<[u8]>> NdMessage<T> {
     /// ([`SOURCE_LINK_ADDR`], [`TARGET_LINK_ADDR`]); none when there is
     /// none, or when an option before it has a length of 0 or one that
     /// runs past the message (RFC 4861 4.6: such a message is invalid).
-    #[inline]
     pub fn link_layer_addr(&self, kind: u8) -> Option<Mac> {
         let mut opts = self.options();
         while opts.len() >= 8 {
@@ -159,26 +146,22 @@ impl<T: AsRef<[u8]>> NdMessage<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> NdMessage<T> {
     /// Set the type.
-    #[inline]
     pub fn set_msg_type(&mut self, v: u8) {
         self.buf.as_mut()[field::TYPE] = v;
     }
 
     /// Set the code.
-    #[inline]
     pub fn set_code(&mut self, v: u8) {
         self.buf.as_mut()[field::CODE] = v;
     }
 
     /// Set the checksum.
-    #[inline]
     pub fn set_checksum(&mut self, v: u16) {
         super::set_be16(self.buf.as_mut(), field::CHECKSUM, v);
     }
 
     /// Set an advertisement's flags (the rest of the four octets is
     /// reserved: zero).
-    #[inline]
     pub fn set_flags(&mut self, router: bool, solicited: bool, override_: bool) {
         let mut f = 0;
         for (on, bit) in [(router, ROUTER), (solicited, SOLICITED), (override_, OVERRIDE)] {
@@ -190,14 +173,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> NdMessage<T> {
     }
 
     /// Set the target address.
-    #[inline]
     pub fn set_target(&mut self, a: Ipv6Addr) {
         self.buf.as_mut()[field::TARGET].copy_from_slice(&a.octets());
     }
 
     /// Write one link-layer address option of `kind` at the start of the
     /// options (eight octets).
-    #[inline]
     pub fn set_link_layer_addr(&mut self, kind: u8, mac: Mac) {
         let o = &mut self.buf.as_mut()[field::OPTIONS..field::OPTIONS + 8];
         o[field::OPT_TYPE] = kind;

@@ -31,13 +31,11 @@ pub struct UdpHeader<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> UdpHeader<T> {
     /// Wrap without checks: getters panic on a buffer shorter than
     /// [`HEADER_LEN`].
-    #[inline]
     pub fn new_unchecked(buf: T) -> Self {
         UdpHeader { buf }
     }
 
     /// Wrap after [`UdpHeader::check_len`].
-    #[inline]
     pub fn new_checked(buf: T) -> Result<Self, Truncated> {
         let h = Self::new_unchecked(buf);
         h.check_len()?;
@@ -46,7 +44,6 @@ impl<T: AsRef<[u8]>> UdpHeader<T> {
 
     /// The header is there. (A length field past the buffer is not an
     /// error here: [`UdpHeader::payload`] stops at the buffer's end.)
-    #[inline]
     pub fn check_len(&self) -> Result<(), Truncated> {
         if self.buf.as_ref().len() < HEADER_LEN {
             return Err(Truncated);
@@ -55,37 +52,31 @@ impl<T: AsRef<[u8]>> UdpHeader<T> {
     }
 
     /// The buffer back.
-    #[inline]
     pub fn into_inner(self) -> T {
         self.buf
     }
 
     /// Source port.
-    #[inline]
     pub fn src_port(&self) -> u16 {
         be16(self.buf.as_ref(), field::SRC_PORT)
     }
 
     /// Destination port.
-    #[inline]
     pub fn dst_port(&self) -> u16 {
         be16(self.buf.as_ref(), field::DST_PORT)
     }
 
     /// Length field: header and payload.
-    #[inline]
     pub fn len(&self) -> u16 {
         be16(self.buf.as_ref(), field::LEN)
     }
 
     /// True when the length field says there is no payload.
-    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len() as usize <= HEADER_LEN
     }
 
     /// Checksum.
-    #[inline]
     pub fn checksum(&self) -> u16 {
         be16(self.buf.as_ref(), field::CHECKSUM)
     }
@@ -93,7 +84,6 @@ impl<T: AsRef<[u8]>> UdpHeader<T> {
     /// The payload: from the end of the header to what the length field
     /// says, or to the buffer's end if that comes first (never past it,
     /// never before the header's end).
-    #[inline]
     pub fn payload(&self) -> &[u8] {
         let b = self.buf.as_ref();
         let end = (self.len() as usize).min(b.len()).max(field::PAYLOAD);
@@ -103,31 +93,26 @@ impl<T: AsRef<[u8]>> UdpHeader<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpHeader<T> {
     /// Set the source port.
-    #[inline]
     pub fn set_src_port(&mut self, v: u16) {
         set_be16(self.buf.as_mut(), field::SRC_PORT, v);
     }
 
     /// Set the destination port.
-    #[inline]
     pub fn set_dst_port(&mut self, v: u16) {
         set_be16(self.buf.as_mut(), field::DST_PORT, v);
     }
 
     /// Set the length field.
-    #[inline]
     pub fn set_len(&mut self, v: u16) {
         set_be16(self.buf.as_mut(), field::LEN, v);
     }
 
     /// Set the checksum (0: none, allowed over IPv4 only).
-    #[inline]
     pub fn set_checksum(&mut self, v: u16) {
         set_be16(self.buf.as_mut(), field::CHECKSUM, v);
     }
 
     /// The payload, to write (the buffer after the header).
-    #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buf.as_mut()[field::PAYLOAD..]
     }
@@ -135,7 +120,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpHeader<T> {
     /// Compute the checksum over the IPv6 pseudo-header and the datagram
     /// ([`UdpHeader::len`] octets) and store it; IPv6 requires one (RFC
     /// 8200 8.1), and a computed 0 is sent as 0xffff.
-    #[inline]
     pub fn fill_checksum_v6(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {
         self.set_checksum(0);
         let len = (self.len() as usize).min(self.buf.as_ref().len());
