@@ -17,6 +17,7 @@
 //! is handed to the node until it is queued on the output port (µs,
 //! median and 99th percentile of 2,000), so at the lowest load.
 
+use super::{DST, SRC};
 use anyhow::{anyhow, Context, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -30,7 +31,6 @@ use weft_packet::{build, Batch};
 /// Sizes of Silk's figure 6 (Ethernet frame bytes).
 pub const SIZES: [usize; 5] = [64, 256, 512, 1024, 1400];
 const LAT_SAMPLES: usize = 2_000;
-use super::{DST, SRC};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Path {
