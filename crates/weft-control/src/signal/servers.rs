@@ -413,3 +413,45 @@ impl ServerModules for EmulatedServers {
         self.inner.listening(session)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_repo::LoaderConfig;
+
+    fn loader() -> Loader {
+        let cfg = LoaderConfig {
+            trusted_keys: Vec::new(),
+            repos: Vec::new(),
+            cache_dir: None,
+        };
+        Loader::new(cfg, weft_wasm::WasmHost::new(weft_wasm::HostConfig::default()).unwrap())
+    }
+
+    /// The emulator's host serves on loopback only: it refuses to be built
+    /// for any other address (a node address would put a module, allowed to
+    /// reach loopback origins, on a real interface).
+    #[test]
+    fn emulated_servers_take_a_loopback_address_only() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let make = |ip: &str| {
+            EmulatedServers::new(
+                ServerHost::new().unwrap(),
+                loader(),
+                rt.handle().clone(),
+                Bounds::default(),
+                ip.parse().unwrap(),
+                Duration::from_secs(1),
+            )
+        };
+        for ip in ["10.0.1.1", "0.0.0.0", "::"] {
+            let e = make(ip).unwrap_err();
+            assert!(e.contains("is not a loopback address"), "{ip}: {e}");
+        }
+        assert!(make("127.0.0.1").is_ok());
+        assert!(make("::1").is_ok());
+    }
+}
