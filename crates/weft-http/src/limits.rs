@@ -56,7 +56,13 @@ pub fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 fn head_size(req: &Request) -> usize {
-    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    // The request line as sent (origin form, or absolute form with scheme
+    // and authority), counted without formatting it.
+    let u = req.uri();
+    let target = u.path_and_query().map_or(1, |p| p.as_str().len())
+        + u.scheme_str().map_or(0, |s| s.len() + 3)
+        + u.authority().map_or(0, |a| a.as_str().len());
+    let line = req.method().as_str().len() + target + 12;
     line + req
         .headers()
         .iter()
@@ -65,23 +71,32 @@ fn head_size(req: &Request) -> usize {
 }
 
 /// Axum middleware (`axum::middleware::from_fn_with_state(limits,
-/// enforce)`): refuse oversized URIs, heads and bodies with JSON errors,
-/// and read the body within [`Limits::body_timeout`]. Handlers behind it
-/// see the body already in memory.
+/// enforce)`): [`admit`], then the handler.
 pub async fn enforce(State(l): State<Limits>, req: Request, next: Next) -> Response {
+    match admit(&l, req).await {
+        Ok(req) => next.run(req).await,
+        Err(refused) => refused,
+    }
+}
+
+/// Refuse oversized URIs, heads and bodies with JSON errors, and read the
+/// body within [`Limits::body_timeout`]: the request comes back with its
+/// body in memory, or the answer to send instead. What [`enforce`] does,
+/// for a handler that takes every request itself (a server module's).
+pub async fn admit(l: &Limits, req: Request) -> Result<Request, Response> {
     let uri = req.uri().path_and_query().map(|p| p.as_str().len()).unwrap_or(0);
     if uri > l.max_uri {
-        return json_error(
+        return Err(json_error(
             StatusCode::URI_TOO_LONG,
             format!("the request URI is {uri} bytes; at most {} are accepted", l.max_uri),
-        );
+        ));
     }
     let head = head_size(&req);
     if head > l.max_head {
-        return json_error(
+        return Err(json_error(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             format!("the request head is {head} bytes; at most {} are accepted", l.max_head),
-        );
+        ));
     }
     let declared = req
         .headers()
@@ -89,21 +104,31 @@ pub async fn enforce(State(l): State<Limits>, req: Request, next: Next) -> Respo
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > l.max_body as u64) {
-        return too_large(l.max_body);
+        return Err(too_large(l.max_body));
+    }
+    // No body (a GET without Content-Length or Transfer-Encoding): nothing
+    // to read, no timer to arm.
+    if axum::body::HttpBody::is_end_stream(req.body()) {
+        return Ok(req);
     }
     let (parts, body) = req.into_parts();
     let bytes = match tokio::time::timeout(l.body_timeout, Limited::new(body, l.max_body).collect()).await {
         Err(_) => {
-            return json_error(
+            return Err(json_error(
                 StatusCode::REQUEST_TIMEOUT,
                 format!("the request body did not arrive within {} s", l.body_timeout.as_secs()),
-            )
+            ))
         }
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(l.max_body),
-        Ok(Err(e)) => return json_error(StatusCode::BAD_REQUEST, format!("reading the request body: {e}")),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large(l.max_body)),
+        Ok(Err(e)) => {
+            return Err(json_error(
+                StatusCode::BAD_REQUEST,
+                format!("reading the request body: {e}"),
+            ))
+        }
         Ok(Ok(c)) => c.to_bytes(),
     };
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
 fn too_large(max: usize) -> Response {

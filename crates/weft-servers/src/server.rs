@@ -156,11 +156,20 @@ impl Server {
             max_body: spec.bounds.max_body,
             max_lifetime: Duration::from_secs(3600),
         };
+        // One handler takes every request; the limits are checked in it
+        // (`admit`) rather than by a middleware layer: per request, that
+        // layer's boxing and router clone cost more than the check.
         let app = {
             let sh = sh.clone();
-            axum::Router::new()
-                .fallback(move |req: Request| handle(sh.clone(), req))
-                .layer(axum::middleware::from_fn_with_state(limits, weft_http::limits::enforce))
+            axum::Router::new().fallback(move |req: Request| {
+                let sh = sh.clone();
+                async move {
+                    match weft_http::limits::admit(&limits, req).await {
+                        Ok(req) => handle(sh, req).await,
+                        Err(refused) => refused,
+                    }
+                }
+            })
         };
         let (tx, rx) = tokio::sync::watch::channel(false);
         let mut serve = Vec::new();
@@ -370,12 +379,19 @@ fn failure_response(sh: &Shared, f: &Failure) -> Response {
 async fn handle(sh: Arc<Shared>, req: Request) -> Response {
     sh.stats.requests.fetch_add(1, Ordering::Relaxed);
     let deadline = Instant::now() + sh.bounds.request_timeout;
-    let Ok(guard) = tokio::time::timeout_at(deadline, sh.slot.clone().lock_owned()).await else {
-        sh.stats.busy.fetch_add(1, Ordering::Relaxed);
-        return weft_http::json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server module is busy; try again later",
-        );
+    // The instance is free at once unless requests overlap: no timer then.
+    let guard = match sh.slot.clone().try_lock_owned() {
+        Ok(g) => g,
+        Err(_) => match tokio::time::timeout_at(deadline, sh.slot.clone().lock_owned()).await {
+            Ok(g) => g,
+            Err(_) => {
+                sh.stats.busy.fetch_add(1, Ordering::Relaxed);
+                return weft_http::json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the server module is busy; try again later",
+                );
+            }
+        },
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let task = {
@@ -388,17 +404,19 @@ async fn handle(sh: Arc<Shared>, req: Request) -> Response {
             r
         })
     };
-    match tokio::time::timeout_at(deadline, rx).await {
-        Ok(Ok(Ok(resp))) => {
+    // No timer here: `run` bounds instantiation and the call by `deadline`
+    // and drops `tx` when it gives up, which ends this wait.
+    match rx.await {
+        Ok(Ok(resp)) => {
             sh.stats.answered.fetch_add(1, Ordering::Relaxed);
             resp.map(Body::new)
         }
-        Ok(Ok(Err(code))) => {
+        Ok(Err(code)) => {
             sh.stats.answered.fetch_add(1, Ordering::Relaxed);
             weft_http::json_error(StatusCode::BAD_GATEWAY, format!("the server module failed: {code:?}"))
         }
         // The module never set a response: say why.
-        Ok(Err(_)) => match tokio::time::timeout_at(deadline, task).await {
+        Err(_) => match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok(Err(f))) => failure_response(&sh, &f),
             Ok(Ok(Ok(()))) => {
                 count(&sh, &Failure::NoResponse);
@@ -407,6 +425,5 @@ async fn handle(sh: Arc<Shared>, req: Request) -> Response {
             Ok(Err(e)) => failure_response(&sh, &Failure::Trap(e.to_string())),
             Err(_) => failure_response(&sh, &Failure::Timeout),
         },
-        Err(_) => failure_response(&sh, &Failure::Timeout),
     }
 }
