@@ -92,7 +92,7 @@ pub struct Daemons {
     /// ([`NodeHandle::enable_signal`]).
     pub signal: Option<crate::signal::SignalNode>,
     /// The NodeOS service (channels for programs outside the node), when
-    /// enabled ([`NodeHandle::enable_nodeos`]).
+    /// enabled ([`NodeHandle::enable_nodeos_blocking`]).
     pub nodeos: Option<crate::nodeos::NodeOsService>,
 }
 

@@ -179,7 +179,7 @@ pub struct DataRouter {
     generation: u32,
     /// The resolution cache (allocated at the first resolution).
     cache: Vec<Slot>,
-    /// Packets left to resolve ahead for (see [`AHEAD_WINDOW`]).
+    /// Packets left to resolve ahead for (see `AHEAD_WINDOW`).
     ahead: u32,
     scratch: Scratch,
     max_string: usize,
@@ -803,7 +803,7 @@ impl Element for DataRouter {
     /// same way (measured: resolving suffix and regex strings ahead cost
     /// 5–6 % with 16,384 strings in `weft bench`); IPv6 tags and strings
     /// the cache cannot key are left to `process`; so is everything while
-    /// the cache answers every string (see [`AHEAD_WINDOW`]).
+    /// the cache answers every string (see `AHEAD_WINDOW`).
     fn prefetch(&mut self, pkts: &[Packet]) {
         if self.ahead == 0 {
             return;

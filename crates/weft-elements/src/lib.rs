@@ -10,8 +10,8 @@
 //! | [`counter`] | counts packets and bytes | none |
 //! | [`tee`] | copies each packet out of a port | `PORT` \| `port=PORT` |
 //! | [`forward`] | LANA's empty block: continue, or redirect | `[port=PORT]` |
-//! | [`drop`] | drops every packet | none |
-//! | [`match`](r#match) | keeps (or drops) packets matching a 6-tuple expression | `[proto=…] [src=…] [dst=…] [sport=…] [dport=…] [in_port=…] [action=pass\|drop]` |
+//! | [`mod@drop`] | drops every packet | none |
+//! | `match` | keeps (or drops) packets matching a 6-tuple expression | `[proto=…] [src=…] [dst=…] [sport=…] [dport=…] [in_port=…] [action=pass\|drop]` |
 //! | [`ratelimit`] | token bucket in bytes/s | `RATE [BURST]` \| `rate=RATE [burst=BURST]` |
 //! | [`netmonitor`] | NetServ's NetMonitor: packets per (src, dst, TTL) | `[max=N]` |
 //! | [`layerdrop`] | thins a layered UDP stream to a rate, top layer first | `RATE [offset=N] [window=MS]` |

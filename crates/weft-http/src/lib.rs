@@ -4,7 +4,7 @@
 //! server) serves through this crate, so every one of them has the same
 //! bounds (DESIGN §7: "every listener bounds connections, time and sizes"):
 //!
-//! * [`serve`] — the accept loop: a cap on concurrent connections per
+//! * [`serve()`] — the accept loop: a cap on concurrent connections per
 //!   listener (over the cap a connection gets a `503` and is closed at once,
 //!   so idle sockets cannot pile up to the process's descriptor limit),
 //!   except for peers the caller marks *privileged* (the operator on the

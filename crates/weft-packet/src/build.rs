@@ -16,7 +16,7 @@ where
     b.to_vec(payload)
 }
 
-/// Private helper so [`finish`] works for every final builder step.
+/// Private helper so `finish` works for every final builder step.
 pub trait BuilderWrite {
     /// Serialize with `payload`.
     fn to_vec(self, payload: &[u8]) -> Vec<u8>;

@@ -14,7 +14,7 @@
 //!   state they use.
 //! * [`element`] — [`WasmElement`]: one instance, its store and arena,
 //!   fault policy.
-//! * [`bench`] — [`bench::bench_rows`]: the plugin benchmark on a real node.
+//! * [`mod@bench`] — [`bench::bench_rows`]: the plugin benchmark on a real node.
 //! * [`plugins`] — locate (building when needed) the example plugins.
 //!
 //! **Architecture invariant:** this crate knows the element contract and

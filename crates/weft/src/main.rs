@@ -10,6 +10,10 @@
 //! This binary knows the command line and how to print; everything about
 //! nodes, files and the API is `weft-control`'s.
 
+// Doc comments here are clap's help text, written for a terminal
+// (`NAME[@HASH]`, `<name>.sock`), not rustdoc links or HTML.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 mod cmd;
 
 use clap::{Parser, Subcommand};

@@ -46,7 +46,7 @@
 //! right gets `403` with `"missing": RIGHT` too.
 //!
 //! Every request passes the size limits (`weft_http::limits`) and the gate
-//! ([`crate::auth::guard`]) first: who is asking, may it use this noun, and
+//! ([`crate::auth::guard()`]) first: who is asking, may it use this noun, and
 //! an audit line for every change. Handlers check the rest of the caller's
 //! rights — prefixes, classes, and that it changes only what it created
 //! ([`weft_dataplane::Owned`]) — with the node's state in hand.
@@ -306,7 +306,7 @@ impl FromRef<ApiState> for PluginState {
 }
 
 /// The API's routes over a node, behind the size limits and the gate
-/// ([`crate::auth::guard`]): every request is bounded, identified,
+/// ([`crate::auth::guard()`]): every request is bounded, identified,
 /// checked for its noun's right and, when it changes something, audited.
 pub fn router(h: NodeHandle, plugins: PluginState, auth: Auth, limits: Limits) -> Router {
     Router::new()

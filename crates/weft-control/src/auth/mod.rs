@@ -3,7 +3,7 @@
 //! * [`policy`] — principals and rights, checked by the API's handlers.
 //! * [`request`] — how a client proves who it is: bearer tokens and
 //!   ed25519-signed requests.
-//! * [`guard`] — the API's middleware: identify the caller (peer
+//! * [`guard()`] — the API's middleware: identify the caller (peer
 //!   credentials on the Unix socket, `Authorization` on TCP), refuse
 //!   browsers, check the noun's right, write the audit log.
 //!

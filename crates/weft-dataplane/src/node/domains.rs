@@ -391,7 +391,7 @@ impl Node {
     /// In a domain with a memory limit, an instance with a memory cap (a
     /// WebAssembly plugin) reserves it, lowered to what the domain and its
     /// ancestors have left less room for a full queue of the domain's
-    /// packets (`queue_len` × [`BUFFER_CHARGE`](crate::node::BUFFER_CHARGE)); refused with [`DomainError::MemoryLimit`] when
+    /// packets (`queue_len` × [`BUFFER_CHARGE`]); refused with [`DomainError::MemoryLimit`] when
     /// even its initial memory does not fit.
     pub fn create_instance_in(&mut self, domain: DomainId, class: &str, config: &str) -> Result<InstanceId, NodeError> {
         self.dom(domain)?;

@@ -691,7 +691,7 @@ pub struct SignedView<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> SignedView<T> {
     /// Wrap without checks (accessors panic on buffers shorter than
-    /// [`FIXED_LEN`]).
+    /// `FIXED_LEN`).
     pub fn new_unchecked(buf: T) -> Self {
         SignedView { buf }
     }
