@@ -13,7 +13,7 @@ use weft_servers::{Bounds, ModuleConfig, Server, ServerHost, ServerSpec};
 /// What the origin saw: per path, the requests and their `if-none-match`.
 type Log = Arc<Mutex<Vec<(String, Option<String>, Option<String>)>>>;
 
-/// An origin: `/max-age` (60 s), `/no-store`, `/etag` (max-age 0, ETag
+/// An origin: `/max-age` (60 s), `/short` (2 s), `/no-store`, `/etag` (max-age 0, ETag
 /// "v1", answers 304 to If-None-Match "v1"), `/vary` (by
 /// accept-language); text/plain bodies naming the path and the language.
 async fn origin() -> (SocketAddr, Log) {
@@ -40,6 +40,7 @@ async fn origin() -> (SocketAddr, Log) {
                 log.lock().unwrap().push((path.clone(), inm.clone(), lang.clone()));
                 let (status, extra) = match path.as_str() {
                     "/max-age" => ("200 OK", "cache-control: max-age=60\r\n".to_string()),
+                    "/short" => ("200 OK", "cache-control: max-age=2\r\n".to_string()),
                     "/no-store" => ("200 OK", "cache-control: no-store\r\n".to_string()),
                     "/etag" if inm.as_deref() == Some("\"v1\"") => (
                         "304 Not Modified",
@@ -185,4 +186,65 @@ async fn a_bad_configuration_is_answered_with_its_reason() {
     let g = get(s.local_addrs()[0], "/", "").await;
     assert_eq!(g.status, 500);
     assert!(g.body.contains("no origin"), "{}", g.body);
+}
+
+/// A hit answers an identical request again from the cache crate's last
+/// answer (the module's memo): that must never differ from asking the
+/// crate — the age moves on, the object goes stale on time, a request
+/// that says `no-cache` or differs in a varying header is the crate's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_hits_answer_as_the_cache_rules_do() {
+    let (origin, log) = origin().await;
+    let s = cdn(&format!("origin={origin}")).await;
+    let at = s.local_addrs()[0];
+
+    assert_eq!(get(at, "/short", "").await.headers["x-cache"], "MISS");
+    let first = get(at, "/short", "").await;
+    assert_eq!(first.headers["x-cache"], "HIT");
+    for _ in 0..5 {
+        let g = get(at, "/short", "").await;
+        assert_eq!((g.status, g.headers["x-cache"].as_str()), (200, "HIT"));
+        assert_eq!(g.body, first.body);
+        assert!(g.headers.contains_key("age") && g.headers.contains_key("date"));
+    }
+    assert_eq!(hits(&log, "/short"), 1);
+
+    // A request that says no-cache is not answered from the cache unchecked.
+    let g = get(at, "/short", "cache-control: no-cache\r\n").await;
+    assert_ne!(g.headers["x-cache"], "HIT");
+    assert_eq!(hits(&log, "/short"), 2, "no-cache went to the origin");
+    assert_eq!(get(at, "/short", "").await.headers["x-cache"], "HIT");
+
+    // The age moves on with the clock.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let g = get(at, "/short", "").await;
+    assert_eq!(g.headers["x-cache"], "HIT");
+    let age: u64 = g.headers["age"].parse().unwrap();
+    assert!(age >= 1, "age {age} after more than a second");
+
+    // Stale after its 2 s: fetched again, not answered from the cache.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let before = hits(&log, "/short");
+    assert_eq!(get(at, "/short", "").await.headers["x-cache"], "MISS");
+    assert_eq!(hits(&log, "/short"), before + 1);
+
+    // Vary: a hit for one language never answers the other.
+    let (en, fr) = ("accept-language: en\r\n", "accept-language: fr\r\n");
+    get(at, "/vary", en).await;
+    get(at, "/vary", fr).await;
+    for _ in 0..3 {
+        let e = get(at, "/vary", en).await;
+        let f = get(at, "/vary", fr).await;
+        assert_eq!(
+            (e.headers["x-cache"].as_str(), f.headers["x-cache"].as_str()),
+            ("HIT", "HIT")
+        );
+        assert!(
+            e.body.starts_with("/vary en") && f.body.starts_with("/vary fr"),
+            "{} / {}",
+            e.body,
+            f.body
+        );
+    }
+    assert_eq!(hits(&log, "/vary"), 2);
 }

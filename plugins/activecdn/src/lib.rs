@@ -24,6 +24,7 @@
 //! `x-cache: HIT | MISS | REVALIDATED`.
 
 use http_cache_semantics::{AfterResponse, BeforeRequest, CachePolicy};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::OnceLock;
 use std::time::SystemTime;
@@ -44,6 +45,36 @@ struct Entry {
     body: Vec<u8>,
     /// Insertion order (eviction: oldest first).
     seq: u64,
+    /// The cache crate's last `Fresh` answer from this entry.
+    memo: Option<Memo>,
+}
+
+/// The answer `http-cache-semantics` gave (`BeforeRequest::Fresh`) to one
+/// request, kept to answer the same request again without asking it.
+///
+/// Reused only when the crate's answer cannot differ: the request is the
+/// same (method, target — the entry's key —, and every header field, byte for byte, in order)
+/// and has no `Cache-Control` or `Pragma` (so freshness is all the crate
+/// checks of it), no entry was added, removed or revalidated since
+/// (`Cache::generation`: which variant the crate picks depends on the
+/// entries' order), and the time is in the same second of the entry's age
+/// (`CachePolicy::age`) and of the clock. The crate's answer depends on
+/// the time only through the age in whole seconds (its `Age` header, and
+/// freshness: a whole-second lifetime that exceeded the age at the start
+/// of that second still does) and the `Date` (whole seconds); a stored
+/// answer older than a day is never reused (the crate may add a `Warning`
+/// then). Every answer is thus still the crate's; under load, most hits
+/// skip its header parsing and copies.
+struct Memo {
+    generation: u64,
+    method: http::Method,
+    request: Vec<(String, Vec<u8>)>,
+    age_secs: u64,
+    unix_secs: u64,
+    /// What the crate answered, as sent ([`fields`]).
+    fields: Vec<(String, Vec<u8>)>,
+    /// The crate's header fields (for the watermark's `Content-Type`).
+    headers: http::HeaderMap,
 }
 
 #[derive(Default)]
@@ -51,6 +82,8 @@ struct Cache {
     entries: Vec<Entry>,
     bytes: usize,
     seq: u64,
+    /// Bumped by every change to the entries (see [`Memo`]).
+    generation: u64,
 }
 
 impl Cache {
@@ -65,9 +98,11 @@ impl Cache {
         }
         self.bytes += e.body.len();
         self.entries.push(e);
+        self.generation += 1;
     }
 
     fn remove(&mut self, i: usize) {
+        self.generation += 1;
         let o = self.entries.swap_remove(i);
         self.bytes -= o.body.len();
     }
@@ -125,16 +160,71 @@ fn wasi_method(m: &http::Method) -> Method {
 }
 
 fn to_header_map(f: &Fields) -> http::HeaderMap {
+    header_map(&f.entries())
+}
+
+fn header_map(entries: &[(String, Vec<u8>)]) -> http::HeaderMap {
     let mut h = http::HeaderMap::new();
-    for (k, v) in f.entries() {
+    for (k, v) in entries {
         if let (Ok(k), Ok(v)) = (
             http::HeaderName::from_bytes(k.as_bytes()),
-            http::HeaderValue::from_bytes(&v),
+            http::HeaderValue::from_bytes(v),
         ) {
             h.append(k, v);
         }
     }
     h
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Whether the crate's answer to a request with these header fields may be
+/// kept ([`Memo`]).
+fn memoable(request: &[(String, Vec<u8>)]) -> bool {
+    !request
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("cache-control") || k.eq_ignore_ascii_case("pragma"))
+}
+
+/// Answer from an entry's [`Memo`] when it holds for this request now;
+/// `out` comes back otherwise.
+fn from_memo(
+    cfg: &Config,
+    method: &http::Method,
+    target: &str,
+    request: &[(String, Vec<u8>)],
+    now: SystemTime,
+    out: ResponseOutparam,
+) -> Result<(), ResponseOutparam> {
+    CACHE.with(|c| {
+        let c = c.borrow();
+        let found = c.entries.iter().find(|e| {
+            e.key == target
+                && e.memo.as_ref().is_some_and(|m| {
+                    m.generation == c.generation
+                        && m.method == *method
+                        && m.unix_secs == unix_secs(now)
+                        && m.request == request
+                        && m.age_secs == e.policy.age(now).as_secs()
+                })
+        });
+        match (found, found.and_then(|e| e.memo.as_ref())) {
+            (Some(e), Some(m)) => {
+                let head = *method == http::Method::HEAD;
+                send(
+                    out,
+                    e.status,
+                    &m.fields,
+                    &with_watermark(Some(cfg), &m.headers, &e.body),
+                    head,
+                );
+                Ok(())
+            }
+            _ => Err(out),
+        }
+    })
 }
 
 fn to_fields(h: &http::HeaderMap) -> Fields {
@@ -192,11 +282,9 @@ fn fetch(cfg: &Config, parts: &http::request::Parts, body: Vec<u8>) -> Result<Fe
     })
 }
 
-/// Answer with `status`, the headers of `headers` that cross a proxy, the
-/// provider's hook, `x-cache: how` and a `content-length`; `date` replaces
-/// the `Date` of `headers` when given. Built straight into one `Fields`
-/// (one host call), the body written without a copy unless the watermark
-/// applies: this runs for every cache hit.
+/// Answer with `status`, the header fields of [`fields`] and the body of
+/// [`body`]: one `Fields` (one host call), the body written without a copy
+/// unless the watermark applies.
 #[allow(clippy::too_many_arguments)]
 fn reply(
     out: ResponseOutparam,
@@ -208,25 +296,41 @@ fn reply(
     head: bool,
     how: &'static str,
 ) {
-    let hook = cfg.and_then(|c| c.header.as_ref());
+    let body = with_watermark(cfg, headers, body);
+    send(out, status, &fields(cfg, headers, date, body.len(), how), &body, head);
+}
+
+/// The body as sent: with the provider's watermark on `text/*` bodies.
+fn with_watermark<'a>(cfg: Option<&Config>, headers: &http::HeaderMap, body: &'a [u8]) -> Cow<'a, [u8]> {
     let text = || {
         headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.starts_with("text/"))
     };
-    let marked;
-    let body = match cfg.and_then(|c| c.watermark.as_ref()) {
+    match cfg.and_then(|c| c.watermark.as_ref()) {
         Some(w) if text() => {
             let mut b = Vec::with_capacity(body.len() + w.len() + 1);
             b.extend_from_slice(body);
             b.extend_from_slice(w.as_bytes());
             b.push(b'\n');
-            marked = b;
-            &marked[..]
+            Cow::Owned(b)
         }
-        _ => body,
-    };
+        _ => Cow::Borrowed(body),
+    }
+}
+
+/// The header fields sent: those of `headers` that cross a proxy, the
+/// provider's hook, `x-cache: how` and the `content-length`; `date`
+/// replaces the `Date` of `headers` when given.
+fn fields(
+    cfg: Option<&Config>,
+    headers: &http::HeaderMap,
+    date: Option<String>,
+    len: usize,
+    how: &'static str,
+) -> Vec<(String, Vec<u8>)> {
+    let hook = cfg.and_then(|c| c.header.as_ref());
     let mut list: Vec<(String, Vec<u8>)> = Vec::with_capacity(headers.len() + 4);
     for (k, v) in headers {
         let k = k.as_str();
@@ -242,8 +346,12 @@ fn reply(
         list.push((n.clone(), v.as_bytes().to_vec()));
     }
     list.push(("x-cache".into(), how.as_bytes().to_vec()));
-    list.push(("content-length".into(), body.len().to_string().into_bytes()));
-    let fields = Fields::from_list(&list).unwrap_or_else(|_| Fields::new());
+    list.push(("content-length".into(), len.to_string().into_bytes()));
+    list
+}
+
+fn send(out: ResponseOutparam, status: u16, list: &[(String, Vec<u8>)], body: &[u8], head: bool) {
+    let fields = Fields::from_list(list).unwrap_or_else(|_| Fields::new());
     let r = OutgoingResponse::new(fields);
     let _ = r.set_status_code(status);
     let Ok(b) = r.body() else { return };
@@ -308,15 +416,26 @@ impl wasi::exports::http::incoming_handler::Guest for Cdn {
         };
         let method = method_of(&req.method());
         let pq = req.path_with_query().unwrap_or_else(|| "/".into());
+        let request = req.headers().entries();
+        let head = method == http::Method::HEAD;
+        let now = SystemTime::now();
+        let memo = (method == http::Method::GET || head) && memoable(&request);
+        let out = if memo {
+            match from_memo(cfg, &method, &pq, &request, now, out) {
+                Ok(()) => return,
+                Err(out) => out,
+            }
+        } else {
+            out
+        };
         let mut builder = http::Request::builder().method(method.clone()).uri(pq.as_str());
         if let Some(h) = builder.headers_mut() {
-            *h = to_header_map(&req.headers());
+            *h = header_map(&request);
         }
         let Ok(hreq) = builder.body(()) else {
             return error(out, 400, "bad request target");
         };
         let (parts, ()) = hreq.into_parts();
-        let head = method == http::Method::HEAD;
         if method != http::Method::GET && !head {
             let body = read_body(&req);
             drop(req);
@@ -326,7 +445,6 @@ impl wasi::exports::http::incoming_handler::Guest for Cdn {
             };
         }
         drop(req);
-        let now = SystemTime::now();
         // A fresh or revalidatable variant?
         let found = CACHE.with(|c| {
             let c = c.borrow();
@@ -343,18 +461,27 @@ impl wasi::exports::http::incoming_handler::Guest for Cdn {
         });
         match found {
             Some((i, Ok(res))) => CACHE.with(|c| {
-                let c = c.borrow();
-                let e = &c.entries[i];
-                reply(
-                    out,
-                    Some(cfg),
-                    e.status,
-                    &res.headers,
-                    Some(imf_date(now)),
-                    &e.body,
-                    head,
-                    "HIT",
-                )
+                let mut c = c.borrow_mut();
+                let generation = c.generation;
+                let e = &mut c.entries[i];
+                let age_secs = e.policy.age(now).as_secs();
+                let date = imf_date(now);
+                if memo && age_secs < 86_400 - 1 {
+                    let body = with_watermark(Some(cfg), &res.headers, &e.body);
+                    let fields = fields(Some(cfg), &res.headers, Some(date), body.len(), "HIT");
+                    send(out, e.status, &fields, &body, head);
+                    e.memo = Some(Memo {
+                        generation,
+                        method,
+                        request,
+                        age_secs,
+                        unix_secs: unix_secs(now),
+                        fields,
+                        headers: res.headers,
+                    });
+                } else {
+                    reply(out, Some(cfg), e.status, &res.headers, Some(date), &e.body, head, "HIT")
+                }
             }),
             Some((i, Err(revalidate))) => match fetch(cfg, &revalidate, Vec::new()) {
                 Ok(f) => {
@@ -370,6 +497,7 @@ impl wasi::exports::http::incoming_handler::Guest for Cdn {
                         AfterResponse::NotModified(policy, rparts) => CACHE.with(|c| {
                             let mut c = c.borrow_mut();
                             c.seq += 1;
+                            c.generation += 1;
                             let seq = c.seq;
                             let e = &mut c.entries[i];
                             e.policy = policy;
@@ -430,6 +558,7 @@ fn store(cfg: &Config, key: &str, policy: CachePolicy, f: &Fetched) {
                 status: f.status,
                 body: f.body.clone(),
                 seq,
+                memo: None,
             },
             cfg.max_bytes,
         );
