@@ -3,9 +3,12 @@
 
 use crate::Limits;
 use axum::extract::Request;
+use axum::response::Response;
+#[cfg(test)]
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,6 +77,24 @@ const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: applicat
 content-length: 67\r\nconnection: close\r\n\r\n\
 {\"error\":\"too many connections to this listener; try again later\"}";
 
+/// What [`serve`] serves: an axum `Router`, or any service answering a
+/// request as received (a server module's host takes them all itself).
+pub trait App:
+    tower::Service<Request<Incoming>, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: tower::Service<Request<Incoming>, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
 /// Serve `app` on `listener` until `shutdown` completes; then stop
 /// accepting, let requests in flight finish for up to a second and
 /// return. Never fails once started: accept errors (descriptor exhaustion
@@ -81,7 +102,7 @@ content-length: 67\r\nconnection: close\r\n\r\n\
 /// out.
 pub async fn serve(
     listener: Listener,
-    app: Router,
+    app: impl App,
     limits: Limits,
     privileged: Option<Privileged>,
     stats: Arc<ServeStats>,
@@ -212,7 +233,13 @@ async fn accept(l: &Listener) -> std::io::Result<(Io, Peer)> {
 }
 
 /// Serve one connection; true when it ended by a timeout.
-async fn connection<S>(io: S, peer: Peer, app: Router, l: Limits, stop: &mut tokio::sync::watch::Receiver<bool>) -> bool
+async fn connection<S>(
+    io: S,
+    peer: Peer,
+    app: impl App,
+    l: Limits,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

@@ -23,9 +23,11 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::Response;
 use http_body_util::BodyExt;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::time::Instant;
 use wasmtime::component::ResourceTable;
@@ -156,18 +158,19 @@ impl Server {
             max_body: spec.bounds.max_body,
             max_lifetime: Duration::from_secs(3600),
         };
-        // One handler takes every request; the limits are checked in it
-        // (`admit`) rather than by a middleware layer: per request, that
-        // layer's boxing and router clone cost more than the check.
+        // Every request goes to `handle`, straight from hyper (no router:
+        // a module takes all paths), the limits checked first (`admit`).
         let app = {
             let sh = sh.clone();
-            axum::Router::new().fallback(move |req: Request| {
+            tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let sh = sh.clone();
                 async move {
-                    match weft_http::limits::admit(&limits, req).await {
-                        Ok(req) => handle(sh, req).await,
-                        Err(refused) => refused,
-                    }
+                    Ok::<_, std::convert::Infallible>(
+                        match weft_http::limits::admit(&limits, req.map(Body::new)).await {
+                            Ok(req) => handle(sh, req).await,
+                            Err(refused) => refused,
+                        },
+                    )
                 }
             })
         };
@@ -393,10 +396,10 @@ async fn handle(sh: Arc<Shared>, req: Request) -> Response {
             }
         },
     };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let task = {
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let mut call = {
         let sh = sh.clone();
-        tokio::spawn(async move {
+        Box::pin(async move {
             let r = run(sh.clone(), guard, req, tx, deadline).await;
             if let Err(f) = &r {
                 count(&sh, f);
@@ -404,26 +407,52 @@ async fn handle(sh: Arc<Shared>, req: Request) -> Response {
             r
         })
     };
+    // One poll here: a handler that answers without waiting (a cache hit)
+    // ends within it and needs no task. One that waits (on its origin, a
+    // timer, a full body channel) goes on in a task of its own, so it ends
+    // on its own terms even if this request's connection goes away.
+    let call = match std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+        Poll::Ready(r) => Call::Ended(r),
+        Poll::Pending => Call::Running(tokio::spawn(call)),
+    };
     // No timer here: `run` bounds instantiation and the call by `deadline`
     // and drops `tx` when it gives up, which ends this wait.
-    match rx.await {
-        Ok(Ok(resp)) => {
+    let answer = match call {
+        Call::Ended(_) => rx.try_recv().ok(),
+        Call::Running(_) => (&mut rx).await.ok(),
+    };
+    match answer {
+        Some(Ok(resp)) => {
             sh.stats.answered.fetch_add(1, Ordering::Relaxed);
             resp.map(Body::new)
         }
-        Ok(Err(code)) => {
+        Some(Err(code)) => {
             sh.stats.answered.fetch_add(1, Ordering::Relaxed);
             weft_http::json_error(StatusCode::BAD_GATEWAY, format!("the server module failed: {code:?}"))
         }
         // The module never set a response: say why.
-        Err(_) => match tokio::time::timeout_at(deadline, task).await {
-            Ok(Ok(Err(f))) => failure_response(&sh, &f),
-            Ok(Ok(Ok(()))) => {
-                count(&sh, &Failure::NoResponse);
-                failure_response(&sh, &Failure::NoResponse)
+        None => {
+            let ended = match call {
+                Call::Ended(r) => r,
+                Call::Running(task) => match tokio::time::timeout_at(deadline, task).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => Err(Failure::Trap(e.to_string())),
+                    Err(_) => Err(Failure::Timeout),
+                },
+            };
+            match ended {
+                Err(f) => failure_response(&sh, &f),
+                Ok(()) => {
+                    count(&sh, &Failure::NoResponse);
+                    failure_response(&sh, &Failure::NoResponse)
+                }
             }
-            Ok(Err(e)) => failure_response(&sh, &Failure::Trap(e.to_string())),
-            Err(_) => failure_response(&sh, &Failure::Timeout),
-        },
+        }
     }
+}
+
+/// Where a request's call into the module is after its first poll.
+enum Call {
+    Ended(Result<(), Failure>),
+    Running(tokio::task::JoinHandle<Result<(), Failure>>),
 }
