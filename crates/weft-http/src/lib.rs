@@ -13,7 +13,9 @@
 //!   ([`Peer`]: `SO_PEERCRED` on Unix sockets, the address on TCP) in every
 //!   request's extensions. Running out of descriptors (`EMFILE`) slows the
 //!   loop down instead of spinning or stopping it.
-//! * [`limits`] — the per-request bounds as an axum middleware: URI length
+//! * [`limits`] — the per-request bounds, as an axum middleware
+//!   (`enforce`) or a call for a handler that takes every request itself
+//!   (`admit`, a server module's host): URI length
 //!   (414), request head size (431), body size (413) and body time (408),
 //!   each refused with a JSON body `{"error": "..."}` like every other
 //!   error of the API.
