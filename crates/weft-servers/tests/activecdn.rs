@@ -208,6 +208,16 @@ async fn repeated_hits_answer_as_the_cache_rules_do() {
         assert!(g.headers.contains_key("age") && g.headers.contains_key("date"));
     }
     assert_eq!(hits(&log, "/short"), 1);
+    // A large head (not kept with the entry) is answered the same way.
+    let big = format!("x-big: {}\r\n", "b".repeat(5000));
+    for _ in 0..2 {
+        let g = get(at, "/short", &big).await;
+        assert_eq!(
+            (g.headers["x-cache"].as_str(), g.body.as_str()),
+            ("HIT", first.body.as_str())
+        );
+    }
+    assert_eq!(hits(&log, "/short"), 1);
 
     // A request that says no-cache is not answered from the cache unchecked.
     let g = get(at, "/short", "cache-control: no-cache\r\n").await;

@@ -180,12 +180,19 @@ fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Largest request head (names and values) whose answer is kept: a memo
+/// holds a copy of the request per entry, and a client must not be able to
+/// grow every entry by its 16 KiB head limit. Browsers send well under 2 KiB.
+const MEMO_MAX_REQUEST: usize = 4096;
+
 /// Whether the crate's answer to a request with these header fields may be
 /// kept ([`Memo`]).
 fn memoable(request: &[(String, Vec<u8>)]) -> bool {
-    !request
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("cache-control") || k.eq_ignore_ascii_case("pragma"))
+    let size: usize = request.iter().map(|(k, v)| k.len() + v.len()).sum();
+    size <= MEMO_MAX_REQUEST
+        && !request
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("cache-control") || k.eq_ignore_ascii_case("pragma"))
 }
 
 /// Answer from an entry's [`Memo`] when it holds for this request now;
