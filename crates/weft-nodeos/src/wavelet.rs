@@ -6,10 +6,19 @@
 //! cut-off and keeps the rest to the channel's bandwidth (RTP's part in
 //! Silk). This side reads those counters every interval and chooses the
 //! cut-off (RTCP's part): when the bandwidth dropped packets, the rate
-//! that passed is what the path can carry, and the cut-off becomes the
-//! highest layer whose cumulative offered rate fits in it (with 5 %
+//! that passed is a sample of what the path can carry, the estimate is the
+//! largest of the last [`SAMPLES`] such samples, and the cut-off becomes
+//! the highest layer whose cumulative offered rate fits in it (with 5 %
 //! headroom); the base layer always passes. Without bandwidth drops the
-//! estimate stands, so the cut-off does not oscillate. Rates are taken
+//! estimate stands, so the cut-off does not oscillate. Why the largest: a
+//! sample is only a lower bound when the source offered less than fits —
+//! after the cut, a burst from a source that stalled (a busy sender, a
+//! scheduler's delay) overflows the bucket's depth and loses a few packets
+//! while what passed is merely what was offered; taking that as the path's
+//! rate would cut a layer that fits (BBR filters its delivery-rate samples
+//! with a windowed maximum for the same reason). A path that really
+//! narrowed keeps dropping, and after [`SAMPLES`] spans its old rate is
+//! forgotten. Rates are taken
 //! over at least [`WINDOW_NS`]: over a shorter span the channel's burst
 //! (what its bucket lets through at once) weighs too much in the rate
 //! that passed — 3 kB in 100 ms is ±30 kB/s on a 60 kB/s estimate.
@@ -23,10 +32,15 @@ const HEADROOM: f64 = 0.95;
 /// accumulate.
 pub const WINDOW_NS: u64 = 500_000_000;
 
+/// How many congested spans' rates the estimate is the largest of.
+pub const SAMPLES: usize = 4;
+
 /// The dropper's control state.
 #[derive(Debug, Default)]
 pub struct Dropper {
     last: Option<(u64, ChanStats)>,
+    /// Rates that passed in the last congested spans, newest last.
+    samples: std::collections::VecDeque<f64>,
     available: Option<f64>,
     cutoff: Option<u8>,
 }
@@ -60,7 +74,11 @@ impl Dropper {
         let (t0, p) = self.last.replace((now_ns, s.clone()))?;
         let dt = now_ns.saturating_sub(t0) as f64 / 1e9;
         if s.dropped_bandwidth > p.dropped_bandwidth {
-            self.available = Some(s.bytes.saturating_sub(p.bytes) as f64 / dt);
+            if self.samples.len() == SAMPLES {
+                self.samples.pop_front();
+            }
+            self.samples.push_back(s.bytes.saturating_sub(p.bytes) as f64 / dt);
+            self.available = self.samples.iter().copied().reduce(f64::max);
         }
         let avail = self.available?;
         let mut sum = 0.0;
@@ -122,6 +140,33 @@ mod tests {
         // At 500 ms the whole span counts: 30 kB in 0.5 s = 60 kB/s.
         assert_eq!(d.update(500_000_000, &stats(30_000, 20, [12_500; 4])), Some(Some(1)));
         assert_eq!(d.available(), Some(60_000.0));
+    }
+
+    #[test]
+    fn a_burst_after_the_cut_does_not_cut_a_layer_that_fits() {
+        let mut d = Dropper::new();
+        d.update(0, &stats(0, 0, [0; 4]));
+        // Four 25 kB/s layers into 60 kB/s: two fit.
+        assert_eq!(d.update(1_000_000_000, &stats(60_000, 40, [25_000; 4])), Some(Some(1)));
+        // Then only layers 0–1 are offered (50 kB/s); a stalled source's
+        // burst loses two packets: 48 kB passed. Still two layers.
+        assert_eq!(
+            d.update(2_000_000_000, &stats(108_000, 42, [50_000, 50_000, 50_000, 50_000])),
+            None
+        );
+        assert_eq!((d.cutoff(), d.available()), (Some(1), Some(60_000.0)));
+        // A path that really narrowed to 30 kB/s keeps dropping: once the
+        // old rate is SAMPLES spans back, only the base layer is kept.
+        let mut at = (2, 108_000, 42);
+        let mut cut = None;
+        for _ in 0..SAMPLES {
+            at = (at.0 + 1, at.1 + 30_000, at.2 + 20);
+            let layers = [at.0 * 25_000; 4];
+            if let Some(c) = d.update(at.0 * 1_000_000_000, &stats(at.1, at.2, layers)) {
+                cut = c;
+            }
+        }
+        assert_eq!((cut, d.available()), (Some(0), Some(30_000.0)));
     }
 
     #[test]
