@@ -207,30 +207,25 @@ fn from_memo(
 ) -> Result<(), ResponseOutparam> {
     CACHE.with(|c| {
         let c = c.borrow();
-        let found = c.entries.iter().find(|e| {
-            e.key == target
-                && e.memo.as_ref().is_some_and(|m| {
-                    m.generation == c.generation
-                        && m.method == *method
-                        && m.unix_secs == unix_secs(now)
-                        && m.request == request
-                        && m.age_secs == e.policy.age(now).as_secs()
-                })
+        let hit = c.entries.iter().filter(|e| e.key == target).find_map(|e| {
+            let m = e.memo.as_ref()?;
+            let holds = m.generation == c.generation
+                && m.method == *method
+                && m.unix_secs == unix_secs(now)
+                && m.request == request
+                && m.age_secs == e.policy.age(now).as_secs();
+            holds.then_some((e, m))
         });
-        match (found, found.and_then(|e| e.memo.as_ref())) {
-            (Some(e), Some(m)) => {
-                let head = *method == http::Method::HEAD;
-                send(
-                    out,
-                    e.status,
-                    &m.fields,
-                    &with_watermark(Some(cfg), &m.headers, &e.body),
-                    head,
-                );
-                Ok(())
-            }
-            _ => Err(out),
-        }
+        let Some((e, m)) = hit else { return Err(out) };
+        let head = *method == http::Method::HEAD;
+        send(
+            out,
+            e.status,
+            &m.fields,
+            &with_watermark(Some(cfg), &m.headers, &e.body),
+            head,
+        );
+        Ok(())
     })
 }
 
