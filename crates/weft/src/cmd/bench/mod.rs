@@ -68,7 +68,9 @@ pub struct BenchArgs {
     /// Distinct flows (source ports) in the offered traffic, round-robin.
     #[arg(long, default_value_t = 1024)]
     pub flows: usize,
-    /// Only scenarios whose name contains this text.
+    /// Only scenarios whose name contains this text. `netserv` runs the
+    /// NetServ group (not run otherwise); `netserv:4,5` only those of its
+    /// six configurations, without the users figures (to profile one).
     #[arg(long)]
     pub only: Option<String>,
 }

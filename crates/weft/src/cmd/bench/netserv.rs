@@ -144,6 +144,13 @@ fn rss_bytes() -> u64 {
 /// The six configurations and the users figures, as JSON rows.
 pub(super) fn rows(args: &BenchArgs) -> Result<serde_json::Value> {
     let c = classes()?;
+    // `--only netserv:4,5`: those configurations (1-based), no users.
+    let picked: Option<Vec<usize>> = args
+        .only
+        .as_deref()
+        .and_then(|o| o.split_once("netserv:"))
+        .map(|(_, l)| l.split(',').filter_map(|k| k.trim().parse::<usize>().ok()).collect());
+    let wanted = |k: usize| picked.as_ref().is_none_or(|p| p.contains(&(k + 1)));
     let mut table = Vec::new();
     for &size in &args.sizes {
         let udp = frames(args, size, |p| vec![0x5a; p], |_| super::DPORT);
@@ -153,7 +160,13 @@ pub(super) fn rows(args: &BenchArgs) -> Result<serde_json::Value> {
         // machine whose load drifts weighs on every configuration alike.
         let mut nodes = Vec::new();
         for k in 0..6 {
-            let fr = if k == 5 { sip.as_ref() } else { Some(&udp) };
+            let fr = if !wanted(k) {
+                None
+            } else if k == 5 {
+                sip.as_ref()
+            } else {
+                Some(&udp)
+            };
             nodes.push(match fr {
                 Some(fr) => Some((config(&c, k)?, fr)),
                 None => None,
@@ -167,8 +180,8 @@ pub(super) fn rows(args: &BenchArgs) -> Result<serde_json::Value> {
                 }
             }
         }
-        let mut plain = 0.0;
-        for k in 0..6 {
+        let mut plain = f64::NAN;
+        for k in (0..6).filter(|&k| wanted(k)) {
             let netserv = if size == 64 {
                 NETSERV_64[k]
             } else if size == 340 {
@@ -195,7 +208,8 @@ pub(super) fn rows(args: &BenchArgs) -> Result<serde_json::Value> {
     }
     // Users: N NetMonitor instances, each behind a filter on its own port.
     let mut users = Vec::new();
-    for n in [1usize, 10, 100] {
+    let counts: &[usize] = if picked.is_some() { &[] } else { &[1, 10, 100] };
+    for &n in counts {
         let mut r = router()?;
         r.add_class(c.netmonitor.element_class())?;
         let rss0 = rss_bytes();
