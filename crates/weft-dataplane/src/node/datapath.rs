@@ -82,8 +82,11 @@ impl Node {
         let mut ip = std::mem::take(&mut self.s_ip);
         let mut local = std::mem::take(&mut self.s_local);
         let mut fwd = std::mem::take(&mut self.s_fwd);
-        // No PREROUTING filters: route each packet as it is parsed.
+        // No PREROUTING filters: route each packet as it is parsed. Else
+        // classify it as it is parsed (`matched[i]`: `ip[i]`'s rule).
         let pre_empty = pl.hook_empty(Hook::Prerouting);
+        let mut matched = std::mem::take(&mut self.s_pre_matched);
+        matched.clear();
         let direct = Self::direct(&pl);
         for mut pkt in batch.drain(..) {
             let p = &mut self.ports[port as usize];
@@ -111,7 +114,10 @@ impl Node {
             pkt.meta.rx_ns = now_ns;
             match h.l3 {
                 L3::Ipv4 { .. } | L3::Ipv6 { .. } if pre_empty => self.dispatch(&pl, pkt, direct, &mut local, &mut fwd),
-                L3::Ipv4 { .. } | L3::Ipv6 { .. } => ip.push(pkt),
+                L3::Ipv4 { .. } | L3::Ipv6 { .. } => {
+                    matched.push(self.classify(&pl, Hook::Prerouting, &pkt.meta.flow));
+                    ip.push(pkt);
+                }
                 L3::Arp { op, sha, spa, tpa, .. } => self.handle_arp(port, op, sha, spa, tpa, pkt),
                 L3::Other if h.ethertype == ETHERTYPE_MPLS => self.label_in(&pl, pkt),
                 L3::Other => self.drop_pkt(DropReason::UnknownEthertype, pkt),
@@ -123,8 +129,9 @@ impl Node {
         self.s_local = local;
         self.s_fwd = fwd;
         if !ip.is_empty() {
-            self.ip_input(&pl, &mut ip);
+            self.ip_input(&pl, &mut ip, &matched);
         }
+        self.s_pre_matched = matched;
         self.s_ip = ip;
         self.output_pending(&pl);
         if self.sched.on {
@@ -147,9 +154,11 @@ impl Node {
         self.pool.free(pkt);
     }
 
-    /// IP packets after L2: PREROUTING, routing decision, INPUT or FORWARD.
-    pub(super) fn ip_input(&mut self, pl: &Pipeline, ip: &mut Batch) {
-        self.run_hook(Hook::Prerouting, pl, ip);
+    /// IP packets after L2, classified at PREROUTING (`matched`, see
+    /// [`Node::run_matched`]): PREROUTING, routing decision, INPUT or
+    /// FORWARD.
+    pub(super) fn ip_input(&mut self, pl: &Pipeline, ip: &mut Batch, matched: &[u32]) {
+        self.run_matched(Hook::Prerouting, pl, ip, matched);
         let mut local = std::mem::take(&mut self.s_local);
         let mut fwd = std::mem::take(&mut self.s_fwd);
         let direct = Self::direct(pl);

@@ -13,24 +13,35 @@ impl Node {
     /// Classify a batch at `hook` and run each matched chain over its
     /// packets. Packets of one flow match one rule, so per-flow order holds.
     pub(super) fn run_hook(&mut self, hook: Hook, pl: &Pipeline, batch: &mut Batch) {
+        if pl.hook(hook).rules.is_empty() || batch.is_empty() {
+            return;
+        }
+        let mut matched = std::mem::take(&mut self.s_matched);
+        matched.clear();
+        for pkt in batch.iter() {
+            let r = self.classify(pl, hook, &pkt.meta.flow);
+            matched.push(r);
+        }
+        self.run_matched(hook, pl, batch, &matched);
+        self.s_matched = matched;
+    }
+
+    /// [`Node::run_hook`] for a batch already classified: `matched[i]` is
+    /// packet i's rule ([`NO_RULE`]: none). PREROUTING classifies each
+    /// packet as it is parsed ([`Node::receive`]), while its header is in
+    /// cache, and comes here.
+    pub(super) fn run_matched(&mut self, hook: Hook, pl: &Pipeline, batch: &mut Batch, matched: &[u32]) {
         let table = pl.hook(hook);
         if table.rules.is_empty() || batch.is_empty() {
             return;
         }
-        // Classify the whole batch first. Most batches belong to one chain
-        // (one flow, or one aggregate): those run in place, with no sorting.
-        let mut matched = std::mem::take(&mut self.s_matched);
-        matched.clear();
-        let mut uniform = true;
-        for pkt in batch.iter() {
-            let r = self.classify(pl, hook, &pkt.meta.flow);
-            uniform &= matched.first().is_none_or(|f| *f == r);
-            matched.push(r);
-        }
-        if uniform {
-            let r = matched[0];
-            self.s_matched = matched;
-            if r != NO_RULE {
+        debug_assert_eq!(matched.len(), batch.len());
+        // Most batches belong to one chain (one flow, or one aggregate):
+        // those run in place, with no sorting.
+        let first = matched[0];
+        if matched.iter().all(|&r| r == first) {
+            if first != NO_RULE {
+                let r = first;
                 let (fid, chain) = &table.rules[r as usize];
                 if let Some(h) = self.filter_hits.get_mut(fid.0 as usize) {
                     *h += batch.len() as u64;
@@ -85,7 +96,6 @@ impl Node {
         std::mem::swap(batch, &mut rest);
         self.s_hook_rest = rest;
         self.s_groups = groups;
-        self.s_matched = matched;
     }
 
     /// A steering filter's chain (the first visit of an explicit path), then

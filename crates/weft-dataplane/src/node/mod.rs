@@ -267,6 +267,9 @@ pub struct Node {
     s_hook_rest: Batch,
     s_chain_keep: Batch,
     s_matched: Vec<u32>,
+    /// PREROUTING's rules of a received batch, found as it is parsed
+    /// (apart from `s_matched`: the chains may run other hooks).
+    s_pre_matched: Vec<u32>,
     s_group_pool: Vec<Batch>,
     s_verdicts: Vec<Verdict>,
     /// A one-packet batch (label visits) or steering's packets for the
@@ -333,6 +336,7 @@ impl Node {
             s_hook_rest: Vec::with_capacity(64),
             s_chain_keep: Vec::with_capacity(64),
             s_matched: Vec::with_capacity(64),
+            s_pre_matched: Vec::with_capacity(64),
             s_group_pool: Vec::new(),
             s_verdicts: Vec::with_capacity(64),
             s_one: Vec::with_capacity(1),
