@@ -9,7 +9,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 root="$(dirname "$here")"
 out="${WEFT_PLUGIN_DIR:-$root/target/plugins}"
-rust_plugins=(counter netmonitor layerdrop rewrite noop spin grow panic badlen badpkt echo keepalive sipoc mediarelay)
+rust_plugins=(counter head netmonitor layerdrop rewrite noop spin grow panic badlen badpkt echo keepalive sipoc mediarelay)
 outputs=()
 for p in "${rust_plugins[@]}"; do outputs+=("$out/$p.wasm"); done
 server_modules=(activecdn srvtest)

@@ -78,5 +78,15 @@ pub const VERDICT_REDIRECT: u8 = 3;
 /// frame back only when it is set.
 pub const FLAG_WRITTEN: u8 = 1;
 
+/// Flag, in: only the frame's first bytes are in the arena (the plugin
+/// declared a head with `weft_frame_head`, and the frame is longer);
+/// `frame_load` brings the rest. The host ignores it on the way back.
+pub const FLAG_PARTIAL: u8 = 2;
+
+/// The optional export declaring the plugin's head: `() -> i32`, a
+/// constant (read from the code, like `weft_abi_version`): how many bytes
+/// of each frame the host copies in before the plugin asks for the rest.
+pub const FRAME_HEAD_EXPORT: &str = "weft_frame_head";
+
 /// `emit` destination meaning "into the node's routing" (else a port number).
 pub const EMIT_ROUTE: i32 = -1;

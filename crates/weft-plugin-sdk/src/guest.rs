@@ -15,6 +15,7 @@ mod host {
         pub fn now_ns() -> i64;
         pub fn counter_add(id: i32, delta: i64);
         pub fn reply(ptr: i32, len: i32);
+        pub fn frame_load(desc_ptr: i32) -> i32;
     }
 }
 
@@ -30,6 +31,9 @@ mod host {
     }
     pub unsafe fn counter_add(_: i32, _: i64) {}
     pub unsafe fn reply(_: i32, _: i32) {}
+    pub unsafe fn frame_load(_: i32) -> i32 {
+        0
+    }
 }
 
 #[repr(C, align(16))]
@@ -192,14 +196,16 @@ pub struct FlowKey {
 pub struct Batch {
     ptr: usize,
     n: usize,
+    head: usize,
 }
 
 impl Batch {
     #[doc(hidden)]
-    pub fn new(ptr: i32, n: i32) -> Self {
+    pub fn new(ptr: i32, n: i32, head: usize) -> Self {
         Batch {
             ptr: ptr as u32 as usize,
             n: n.clamp(0, abi::MAX_BATCH as i32) as usize,
+            head,
         }
     }
 
@@ -220,13 +226,20 @@ impl Batch {
         }
         // SAFETY: the host wrote `n` descriptors of DESC_SIZE bytes at `ptr`.
         let d = unsafe { &mut *((self.ptr + i * abi::DESC_SIZE) as *mut [u8; abi::DESC_SIZE]) };
-        Some(Packet { d })
+        Some(Packet { d, head: self.head })
     }
 }
 
 /// One packet of the batch: its descriptor and, through it, its bytes.
+///
+/// **Head and rest.** A plugin that declares a head ([`crate::Plugin::HEAD`])
+/// is shown only the frame's first `HEAD` bytes ([`Packet::head`]); the
+/// header accessors read from there. [`Packet::data`] and
+/// [`Packet::data_mut`] bring the rest in first (one host call, `frame_load`),
+/// so every accessor sees the whole frame whatever the head.
 pub struct Packet<'a> {
     d: &'a mut [u8; abi::DESC_SIZE],
+    head: usize,
 }
 
 fn rd16(b: &[u8], at: usize) -> u16 {
@@ -244,7 +257,53 @@ impl<'a> Packet<'a> {
     /// `d`'s `OFF` must point at `CAP` bytes valid for reads and writes for
     /// the lifetime of the packet.
     pub unsafe fn from_descriptor(d: &'a mut [u8; abi::DESC_SIZE]) -> Self {
-        Packet { d }
+        Packet { d, head: usize::MAX }
+    }
+
+    fn partial(&self) -> bool {
+        self.d[desc::FLAGS] & abi::FLAG_PARTIAL != 0
+    }
+
+    /// Ask the host for the rest of a partly shown frame. The flag stays
+    /// set (the host never writes the descriptor): a second call costs one
+    /// host call that copies nothing. [`Packet::load`] clears it.
+    fn fetch_rest(&self) {
+        // SAFETY: a host import that writes the frame's missing bytes into
+        // its own slot of the arena (no Rust reference covers them now) and
+        // reads nothing else.
+        if unsafe { host::frame_load(self.d.as_ptr() as usize as i32) } != 0 {
+            // Only a descriptor the host did not hand out gets here.
+            panic!("frame_load refused");
+        }
+    }
+
+    /// Bring the whole frame into the arena now (a no-op when it is all
+    /// there): later [`Packet::data`] calls cost nothing extra.
+    pub fn load(&mut self) {
+        if self.partial() {
+            self.fetch_rest();
+            self.d[desc::FLAGS] &= !abi::FLAG_PARTIAL;
+        }
+    }
+
+    /// The frame's bytes present without asking the host for more: the
+    /// whole frame, or its first [`crate::Plugin::HEAD`] bytes when the
+    /// plugin declared a head and the frame is longer.
+    pub fn head(&self) -> &[u8] {
+        let (p, len, _) = self.raw();
+        let shown = if self.partial() { len.min(self.head) } else { len };
+        // SAFETY: the host placed at least `shown` bytes at `off`.
+        unsafe { core::slice::from_raw_parts(p, shown) }
+    }
+
+    /// Bytes `at..at + n` of the frame: from the head when they are in it,
+    /// else after bringing in the rest.
+    fn bytes(&self, at: usize, n: usize) -> Option<&[u8]> {
+        let end = at.checked_add(n)?;
+        match self.head().get(at..end) {
+            Some(b) => Some(b),
+            None => self.data().get(at..end),
+        }
     }
 
     fn raw(&self) -> (*mut u8, usize, usize) {
@@ -254,8 +313,12 @@ impl<'a> Packet<'a> {
         (off as *mut u8, len, cap)
     }
 
-    /// The frame (Ethernet header first).
+    /// The frame (Ethernet header first), all of it: a partly shown frame
+    /// is brought in first.
     pub fn data(&self) -> &[u8] {
+        if self.partial() {
+            self.fetch_rest();
+        }
         let (p, len, _) = self.raw();
         // SAFETY: the host placed `cap >= len` bytes at `off`.
         unsafe { core::slice::from_raw_parts(p, len) }
@@ -264,6 +327,7 @@ impl<'a> Packet<'a> {
     /// The frame, writable. Marks the packet written, so the host copies it
     /// back.
     pub fn data_mut(&mut self) -> &mut [u8] {
+        self.load();
         self.d[desc::FLAGS] |= abi::FLAG_WRITTEN;
         let (p, len, _) = self.raw();
         // SAFETY: as in `data`; `&mut self` makes this the only view.
@@ -293,6 +357,7 @@ impl<'a> Packet<'a> {
         if len > self.capacity() {
             return Err(());
         }
+        self.load();
         self.d[desc::FLAGS] |= abi::FLAG_WRITTEN;
         self.d[desc::LEN..desc::LEN + 4].copy_from_slice(&(len as u32).to_le_bytes());
         Ok(())
@@ -352,8 +417,8 @@ impl<'a> Packet<'a> {
     pub fn ttl(&self) -> Option<u8> {
         let l3 = self.l3()?;
         match self.d[desc::FAMILY] {
-            4 => self.data().get(l3 + 8).copied(),
-            6 => self.data().get(l3 + 7).copied(),
+            4 => self.bytes(l3 + 8, 1).map(|b| b[0]),
+            6 => self.bytes(l3 + 7, 1).map(|b| b[0]),
             _ => None,
         }
     }
@@ -365,9 +430,9 @@ impl<'a> Packet<'a> {
             return None;
         }
         let l4 = self.l4()?;
-        let data = self.data();
-        let ulen = u16::from_be_bytes([*data.get(l4 + 4)?, *data.get(l4 + 5)?]) as usize;
-        if ulen < 8 || l4 + ulen > data.len() {
+        let b = self.bytes(l4 + 4, 2)?;
+        let ulen = u16::from_be_bytes([b[0], b[1]]) as usize;
+        if ulen < 8 || l4 + ulen > self.len() {
             return None;
         }
         Some(l4 + 8..l4 + ulen)

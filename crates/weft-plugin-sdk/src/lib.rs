@@ -3,7 +3,7 @@
 //! A plugin is a type implementing [`Plugin`] plus one line,
 //! `weft_plugin!(MyPlugin);`, built as a `cdylib` for `wasm32-unknown-unknown`.
 //! The macro generates the exports of **plugin ABI v1** (`docs/plugin-abi.md`):
-//! `weft_abi_version`, `weft_alloc`, `weft_init`, `weft_process`,
+//! `weft_abi_version`, `weft_frame_head`, `weft_alloc`, `weft_init`, `weft_process`,
 //! `weft_control`, `weft_report`, `weft_export_state`, `weft_import_state`,
 //! and a panic handler that traps (the host then applies the instance's
 //! failure policy).
@@ -75,6 +75,16 @@ pub trait Plugin: Sized + 'static {
     /// error text is shown to the operator.
     fn init(config: &str) -> Result<Self, &'static str>;
 
+    /// How many bytes of each frame the plugin wants in its memory before
+    /// it asks for the rest (`weft_frame_head`; docs/plugin-abi.md, "Head
+    /// and rest"). The default, all of it, is ABI v1's first behaviour.
+    /// A plugin that mostly reads headers sets what covers them (NetMonitor:
+    /// 64; one that reads only the descriptor: 0) and saves the copy of
+    /// every payload; [`Packet::head`] is what was shown, and
+    /// [`Packet::data`] still returns the whole frame (one host call brings
+    /// the rest in). Must be a constant expression.
+    const HEAD: usize = usize::MAX;
+
     /// Process one packet: read or rewrite it in place, return a verdict.
     fn process(&mut self, cx: &mut Ctx, pkt: &mut Packet<'_>) -> Verdict;
 
@@ -84,7 +94,10 @@ pub trait Plugin: Sized + 'static {
         for i in 0..batch.len() {
             if let Some(mut p) = batch.get(i) {
                 let v = self.process(cx, &mut p);
-                p.set_verdict(v);
+                // The host sets Continue on entry.
+                if v != Verdict::Continue {
+                    p.set_verdict(v);
+                }
             }
         }
     }
@@ -146,6 +159,20 @@ macro_rules! weft_plugin {
         }
 
         #[no_mangle]
+        pub extern "C" fn weft_frame_head() -> i32 {
+            // A constant: the verifier reads it from the code.
+            const HEAD: i32 = {
+                let h = <$t as $crate::Plugin>::HEAD;
+                if h > i32::MAX as usize {
+                    i32::MAX
+                } else {
+                    h as i32
+                }
+            };
+            HEAD
+        }
+
+        #[no_mangle]
         pub extern "C" fn weft_alloc(len: i32) -> i32 {
             $crate::guest::alloc(len)
         }
@@ -170,7 +197,8 @@ macro_rules! weft_plugin {
         #[no_mangle]
         pub extern "C" fn weft_process(ptr: i32, n: i32) -> i32 {
             let Some(p) = __weft_plugin() else { return 1 };
-            let mut batch = $crate::guest::Batch::new(ptr, n);
+            let head = <$t as $crate::Plugin>::HEAD;
+            let mut batch = $crate::guest::Batch::new(ptr, n, head);
             let mut cx = $crate::Ctx::new();
             <$t as $crate::Plugin>::process_batch(p, &mut cx, &mut batch);
             0

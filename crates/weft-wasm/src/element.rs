@@ -8,7 +8,7 @@
 //! never a host panic.
 
 use crate::host::{Budget, WasmHost};
-use crate::linker::{HostState, MAX_LOGS_PER_CALL, MAX_REPLY};
+use crate::linker::{Frame, HostState, MAX_LOGS_PER_CALL, MAX_REPLY};
 use crate::verify::ModuleInfo;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -87,14 +87,6 @@ struct Faults {
     bad_output: u64,
 }
 
-/// Where packet `i` of the current chunk sits in the arena.
-#[derive(Clone, Copy, Default)]
-struct Slot {
-    /// Offset of the frame in the arena.
-    at: usize,
-    cap: usize,
-}
-
 struct Inner {
     class: Arc<ClassShared>,
     store: Store<HostState>,
@@ -110,7 +102,9 @@ struct Inner {
     last_fault: Option<String>,
     /// Packets given the failure policy.
     policy_packets: u64,
-    slots: Vec<Slot>,
+    /// Bytes of each frame copied in before the plugin asks for the rest
+    /// (its `weft_frame_head`; `usize::MAX`: all of it).
+    head: usize,
 }
 
 /// A plugin instance: implements the element contract.
@@ -297,9 +291,11 @@ impl Inner {
     fn run_chunk(&mut self, cx: &mut Ctx<'_>, pkts: &mut [Packet], verdicts: &mut [Verdict]) -> Result<(), ()> {
         let n = pkts.len();
         let arena = self.arena;
-        self.slots.clear();
+        let head = self.head;
         {
-            let mem = self.memory.data_mut(&mut self.store);
+            let (mem, st) = self.memory.data_and_store_mut(&mut self.store);
+            let frames = &mut st.frames;
+            frames.clear();
             let Some(area) = mem.get_mut(arena..arena + abi::ARENA_LEN) else {
                 return Err(());
             };
@@ -307,43 +303,55 @@ impl Inner {
             for (i, p) in pkts.iter().enumerate() {
                 let len = p.len();
                 let cap = len + p.tailroom().min(abi::GROW_ROOM);
+                let shown = len.min(head);
                 let d = &mut area[i * abi::DESC_SIZE..(i + 1) * abi::DESC_SIZE];
                 let m = &p.meta;
-                d[desc::OFF..desc::OFF + 4].copy_from_slice(&((arena + at) as u32).to_le_bytes());
-                d[desc::LEN..desc::LEN + 4].copy_from_slice(&(len as u32).to_le_bytes());
-                d[desc::CAP..desc::CAP + 4].copy_from_slice(&(cap as u32).to_le_bytes());
-                d[desc::IN_PORT..desc::IN_PORT + 2].copy_from_slice(&m.in_port.to_le_bytes());
-                d[desc::L3..desc::L3 + 2].copy_from_slice(&m.l3.to_le_bytes());
-                d[desc::L4..desc::L4 + 2].copy_from_slice(&m.l4.to_le_bytes());
                 let f = &m.flow;
-                d[desc::FAMILY] = f.family as u8;
-                d[desc::PROTO] = f.proto;
-                d[desc::SPORT..desc::SPORT + 2].copy_from_slice(&f.sport.to_le_bytes());
-                d[desc::DPORT..desc::DPORT + 2].copy_from_slice(&f.dport.to_le_bytes());
+                // The descriptor as eight little-endian words (the layout of
+                // `abi::desc`): eight stores rather than one per field.
                 let (src, dst) = match f.family {
-                    Family::V4 => {
-                        let mut s = [0u8; 16];
-                        let mut t = [0u8; 16];
-                        s[..4].copy_from_slice(&(f.src as u32).to_be_bytes());
-                        t[..4].copy_from_slice(&(f.dst as u32).to_be_bytes());
-                        (s, t)
-                    }
-                    _ => (f.src.to_be_bytes(), f.dst.to_be_bytes()),
+                    // Network order in the first 4 bytes, read little-endian.
+                    Family::V4 => ((f.src as u32).swap_bytes() as u128, (f.dst as u32).swap_bytes() as u128),
+                    _ => (f.src.swap_bytes(), f.dst.swap_bytes()),
                 };
-                d[desc::SRC..desc::SRC + 16].copy_from_slice(&src);
-                d[desc::DST..desc::DST + 16].copy_from_slice(&dst);
-                d[desc::VERDICT] = abi::VERDICT_CONTINUE;
-                d[desc::FLAGS] = 0;
-                d[desc::PORT..desc::PORT + 2].copy_from_slice(&[0, 0]);
-                d[desc::MARK..desc::MARK + 4].copy_from_slice(&m.mark.to_le_bytes());
-                area[at..at + len].copy_from_slice(p.data());
-                self.slots.push(Slot { at, cap });
+                let flags = if shown < len { abi::FLAG_PARTIAL } else { 0 };
+                let words: [u64; 8] = [
+                    (arena + at) as u64 | (len as u64) << 32,
+                    cap as u64 | (m.in_port as u64) << 32 | (m.l3 as u64) << 48,
+                    m.l4 as u64
+                        | (f.family as u8 as u64) << 16
+                        | (f.proto as u64) << 24
+                        | (f.sport as u64) << 32
+                        | (f.dport as u64) << 48,
+                    src as u64,
+                    (src >> 64) as u64,
+                    dst as u64,
+                    (dst >> 64) as u64,
+                    // verdict Continue, flags, redirect port 0, the mark.
+                    (abi::VERDICT_CONTINUE as u64) | (flags as u64) << 8 | (m.mark as u64) << 32,
+                ];
+                for (k, w) in words.iter().enumerate() {
+                    d[k * 8..k * 8 + 8].copy_from_slice(&w.to_le_bytes());
+                }
+                if shown > 0 {
+                    area[at..at + shown].copy_from_slice(&p.data()[..shown]);
+                }
+                frames.push(Frame {
+                    at,
+                    cap,
+                    src: p.data().as_ptr() as usize,
+                    len,
+                    shown,
+                });
                 at = (at + cap + 7) & !7;
             }
+            // `frame_load` may read the packets only during this call.
+            st.in_batch = true;
         }
         self.store.data_mut().now_ns = cx.now_ns;
         self.arm_budget(Call::Batch);
         let r = self.funcs.process.call(&mut self.store, (arena as i32, n as i32));
+        self.store.data_mut().in_batch = false;
         match r {
             Err(e) => {
                 let (k, what) = classify(&e, self.store.data().limiter.hit, self.store.data().limiter.cap);
@@ -357,17 +365,27 @@ impl Inner {
             }
         }
         // Validate every descriptor before acting on any of them.
-        let mem = self.memory.data(&self.store);
+        let (mem, st) = self.memory.data_and_store_mut(&mut self.store);
+        let frames = &st.frames;
         let Some(area) = mem.get(arena..arena + abi::ARENA_LEN) else {
             return Err(());
         };
         let mut bad = None;
-        for (i, slot) in self.slots.iter().enumerate() {
+        for (i, f) in frames.iter().enumerate() {
             let d = &area[i * abi::DESC_SIZE..(i + 1) * abi::DESC_SIZE];
             let len = rd32(d, desc::LEN) as usize;
-            if d[desc::FLAGS] & abi::FLAG_WRITTEN != 0 && len > slot.cap {
-                bad = Some(format!("packet {i}: length {len} beyond its {}-byte buffer", slot.cap));
-                break;
+            if d[desc::FLAGS] & abi::FLAG_WRITTEN != 0 {
+                if len > f.cap {
+                    bad = Some(format!("packet {i}: length {len} beyond its {}-byte buffer", f.cap));
+                    break;
+                }
+                if f.shown < f.len {
+                    bad = Some(format!(
+                        "packet {i}: written while only {} of its {} bytes were loaded (frame_load first)",
+                        f.shown, f.len
+                    ));
+                    break;
+                }
             }
             if d[desc::VERDICT] > abi::VERDICT_REDIRECT {
                 bad = Some(format!("packet {i}: unknown verdict {}", d[desc::VERDICT]));
@@ -378,12 +396,7 @@ impl Inner {
             self.record_fault(FaultKind::BadOutput, what);
             return Err(());
         }
-        for (i, (slot, (p, v))) in self
-            .slots
-            .iter()
-            .zip(pkts.iter_mut().zip(verdicts.iter_mut()))
-            .enumerate()
-        {
+        for (i, (f, (p, v))) in frames.iter().zip(pkts.iter_mut().zip(verdicts.iter_mut())).enumerate() {
             let d = &area[i * abi::DESC_SIZE..(i + 1) * abi::DESC_SIZE];
             *v = match d[desc::VERDICT] {
                 abi::VERDICT_DROP => Verdict::Drop,
@@ -400,7 +413,7 @@ impl Inner {
                 } else {
                     p.truncate(len);
                 }
-                p.data_mut().copy_from_slice(&area[slot.at..slot.at + len]);
+                p.data_mut().copy_from_slice(&area[f.at..f.at + len]);
             }
         }
         Ok(())
@@ -440,6 +453,7 @@ impl WasmElement {
             .ok_or_else(|| ElementError::Resource("no memory export".into()))?;
         store.data_mut().memory = Some(memory);
         let info = &class.info;
+        let head = info.frame_head.map_or(usize::MAX, |h| h as usize);
         let f2 = |s: &mut Store<HostState>, n: &str| instance.get_typed_func::<(i32, i32), i32>(s, n);
         let f0 = |s: &mut Store<HostState>, n: &str| instance.get_typed_func::<(), i32>(s, n);
         let funcs = Funcs {
@@ -489,8 +503,9 @@ impl WasmElement {
             faults: Faults::default(),
             last_fault: None,
             policy_packets: 0,
-            slots: Vec::with_capacity(abi::MAX_BATCH),
+            head,
         };
+        inner.store.data_mut().arena = arena;
         let init = inner.funcs.init.clone();
         match inner.call_with_message(init, plugin_config.as_bytes()) {
             Ok((0, _)) => {}

@@ -124,6 +124,12 @@ impl WasmHost {
         c.epoch_interruption(config.budget == Budget::Epoch);
         // Plugins are small; a shallow stack bounds deep recursion cheaply.
         c.max_wasm_stack(512 << 10);
+        // `WEFT_WASM_PERFMAP=1`: wasmtime writes /tmp/perf-PID.map, so
+        // `perf report` names the plugins' functions (docs/plugin-abi.md,
+        // "Profiling a plugin").
+        if std::env::var_os("WEFT_WASM_PERFMAP").is_some_and(|v| v == "1") {
+            c.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&c).map_err(|e| HostError::Engine(e.to_string()))?;
         let cache = match &config.cache_dir {
             Some(d) => Some(ModuleCache::open(d, &engine).map_err(|e| HostError::CacheDir(d.clone(), e))?),

@@ -1,5 +1,6 @@
 //! The host functions of plugin ABI v1 (`docs/plugin-abi.md`): what a
-//! plugin may call (`now_ns`, `counter_add`, `reply`, `log`, `emit`), the
+//! plugin may call (`now_ns`, `counter_add`, `reply`, `log`, `emit`,
+//! `frame_load`), the
 //! per-store state they read and write ([`HostState`]) and the limits
 //! they keep. Everything a plugin hands them is checked before use.
 
@@ -57,6 +58,29 @@ pub(crate) struct HostState {
     pub(crate) logs_dropped: u64,
     pub(crate) counters: [i64; COUNTERS],
     pub(crate) class: Arc<str>,
+    /// Where the packets of the batch being processed are: their slots in
+    /// the arena and, while `in_batch`, their frames (`frame_load` reads).
+    pub(crate) frames: Vec<Frame>,
+    /// True only inside `weft_process`: `Frame::src` points at live packets.
+    pub(crate) in_batch: bool,
+    /// The arena's address in the plugin's memory.
+    pub(crate) arena: usize,
+}
+
+/// Packet `i` of the current chunk: its slot in the arena and, for a
+/// frame shown in part, where the rest is.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Frame {
+    /// Offset of the frame in the arena.
+    pub(crate) at: usize,
+    /// Bytes the slot holds (length + room to grow).
+    pub(crate) cap: usize,
+    /// Address of the packet's bytes in the host (valid while `in_batch`).
+    pub(crate) src: usize,
+    /// The frame's length.
+    pub(crate) len: usize,
+    /// Bytes of it in the slot now.
+    pub(crate) shown: usize,
 }
 
 impl HostState {
@@ -78,6 +102,9 @@ impl HostState {
             logs_dropped: 0,
             counters: [0; COUNTERS],
             class,
+            frames: Vec::with_capacity(abi::MAX_BATCH),
+            in_batch: false,
+            arena: 0,
         }
     }
 }
@@ -136,6 +163,41 @@ pub(crate) fn link_host_functions(l: &mut Linker<HostState>) -> wasmtime::Result
                 3 => tracing::info!(plugin = class, "{msg}"),
                 _ => tracing::debug!(plugin = class, "{msg}"),
             }
+        },
+    )?;
+    l.func_wrap(
+        abi::IMPORT_MODULE,
+        "frame_load",
+        |mut c: Caller<'_, HostState>, desc: i32| -> i32 {
+            let Some(mem) = c.data().memory else { return -1 };
+            let (data, st) = mem.data_and_store_mut(&mut c);
+            if !st.in_batch {
+                return -1;
+            }
+            let off = (desc as u32 as usize).wrapping_sub(st.arena);
+            if !off.is_multiple_of(abi::DESC_SIZE) {
+                return -1;
+            }
+            let arena = st.arena;
+            let Some(f) = st.frames.get_mut(off / abi::DESC_SIZE) else {
+                return -1;
+            };
+            if f.shown < f.len {
+                // SAFETY: while `in_batch` (only during `weft_process`),
+                // `src` is the address of packet i's `len` bytes, which the
+                // element holds borrowed for the whole call and nothing
+                // else reads or writes meanwhile. (The one unsafe block of
+                // the data path: without it every plugin would pay for a
+                // copy of every whole frame, read or not.)
+                #[allow(unsafe_code)]
+                let src = unsafe { std::slice::from_raw_parts(f.src as *const u8, f.len) };
+                let Some(dst) = data.get_mut(arena + f.at + f.shown..arena + f.at + f.len) else {
+                    return -1;
+                };
+                dst.copy_from_slice(&src[f.shown..]);
+                f.shown = f.len;
+            }
+            0
         },
     )?;
     l.func_wrap(
@@ -255,7 +317,7 @@ mod tests {
             })
             .collect();
         let doc = sorted(doc);
-        assert_eq!(doc.len(), 5, "{doc:?}");
+        assert_eq!(doc.len(), 6, "{doc:?}");
         assert_eq!(
             doc,
             sorted(verifier),

@@ -5,8 +5,9 @@
 //! valid WebAssembly (wasmparser's validator); every import is one of the
 //! `weft` host functions with its exact signature; the required exports are
 //! present with their exact signatures; `weft_abi_version`'s body is the
-//! constant `1`. The version is read from the code rather than by calling
-//! the function, so nothing untrusted runs before the module is accepted.
+//! constant `1`, and `weft_frame_head`'s (when exported) a constant too.
+//! Both are read from the code rather than by calling the functions, so
+//! nothing untrusted runs before the module is accepted.
 //!
 //! **Seam for signatures.** [`verify_module`] takes bytes that have already
 //! passed whatever authenticity checks the caller applies (the code-server
@@ -29,11 +30,13 @@ pub const HOST_IMPORTS: &[(&str, &[ValType], &[ValType])] = &[
     ("now_ns", &[], &[ValType::I64]),
     ("counter_add", &[ValType::I32, ValType::I64], &[]),
     ("reply", &[ValType::I32, ValType::I32], &[]),
+    ("frame_load", &[ValType::I32], &[ValType::I32]),
 ];
 
 /// Exported functions: name, params, results, required.
 pub const PLUGIN_EXPORTS: &[(&str, &[ValType], &[ValType], bool)] = &[
     ("weft_abi_version", &[], &[ValType::I32], true),
+    ("weft_frame_head", &[], &[ValType::I32], false),
     ("weft_alloc", &[ValType::I32], &[ValType::I32], true),
     ("weft_init", &[ValType::I32, ValType::I32], &[ValType::I32], true),
     ("weft_process", &[ValType::I32, ValType::I32], &[ValType::I32], true),
@@ -69,7 +72,7 @@ pub enum LoadError {
     Malformed(String),
     /// An import outside the plugin ABI.
     #[error(
-        "unknown import `{module}.{name}`: plugin ABI v1 allows only weft.{{emit, log, now_ns, counter_add, reply}}"
+        "unknown import `{module}.{name}`: plugin ABI v1 allows only weft.{{emit, log, now_ns, counter_add, reply, frame_load}}"
     )]
     UnknownImport {
         /// Import module.
@@ -113,6 +116,11 @@ pub enum LoadError {
         "`weft_abi_version` must be a constant function (`i32.const N`), so the version is known without running code"
     )]
     AbiNotConstant,
+    /// `weft_frame_head` is not a constant function, or a negative one.
+    #[error(
+        "`weft_frame_head` must be a constant function returning a length (`i32.const N`, N >= 0), so the head is known without running code"
+    )]
+    HeadNotConstant,
     /// Wasmtime could not compile the (valid) module.
     #[error("compilation failed: {0}")]
     Compile(String),
@@ -133,6 +141,9 @@ pub struct ModuleInfo {
     pub abi_version: i32,
     /// Imported host functions (`weft.NAME`).
     pub imports: Vec<String>,
+    /// The head the module declared (`weft_frame_head`): bytes of each
+    /// frame copied in before it asks for more. `None`: the whole frame.
+    pub frame_head: Option<u32>,
     /// Optional ABI exports present (`weft_control`, `weft_report`, …).
     pub optional_exports: Vec<String>,
     /// Initial linear memory in bytes.
@@ -276,25 +287,36 @@ pub fn verify_module(bytes: &[u8]) -> Result<ModuleInfo, LoadError> {
         }
         None => return Err(LoadError::MissingExport("memory".into())),
     };
-    let version = abi_version_constant(bytes, imported_funcs)?;
+    let version = constant_of(bytes, imported_funcs, "weft_abi_version")?.ok_or(LoadError::AbiNotConstant)?;
     if version != abi::ABI_VERSION {
         return Err(LoadError::AbiMismatch {
             found: version,
             supported: abi::ABI_VERSION,
         });
     }
+    let frame_head = if optional.iter().any(|e| e == abi::FRAME_HEAD_EXPORT) {
+        match constant_of(bytes, imported_funcs, abi::FRAME_HEAD_EXPORT) {
+            Ok(Some(h)) if h >= 0 => Some(h as u32),
+            Ok(_) => return Err(LoadError::HeadNotConstant),
+            Err(e) => return Err(e),
+        }
+    } else {
+        None
+    };
     Ok(ModuleInfo {
         hash: sha256_hex(bytes),
         size: bytes.len(),
         abi_version: version,
         imports: import_names,
+        frame_head,
         optional_exports: optional,
         initial_memory,
     })
 }
 
-/// The constant `weft_abi_version` returns, read from its code.
-fn abi_version_constant(bytes: &[u8], imported_funcs: u32) -> Result<i32, LoadError> {
+/// The constant the exported function `export` returns, read from its
+/// code: `Ok(None)` when its body is anything but `i32.const N`.
+fn constant_of(bytes: &[u8], imported_funcs: u32, export: &str) -> Result<Option<i32>, LoadError> {
     let bad = malformed;
     let mut func_index = None;
     let mut body_index = 0u32;
@@ -303,7 +325,7 @@ fn abi_version_constant(bytes: &[u8], imported_funcs: u32) -> Result<i32, LoadEr
             Payload::ExportSection(r) => {
                 for e in r {
                     let e = e.map_err(bad)?;
-                    if e.name == "weft_abi_version" {
+                    if e.name == export {
                         func_index = Some(e.index);
                     }
                 }
@@ -318,15 +340,15 @@ fn abi_version_constant(bytes: &[u8], imported_funcs: u32) -> Result<i32, LoadEr
                 let first = ops.read().map_err(bad)?;
                 let second = ops.read().map_err(bad)?;
                 return match (first, second, ops.eof()) {
-                    (Operator::I32Const { value }, Operator::End, true) => Ok(value),
-                    _ => Err(LoadError::AbiNotConstant),
+                    (Operator::I32Const { value }, Operator::End, true) => Ok(Some(value)),
+                    _ => Ok(None),
                 };
             }
             _ => {}
         }
     }
     // The export exists (checked before) but has no body: it is an import.
-    Err(LoadError::AbiNotConstant)
+    Ok(None)
 }
 
 #[cfg(test)]
