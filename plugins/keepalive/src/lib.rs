@@ -31,7 +31,7 @@
 
 use core::fmt::Write;
 use weft_plugin_sdk::{weft_plugin, Ctx, Packet, Plugin, Reply, Verdict};
-use weft_sip::keepalive::{answer, KeepAlive};
+use weft_sip::keepalive::{answer, candidate, KeepAlive, CANDIDATE_PREFIX};
 use weft_sip::udp::{reply_frame, Request};
 use weft_sip::Error;
 
@@ -68,6 +68,11 @@ fn slot(k: KeepAlive) -> usize {
 }
 
 impl Plugin for Responder {
+    // Enough for the headers and the payload's first 8 bytes, over IPv6 or
+    // IPv4 with options: most datagrams (REGISTER, INVITE, …) are told
+    // apart from keep-alives there, and their bodies are never copied in.
+    const HEAD: usize = 96;
+
     fn init(config: &str) -> Result<Self, &'static str> {
         if !config.trim().is_empty() {
             return Err("keepalive: takes no configuration");
@@ -80,6 +85,15 @@ impl Plugin for Responder {
             self.not_udp += 1;
             return Verdict::Continue;
         };
+        // Not a candidate by its first bytes: passed without the rest.
+        let shown = pkt.head();
+        let end = range.end.min(range.start + CANDIDATE_PREFIX);
+        if let Some(first) = shown.get(range.start..end) {
+            if !candidate(first) {
+                self.passed += 1;
+                return Verdict::Continue;
+            }
+        }
         let (buf, frame) = bufs();
         let data = pkt.data();
         let Some(payload) = data.get(range) else {
@@ -132,7 +146,11 @@ impl Plugin for Responder {
             let _ = write!(out, "{}\"{}\":{}", if first { "" } else { "," }, name, n);
             first = false;
         }
-        let _ = write!(out, "}},\"not_udp\":{},\"emit_failed\":{}}}", self.not_udp, self.emit_failed);
+        let _ = write!(
+            out,
+            "}},\"not_udp\":{},\"emit_failed\":{}}}",
+            self.not_udp, self.emit_failed
+        );
     }
 }
 

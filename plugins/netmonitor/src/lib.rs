@@ -24,8 +24,11 @@ struct Entry {
     used: bool,
     family: u8,
     ttl: u8,
-    src: [u8; 16],
-    dst: [u8; 16],
+    // Addresses as integers (network-order bytes read little-endian): a
+    // compare of `[u8; 16]` arrays is a call to `memcmp`'s byte loop in
+    // wasm32, which measured ~10 ns of the plugin's ~15 ns per packet.
+    src: u128,
+    dst: u128,
     packets: u64,
     bytes: u64,
 }
@@ -34,8 +37,8 @@ const EMPTY: Entry = Entry {
     used: false,
     family: 0,
     ttl: 0,
-    src: [0; 16],
-    dst: [0; 16],
+    src: 0,
+    dst: 0,
     packets: 0,
     bytes: 0,
 };
@@ -50,22 +53,25 @@ fn table() -> &'static mut [Entry; SLOTS] {
 }
 
 struct NetMonitor {
+    /// The slot the last packet counted in: packets of one batch often
+    /// share their addresses and TTL, and then skip the hash and the probe.
+    last: usize,
     max: usize,
     size: usize,
     overflow: (u64, u64),
     non_ip: u64,
 }
 
-fn hash(src: &[u8; 16], dst: &[u8; 16], ttl: u8) -> usize {
+fn hash(src: u128, dst: u128, ttl: u8) -> usize {
     let mut h: u64 = ttl as u64;
-    for c in src.chunks_exact(8).chain(dst.chunks_exact(8)) {
-        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+    for w in [src as u64, (src >> 64) as u64, dst as u64, (dst >> 64) as u64] {
         h = (h.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
     (h >> 32) as usize
 }
 
-fn write_addr(out: &mut Reply, family: u8, a: &[u8; 16]) {
+fn write_addr(out: &mut Reply, family: u8, a: u128) {
+    let a = a.to_le_bytes();
     out.write("\"");
     if family == 4 {
         for (i, b) in a[..4].iter().enumerate() {
@@ -101,10 +107,16 @@ fn parse(config: &str) -> Result<usize, &'static str> {
 }
 
 impl Plugin for NetMonitor {
+    // It reads the TTL / hop limit: the first 64 bytes of a frame hold it
+    // (Ethernet, a VLAN tag, the IP header's first 8 bytes), so payloads
+    // are never copied in.
+    const HEAD: usize = 64;
+
     fn init(config: &str) -> Result<Self, &'static str> {
         let max = parse(config)?;
         table().fill(EMPTY);
         Ok(NetMonitor {
+            last: 0,
             max,
             size: 0,
             overflow: (0, 0),
@@ -119,8 +131,15 @@ impl Plugin for NetMonitor {
             self.non_ip += 1;
             return Verdict::Continue;
         };
+        let (src, dst) = (u128::from_le_bytes(k.src), u128::from_le_bytes(k.dst));
         let t = table();
-        let mut i = hash(&k.src, &k.dst, ttl) % SLOTS;
+        let e = &mut t[self.last];
+        if e.used && e.ttl == ttl && e.src == src && e.dst == dst && e.family == k.family {
+            e.packets += 1;
+            e.bytes += len;
+            return Verdict::Continue;
+        }
+        let mut i = hash(src, dst, ttl) % SLOTS;
         loop {
             let e = &mut t[i];
             if !e.used {
@@ -133,15 +152,17 @@ impl Plugin for NetMonitor {
                     used: true,
                     family: k.family,
                     ttl,
-                    src: k.src,
-                    dst: k.dst,
+                    src,
+                    dst,
                     packets: 1,
                     bytes: len,
                 };
+                self.last = i;
                 self.size += 1;
                 return Verdict::Continue;
             }
-            if e.ttl == ttl && e.src == k.src && e.dst == k.dst && e.family == k.family {
+            if e.ttl == ttl && e.src == src && e.dst == dst && e.family == k.family {
+                self.last = i;
                 e.packets += 1;
                 e.bytes += len;
                 return Verdict::Continue;
@@ -178,9 +199,9 @@ impl Plugin for NetMonitor {
         for e in table().iter().filter(|e| e.used) {
             out.write(if first { "{\"src\":" } else { ",{\"src\":" });
             first = false;
-            write_addr(out, e.family, &e.src);
+            write_addr(out, e.family, e.src);
             out.write(",\"dst\":");
-            write_addr(out, e.family, &e.dst);
+            write_addr(out, e.family, e.dst);
             let _ = write!(
                 out,
                 ",\"ttl\":{},\"packets\":{},\"bytes\":{}}}",
