@@ -81,7 +81,7 @@ impl Plugin for Responder {
     }
 
     fn process(&mut self, cx: &mut Ctx, pkt: &mut Packet<'_>) -> Verdict {
-        let (Some(range), Some(l3), Some(l4)) = (pkt.udp_payload_range(), pkt.l3(), pkt.l4()) else {
+        let Some(range) = pkt.udp_payload_range() else {
             self.not_udp += 1;
             return Verdict::Continue;
         };
@@ -94,6 +94,10 @@ impl Plugin for Responder {
                 return Verdict::Continue;
             }
         }
+        let (Some(l3), Some(l4)) = (pkt.l3(), pkt.l4()) else {
+            self.not_udp += 1;
+            return Verdict::Continue;
+        };
         let (buf, frame) = bufs();
         let data = pkt.data();
         let Some(payload) = data.get(range) else {
