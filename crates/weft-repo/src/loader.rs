@@ -357,12 +357,16 @@ impl Loader {
         };
         let info = weft_wasm::verify_module(&f.module).map_err(module_err)?;
         steps.push(format!(
-            "ABI ok: plugin ABI v{}, imports {}",
+            "ABI ok: plugin ABI v{}, imports {}, {}",
             info.abi_version,
             if info.imports.is_empty() {
                 "none".to_string()
             } else {
                 info.imports.join(", ")
+            },
+            match info.frame_head {
+                Some(h) if h < i32::MAX as u32 => format!("frame head {h} bytes"),
+                _ => "whole frames".to_string(),
             }
         ));
         let t = Instant::now();

@@ -231,9 +231,12 @@ fn node_loads_signed_rust_and_c_plugins_on_demand_from_a_code_server() {
     for step in ["hash ok", "signature ok", "ABI ok", "compiled"] {
         assert!(out.contains(step), "missing {step:?} in {out}");
     }
-    // The C plugin by exact hash.
+    // NetMonitor declares its head (docs/plugin-abi.md, "Head and rest").
+    assert!(out.contains("frame head 64 bytes"), "{out}");
+    // The C plugin by exact hash: no head declared, whole frames.
     let spec = format!("c-counter@{}", s.ccounter_hash);
     let out = ok(sock, &["plugin", "load", &spec]);
+    assert!(out.contains("whole frames"), "{out}");
     assert!(
         out.contains(&format!("loaded c-counter {}", &s.ccounter_hash[..12])),
         "{out}"
