@@ -132,12 +132,28 @@ fn status(r: Result<serde_json::Value, ClientError>) -> (u16, String) {
     }
 }
 
-/// A raw HTTP/1.0 exchange on TCP: the whole reply.
+/// A raw HTTP/1.0 exchange on TCP: the whole reply. The request is written
+/// while the reply is read, as a browser does: a server that refuses a body
+/// too large answers before reading it all and closes, so a client that
+/// wrote first would get a broken pipe, and the reply could be lost to the
+/// reset that follows.
 async fn raw(addr: &str, req: &[u8]) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(req).await.unwrap();
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let req = req.to_vec();
+    let writer = tokio::spawn(async move {
+        let _ = wr.write_all(&req).await;
+        wr
+    });
     let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out).await;
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = rd.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    drop(writer.await);
     String::from_utf8_lossy(&out).into_owned()
 }
 
