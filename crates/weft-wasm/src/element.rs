@@ -92,8 +92,6 @@ struct Inner {
     store: Store<HostState>,
     memory: Memory,
     funcs: Funcs,
-    /// Arena address in the plugin's memory.
-    arena: usize,
     on_fault: OnFault,
     max_faults: u32,
     consecutive: u32,
@@ -225,7 +223,7 @@ impl Inner {
     /// a buffer from `weft_alloc`. Returns the address.
     fn put_message(&mut self, msg: &[u8]) -> Result<usize, String> {
         let at = if msg.len() <= abi::ARENA_LEN {
-            self.arena
+            self.store.data().arena
         } else {
             let len = i32::try_from(msg.len()).map_err(|_| "message too large".to_string())?;
             self.arm_budget(Call::Control);
@@ -290,7 +288,7 @@ impl Inner {
     /// Run one chunk (≤ MAX_BATCH packets whose frames fit the arena).
     fn run_chunk(&mut self, cx: &mut Ctx<'_>, pkts: &mut [Packet], verdicts: &mut [Verdict]) -> Result<(), ()> {
         let n = pkts.len();
-        let arena = self.arena;
+        let arena = self.store.data().arena;
         let head = self.head;
         {
             let (mem, st) = self.memory.data_and_store_mut(&mut self.store);
@@ -306,33 +304,33 @@ impl Inner {
                 let shown = len.min(head);
                 let d = &mut area[i * abi::DESC_SIZE..(i + 1) * abi::DESC_SIZE];
                 let m = &p.meta;
+                d[desc::OFF..desc::OFF + 4].copy_from_slice(&((arena + at) as u32).to_le_bytes());
+                d[desc::LEN..desc::LEN + 4].copy_from_slice(&(len as u32).to_le_bytes());
+                d[desc::CAP..desc::CAP + 4].copy_from_slice(&(cap as u32).to_le_bytes());
+                d[desc::IN_PORT..desc::IN_PORT + 2].copy_from_slice(&m.in_port.to_le_bytes());
+                d[desc::L3..desc::L3 + 2].copy_from_slice(&m.l3.to_le_bytes());
+                d[desc::L4..desc::L4 + 2].copy_from_slice(&m.l4.to_le_bytes());
                 let f = &m.flow;
-                // The descriptor as eight little-endian words (the layout of
-                // `abi::desc`): eight stores rather than one per field.
+                d[desc::FAMILY] = f.family as u8;
+                d[desc::PROTO] = f.proto;
+                d[desc::SPORT..desc::SPORT + 2].copy_from_slice(&f.sport.to_le_bytes());
+                d[desc::DPORT..desc::DPORT + 2].copy_from_slice(&f.dport.to_le_bytes());
                 let (src, dst) = match f.family {
-                    // Network order in the first 4 bytes, read little-endian.
-                    Family::V4 => ((f.src as u32).swap_bytes() as u128, (f.dst as u32).swap_bytes() as u128),
-                    _ => (f.src.swap_bytes(), f.dst.swap_bytes()),
+                    Family::V4 => {
+                        let mut s = [0u8; 16];
+                        let mut t = [0u8; 16];
+                        s[..4].copy_from_slice(&(f.src as u32).to_be_bytes());
+                        t[..4].copy_from_slice(&(f.dst as u32).to_be_bytes());
+                        (s, t)
+                    }
+                    _ => (f.src.to_be_bytes(), f.dst.to_be_bytes()),
                 };
-                let flags = if shown < len { abi::FLAG_PARTIAL } else { 0 };
-                let words: [u64; 8] = [
-                    (arena + at) as u64 | (len as u64) << 32,
-                    cap as u64 | (m.in_port as u64) << 32 | (m.l3 as u64) << 48,
-                    m.l4 as u64
-                        | (f.family as u8 as u64) << 16
-                        | (f.proto as u64) << 24
-                        | (f.sport as u64) << 32
-                        | (f.dport as u64) << 48,
-                    src as u64,
-                    (src >> 64) as u64,
-                    dst as u64,
-                    (dst >> 64) as u64,
-                    // verdict Continue, flags, redirect port 0, the mark.
-                    (abi::VERDICT_CONTINUE as u64) | (flags as u64) << 8 | (m.mark as u64) << 32,
-                ];
-                for (k, w) in words.iter().enumerate() {
-                    d[k * 8..k * 8 + 8].copy_from_slice(&w.to_le_bytes());
-                }
+                d[desc::SRC..desc::SRC + 16].copy_from_slice(&src);
+                d[desc::DST..desc::DST + 16].copy_from_slice(&dst);
+                d[desc::VERDICT] = abi::VERDICT_CONTINUE;
+                d[desc::FLAGS] = if shown < len { abi::FLAG_PARTIAL } else { 0 };
+                d[desc::PORT..desc::PORT + 2].copy_from_slice(&[0, 0]);
+                d[desc::MARK..desc::MARK + 4].copy_from_slice(&m.mark.to_le_bytes());
                 if shown > 0 {
                     area[at..at + shown].copy_from_slice(&p.data()[..shown]);
                 }
@@ -490,12 +488,12 @@ impl WasmElement {
                 class.name
             )));
         }
+        store.data_mut().arena = arena;
         let mut inner = Inner {
             class: class.clone(),
             store,
             memory,
             funcs,
-            arena,
             on_fault,
             max_faults,
             consecutive: 0,
@@ -505,7 +503,6 @@ impl WasmElement {
             policy_packets: 0,
             head,
         };
-        inner.store.data_mut().arena = arena;
         let init = inner.funcs.init.clone();
         match inner.call_with_message(init, plugin_config.as_bytes()) {
             Ok((0, _)) => {}

@@ -63,7 +63,8 @@ pub(crate) struct HostState {
     pub(crate) frames: Vec<Frame>,
     /// True only inside `weft_process`: `Frame::src` points at live packets.
     pub(crate) in_batch: bool,
-    /// The arena's address in the plugin's memory.
+    /// The arena's address in the plugin's memory (its first
+    /// `weft_alloc`; 0 until then).
     pub(crate) arena: usize,
 }
 
