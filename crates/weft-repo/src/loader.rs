@@ -365,8 +365,8 @@ impl Loader {
                 info.imports.join(", ")
             },
             match info.frame_head {
-                Some(h) if h < i32::MAX as u32 => format!("frame head {h} bytes"),
-                _ => "whole frames".to_string(),
+                Some(h) => format!("frame head {h} bytes"),
+                None => "whole frames".to_string(),
             }
         ));
         let t = Instant::now();

@@ -142,7 +142,8 @@ pub struct ModuleInfo {
     /// Imported host functions (`weft.NAME`).
     pub imports: Vec<String>,
     /// The head the module declared (`weft_frame_head`): bytes of each
-    /// frame copied in before it asks for more. `None`: the whole frame.
+    /// frame copied in before it asks for more. `None`: the whole frame
+    /// (no export, or `i32::MAX`, what the SDK exports by default).
     pub frame_head: Option<u32>,
     /// Optional ABI exports present (`weft_control`, `weft_report`, …).
     pub optional_exports: Vec<String>,
@@ -296,6 +297,8 @@ pub fn verify_module(bytes: &[u8]) -> Result<ModuleInfo, LoadError> {
     }
     let frame_head = if optional.iter().any(|e| e == abi::FRAME_HEAD_EXPORT) {
         match constant_of(bytes, imported_funcs, abi::FRAME_HEAD_EXPORT) {
+            // The SDK's default, `i32::MAX`, is no head: whole frames.
+            Ok(Some(i32::MAX)) => None,
             Ok(Some(h)) if h >= 0 => Some(h as u32),
             Ok(_) => return Err(LoadError::HeadNotConstant),
             Err(e) => return Err(e),

@@ -117,6 +117,15 @@ fn the_head_is_read_from_the_code_and_must_be_a_constant_length() {
             "{e}"
         );
     }
-    // Modules without the export (C plugins, older ones) see whole frames.
+    // The SDK's default (no head declared) and modules without the export
+    // (C plugins, older ones) see whole frames.
+    assert_eq!(
+        h.load_class("m", &with_head("i32.const 2147483647"))
+            .unwrap()
+            .info()
+            .frame_head,
+        None
+    );
+    assert_eq!(h.load_class("n", &plugin("counter")).unwrap().info().frame_head, None);
     assert_eq!(h.load_class("c", &plugin("c-counter")).unwrap().info().frame_head, None);
 }
