@@ -94,10 +94,7 @@ pub trait Plugin: Sized + 'static {
         for i in 0..batch.len() {
             if let Some(mut p) = batch.get(i) {
                 let v = self.process(cx, &mut p);
-                // The host sets Continue on entry.
-                if v != Verdict::Continue {
-                    p.set_verdict(v);
-                }
+                p.set_verdict(v);
             }
         }
     }

@@ -33,6 +33,13 @@ struct Entry {
     bytes: u64,
 }
 
+impl Entry {
+    /// Whether the entry counts this key.
+    fn holds(&self, family: u8, ttl: u8, src: u128, dst: u128) -> bool {
+        self.used && self.ttl == ttl && self.src == src && self.dst == dst && self.family == family
+    }
+}
+
 const EMPTY: Entry = Entry {
     used: false,
     family: 0,
@@ -134,7 +141,7 @@ impl Plugin for NetMonitor {
         let (src, dst) = (u128::from_le_bytes(k.src), u128::from_le_bytes(k.dst));
         let t = table();
         let e = &mut t[self.last];
-        if e.used && e.ttl == ttl && e.src == src && e.dst == dst && e.family == k.family {
+        if e.holds(k.family, ttl, src, dst) {
             e.packets += 1;
             e.bytes += len;
             return Verdict::Continue;
@@ -161,7 +168,7 @@ impl Plugin for NetMonitor {
                 self.size += 1;
                 return Verdict::Continue;
             }
-            if e.ttl == ttl && e.src == src && e.dst == dst && e.family == k.family {
+            if e.holds(k.family, ttl, src, dst) {
                 self.last = i;
                 e.packets += 1;
                 e.bytes += len;
