@@ -100,9 +100,6 @@ struct Inner {
     last_fault: Option<String>,
     /// Packets given the failure policy.
     policy_packets: u64,
-    /// Bytes of each frame copied in before the plugin asks for the rest
-    /// (its `weft_frame_head`; `usize::MAX`: all of it).
-    head: usize,
 }
 
 /// A plugin instance: implements the element contract.
@@ -173,6 +170,37 @@ enum Call {
 
 fn rd32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Bytes a packet's slot in the arena holds: its frame and room to grow.
+fn slot_len(p: &Packet) -> usize {
+    p.len() + p.tailroom().min(abi::GROW_ROOM)
+}
+
+/// The first bad descriptor of a chunk the plugin wrote to or gave an
+/// unknown verdict, as the fault's text: a length beyond its slot, a write
+/// to a frame shown only in part, a verdict code the ABI does not have.
+fn check_written(descs: &[[u8; abi::DESC_SIZE]], st: &HostState, pkts: &[Packet]) -> Option<String> {
+    for (i, ((d, f), p)) in descs.iter().zip(&st.frames).zip(pkts).enumerate() {
+        if d[desc::FLAGS] & abi::FLAG_WRITTEN != 0 {
+            let len = rd32(d, desc::LEN) as usize;
+            let cap = slot_len(p);
+            if len > cap {
+                return Some(format!("packet {i}: length {len} beyond its {cap}-byte buffer"));
+            }
+            let shown = st.shown(i, f);
+            if shown < f.len as usize {
+                return Some(format!(
+                    "packet {i}: written while only {shown} of its {} bytes were loaded (frame_load first)",
+                    f.len
+                ));
+            }
+        }
+        if d[desc::VERDICT] > abi::VERDICT_REDIRECT {
+            return Some(format!("packet {i}: unknown verdict {}", d[desc::VERDICT]));
+        }
+    }
+    None
 }
 
 impl Inner {
@@ -285,66 +313,82 @@ impl Inner {
         verdicts.fill(v);
     }
 
-    /// Run one chunk (≤ MAX_BATCH packets whose frames fit the arena).
-    fn run_chunk(&mut self, cx: &mut Ctx<'_>, pkts: &mut [Packet], verdicts: &mut [Verdict]) -> Result<(), ()> {
-        let n = pkts.len();
+    /// Run the first packets of `pkts` through the plugin: as many as fit
+    /// (at most [`abi::MAX_BATCH`], their slots within the data area).
+    /// Their verdicts are set; returns how many were taken, 0 when the
+    /// first frame alone is larger than the arena (it cannot be shown).
+    ///
+    /// The hot path of every wasm module, so written for few instructions
+    /// per packet: descriptors are fixed-size arrays (constant offsets, no
+    /// bounds checks), the frame table a fixed array, the slots sized in
+    /// the same pass that fills them, and the read-back one pass over the
+    /// descriptors when no packet was written and every verdict is known
+    /// (the careful check runs only when one was).
+    fn run_chunk(&mut self, cx: &mut Ctx<'_>, pkts: &mut [Packet], verdicts: &mut [Verdict]) -> Result<usize, ()> {
+        const DESCS: usize = abi::MAX_BATCH * abi::DESC_SIZE;
         let arena = self.store.data().arena;
-        let head = self.head;
-        {
+        let n = {
             let (mem, st) = self.memory.data_and_store_mut(&mut self.store);
-            let frames = &mut st.frames;
-            frames.clear();
             let Some(area) = mem.get_mut(arena..arena + abi::ARENA_LEN) else {
                 return Err(());
             };
-            let mut at = abi::MAX_BATCH * abi::DESC_SIZE;
-            for (i, p) in pkts.iter().enumerate() {
+            let (descs, data) = area.split_at_mut(DESCS);
+            let (descs, _) = descs.as_chunks_mut::<{ abi::DESC_SIZE }>();
+            let (head, mut at, mut n) = (st.head, 0usize, 0);
+            for (p, (d, fr)) in pkts.iter().zip(descs.iter_mut().zip(st.frames.iter_mut())) {
                 let len = p.len();
-                let cap = len + p.tailroom().min(abi::GROW_ROOM);
+                let cap = slot_len(p);
+                if at + cap > abi::DATA_LEN {
+                    break;
+                }
                 let shown = len.min(head);
-                let d = &mut area[i * abi::DESC_SIZE..(i + 1) * abi::DESC_SIZE];
                 let m = &p.meta;
-                d[desc::OFF..desc::OFF + 4].copy_from_slice(&((arena + at) as u32).to_le_bytes());
+                let f = &m.flow;
+                // Addresses in network order, IPv4 in the first 4 bytes.
+                let (src, dst) = match f.family {
+                    Family::V4 => (
+                        u32::from_le_bytes((f.src as u32).to_be_bytes()) as u128,
+                        u32::from_le_bytes((f.dst as u32).to_be_bytes()) as u128,
+                    ),
+                    _ => (f.src.swap_bytes(), f.dst.swap_bytes()),
+                };
+                let off = (arena + DESCS + at) as u32;
+                d[desc::OFF..desc::OFF + 4].copy_from_slice(&off.to_le_bytes());
                 d[desc::LEN..desc::LEN + 4].copy_from_slice(&(len as u32).to_le_bytes());
                 d[desc::CAP..desc::CAP + 4].copy_from_slice(&(cap as u32).to_le_bytes());
                 d[desc::IN_PORT..desc::IN_PORT + 2].copy_from_slice(&m.in_port.to_le_bytes());
                 d[desc::L3..desc::L3 + 2].copy_from_slice(&m.l3.to_le_bytes());
                 d[desc::L4..desc::L4 + 2].copy_from_slice(&m.l4.to_le_bytes());
-                let f = &m.flow;
                 d[desc::FAMILY] = f.family as u8;
                 d[desc::PROTO] = f.proto;
                 d[desc::SPORT..desc::SPORT + 2].copy_from_slice(&f.sport.to_le_bytes());
                 d[desc::DPORT..desc::DPORT + 2].copy_from_slice(&f.dport.to_le_bytes());
-                let (src, dst) = match f.family {
-                    Family::V4 => {
-                        let mut s = [0u8; 16];
-                        let mut t = [0u8; 16];
-                        s[..4].copy_from_slice(&(f.src as u32).to_be_bytes());
-                        t[..4].copy_from_slice(&(f.dst as u32).to_be_bytes());
-                        (s, t)
-                    }
-                    _ => (f.src.to_be_bytes(), f.dst.to_be_bytes()),
-                };
-                d[desc::SRC..desc::SRC + 16].copy_from_slice(&src);
-                d[desc::DST..desc::DST + 16].copy_from_slice(&dst);
+                d[desc::SRC..desc::SRC + 16].copy_from_slice(&src.to_le_bytes());
+                d[desc::DST..desc::DST + 16].copy_from_slice(&dst.to_le_bytes());
                 d[desc::VERDICT] = abi::VERDICT_CONTINUE;
                 d[desc::FLAGS] = if shown < len { abi::FLAG_PARTIAL } else { 0 };
                 d[desc::PORT..desc::PORT + 2].copy_from_slice(&[0, 0]);
                 d[desc::MARK..desc::MARK + 4].copy_from_slice(&m.mark.to_le_bytes());
+                let bytes = p.data();
                 if shown > 0 {
-                    area[at..at + shown].copy_from_slice(&p.data()[..shown]);
+                    data[at..at + shown].copy_from_slice(&bytes[..shown]);
                 }
-                frames.push(Frame {
-                    at,
-                    cap,
-                    src: p.data().as_ptr() as usize,
-                    len,
-                    shown,
-                });
+                *fr = Frame {
+                    src: bytes.as_ptr() as usize,
+                    at: (DESCS + at) as u32,
+                    len: len as u32,
+                };
                 at = (at + cap + 7) & !7;
+                n += 1;
             }
+            st.n_frames = n;
+            st.loaded = 0;
             // `frame_load` may read the packets only during this call.
-            st.in_batch = true;
+            st.in_batch = n > 0;
+            n
+        };
+        if n == 0 {
+            return Ok(0);
         }
         self.store.data_mut().now_ns = cx.now_ns;
         self.arm_budget(Call::Batch);
@@ -362,46 +406,35 @@ impl Inner {
                 return Err(());
             }
         }
-        // Validate every descriptor before acting on any of them.
         let (mem, st) = self.memory.data_and_store_mut(&mut self.store);
-        let frames = &st.frames;
-        let Some(area) = mem.get(arena..arena + abi::ARENA_LEN) else {
+        let frames = &st.frames[..n];
+        let Some(descs) = mem.get(arena..arena + DESCS) else {
             return Err(());
         };
-        let mut bad = None;
-        for (i, f) in frames.iter().enumerate() {
-            let d = &area[i * abi::DESC_SIZE..(i + 1) * abi::DESC_SIZE];
-            let len = rd32(d, desc::LEN) as usize;
-            if d[desc::FLAGS] & abi::FLAG_WRITTEN != 0 {
-                if len > f.cap {
-                    bad = Some(format!("packet {i}: length {len} beyond its {}-byte buffer", f.cap));
-                    break;
-                }
-                if f.shown < f.len {
-                    bad = Some(format!(
-                        "packet {i}: written while only {} of its {} bytes were loaded (frame_load first)",
-                        f.shown, f.len
-                    ));
-                    break;
-                }
-            }
-            if d[desc::VERDICT] > abi::VERDICT_REDIRECT {
-                bad = Some(format!("packet {i}: unknown verdict {}", d[desc::VERDICT]));
-                break;
-            }
-        }
-        if let Some(what) = bad {
-            self.record_fault(FaultKind::BadOutput, what);
-            return Err(());
-        }
-        for (i, (f, (p, v))) in frames.iter().zip(pkts.iter_mut().zip(verdicts.iter_mut())).enumerate() {
-            let d = &area[i * abi::DESC_SIZE..(i + 1) * abi::DESC_SIZE];
+        let (descs, _) = descs.as_chunks::<{ abi::DESC_SIZE }>();
+        let descs = &descs[..n];
+        // Verdicts first (the fault policy overwrites them if a descriptor
+        // turns out bad); flags and verdict codes gathered for the check.
+        let (mut flags, mut code) = (0u8, 0u8);
+        for (d, v) in descs.iter().zip(verdicts.iter_mut()) {
+            flags |= d[desc::FLAGS];
+            code = code.max(d[desc::VERDICT]);
             *v = match d[desc::VERDICT] {
                 abi::VERDICT_DROP => Verdict::Drop,
                 abi::VERDICT_CONSUME => Verdict::Consume,
                 abi::VERDICT_REDIRECT => Verdict::Redirect(rd16(d, desc::PORT)),
                 _ => Verdict::Continue,
             };
+        }
+        if flags & abi::FLAG_WRITTEN != 0 || code > abi::VERDICT_REDIRECT {
+            // Validate every descriptor before acting on any of them.
+            if let Some(what) = check_written(descs, st, pkts) {
+                self.record_fault(FaultKind::BadOutput, what);
+                return Err(());
+            }
+        }
+        let data = &mem[arena..arena + abi::ARENA_LEN];
+        for ((d, f), p) in descs.iter().zip(frames).zip(pkts.iter_mut()) {
             p.meta.mark = rd32(d, desc::MARK);
             if d[desc::FLAGS] & abi::FLAG_WRITTEN != 0 {
                 let len = rd32(d, desc::LEN) as usize;
@@ -411,10 +444,11 @@ impl Inner {
                 } else {
                     p.truncate(len);
                 }
-                p.data_mut().copy_from_slice(&area[f.at..f.at + len]);
+                let at = f.at as usize;
+                p.data_mut().copy_from_slice(&data[at..at + len]);
             }
         }
-        Ok(())
+        Ok(n)
     }
 
     fn flush_emits(&mut self, cx: &mut Ctx<'_>) {
@@ -451,7 +485,7 @@ impl WasmElement {
             .ok_or_else(|| ElementError::Resource("no memory export".into()))?;
         store.data_mut().memory = Some(memory);
         let info = &class.info;
-        let head = info.frame_head.map_or(usize::MAX, |h| h as usize);
+        store.data_mut().head = info.frame_head.map_or(usize::MAX, |h| h as usize);
         let f2 = |s: &mut Store<HostState>, n: &str| instance.get_typed_func::<(i32, i32), i32>(s, n);
         let f0 = |s: &mut Store<HostState>, n: &str| instance.get_typed_func::<(), i32>(s, n);
         let funcs = Funcs {
@@ -501,7 +535,6 @@ impl WasmElement {
             faults: Faults::default(),
             last_fault: None,
             policy_packets: 0,
-            head,
         };
         let init = inner.funcs.init.clone();
         match inner.call_with_message(init, plugin_config.as_bytes()) {
@@ -603,35 +636,25 @@ impl Element for WasmElement {
             inner.apply_policy(verdicts);
             return;
         }
-        let data_room = abi::DATA_LEN;
         let mut start = 0;
         while start < pkts.len() {
-            // As many packets as fit the descriptors and the data area.
-            let mut end = start;
-            let mut used = 0;
-            while end < pkts.len() && end - start < abi::MAX_BATCH {
-                let need = (pkts[end].len() + pkts[end].tailroom().min(abi::GROW_ROOM) + 7) & !7;
-                if used + need > data_room {
-                    break;
+            match inner.run_chunk(cx, &mut pkts[start..], &mut verdicts[start..]) {
+                Err(()) => {
+                    inner.apply_policy(&mut verdicts[start..]);
+                    return;
                 }
-                used += need;
-                end += 1;
+                Ok(0) => {
+                    // A single frame larger than the arena: it cannot be
+                    // shown to the plugin; it gets the policy.
+                    inner.apply_policy(&mut verdicts[start..start + 1]);
+                    start += 1;
+                }
+                Ok(n) => {
+                    inner.consecutive = 0;
+                    inner.flush_emits(cx);
+                    start += n;
+                }
             }
-            if end == start {
-                // A single frame larger than the arena: it cannot be shown
-                // to the plugin; it gets the policy.
-                inner.apply_policy(&mut verdicts[start..start + 1]);
-                start += 1;
-                continue;
-            }
-            let ok = inner.run_chunk(cx, &mut pkts[start..end], &mut verdicts[start..end]);
-            if ok.is_err() {
-                inner.apply_policy(&mut verdicts[start..]);
-                return;
-            }
-            inner.consecutive = 0;
-            inner.flush_emits(cx);
-            start = end;
         }
     }
 

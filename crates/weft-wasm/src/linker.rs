@@ -60,7 +60,17 @@ pub(crate) struct HostState {
     pub(crate) class: Arc<str>,
     /// Where the packets of the batch being processed are: their slots in
     /// the arena and, while `in_batch`, their frames (`frame_load` reads).
-    pub(crate) frames: Vec<Frame>,
+    /// (`frames[..n_frames]`: a fixed array, so filling it per packet is
+    /// a store, not a `Vec` push with its capacity check.)
+    pub(crate) frames: [Frame; abi::MAX_BATCH],
+    /// How many of `frames` belong to the current chunk.
+    pub(crate) n_frames: usize,
+    /// Bytes of each frame copied in before the plugin asks for the rest
+    /// (its `weft_frame_head`; `usize::MAX`: all of it).
+    pub(crate) head: usize,
+    /// Bit i: frame i of the chunk was brought in whole by `frame_load`
+    /// (its slot then holds all `len` bytes, not only the head).
+    pub(crate) loaded: u64,
     /// True only inside `weft_process`: `Frame::src` points at live packets.
     pub(crate) in_batch: bool,
     /// The arena's address in the plugin's memory (its first
@@ -68,20 +78,30 @@ pub(crate) struct HostState {
     pub(crate) arena: usize,
 }
 
-/// Packet `i` of the current chunk: its slot in the arena and, for a
-/// frame shown in part, where the rest is.
+/// Packet `i` of the current chunk: where its slot is and, for a frame
+/// shown in part, where the rest is. Two words, written for every packet
+/// of every batch; what can be derived (the bytes shown: `len` and the
+/// head, or all of it once loaded; the slot's size: the packet's) is not
+/// kept.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Frame {
-    /// Offset of the frame in the arena.
-    pub(crate) at: usize,
-    /// Bytes the slot holds (length + room to grow).
-    pub(crate) cap: usize,
     /// Address of the packet's bytes in the host (valid while `in_batch`).
     pub(crate) src: usize,
+    /// Offset of the frame in the arena.
+    pub(crate) at: u32,
     /// The frame's length.
-    pub(crate) len: usize,
-    /// Bytes of it in the slot now.
-    pub(crate) shown: usize,
+    pub(crate) len: u32,
+}
+
+impl HostState {
+    /// The bytes of frame `i` (of `f`) in its slot now.
+    pub(crate) fn shown(&self, i: usize, f: &Frame) -> usize {
+        if self.loaded & (1 << i) != 0 {
+            f.len as usize
+        } else {
+            (f.len as usize).min(self.head)
+        }
+    }
 }
 
 impl HostState {
@@ -103,7 +123,10 @@ impl HostState {
             logs_dropped: 0,
             counters: [0; COUNTERS],
             class,
-            frames: Vec::with_capacity(abi::MAX_BATCH),
+            frames: [Frame::default(); abi::MAX_BATCH],
+            n_frames: 0,
+            head: usize::MAX,
+            loaded: 0,
             in_batch: false,
             arena: 0,
         }
@@ -179,11 +202,12 @@ pub(crate) fn link_host_functions(l: &mut Linker<HostState>) -> wasmtime::Result
             if !off.is_multiple_of(abi::DESC_SIZE) {
                 return -1;
             }
-            let arena = st.arena;
-            let Some(f) = st.frames.get_mut(off / abi::DESC_SIZE) else {
+            let (arena, i) = (st.arena, off / abi::DESC_SIZE);
+            let Some(&f) = st.frames[..st.n_frames].get(i) else {
                 return -1;
             };
-            if f.shown < f.len {
+            let (shown, len) = (st.shown(i, &f), f.len as usize);
+            if shown < len {
                 // SAFETY: while `in_batch` (only during `weft_process`),
                 // `src` is the address of packet i's `len` bytes, which the
                 // element holds borrowed for the whole call and nothing
@@ -191,12 +215,13 @@ pub(crate) fn link_host_functions(l: &mut Linker<HostState>) -> wasmtime::Result
                 // the data path: without it every plugin would pay for a
                 // copy of every whole frame, read or not.)
                 #[allow(unsafe_code)]
-                let src = unsafe { std::slice::from_raw_parts(f.src as *const u8, f.len) };
-                let Some(dst) = data.get_mut(arena + f.at + f.shown..arena + f.at + f.len) else {
+                let src = unsafe { std::slice::from_raw_parts(f.src as *const u8, len) };
+                let at = arena + f.at as usize;
+                let Some(dst) = data.get_mut(at + shown..at + len) else {
                     return -1;
                 };
-                dst.copy_from_slice(&src[f.shown..]);
-                f.shown = f.len;
+                dst.copy_from_slice(&src[shown..]);
+                st.loaded |= 1 << i;
             }
             0
         },
