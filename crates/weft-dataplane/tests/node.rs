@@ -772,3 +772,45 @@ fn intercepts_router_alert_datagrams_only() {
     assert!(n.poll_local().is_none());
     assert_eq!(tx(&mut n, 1).len(), 1);
 }
+
+/// A test element that cuts the last 4 bytes off every frame.
+struct Trim;
+
+impl Element for Trim {
+    fn process(&mut self, _cx: &mut Ctx<'_>, pkt: &mut Packet) -> Verdict {
+        pkt.truncate(pkt.len() - 4);
+        Verdict::Continue
+    }
+}
+
+/// An instance's `bytes` are the bytes it was handed ("Bytes handed to the
+/// element"), before it changed them: the trimming instance counts the
+/// frames as they came, the one after it the trimmed frames.
+#[test]
+fn instance_bytes_count_what_each_was_handed() {
+    let mut n = router();
+    seq_classes(&mut n);
+    n.add_class(ElementClass::native("trim", ClassDoc::default(), |_| {
+        Ok(Box::new(Trim))
+    }))
+    .unwrap();
+    n.add_neighbor(1, IpAddr::V4(ip("10.0.1.2")), HB).unwrap();
+    let t = n.create_instance("trim", "").unwrap();
+    let s = n.create_instance("seq", "").unwrap();
+    n.add_filter(FilterSpec {
+        hook: Some(Hook::Prerouting),
+        m: Match {
+            proto: Some(17),
+            ..Default::default()
+        },
+        chain: vec![t, s],
+        position: None,
+    })
+    .unwrap();
+    let frame = udp_a_to_b(64, 6060);
+    let before = frame.len() as u64;
+    rx(&mut n, 0, 0, &[frame.clone(), frame]);
+    let stats = |id| n.instances().into_iter().find(|i| i.id == id).unwrap().stats;
+    assert_eq!((stats(t).packets, stats(t).bytes), (2, 2 * before));
+    assert_eq!((stats(s).packets, stats(s).bytes), (2, 2 * (before - 4)));
+}

@@ -132,8 +132,12 @@ impl Node {
         let mut verdicts = std::mem::take(&mut self.s_verdicts);
         let mut keep = std::mem::take(&mut self.s_chain_keep);
         let mut touched = false;
+        // Bytes handed to the first instance, counted in the pass that
+        // clears the dirty marks; later ones count what they are given.
+        let mut bytes = 0u64;
         for p in pkts.iter_mut() {
             p.clear_dirty();
+            bytes += p.len() as u64;
         }
         for &id in chain {
             if pkts.is_empty() {
@@ -142,6 +146,9 @@ impl Node {
             let Some(Some(inst)) = self.instances.get_mut(id.0 as usize) else {
                 continue;
             };
+            if touched {
+                bytes = pkts.iter().map(|p| p.len() as u64).sum();
+            }
             verdicts.clear();
             verdicts.resize(pkts.len(), Verdict::Continue);
             let before = self.emitted.len();
@@ -158,7 +165,7 @@ impl Node {
             touched = true;
             inst.stats.batches += 1;
             inst.stats.packets += pkts.len() as u64;
-            inst.stats.bytes += pkts.iter().map(|p| p.len() as u64).sum::<u64>();
+            inst.stats.bytes += bytes;
             inst.stats.emitted += (self.emitted.len() - before) as u64;
             if verdicts.iter().all(|v| *v == Verdict::Continue) {
                 continue;
