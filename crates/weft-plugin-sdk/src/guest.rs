@@ -36,7 +36,8 @@ mod host {
     }
 }
 
-#[repr(C, align(16))]
+// Aligned to a cache line, so each 64-byte descriptor is one line.
+#[repr(C, align(64))]
 struct Arena([u8; abi::ARENA_LEN]);
 
 static mut ARENA: Arena = Arena([0; abi::ARENA_LEN]);
@@ -296,14 +297,35 @@ impl<'a> Packet<'a> {
         unsafe { core::slice::from_raw_parts(p, shown) }
     }
 
-    /// Bytes `at..at + n` of the frame: from the head when they are in it,
-    /// else after bringing in the rest.
-    fn bytes(&self, at: usize, n: usize) -> Option<&[u8]> {
-        let end = at.checked_add(n)?;
-        match self.head().get(at..end) {
-            Some(b) => Some(b),
-            None => self.data().get(at..end),
+    /// Byte `at` of the frame: read in place when it is in the head, else
+    /// after bringing in the rest (one byte, so no slice is made).
+    fn byte(&self, at: usize) -> Option<u8> {
+        let (p, len, _) = self.raw();
+        if at >= len {
+            return None;
         }
+        if at < self.head || !self.partial() {
+            // SAFETY: `at` < `len`, and the byte is shown: within the head,
+            // or the whole frame is in the slot.
+            return Some(unsafe { *p.add(at) });
+        }
+        self.data().get(at).copied()
+    }
+
+    /// Bytes `at..at + 2` of the frame, big-endian, as [`Packet::byte`]
+    /// reads one.
+    fn be16(&self, at: usize) -> Option<u16> {
+        let (p, len, _) = self.raw();
+        let end = at.checked_add(2)?;
+        if end > len {
+            return None;
+        }
+        if end <= self.head || !self.partial() {
+            // SAFETY: `at + 2` ≤ `len`, and the bytes are shown.
+            return Some(unsafe { u16::from_be_bytes([*p.add(at), *p.add(at + 1)]) });
+        }
+        let d = self.data();
+        Some(u16::from_be_bytes([d[at], d[at + 1]]))
     }
 
     fn raw(&self) -> (*mut u8, usize, usize) {
@@ -415,12 +437,13 @@ impl<'a> Packet<'a> {
 
     /// IPv4 TTL or IPv6 hop limit.
     pub fn ttl(&self) -> Option<u8> {
-        let l3 = self.l3()?;
-        match self.d[desc::FAMILY] {
-            4 => self.bytes(l3 + 8, 1).map(|b| b[0]),
-            6 => self.bytes(l3 + 7, 1).map(|b| b[0]),
-            _ => None,
-        }
+        // IPv4's TTL is byte 8 of its header, IPv6's hop limit byte 7.
+        let at = match self.d[desc::FAMILY] {
+            4 => 8,
+            6 => 7,
+            _ => return None,
+        };
+        self.byte(self.l3()? + at)
     }
 
     /// The UDP payload's range in the frame, when this is a whole UDP
@@ -430,8 +453,7 @@ impl<'a> Packet<'a> {
             return None;
         }
         let l4 = self.l4()?;
-        let b = self.bytes(l4 + 4, 2)?;
-        let ulen = u16::from_be_bytes([b[0], b[1]]) as usize;
+        let ulen = self.be16(l4 + 4)? as usize;
         if ulen < 8 || l4 + ulen > self.len() {
             return None;
         }

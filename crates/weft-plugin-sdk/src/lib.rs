@@ -79,7 +79,7 @@ pub trait Plugin: Sized + 'static {
     /// it asks for the rest (`weft_frame_head`; docs/plugin-abi.md, "Head
     /// and rest"). The default, all of it, is ABI v1's first behaviour.
     /// A plugin that mostly reads headers sets what covers them (NetMonitor:
-    /// 64; one that reads only the descriptor: 0) and saves the copy of
+    /// 32; one that reads only the descriptor: 0) and saves the copy of
     /// every payload; [`Packet::head`] is what was shown, and
     /// [`Packet::data`] still returns the whole frame (one host call brings
     /// the rest in). Must be a constant expression.

@@ -259,3 +259,50 @@ fn a_plugin_instance_declares_the_generic_handlers() {
         );
     }
 }
+
+/// IPv6 counts by hop limit and prints its addresses; keys beyond `max`
+/// count in `overflow`; a run of one key after another goes back to the
+/// key's own slot.
+#[test]
+fn netmonitor_ipv6_and_overflow() {
+    let h = host();
+    let mut n = node();
+    load(&mut n, &h, "wnetmon", "netmonitor");
+    let i = n.create_instance("wnetmon", "max=2").unwrap();
+    bind(&mut n, PLUGIN_PORT, vec![i]);
+    let v6 = |hop: u8| {
+        weft_packet::build::udp6(
+            [2, 0xaa, 0, 0, 0, 1],
+            [2, 0, 0, 0, 0, 1],
+            "2001:db8::2".parse().unwrap(),
+            "2001:db8:1::9".parse().unwrap(),
+            40000,
+            PLUGIN_PORT,
+            hop,
+            b"v6",
+        )
+    };
+    let v4 = frame_from(SRC, 64, PLUGIN_PORT, b"x");
+    // Keys: v6/9, v4/64, v6/9 again, v4/33 (third key: overflow), v4/64.
+    let frames = [
+        v6(9),
+        v4.clone(),
+        v6(9),
+        frame_from(SRC, 33, PLUGIN_PORT, b"y"),
+        v4.clone(),
+    ];
+    send(&mut n, 0, &frames);
+    let r = plugin_report(&n, i);
+    assert_eq!(r["size"], 2, "{r}");
+    let flows = r["flows"].as_array().unwrap();
+    let six = flows.iter().find(|f| f["ttl"] == 9).expect("the IPv6 key");
+    assert_eq!(six["src"], "2001:db8:0:0:0:0:0:2");
+    assert_eq!(six["dst"], "2001:db8:1:0:0:0:0:9");
+    assert_eq!(six["packets"], 2);
+    assert_eq!(six["bytes"], 2 * frames[0].len() as u64);
+    let four = flows.iter().find(|f| f["ttl"] == 64).expect("the IPv4 key");
+    assert_eq!(four["packets"], 2);
+    assert_eq!(r["overflow"]["packets"], 1);
+    assert_eq!(r["overflow"]["bytes"], frames[3].len() as u64);
+    assert_eq!(r["non_ip"], 0);
+}

@@ -232,7 +232,7 @@ fn node_loads_signed_rust_and_c_plugins_on_demand_from_a_code_server() {
         assert!(out.contains(step), "missing {step:?} in {out}");
     }
     // NetMonitor declares its head (docs/plugin-abi.md, "Head and rest").
-    assert!(out.contains("frame head 64 bytes"), "{out}");
+    assert!(out.contains("frame head 32 bytes"), "{out}");
     // The C plugin by exact hash: no head declared, whole frames.
     let spec = format!("c-counter@{}", s.ccounter_hash);
     let out = ok(sock, &["plugin", "load", &spec]);

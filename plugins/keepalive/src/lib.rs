@@ -67,33 +67,12 @@ fn slot(k: KeepAlive) -> usize {
     }
 }
 
-impl Plugin for Responder {
-    // Enough for the headers and the payload's first 8 bytes, over IPv6 or
-    // IPv4 with options: most datagrams (REGISTER, INVITE, …) are told
-    // apart from keep-alives there, and their bodies are never copied in.
-    const HEAD: usize = 96;
-
-    fn init(config: &str) -> Result<Self, &'static str> {
-        if !config.trim().is_empty() {
-            return Err("keepalive: takes no configuration");
-        }
-        Ok(Responder::default())
-    }
-
-    fn process(&mut self, cx: &mut Ctx, pkt: &mut Packet<'_>) -> Verdict {
-        let Some(range) = pkt.udp_payload_range() else {
-            self.not_udp += 1;
-            return Verdict::Continue;
-        };
-        // Not a candidate by its first bytes: passed without the rest.
-        let shown = pkt.head();
-        let end = range.end.min(range.start + CANDIDATE_PREFIX);
-        if let Some(first) = shown.get(range.start..end) {
-            if !candidate(first) {
-                self.passed += 1;
-                return Verdict::Continue;
-            }
-        }
+impl Responder {
+    /// A candidate keep-alive: parse it and, when it is one, answer it.
+    /// Out of line, so the common path (a datagram told apart by its first
+    /// bytes) keeps its values in registers.
+    #[inline(never)]
+    fn inspect(&mut self, cx: &mut Ctx, pkt: &mut Packet<'_>, range: core::ops::Range<usize>) -> Verdict {
         let (Some(l3), Some(l4)) = (pkt.l3(), pkt.l4()) else {
             self.not_udp += 1;
             return Verdict::Continue;
@@ -127,6 +106,36 @@ impl Plugin for Responder {
                 }
             }
         }
+    }
+}
+
+impl Plugin for Responder {
+    // Enough for the headers and the payload's first 8 bytes, over IPv6 or
+    // IPv4 with options: most datagrams (REGISTER, INVITE, …) are told
+    // apart from keep-alives there, and their bodies are never copied in.
+    const HEAD: usize = 96;
+
+    fn init(config: &str) -> Result<Self, &'static str> {
+        if !config.trim().is_empty() {
+            return Err("keepalive: takes no configuration");
+        }
+        Ok(Responder::default())
+    }
+
+    fn process(&mut self, cx: &mut Ctx, pkt: &mut Packet<'_>) -> Verdict {
+        let Some(range) = pkt.udp_payload_range() else {
+            self.not_udp += 1;
+            return Verdict::Continue;
+        };
+        // Not a candidate by its first bytes: passed without the rest.
+        let end = range.end.min(range.start + CANDIDATE_PREFIX);
+        if let Some(first) = pkt.head().get(range.start..end) {
+            if !candidate(first) {
+                self.passed += 1;
+                return Verdict::Continue;
+            }
+        }
+        self.inspect(cx, pkt, range)
     }
 
     fn control(&mut self, request: &str, reply: &mut Reply) -> Result<(), ()> {

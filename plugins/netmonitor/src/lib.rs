@@ -113,11 +113,52 @@ fn parse(config: &str) -> Result<usize, &'static str> {
     }
 }
 
+impl NetMonitor {
+    /// Count a packet whose key is not the remembered slot's: find its
+    /// slot (or make one) and remember it.
+    #[inline(never)]
+    fn count(&mut self, pkt: &Packet<'_>, ttl: u8, len: u64) {
+        let k = pkt.flow();
+        let (family, src, dst) = (k.family, u128::from_le_bytes(k.src), u128::from_le_bytes(k.dst));
+        let t = table();
+        let mut i = hash(src, dst, ttl) % SLOTS;
+        loop {
+            let e = &mut t[i];
+            if !e.used {
+                if self.size >= self.max {
+                    self.overflow.0 += 1;
+                    self.overflow.1 += len;
+                    return;
+                }
+                *e = Entry {
+                    used: true,
+                    family,
+                    ttl,
+                    src,
+                    dst,
+                    packets: 1,
+                    bytes: len,
+                };
+                self.last = i;
+                self.size += 1;
+                return;
+            }
+            if e.holds(family, ttl, src, dst) {
+                self.last = i;
+                e.packets += 1;
+                e.bytes += len;
+                return;
+            }
+            i = (i + 1) % SLOTS;
+        }
+    }
+}
+
 impl Plugin for NetMonitor {
-    // It reads the TTL / hop limit: the first 64 bytes of a frame hold it
-    // (Ethernet, a VLAN tag, the IP header's first 8 bytes), so payloads
-    // are never copied in.
-    const HEAD: usize = 64;
+    // It reads the TTL / hop limit: the first 32 bytes of a frame hold it
+    // (Ethernet's 14, IPv4's TTL at 22, IPv6's hop limit at 21), so the
+    // rest is never copied in. (64 measured 1-2 % slower: the copy.)
+    const HEAD: usize = 32;
 
     fn init(config: &str) -> Result<Self, &'static str> {
         let max = parse(config)?;
@@ -132,50 +173,23 @@ impl Plugin for NetMonitor {
     }
 
     fn process(&mut self, _cx: &mut Ctx, pkt: &mut Packet<'_>) -> Verdict {
-        let len = pkt.len() as u64;
-        let k = pkt.flow();
-        let Some(ttl) = (k.family != 0).then(|| pkt.ttl()).flatten() else {
+        let Some(ttl) = pkt.ttl() else {
             self.non_ip += 1;
             return Verdict::Continue;
         };
-        let (src, dst) = (u128::from_le_bytes(k.src), u128::from_le_bytes(k.dst));
-        let t = table();
-        let e = &mut t[self.last];
-        if e.holds(k.family, ttl, src, dst) {
+        let len = pkt.len() as u64;
+        // The remembered slot first, inline; the probe and insert out of
+        // line (they read the key again), so the common path keeps nothing
+        // on the stack.
+        let k = pkt.flow();
+        let e = &mut table()[self.last & (SLOTS - 1)];
+        if e.holds(k.family, ttl, u128::from_le_bytes(k.src), u128::from_le_bytes(k.dst)) {
             e.packets += 1;
             e.bytes += len;
-            return Verdict::Continue;
+        } else {
+            self.count(pkt, ttl, len);
         }
-        let mut i = hash(src, dst, ttl) % SLOTS;
-        loop {
-            let e = &mut t[i];
-            if !e.used {
-                if self.size >= self.max {
-                    self.overflow.0 += 1;
-                    self.overflow.1 += len;
-                    return Verdict::Continue;
-                }
-                *e = Entry {
-                    used: true,
-                    family: k.family,
-                    ttl,
-                    src,
-                    dst,
-                    packets: 1,
-                    bytes: len,
-                };
-                self.last = i;
-                self.size += 1;
-                return Verdict::Continue;
-            }
-            if e.holds(k.family, ttl, src, dst) {
-                self.last = i;
-                e.packets += 1;
-                e.bytes += len;
-                return Verdict::Continue;
-            }
-            i = (i + 1) % SLOTS;
-        }
+        Verdict::Continue
     }
 
     fn control(&mut self, request: &str, reply: &mut Reply) -> Result<(), ()> {
