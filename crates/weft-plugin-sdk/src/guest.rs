@@ -297,35 +297,21 @@ impl<'a> Packet<'a> {
         unsafe { core::slice::from_raw_parts(p, shown) }
     }
 
-    /// Byte `at` of the frame: read in place when it is in the head, else
-    /// after bringing in the rest (one byte, so no slice is made).
-    fn byte(&self, at: usize) -> Option<u8> {
+    /// Bytes `at..at + N` of the frame: read in place when they are in the
+    /// head (or the whole frame is in the slot), else after bringing in the
+    /// rest. A fixed-size copy, so no slice is made.
+    fn read<const N: usize>(&self, at: usize) -> Option<[u8; N]> {
         let (p, len, _) = self.raw();
-        if at >= len {
-            return None;
-        }
-        if at < self.head || !self.partial() {
-            // SAFETY: `at` < `len`, and the byte is shown: within the head,
-            // or the whole frame is in the slot.
-            return Some(unsafe { *p.add(at) });
-        }
-        self.data().get(at).copied()
-    }
-
-    /// Bytes `at..at + 2` of the frame, big-endian, as [`Packet::byte`]
-    /// reads one.
-    fn be16(&self, at: usize) -> Option<u16> {
-        let (p, len, _) = self.raw();
-        let end = at.checked_add(2)?;
+        let end = at.checked_add(N)?;
         if end > len {
             return None;
         }
         if end <= self.head || !self.partial() {
-            // SAFETY: `at + 2` ≤ `len`, and the bytes are shown.
-            return Some(unsafe { u16::from_be_bytes([*p.add(at), *p.add(at + 1)]) });
+            // SAFETY: `at + N` ≤ `len`, and those bytes are shown: within
+            // the head, or the whole frame is in the slot.
+            return Some(unsafe { core::ptr::read_unaligned(p.add(at) as *const [u8; N]) });
         }
-        let d = self.data();
-        Some(u16::from_be_bytes([d[at], d[at + 1]]))
+        self.data().get(at..end)?.try_into().ok()
     }
 
     fn raw(&self) -> (*mut u8, usize, usize) {
@@ -443,7 +429,7 @@ impl<'a> Packet<'a> {
             6 => 7,
             _ => return None,
         };
-        self.byte(self.l3()? + at)
+        self.read::<1>(self.l3()? + at).map(|[b]| b)
     }
 
     /// The UDP payload's range in the frame, when this is a whole UDP
@@ -453,7 +439,7 @@ impl<'a> Packet<'a> {
             return None;
         }
         let l4 = self.l4()?;
-        let ulen = self.be16(l4 + 4)? as usize;
+        let ulen = u16::from_be_bytes(self.read(l4 + 4)?) as usize;
         if ulen < 8 || l4 + ulen > self.len() {
             return None;
         }

@@ -94,17 +94,6 @@ pub(crate) struct Frame {
 }
 
 impl HostState {
-    /// The bytes of frame `i` (of `f`) in its slot now.
-    pub(crate) fn shown(&self, i: usize, f: &Frame) -> usize {
-        if self.loaded & (1 << i) != 0 {
-            f.len as usize
-        } else {
-            (f.len as usize).min(self.head)
-        }
-    }
-}
-
-impl HostState {
     /// A store's state before its first call: memory capped at
     /// `memory_cap` bytes, logs tagged with `class`.
     pub(crate) fn new(memory_cap: usize, class: Arc<str>) -> HostState {
@@ -129,6 +118,15 @@ impl HostState {
             loaded: 0,
             in_batch: false,
             arena: 0,
+        }
+    }
+
+    /// The bytes of frame `i` (of `f`) in its slot now.
+    pub(crate) fn shown(&self, i: usize, f: &Frame) -> usize {
+        if self.loaded & (1 << i) != 0 {
+            f.len as usize
+        } else {
+            (f.len as usize).min(self.head)
         }
     }
 }
