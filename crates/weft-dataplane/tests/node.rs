@@ -814,3 +814,51 @@ fn instance_bytes_count_what_each_was_handed() {
     assert_eq!((stats(t).packets, stats(t).bytes), (2, 2 * before));
     assert_eq!((stats(s).packets, stats(s).bytes), (2, 2 * (before - 4)));
 }
+
+/// With PREROUTING filters a batch is parsed and classified in place and
+/// split only when something in it is not IP: the IP packets keep their
+/// order, and the rest is still answered (ARP) or counted (drops).
+#[test]
+fn a_filtered_batch_with_arp_and_bad_frames_keeps_its_order() {
+    let mut n = router();
+    seq_classes(&mut n);
+    n.add_neighbor(1, IpAddr::V4(ip("10.0.1.2")), HB).unwrap();
+    let a = n.create_instance("seq", "").unwrap();
+    n.add_filter(FilterSpec {
+        hook: Some(Hook::Prerouting),
+        m: Match {
+            proto: Some(17),
+            ..Default::default()
+        },
+        chain: vec![a],
+        position: None,
+    })
+    .unwrap();
+    let arp = build::arp(1, HA, ip("10.0.0.2"), [0; 6], ip("10.0.0.1"), [0xff; 6]);
+    let mut not_ours = udp_a_to_b(64, 6009);
+    not_ours[..6].copy_from_slice(&HB);
+    let frames = [
+        udp_a_to_b(64, 6001),
+        arp,
+        udp_a_to_b(64, 6002),
+        vec![1, 2, 3],
+        not_ours,
+        udp_a_to_b(64, 6003),
+    ];
+    rx(&mut n, 0, 0, &frames);
+    let dports: Vec<u16> = tx(&mut n, 1)
+        .iter()
+        .map(|f| match parse(f).unwrap().l4 {
+            L4::Udp { .. } => u16::from_be_bytes([f[36], f[37]]),
+            l4 => panic!("not UDP: {l4:?}"),
+        })
+        .collect();
+    assert_eq!(dports, [6001, 6002, 6003]);
+    let replies = tx(&mut n, 0);
+    assert_eq!(replies.len(), 1, "the ARP request is answered");
+    assert!(matches!(parse(&replies[0]).unwrap().l3, L3::Arp { op: 2, .. }));
+    assert_eq!(n.drop_count(DropReason::TruncatedEthernet), 1);
+    assert_eq!(n.drop_count(DropReason::NotOurMac), 1);
+    assert_eq!(n.report(a).unwrap()["element"]["seen"], 3);
+    assert_eq!(n.filters()[0].hits, 3);
+}
