@@ -102,7 +102,7 @@ fn frames(
 
 fn rate(node: &mut Node, frames: &[Vec<u8>], args: &BenchArgs) -> f64 {
     let mut v: Vec<f64> = (0..args.runs.max(1))
-        .map(|_| run_once(node, frames, args.seconds).0)
+        .map(|_| run_once(node, frames, args).0)
         .collect();
     median(&mut v)
 }
@@ -176,7 +176,7 @@ pub(super) fn rows(args: &BenchArgs) -> Result<serde_json::Value> {
         for _ in 0..args.runs.max(1) {
             for (k, n) in nodes.iter_mut().enumerate() {
                 if let Some((node, fr)) = n {
-                    rates[k].push(run_once(node, fr, args.seconds).0);
+                    rates[k].push(run_once(node, fr, args).0);
                 }
             }
         }
