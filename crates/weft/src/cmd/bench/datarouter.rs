@@ -155,9 +155,7 @@ pub fn rows(args: &BenchArgs) -> Result<Vec<serde_json::Value>> {
     let mut out = Vec::new();
     let mut plain = 0.0;
     let measure = |node: &mut Node, f: &[Vec<u8>]| {
-        let mut rates: Vec<f64> = (0..args.runs.max(1))
-            .map(|_| run_once(node, f, args).0)
-            .collect();
+        let mut rates: Vec<f64> = (0..args.runs.max(1)).map(|_| run_once(node, f, args).0).collect();
         median(&mut rates)
     };
     // The last baseline passes the distinct-tag rows' 16,384 frames through

@@ -101,9 +101,7 @@ fn frames(
 }
 
 fn rate(node: &mut Node, frames: &[Vec<u8>], args: &BenchArgs) -> f64 {
-    let mut v: Vec<f64> = (0..args.runs.max(1))
-        .map(|_| run_once(node, frames, args).0)
-        .collect();
+    let mut v: Vec<f64> = (0..args.runs.max(1)).map(|_| run_once(node, frames, args).0).collect();
     median(&mut v)
 }
 
