@@ -378,4 +378,68 @@ mod tests {
         drop(tx);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// A client that sends a body over `max_body` after its head (not
+    /// waiting for `100 Continue`, as scripts and `curl` with small bodies
+    /// do) reads the 413, not a connection reset: the server reads and
+    /// discards the body it refused before it closes.
+    #[tokio::test]
+    async fn an_oversized_body_gets_its_413_not_a_reset() {
+        let limits = Limits {
+            max_body: 1024,
+            ..Limits::default()
+        };
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let app = Router::new()
+            .route(
+                "/",
+                axum::routing::post(|b: axum::body::Bytes| async move { b.len().to_string() }),
+            )
+            .layer(axum::middleware::from_fn_with_state(limits, crate::limits::enforce));
+        let (_tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve(
+            Listener::Tcp(l),
+            app,
+            limits,
+            None,
+            Arc::new(ServeStats::default()),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        for (declared, chunked) in [(Some(8 * 1024 * 1024), false), (None, true)] {
+            let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut rd, mut wr) = s.into_split();
+            let head = match declared {
+                Some(n) => format!("POST / HTTP/1.1\r\nhost: x\r\ncontent-length: {n}\r\n\r\n"),
+                None => "POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n".to_string(),
+            };
+            let writer = tokio::spawn(async move {
+                wr.write_all(head.as_bytes()).await?;
+                let chunk = vec![b'a'; 16 * 1024];
+                for _ in 0..512 {
+                    if chunked {
+                        wr.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await?;
+                    }
+                    wr.write_all(&chunk).await?;
+                    if chunked {
+                        wr.write_all(b"\r\n").await?;
+                    }
+                }
+                if chunked {
+                    wr.write_all(b"0\r\n\r\n").await?;
+                }
+                Ok::<_, std::io::Error>(wr)
+            });
+            let mut out = Vec::new();
+            let r = tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut out)).await;
+            let text = String::from_utf8_lossy(&out);
+            assert!(
+                text.starts_with("HTTP/1.1 413") && text.contains("over 1024 bytes"),
+                "{declared:?} chunked={chunked}: {r:?} {text}"
+            );
+            let _ = writer.await;
+        }
+    }
 }
