@@ -129,3 +129,66 @@ fn the_head_is_read_from_the_code_and_must_be_a_constant_length() {
     assert_eq!(h.load_class("n", &plugin("counter")).unwrap().info().frame_head, None);
     assert_eq!(h.load_class("c", &plugin("c-counter")).unwrap().info().frame_head, None);
 }
+
+/// `frame_load` is the one host import that reads a packet where it lies
+/// (the data path's one `unsafe` block). Called by a hostile module with
+/// anything but a descriptor of the current batch — below the arena, in
+/// the middle of a descriptor, past the batch, far outside memory — or
+/// outside `weft_process`, it answers -1 and copies nothing; with a
+/// descriptor of the batch it brings the frame's rest in.
+#[test]
+fn frame_load_refuses_what_is_not_a_descriptor_of_this_batch() {
+    // weft_process returns 0 when every answer was as expected, else the
+    // number of the first check that failed (a fault naming it).
+    let probe = wat::parse_str(
+        r#"(module
+            (import "weft" "frame_load" (func $load (param i32) (result i32)))
+            (memory (export "memory") 4)
+            (func (export "weft_abi_version") (result i32) i32.const 1)
+            (func (export "weft_frame_head") (result i32) i32.const 16)
+            (func (export "weft_alloc") (param i32) (result i32) i32.const 1024)
+            (func (export "weft_init") (param i32 i32) (result i32) i32.const 0)
+            (func (export "weft_process") (param $d i32) (param $n i32) (result i32)
+                (local $last i32) (local $end i32)
+                (if (i32.ne (call $load (i32.sub (local.get $d) (i32.const 64))) (i32.const -1))
+                    (then (return (i32.const 1))))
+                (if (i32.ne (call $load (i32.add (local.get $d) (i32.const 1))) (i32.const -1))
+                    (then (return (i32.const 2))))
+                (if (i32.ne (call $load (i32.add (local.get $d) (i32.mul (local.get $n) (i32.const 64))))
+                        (i32.const -1))
+                    (then (return (i32.const 3))))
+                (if (i32.ne (call $load (i32.const -64)) (i32.const -1))
+                    (then (return (i32.const 4))))
+                ;; The batch's last descriptor: its frame's last byte (past
+                ;; the head) is in the slot afterwards.
+                (local.set $last (i32.add (local.get $d) (i32.mul (i32.sub (local.get $n) (i32.const 1)) (i32.const 64))))
+                (local.set $end (i32.sub (i32.add (i32.load (local.get $last)) (i32.load offset=4 (local.get $last))) (i32.const 1)))
+                (if (i32.ne (call $load (local.get $last)) (i32.const 0))
+                    (then (return (i32.const 5))))
+                (if (i32.ne (i32.load8_u (local.get $end)) (i32.const 0xa5))
+                    (then (return (i32.const 6))))
+                i32.const 0)
+            (func (export "weft_control") (param i32 i32) (result i32)
+                (if (result i32) (i32.eq (call $load (i32.const 1024)) (i32.const -1))
+                    (then (i32.const 0)) (else (i32.const 1)))))"#,
+    )
+    .unwrap();
+    let h = host();
+    let mut n = node();
+    let c = h.load_class("probe", &probe).unwrap();
+    n.upsert_class(c.element_class());
+    let p = n.create_instance("probe", "").unwrap();
+    bind(&mut n, PLUGIN_PORT, vec![p]);
+    let mut payload = vec![0u8; 200];
+    payload[199] = 0xa5;
+    let fr = vec![frame(PLUGIN_PORT, b"short"), frame(PLUGIN_PORT, &payload)];
+    let out = send(&mut n, 0, &fr);
+    let w = wasm_report(&n, p);
+    assert_eq!(w["faults"], 0, "{w}");
+    assert_eq!(out.len(), 2, "{w}");
+    for (o, f) in out.iter().zip(&fr) {
+        assert_eq!(o[42..], f[42..], "the payloads pass unchanged");
+    }
+    // Outside weft_process (a control request): -1 too.
+    assert!(n.control(p, "anything").is_ok());
+}
