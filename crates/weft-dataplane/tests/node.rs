@@ -2,7 +2,7 @@
 //! neighbour discovery, filters and chains, replacement.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use weft_dataplane::element::{ClassDoc, Ctx, Element, ElementClass, ElementError, Verdict};
+use weft_dataplane::element::{ClassDoc, Ctx, Element, ElementClass, ElementError, InstanceId, Verdict};
 use weft_dataplane::{DropReason, FilterSpec, Hook, Match, Node, NodeError, PortConfig};
 use weft_packet::view::{parse, L3, L4};
 use weft_packet::{build, Batch, Packet};
@@ -783,6 +783,20 @@ impl Element for Trim {
     }
 }
 
+/// A PREROUTING filter sending every UDP packet through `chain`.
+fn udp_at_prerouting(n: &mut Node, chain: Vec<InstanceId>) {
+    n.add_filter(FilterSpec {
+        hook: Some(Hook::Prerouting),
+        m: Match {
+            proto: Some(17),
+            ..Default::default()
+        },
+        chain,
+        position: None,
+    })
+    .unwrap();
+}
+
 /// An instance's `bytes` are the bytes it was handed ("Bytes handed to the
 /// element"), before it changed them: the trimming instance counts the
 /// frames as they came, the one after it the trimmed frames.
@@ -797,16 +811,7 @@ fn instance_bytes_count_what_each_was_handed() {
     n.add_neighbor(1, IpAddr::V4(ip("10.0.1.2")), HB).unwrap();
     let t = n.create_instance("trim", "").unwrap();
     let s = n.create_instance("seq", "").unwrap();
-    n.add_filter(FilterSpec {
-        hook: Some(Hook::Prerouting),
-        m: Match {
-            proto: Some(17),
-            ..Default::default()
-        },
-        chain: vec![t, s],
-        position: None,
-    })
-    .unwrap();
+    udp_at_prerouting(&mut n, vec![t, s]);
     let frame = udp_a_to_b(64, 6060);
     let before = frame.len() as u64;
     rx(&mut n, 0, 0, &[frame.clone(), frame]);
@@ -815,25 +820,17 @@ fn instance_bytes_count_what_each_was_handed() {
     assert_eq!((stats(s).packets, stats(s).bytes), (2, 2 * (before - 4)));
 }
 
-/// With PREROUTING filters a batch is parsed and classified in place and
-/// split only when something in it is not IP: the IP packets keep their
-/// order, and the rest is still answered (ARP) or counted (drops).
+/// With PREROUTING filters each IP packet is classified as it is parsed
+/// and set apart from what is not IP: the IP packets keep their order
+/// through the filter, and the rest is still answered (ARP) or counted
+/// (drops).
 #[test]
 fn a_filtered_batch_with_arp_and_bad_frames_keeps_its_order() {
     let mut n = router();
     seq_classes(&mut n);
     n.add_neighbor(1, IpAddr::V4(ip("10.0.1.2")), HB).unwrap();
     let a = n.create_instance("seq", "").unwrap();
-    n.add_filter(FilterSpec {
-        hook: Some(Hook::Prerouting),
-        m: Match {
-            proto: Some(17),
-            ..Default::default()
-        },
-        chain: vec![a],
-        position: None,
-    })
-    .unwrap();
+    udp_at_prerouting(&mut n, vec![a]);
     let arp = build::arp(1, HA, ip("10.0.0.2"), [0; 6], ip("10.0.0.1"), [0xff; 6]);
     let mut not_ours = udp_a_to_b(64, 6009);
     not_ours[..6].copy_from_slice(&HB);
