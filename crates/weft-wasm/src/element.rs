@@ -782,8 +782,8 @@ fn from_hex(s: &str) -> Option<Vec<u8>> {
 /// `dst.copy_from_slice(src)` for a frame's head, the per-packet copy of
 /// [`WasmElement::run_chunk`]. Heads of 16 to 128 bytes (KeepAlive's 96,
 /// NetMonitor's 32) are copied inline in 16-byte moves, the last one
-/// overlapping, instead of through a call into `memcpy`: +1.5 % (KeepAlive)
-/// and +2 % (NetMonitor) in `weft bench --only netserv` (docs/sip.md).
+/// overlapping, instead of through a call into `memcpy`: +0.5 % (KeepAlive)
+/// and +1.3 % (NetMonitor) in `weft bench --only netserv` (docs/sip.md).
 /// Exactly `src` is copied: bytes past a frame's end may be another
 /// flow's.
 #[inline(always)]
