@@ -148,11 +148,16 @@ impl Node {
     /// the flow cache.
     #[inline]
     pub(super) fn classify(&mut self, pl: &Pipeline, hook: Hook, k: &FlowKey) -> u32 {
+        let classifier = &pl.hook(hook).classifier;
+        if classifier.is_linear() {
+            // A few rules: comparing them is cheaper than the cache's probe.
+            return classifier.lookup(k).map_or(NO_RULE, |r| r as u32);
+        }
         let slot = &mut self.flow_cache[flow_index(k, hook)];
         if slot.version == pl.version && slot.hook == hook as u8 && slot.key == *k {
             return slot.rule;
         }
-        let rule = pl.hook(hook).classifier.lookup(k).map_or(NO_RULE, |r| r as u32);
+        let rule = classifier.lookup(k).map_or(NO_RULE, |r| r as u32);
         *slot = FlowSlot {
             key: *k,
             version: pl.version,
