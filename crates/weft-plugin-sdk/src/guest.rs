@@ -446,6 +446,35 @@ impl<'a> Packet<'a> {
         Some(l4 + 8..l4 + ulen)
     }
 
+    /// The UDP payload's first `N` bytes, read in place, when they are
+    /// already shown: a whole UDP datagram (as [`Packet::udp_payload_range`]
+    /// judges it) whose payload has at least `N` bytes, all of them within
+    /// the head. `None` otherwise — not UDP, a shorter payload, or bytes
+    /// past the head — and then [`Packet::udp_payload_range`] tells which.
+    /// Never calls the host: the cheap first look of a plugin that tells
+    /// most datagrams apart by their first bytes.
+    #[inline]
+    pub fn udp_payload_prefix<const N: usize>(&self) -> Option<[u8; N]> {
+        if self.d[desc::PROTO] != 17 {
+            return None;
+        }
+        let (p, len, _) = self.raw();
+        let shown = if self.partial() { len.min(self.head) } else { len };
+        let l4 = rd16(self.d, desc::L4) as usize;
+        if l4 == 0 || l4 + 8 + N > shown {
+            return None;
+        }
+        // SAFETY: `l4 + 8 + N` ≤ `shown`: the UDP header and the payload's
+        // first `N` bytes are in the arena.
+        let (ulen, first) = unsafe {
+            (
+                u16::from_be_bytes(core::ptr::read_unaligned(p.add(l4 + 4) as *const [u8; 2])) as usize,
+                core::ptr::read_unaligned(p.add(l4 + 8) as *const [u8; N]),
+            )
+        };
+        (ulen >= 8 + N && l4 + ulen <= len).then_some(first)
+    }
+
     /// The UDP payload, read-only.
     pub fn udp_payload(&self) -> Option<&[u8]> {
         let r = self.udp_payload_range()?;

@@ -68,6 +68,25 @@ fn slot(k: KeepAlive) -> usize {
 }
 
 impl Responder {
+    /// What the first look could not settle: not UDP, a short payload (the
+    /// CRLF ping), a payload past the head, or a candidate.
+    #[inline(never)]
+    fn judge(&mut self, cx: &mut Ctx, pkt: &mut Packet<'_>) -> Verdict {
+        let Some(range) = pkt.udp_payload_range() else {
+            self.not_udp += 1;
+            return Verdict::Continue;
+        };
+        // Not a candidate by its first bytes: passed without the rest.
+        let end = range.end.min(range.start + CANDIDATE_PREFIX);
+        if let Some(first) = pkt.head().get(range.start..end) {
+            if !candidate(first) {
+                self.passed += 1;
+                return Verdict::Continue;
+            }
+        }
+        self.inspect(cx, pkt, range)
+    }
+
     /// A candidate keep-alive: parse it and, when it is one, answer it.
     /// Out of line, so the common path (a datagram told apart by its first
     /// bytes) keeps its values in registers.
@@ -123,19 +142,15 @@ impl Plugin for Responder {
     }
 
     fn process(&mut self, cx: &mut Ctx, pkt: &mut Packet<'_>) -> Verdict {
-        let Some(range) = pkt.udp_payload_range() else {
-            self.not_udp += 1;
-            return Verdict::Continue;
-        };
-        // Not a candidate by its first bytes: passed without the rest.
-        let end = range.end.min(range.start + CANDIDATE_PREFIX);
-        if let Some(first) = pkt.head().get(range.start..end) {
-            if !candidate(first) {
+        // Most datagrams: their first bytes, read in place, say they are
+        // not keep-alives.
+        if let Some(first) = pkt.udp_payload_prefix::<CANDIDATE_PREFIX>() {
+            if !candidate(&first) {
                 self.passed += 1;
                 return Verdict::Continue;
             }
         }
-        self.inspect(cx, pkt, range)
+        self.judge(cx, pkt)
     }
 
     fn control(&mut self, request: &str, reply: &mut Reply) -> Result<(), ()> {
