@@ -506,10 +506,20 @@ impl Classifier {
     /// Index of the first rule (in rule order) that matches `key`.
     #[inline]
     pub fn lookup(&self, key: &FlowKey) -> Option<usize> {
-        if let Some(linear) = &self.linear {
-            let rest = pack(key.in_port, key.proto);
-            return linear.iter().find(|l| l.matches(key, rest)).map(|l| l.rule);
+        match &self.linear {
+            Some(linear) => {
+                let rest = pack(key.in_port, key.proto);
+                linear.iter().find(|l| l.matches(key, rest)).map(|l| l.rule)
+            }
+            None => self.search(key),
         }
+    }
+
+    /// The tuple space search of [`Classifier::lookup`]. Out of line: the
+    /// node calls it only when its flow cache misses, and inlined it made
+    /// the engine's per-packet loop larger.
+    #[inline(never)]
+    fn search(&self, key: &FlowKey) -> Option<usize> {
         let mut best = usize::MAX;
         let key_ports = ports(key.sport, key.dport);
         for g in &self.groups {
