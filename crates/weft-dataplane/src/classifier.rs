@@ -158,19 +158,12 @@ pub struct Classifier {
 /// ([`Classifier::is_linear`]) instead of through the tuple space.
 pub const LINEAR_MAX: usize = 4;
 
-/// One rule of a small set, ready to compare against a key: masked values
-/// (as [`prefix_parts`] gives them) and inclusive port ranges.
+/// One rule of a small set, ready to compare against a key: its shape and
+/// masked key (as a group of the tuple space holds them) and its port ranges.
 #[derive(Clone, Copy, Debug)]
 struct Linear {
-    src_mask: u128,
-    src: u128,
-    dst_mask: u128,
-    dst: u128,
-    /// In-port and protocol as [`pack`]ed, with their mask.
-    rest_mask: u64,
-    rest: u64,
-    /// Required family, [`Family::None`] when the rule has no prefix.
-    family: Family,
+    shape: Shape,
+    key: Masked,
     /// `(lo, hi - lo)`: a port `p` is in when `p - lo` (wrapping) ≤ the span.
     sport: (u16, u16),
     dport: (u16, u16),
@@ -178,36 +171,17 @@ struct Linear {
 }
 
 impl Linear {
-    /// Rule `idx` as masks and ranges; None when it can never match (source
-    /// and destination prefixes of different families, an empty range).
+    /// Rule `idx`; None when it can never match (source and destination
+    /// prefixes of different families, an empty range).
     fn of(idx: usize, rule: &Match) -> Option<Linear> {
-        let mut family = Family::None;
-        let mut addr = [(0u128, 0u128); 2];
-        for (slot, net) in addr.iter_mut().zip([&rule.src, &rule.dst]) {
-            if let Some(net) = net {
-                let (f, mask, value) = prefix_parts(net);
-                if family != Family::None && family != f {
-                    return None;
-                }
-                family = f;
-                *slot = (mask, value);
-            }
-        }
-        let [(src_mask, src), (dst_mask, dst)] = addr;
-        let (in_port_mask, in_port) = rule.in_port.map_or((0, 0), |p| (u16::MAX, p));
-        let (proto_mask, proto) = rule.proto.map_or((0, 0), |p| (u8::MAX, p));
+        let (shape, key) = shape_of(rule)?;
         let span = |r: Option<(u16, u16)>| match r {
             None => Some((0, u16::MAX)),
             Some((lo, hi)) => (lo <= hi).then(|| (lo, hi - lo)),
         };
         Some(Linear {
-            src_mask,
-            src,
-            dst_mask,
-            dst,
-            rest_mask: pack(in_port_mask, proto_mask),
-            rest: pack(in_port, proto),
-            family,
+            shape,
+            key,
             sport: span(rule.sport)?,
             dport: span(rule.dport)?,
             rule: idx,
@@ -215,11 +189,9 @@ impl Linear {
     }
 
     #[inline]
-    fn matches(&self, k: &FlowKey, rest: u64) -> bool {
-        (self.family == Family::None || self.family == k.family)
-            & (k.src & self.src_mask == self.src)
-            & (k.dst & self.dst_mask == self.dst)
-            & (rest & self.rest_mask == self.rest)
+    fn matches(&self, k: &FlowKey) -> bool {
+        (self.shape.family == Family::None || self.shape.family == k.family)
+            & (self.shape.apply(k) == self.key)
             & (k.sport.wrapping_sub(self.sport.0) <= self.sport.1)
             & (k.dport.wrapping_sub(self.dport.0) <= self.dport.1)
     }
@@ -313,6 +285,40 @@ fn prefix_parts(net: &IpNet) -> (Family, u128, u128) {
     (family, mask, addr_bits(net.network()) & mask)
 }
 
+/// A rule's shape (its masks) and its key under them, for both the tuple
+/// space's groups and a small set's rules; None when its source and
+/// destination prefixes are of different families (it can never match).
+fn shape_of(rule: &Match) -> Option<(Shape, Masked)> {
+    let mut family = Family::None;
+    let mut addr = [(0u128, 0u128); 2];
+    for (slot, net) in addr.iter_mut().zip([&rule.src, &rule.dst]) {
+        if let Some(net) = net {
+            let (f, mask, value) = prefix_parts(net);
+            if family != Family::None && family != f {
+                return None;
+            }
+            family = f;
+            *slot = (mask, value);
+        }
+    }
+    let [(src_mask, src), (dst_mask, dst)] = addr;
+    let (in_port_mask, in_port) = rule.in_port.map_or((0, 0), |p| (u16::MAX, p));
+    let (proto_mask, proto) = rule.proto.map_or((0, 0), |p| (u8::MAX, p));
+    let shape = Shape {
+        family,
+        in_port: in_port_mask,
+        proto: proto_mask,
+        src: src_mask,
+        dst: dst_mask,
+    };
+    let key = Masked {
+        src,
+        dst,
+        rest: pack(in_port, proto),
+    };
+    Some((shape, key))
+}
+
 /// Split the inclusive range into the fewest aligned power-of-two blocks, as
 /// (value, mask) pairs. `None` is one block with mask 0; an empty range
 /// (`lo > hi`) yields nothing, so its rule never matches, as in
@@ -376,32 +382,14 @@ impl Classifier {
         let mut sports = Vec::new();
         let mut dports = Vec::new();
         for (idx, rule) in rules.iter().enumerate() {
-            let mut family = Family::None;
-            let mut addr = [(0u128, 0u128); 2];
-            let mut conflict = false;
-            for (slot, net) in addr.iter_mut().zip([&rule.src, &rule.dst]) {
-                if let Some(net) = net {
-                    let (f, mask, value) = prefix_parts(net);
-                    conflict |= family != Family::None && family != f;
-                    family = f;
-                    *slot = (mask, value);
-                }
-            }
+            let Some((shape, key)) = shape_of(rule) else {
+                continue;
+            };
             port_blocks(rule.sport, &mut sports);
             port_blocks(rule.dport, &mut dports);
-            if conflict || sports.is_empty() || dports.is_empty() {
+            if sports.is_empty() || dports.is_empty() {
                 continue;
             }
-            let [(src_mask, src), (dst_mask, dst)] = addr;
-            let (in_port_mask, in_port) = rule.in_port.map_or((0, 0), |p| (u16::MAX, p));
-            let (proto_mask, proto) = rule.proto.map_or((0, 0), |p| (u8::MAX, p));
-            let shape = Shape {
-                family,
-                in_port: in_port_mask,
-                proto: proto_mask,
-                src: src_mask,
-                dst: dst_mask,
-            };
             let g = *group_of.entry(shape).or_insert_with(|| {
                 groups.push(GroupBuild {
                     min_rule: idx,
@@ -410,14 +398,7 @@ impl Classifier {
                 });
                 groups.len() - 1
             });
-            let tables = groups[g]
-                .slots
-                .entry(Masked {
-                    src,
-                    dst,
-                    rest: pack(in_port, proto),
-                })
-                .or_default();
+            let tables = groups[g].slots.entry(key).or_default();
             for &(sport, sport_mask) in &sports {
                 for &(dport, dport_mask) in &dports {
                     let mask = ports(sport_mask, dport_mask);
@@ -507,10 +488,7 @@ impl Classifier {
     #[inline]
     pub fn lookup(&self, key: &FlowKey) -> Option<usize> {
         match &self.linear {
-            Some(linear) => {
-                let rest = pack(key.in_port, key.proto);
-                linear.iter().find(|l| l.matches(key, rest)).map(|l| l.rule)
-            }
+            Some(linear) => linear.iter().find(|l| l.matches(key)).map(|l| l.rule),
             None => self.search(key),
         }
     }
