@@ -458,21 +458,11 @@ impl<'a> Packet<'a> {
         if self.d[desc::PROTO] != 17 {
             return None;
         }
-        let (p, len, _) = self.raw();
-        let shown = if self.partial() { len.min(self.head) } else { len };
         let l4 = rd16(self.d, desc::L4) as usize;
-        if l4 == 0 || l4 + 8 + N > shown {
-            return None;
-        }
-        // SAFETY: `l4 + 8 + N` ≤ `shown`: the UDP header and the payload's
-        // first `N` bytes are in the arena.
-        let (ulen, first) = unsafe {
-            (
-                u16::from_be_bytes(core::ptr::read_unaligned(p.add(l4 + 4) as *const [u8; 2])) as usize,
-                core::ptr::read_unaligned(p.add(l4 + 8) as *const [u8; N]),
-            )
-        };
-        (ulen >= 8 + N && l4 + ulen <= len).then_some(first)
+        let head = self.head();
+        let ulen = u16::from_be_bytes(head.get(l4 + 4..l4 + 6)?.try_into().ok()?) as usize;
+        let first = head.get(l4 + 8..l4 + 8 + N)?.try_into().ok()?;
+        (l4 != 0 && ulen >= 8 + N && l4 + ulen <= self.len()).then_some(first)
     }
 
     /// The UDP payload, read-only.
